@@ -1,0 +1,1 @@
+// Placeholder so that a library target has at least one source.

@@ -1,0 +1,107 @@
+#pragma once
+// The integer model: everything the integer executor needs, as plain data, integers only.
+//
+// Calibration (calibration/) fills it, the model file (formats/illm_file.*) stores and loads it, the
+// executor (kernels/executor.*) runs it. The executor never reads files. Names of the numerics follow
+// docs/integer-semantics.md and ../shared/docs/illm-method.md (section numbers in comments).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace illm {
+
+// A dyadic number m / 2^k (method doc §1.4). m >= 0; k may be negative.
+struct Dyadic {
+  int64_t m = 1;
+  int32_t k = 0;
+  friend bool operator==(const Dyadic&, const Dyadic&) = default;
+};
+
+// Shapes of a LLaMA decoder (integers only; rms_norm_eps and rope_theta live in the float side and
+// reach the executor as the integer tables/constants below).
+struct ModelShape {
+  int32_t hidden = 0;         // C
+  int32_t intermediate = 0;   // C_f
+  int32_t n_layers = 0;
+  int32_t n_heads = 0;        // H
+  int32_t n_kv_heads = 0;     // H_kv
+  int32_t head_dim = 0;       // d = C / H
+  int32_t vocab = 0;
+  int32_t max_positions = 0;  // rows of the RoPE tables
+  int32_t bos_id = 1;
+  int32_t eos_id = 2;
+  friend bool operator==(const ModelShape&, const ModelShape&) = default;
+};
+
+// Numeric settings of the integer pipeline (method doc §9.1). Defaults are the project's frozen
+// defaults; the "paper conformance" switch selects the paper's literal choices.
+struct IntegerSettings {
+  int32_t w_bits = 4;             // weight code width of the 7 block linears
+  int32_t a_bits = 4;             // activation code width at block matmul inputs (and Q, K, V)
+  int32_t mantissa_bits = 16;     // b_m: dyadic mantissa budget (paper: 8)
+  int32_t softmax_in_bits = 16;   // n_s (paper: 8)
+  int32_t prob_bits = 16;         // p_out (paper: 8)
+  int32_t sigmoid_bits = 15;      // p_sigma (paper: 8)
+  int32_t swiglu_in_bits = 8;     // gate/up output codes
+  int32_t norm_frac_bits = 14;    // F of DI-Norm
+  int32_t head_bits = 8;          // LM head weight and input width
+  int32_t embed_bits = 16;        // embedding rows (int16 default, int8 for deployment)
+  bool exp_quadratic = true;      // DI-Exp 2^u: quadratic (default) or linear (paper)
+  bool sigmoid_stable = true;     // DI-SwiGLU sigmoid: stable elementwise (default) or shared max (paper)
+  bool paper_conformance = false; // set when the settings above were switched to the paper's choices
+  friend bool operator==(const IntegerSettings&, const IntegerSettings&) = default;
+};
+
+// A linear layer y = x · Wᵀ with W quantized per output row, asymmetric (LWC, §1.3):
+// W[r][c] ≈ scale[r] · (codes[r*in + c] − zero_point[r]).
+struct QuantizedLinear {
+  int32_t out_features = 0;
+  int32_t in_features = 0;
+  int32_t bits = 0;
+  std::vector<uint8_t> codes;        // one unsigned code per byte, row-major [out][in]; packing is the file's concern
+  std::vector<int32_t> zero_points;  // [out], in [0, 2^bits − 1]
+  std::vector<Dyadic> scales;        // [out]
+};
+
+// Per-channel integer vector with one common exponent: real value[c] ≈ mantissa[c] / 2^exponent.
+// Used for RMSNorm γ (§5.2, 16-bit mantissas) and DI-SwiGLU's a_c ≈ 1/α_c (§6.2, 24-bit mantissas).
+struct ChannelVector {
+  std::vector<int64_t> mantissa;
+  int32_t exponent = 0;
+};
+
+struct QuantizedLayer {
+  ChannelVector attn_norm;  // γ1 (FSBR site 1 folded in)
+  QuantizedLinear q_proj;   // 1/√d folded into its rows (§7.4)
+  QuantizedLinear k_proj;
+  QuantizedLinear v_proj;
+  QuantizedLinear o_proj;
+  ChannelVector ffn_norm;   // γ2 (site 2 folded in)
+  QuantizedLinear gate_proj;
+  QuantizedLinear up_proj;
+  QuantizedLinear down_proj;
+  ChannelVector swiglu_inv_alpha;  // a_c ≈ 2^exponent / α_c, the FSBR site-5 divisor kept at run time
+  Dyadic softmax_clip;             // c as a dyadic; m == 0 means "no clipping"
+};
+
+struct QuantizedModel {
+  ModelShape shape;
+  IntegerSettings settings;
+  Dyadic norm_eps;  // RMSNorm ε as a dyadic (§5.2)
+
+  // Embedding: symmetric rows, one dyadic per vocabulary row (§7.3); codes are int16 (int8 range when
+  // settings.embed_bits == 8).
+  std::vector<int16_t> embed_codes;  // [vocab][hidden]
+  std::vector<Dyadic> embed_scales;  // [vocab]
+
+  std::vector<QuantizedLayer> layers;
+  ChannelVector final_norm;
+  QuantizedLinear lm_head;  // settings.head_bits wide
+
+  // RoPE tables, Q1.14: cos/sin(p·θ_i)·2^14, [max_positions][head_dim/2] (§7.4), built offline in float64.
+  int32_t rope_frac_bits = 14;
+  std::vector<int16_t> rope_cos;
+  std::vector<int16_t> rope_sin;
+};
+
+}  // namespace illm

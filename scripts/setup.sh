@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh Debian bookworm machine: install the packages, configure, build.
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build). Needs root (or sudo) for apt-get.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-"$here/build"}
+packages=(build-essential cmake binutils ccache libtorch-dev libopenblas0-pthread libeigen3-dev nlohmann-json3-dev
+          libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)"
