@@ -8,14 +8,9 @@
 #include <string>
 #include <vector>
 
-namespace illm {
+#include "kernels/dyadic.h"  // Dyadic (m / 2^k)
 
-// A dyadic number m / 2^k (method doc §1.4). m >= 0; k may be negative.
-struct Dyadic {
-  int64_t m = 1;
-  int32_t k = 0;
-  friend bool operator==(const Dyadic&, const Dyadic&) = default;
-};
+namespace illm {
 
 // Shapes of a LLaMA decoder (integers only; rms_norm_eps and rope_theta live in the float side and
 // reach the executor as the integer tables/constants below).

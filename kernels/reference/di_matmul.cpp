@@ -1,0 +1,195 @@
+#include "kernels/reference/di_matmul.h"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/error.h"
+#include "kernels/integer_math.h"
+#include "kernels/requant.h"
+
+namespace illm {
+namespace {
+
+constexpr int kAlignedMantissaBits = 24;  // μ_j < 2^24 (§3.4)
+
+// The second operand, transposed: [n][k] codes with a zero point and dyadic per row n.
+template <typename Code>
+struct TransposedOperand {
+  const Code* codes;
+  int32_t n;
+  int32_t k;
+  int32_t bits;
+  std::span<const int32_t> zero_points;
+  std::span<const Dyadic> scales;
+};
+
+void check_codes_in_range(const std::string& what, const char* operand, std::span<const int32_t> zero_points,
+                          int bits, int32_t rows, int32_t cols, auto codes) {
+  if (bits < 1 || bits > 16)
+    throw Error(what + ": " + operand + " has unsupported width " + std::to_string(bits) + " bits");
+  const int64_t q = (int64_t{1} << bits) - 1;
+  if (zero_points.size() != static_cast<size_t>(rows))
+    throw Error(what + ": " + operand + " has " + std::to_string(zero_points.size()) + " zero points for " +
+                std::to_string(rows) + " rows");
+  for (int32_t r = 0; r < rows; ++r)
+    if (zero_points[r] < 0 || zero_points[r] > q)
+      throw Error(what + ": " + operand + " row " + std::to_string(r) + " zero point " +
+                  std::to_string(zero_points[r]) + " outside [0, " + std::to_string(q) + "]");
+  const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(cols);
+  if (codes.size() != count)
+    throw Error(what + ": " + operand + " has " + std::to_string(codes.size()) + " codes, expected " +
+                std::to_string(count));
+  for (size_t i = 0; i < count; ++i)
+    if (codes[i] > q)
+      throw Error(what + ": " + operand + " code " + std::to_string(codes[i]) + " at index " + std::to_string(i) +
+                  " exceeds " + std::to_string(q));
+}
+
+// Σ_k (x_k − z1)(w_k − z2) in Acc (int32_t when the §3.6 bound holds for the shape, else int64_t).
+template <typename Acc, typename Code>
+Acc dot_centered(const uint16_t* x, int32_t z1, const Code* w, int32_t z2, int32_t length) {
+  Acc sum = 0;
+  for (int32_t i = 0; i < length; ++i)
+    sum += static_cast<Acc>(static_cast<int32_t>(x[i]) - z1) * static_cast<Acc>(static_cast<int32_t>(w[i]) - z2);
+  return sum;
+}
+
+template <typename Code>
+AlignedAccumulator accumulate(const QuantizedActivation& x, const TransposedOperand<Code>& w, int mantissa_bits,
+                              const std::string& what) {
+  if (x.cols != w.k)
+    throw Error(what + ": inner sizes differ (input has " + std::to_string(x.cols) + " columns, operand " +
+                std::to_string(w.k) + ")");
+  if (x.rows < 0 || w.n < 0 || w.k < 0) throw Error(what + ": negative shape");
+  if (mantissa_bits < 1 || mantissa_bits > kAlignedMantissaBits)
+    throw Error(what + ": mantissa_bits " + std::to_string(mantissa_bits) + " outside [1, 24]");
+  check_codes_in_range(what, "input", x.zero_points, x.bits, x.rows, x.cols, std::span<const uint16_t>(x.codes));
+  check_codes_in_range(what, "operand", w.zero_points, w.bits, w.n, w.k,
+                       std::span<const Code>(w.codes, static_cast<size_t>(w.n) * static_cast<size_t>(w.k)));
+  if (x.scales.size() != static_cast<size_t>(x.rows) || w.scales.size() != static_cast<size_t>(w.n))
+    throw Error(what + ": scale count does not match the row count");
+  for (int32_t t = 0; t < x.rows; ++t)
+    if (x.scales[t].m < 1 || x.scales[t].m >= (int64_t{1} << 31))
+      throw Error(what + ": input row " + std::to_string(t) + " scale mantissa " + std::to_string(x.scales[t].m) +
+                  " outside [1, 2^31)");
+
+  // |P'| <= K · Q1 · Q2 · 2^24 must stay below 2^63 (P' is int64).
+  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << w.bits) - 1;
+  const unsigned __int128 worst = static_cast<unsigned __int128>(w.k) * q1 * q2 << kAlignedMantissaBits;
+  if (worst >= (static_cast<unsigned __int128>(1) << 63))
+    throw Error(what + ": reduction length " + std::to_string(w.k) + " at " + std::to_string(x.bits) + "x" +
+                std::to_string(w.bits) + " bits can overflow the int64 aligned accumulator");
+  const bool use_int32 = accumulator_kind_for_bound(w.k, q1, q2) == AccumulatorKind::kInt32;
+
+  const ColumnAlignment alignment = align_columns(w.scales, mantissa_bits);
+  AlignedAccumulator out;
+  out.rows = x.rows;
+  out.cols = w.n;
+  out.values.resize(static_cast<size_t>(x.rows) * static_cast<size_t>(w.n));
+  out.scales.resize(x.rows);
+  for (int32_t t = 0; t < x.rows; ++t) {
+    const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
+    const int32_t z1 = x.zero_points[t];
+    for (int32_t j = 0; j < w.n; ++j) {
+      const Code* w_row = w.codes + static_cast<size_t>(j) * w.k;
+      const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row, z1, w_row, w.zero_points[j], w.k)}
+                                  : dot_centered<int64_t>(x_row, z1, w_row, w.zero_points[j], w.k);
+      out.values[static_cast<size_t>(t) * w.n + j] = p * alignment.mantissas[j];
+    }
+    out.scales[t] = Dyadic{x.scales[t].m, x.scales[t].k + alignment.exponent};
+  }
+  return out;
+}
+
+}  // namespace
+
+AccumulatorKind accumulator_kind_for_bound(int64_t reduction_length, int64_t max_abs1, int64_t max_abs2) {
+  const unsigned __int128 bound = static_cast<unsigned __int128>(reduction_length < 0 ? 0 : reduction_length) *
+                                  static_cast<unsigned __int128>(max_abs1 < 0 ? -max_abs1 : max_abs1) *
+                                  static_cast<unsigned __int128>(max_abs2 < 0 ? -max_abs2 : max_abs2);
+  return bound <= static_cast<unsigned __int128>(2147483647) ? AccumulatorKind::kInt32 : AccumulatorKind::kInt64;
+}
+
+AccumulatorKind accumulator_kind(int64_t reduction_length, int a_bits, int w_bits) {
+  if (a_bits < 1 || a_bits > 16 || w_bits < 1 || w_bits > 16)
+    throw Error("accumulator_kind: widths " + std::to_string(a_bits) + "x" + std::to_string(w_bits) +
+                " outside [1, 16]");
+  return accumulator_kind_for_bound(reduction_length, (int64_t{1} << a_bits) - 1, (int64_t{1} << w_bits) - 1);
+}
+
+ColumnAlignment align_columns(std::span<const Dyadic> column_scales, int mantissa_bits) {
+  ColumnAlignment a;
+  if (column_scales.empty()) return a;
+  int32_t k_min = column_scales[0].k, k_max = column_scales[0].k;
+  for (const Dyadic& d : column_scales) {
+    k_min = std::min(k_min, d.k);
+    k_max = std::max(k_max, d.k);
+  }
+  a.exponent = static_cast<int32_t>(std::min<int64_t>(k_max, int64_t{k_min} + kAlignedMantissaBits - mantissa_bits));
+  a.mantissas.resize(column_scales.size());
+  for (size_t j = 0; j < column_scales.size(); ++j) {
+    const Dyadic& d = column_scales[j];
+    if (d.m < 0 || d.m >= (int64_t{1} << kAlignedMantissaBits))
+      throw Error("DI-MatMul column alignment: column " + std::to_string(j) + " mantissa " + std::to_string(d.m) +
+                  " outside [0, 2^24)");
+    const int64_t shift = int64_t{a.exponent} - d.k;  // <= 24 − b_m by construction of K2
+    const int64_t mu = shift >= 0 ? shl(d.m, static_cast<int>(shift))
+                                  : rshr(d.m, static_cast<int>(std::min<int64_t>(-shift, 64)));
+    if (mu >= (int64_t{1} << kAlignedMantissaBits))
+      throw Error("DI-MatMul column alignment: column " + std::to_string(j) + " mantissa " + std::to_string(d.m) +
+                  " has more than " + std::to_string(mantissa_bits) + " bits; aligned value reaches 2^24");
+    a.mantissas[j] = mu;
+  }
+  return a;
+}
+
+AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedLinear& w, int mantissa_bits,
+                                        const char* what) {
+  if (w.codes.size() != static_cast<size_t>(w.out_features) * static_cast<size_t>(w.in_features))
+    throw Error(std::string(what) + ": weight has " + std::to_string(w.codes.size()) + " codes for shape " +
+                std::to_string(w.out_features) + "x" + std::to_string(w.in_features));
+  const TransposedOperand<uint8_t> op{w.codes.data(), w.out_features, w.in_features, w.bits, w.zero_points,
+                                      w.scales};
+  return accumulate(x, op, mantissa_bits, what);
+}
+
+AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedActivation& x2_transposed,
+                                        int mantissa_bits, const char* what) {
+  const QuantizedActivation& w = x2_transposed;
+  if (w.codes.size() != static_cast<size_t>(w.rows) * static_cast<size_t>(w.cols))
+    throw Error(std::string(what) + ": operand has " + std::to_string(w.codes.size()) + " codes for shape " +
+                std::to_string(w.rows) + "x" + std::to_string(w.cols));
+  const TransposedOperand<uint16_t> op{w.codes.data(), w.rows, w.cols, w.bits, w.zero_points, w.scales};
+  return accumulate(x, op, mantissa_bits, what);
+}
+
+QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits) {
+  QuantizedActivation y;
+  y.rows = acc.rows;
+  y.cols = acc.cols;
+  y.bits = out_bits;
+  y.codes.resize(static_cast<size_t>(acc.rows) * static_cast<size_t>(acc.cols));
+  y.zero_points.resize(acc.rows);
+  y.scales.resize(acc.rows);
+  for (int32_t t = 0; t < acc.rows; ++t) {
+    const size_t offset = static_cast<size_t>(t) * acc.cols;
+    const DiRequantResult r =
+        di_requant(std::span<const int64_t>(acc.values.data() + offset, acc.cols), acc.scales[t].m, acc.scales[t].k,
+                   out_bits, mantissa_bits, std::span<uint16_t>(y.codes.data() + offset, acc.cols));
+    y.zero_points[t] = static_cast<int32_t>(r.zero_point);
+    y.scales[t] = r.scale;
+  }
+  return y;
+}
+
+QuantizedActivation di_matmul(const QuantizedActivation& x, const QuantizedLinear& w, int out_bits, int mantissa_bits,
+                              const char* what) {
+  return requantize_rows(di_matmul_accumulate(x, w, mantissa_bits, what), out_bits, mantissa_bits);
+}
+
+QuantizedActivation di_matmul(const QuantizedActivation& x, const QuantizedActivation& x2_transposed, int out_bits,
+                              int mantissa_bits, const char* what) {
+  return requantize_rows(di_matmul_accumulate(x, x2_transposed, mantissa_bits, what), out_bits, mantissa_bits);
+}
+
+}  // namespace illm
