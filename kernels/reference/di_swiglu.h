@@ -1,0 +1,42 @@
+#pragma once
+// DI-SwiGLU (method doc §6.2–§6.4, §9.1): g' · σ(g'/α) · u' of one token, integer-only, with the sigmoid built
+// from DI-Exp. Exact definition: docs/integer-semantics.md "## DI-SwiGLU".
+#include <cstdint>
+#include <span>
+
+#include "kernels/dyadic.h"
+#include "kernels/quantized_model.h"
+#include "kernels/requant.h"
+
+namespace illm {
+
+// One per-token quantized input row: real value_c = (scale.m / 2^scale.k) · (codes[c] − zero_point).
+struct SwigluInput {
+  std::span<const uint8_t> codes;
+  int64_t zero_point = 0;
+  Dyadic scale;
+};
+
+// Sigmoid of one row a_c with dyadic scale (real argument a_c · m / 2^k), codes with scale 2^−(p_σ−1),
+// p_σ = settings.sigmoid_bits. With f = di_exp_frame(m, k), A_c = di_exp_promote-style shift of a_c
+// (shl by P, or rshr by −P), |t| = −f.t, Exp(x) = di_exp(x, f.t, settings.exp_quadratic):
+//   stable (settings.sigmoid_stable, default):  E_c = Exp(−|A_c|) ; num = A_c ≥ 0 ? |t| : E_c ;
+//                                               σ_c = fdiv(num · 2^(p_σ−1), |t| + E_c)
+//   paper (shared max):  M = max(max_c A_c, 0) ; E_c = Exp(A_c − M) ; E_M = Exp(−M) ;
+//                        σ_c = E_c + E_M == 0 ? 0 : fdiv(E_c · 2^(p_σ−1), E_c + E_M)
+// Requires sigma_out.size() == a.size(), 1 <= p_σ <= 30, |a_c| < 2^(61 − max(P, 0)); throws illm::Error otherwise.
+void di_sigmoid_row(std::span<const int64_t> a, Dyadic scale, const IntegerSettings& settings,
+                    std::span<int32_t> sigma_out);
+
+// DI-SwiGLU of one token. g_c = gate.codes[c] − gate.zero_point, u_c = up.codes[c] − up.zero_point,
+// a_c = inv_alpha.mantissa[c] (a_c ≈ 2^k_a / α_c, k_a = inv_alpha.exponent):
+//   σ = di_sigmoid_row(g_c · a_c, (m_g, k_g + k_a), settings)                  (real σ(g'_c / α_c) = σ_c / 2^(p_σ−1))
+//   O_c = g_c · σ_c · u_c (int64)
+//   m_gu = m_g · m_u ; L = max(0, msb(m_gu) + 1 − b_m) ; μ = rshr(m_gu, L)
+//   result = DI_REQUANT(O, m_in = μ, k_in = k_g + k_u + p_σ − 1 − L, out_bits, b_m = settings.mantissa_bits)
+// Requires equal lengths of gate, up, inv_alpha and codes_out, 1 <= a_c < 2^24 (a_c >= 0 allowed: 0 = σ(0)),
+// 1 <= m_g, m_u < 2^31; throws illm::Error otherwise. Allocation-free after the first call of a thread.
+DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out);
+
+}  // namespace illm
