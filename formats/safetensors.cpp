@@ -1,0 +1,412 @@
+#include "formats/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/mapped_file.h"
+#include "kernels/error.h"
+
+namespace illm::formats {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the safetensors format's own bound (100 MB)
+const char* const kIndexName = "model.safetensors.index.json";
+const char* const kSingleName = "model.safetensors";
+
+[[noreturn]] void fail_file(const std::filesystem::path& file, const std::string& why) {
+  throw Error(file.string() + ": " + why);
+}
+
+[[noreturn]] void fail_tensor(const std::filesystem::path& file, const std::string& tensor, const std::string& why) {
+  throw Error(file.string() + ": tensor '" + tensor + "': " + why);
+}
+
+bool parse_dtype(const std::string& text, DType* out) {
+  static const std::map<std::string, DType> kByName = {
+      {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F64", DType::F64}, {"I8", DType::I8},
+      {"U8", DType::U8},   {"I16", DType::I16}, {"I32", DType::I32},   {"I64", DType::I64}};
+  auto it = kByName.find(text);
+  if (it == kByName.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+uint64_t read_le_u64(const std::byte* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint64_t>(p[i]);
+  return v;
+}
+
+// Parses JSON text and reports the first object key repeated within one object (nlohmann keeps the last
+// silently; a duplicated tensor name must be an error). `duplicate` holds "" when there is none.
+json parse_json_rejecting_duplicates(std::string_view text, std::string* duplicate) {
+  std::vector<std::set<std::string>> keys_per_depth;
+  duplicate->clear();
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+    const size_t level = static_cast<size_t>(depth);
+    if (event == json::parse_event_t::object_start) {
+      if (keys_per_depth.size() <= level + 1) keys_per_depth.resize(level + 2);
+      keys_per_depth[level + 1].clear();
+    } else if (event == json::parse_event_t::key) {
+      if (keys_per_depth.size() <= level) keys_per_depth.resize(level + 1);
+      const std::string key = parsed.get<std::string>();
+      if (!keys_per_depth[level].insert(key).second && duplicate->empty()) *duplicate = key;
+    }
+    return true;
+  };
+  return json::parse(text.begin(), text.end(), callback);
+}
+
+struct ParsedFile {
+  std::shared_ptr<const MappedFile> mapping;
+  std::vector<TensorInfo> tensors;
+};
+
+TensorInfo parse_tensor_entry(const std::filesystem::path& path, const std::string& name, const json& entry,
+                              uint64_t data_start, uint64_t data_size) {
+  if (!entry.is_object()) fail_tensor(path, name, "header entry is not a JSON object");
+  for (const auto& [key, value] : entry.items()) {
+    (void)value;
+    if (key != "dtype" && key != "shape" && key != "data_offsets")
+      fail_tensor(path, name, "unexpected header field '" + key + "'");
+  }
+  TensorInfo info;
+  info.name = name;
+  info.file = path;
+
+  if (!entry.contains("dtype") || !entry["dtype"].is_string())
+    fail_tensor(path, name, "missing or non-string 'dtype'");
+  const std::string dtype_text = entry["dtype"].get<std::string>();
+  if (!parse_dtype(dtype_text, &info.dtype)) fail_tensor(path, name, "unsupported dtype '" + dtype_text + "'");
+
+  if (!entry.contains("shape") || !entry["shape"].is_array()) fail_tensor(path, name, "missing or non-array 'shape'");
+  uint64_t numel = 1;
+  bool numel_overflows = false;
+  for (const json& dim : entry["shape"]) {
+    if (!dim.is_number_unsigned()) fail_tensor(path, name, "shape entries must be non-negative integers");
+    const uint64_t d = dim.get<uint64_t>();
+    if (d > static_cast<uint64_t>(INT64_MAX)) fail_tensor(path, name, "shape dimension too large");
+    info.shape.push_back(static_cast<int64_t>(d));
+    if (__builtin_mul_overflow(numel, d, &numel)) numel_overflows = true;
+  }
+
+  if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2 ||
+      !entry["data_offsets"][0].is_number_unsigned() || !entry["data_offsets"][1].is_number_unsigned())
+    fail_tensor(path, name, "'data_offsets' must be two non-negative integers");
+  const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
+  const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
+  const std::string span_text = "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+  if (begin > end) fail_tensor(path, name, span_text + " has begin after end");
+  if (end > data_size)
+    fail_tensor(path, name,
+                span_text + " out of range: the data area holds " + std::to_string(data_size) +
+                    " bytes (file truncated or offsets wrong)");
+
+  uint64_t expected_bytes = 0;
+  if (numel_overflows || __builtin_mul_overflow(numel, dtype_size(info.dtype), &expected_bytes))
+    fail_tensor(path, name, "shape " + shape_string(info.shape) + " is too large");
+  if (expected_bytes != end - begin)
+    fail_tensor(path, name,
+                "dtype " + dtype_text + " x shape " + shape_string(info.shape) + " needs " +
+                    std::to_string(expected_bytes) + " bytes but " + span_text + " spans " +
+                    std::to_string(end - begin));
+  info.offset = data_start + begin;
+  info.nbytes = end - begin;
+  return info;
+}
+
+ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
+  ParsedFile parsed;
+  parsed.mapping = MappedFile::open(path);
+  const std::span<const std::byte> bytes = parsed.mapping->bytes();
+  const uint64_t file_size = bytes.size();
+  if (file_size < 8)
+    fail_file(path, "truncated: " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
+  const uint64_t header_size = read_le_u64(bytes.data());
+  if (header_size > kMaxHeaderBytes)
+    fail_file(path, "header length " + std::to_string(header_size) + " exceeds the 100 MB limit");
+  if (header_size > file_size - 8)
+    fail_file(path, "header length " + std::to_string(header_size) + " is larger than the file allows (" +
+                        std::to_string(file_size) + " bytes in all; truncated or not a safetensors file)");
+  const uint64_t data_start = 8 + header_size;
+  const uint64_t data_size = file_size - data_start;
+
+  const std::string_view header_text(reinterpret_cast<const char*>(bytes.data()) + 8, header_size);
+  json header;
+  std::string duplicate;
+  try {
+    header = parse_json_rejecting_duplicates(header_text, &duplicate);
+  } catch (const json::exception& e) {
+    fail_file(path, std::string("header is not well-formed JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail_file(path, "header is not a JSON object");
+  if (!duplicate.empty()) fail_tensor(path, duplicate, "duplicate name in the header");
+
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) fail_file(path, "'__metadata__' is not a JSON object");
+      for (const auto& [key, value] : entry.items())
+        if (!value.is_string()) fail_file(path, "'__metadata__' value '" + key + "' is not a string");
+      continue;
+    }
+    parsed.tensors.push_back(parse_tensor_entry(path, name, entry, data_start, data_size));
+  }
+
+  // Non-overlap: sort by start; each non-empty tensor must start at or after the previous one's end.
+  std::vector<const TensorInfo*> by_offset;
+  for (const TensorInfo& t : parsed.tensors)
+    if (t.nbytes > 0) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorInfo& prev = *by_offset[i - 1];
+    const TensorInfo& cur = *by_offset[i];
+    if (cur.offset < prev.offset + prev.nbytes)
+      fail_tensor(path, cur.name,
+                  "data overlaps tensor '" + prev.name + "' (bytes " + std::to_string(cur.offset - data_start) +
+                      " < " + std::to_string(prev.offset + prev.nbytes - data_start) + " in the data area)");
+  }
+  return parsed;
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_file(path, "cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+template <typename Out>
+std::vector<Out> convert_floats(const TensorInfo& info, std::span<const std::byte> raw) {
+  const size_t n = static_cast<size_t>(info.numel());
+  std::vector<Out> out(n);
+  const std::byte* p = raw.data();
+  switch (info.dtype) {
+    case DType::F32:
+      for (size_t i = 0; i < n; ++i) {
+        float v;
+        std::memcpy(&v, p + 4 * i, 4);
+        out[i] = static_cast<Out>(v);
+      }
+      break;
+    case DType::F64:
+      for (size_t i = 0; i < n; ++i) {
+        double v;
+        std::memcpy(&v, p + 8 * i, 8);
+        out[i] = static_cast<Out>(v);
+      }
+      break;
+    case DType::F16:
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, p + 2 * i, 2);
+        out[i] = static_cast<Out>(info.dtype == DType::F16 ? half_to_float(bits) : bfloat16_to_float(bits));
+      }
+      break;
+    default:
+      fail_tensor(info.file, info.name,
+                  std::string("dtype ") + to_string(info.dtype) + " is not a floating-point type");
+  }
+  return out;
+}
+
+}  // namespace
+
+struct TensorStore::State {
+  std::filesystem::path source;
+  std::vector<std::shared_ptr<const MappedFile>> mappings;
+  struct Entry {
+    TensorInfo info;
+    size_t mapping_index = 0;
+  };
+  std::map<std::string, Entry> tensors;
+};
+
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::F64: return "F64";
+    case DType::I8: return "I8";
+    case DType::U8: return "U8";
+    case DType::I16: return "I16";
+    case DType::I32: return "I32";
+    case DType::I64: return "I64";
+  }
+  return "?";
+}
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::I8:
+    case DType::U8: return 1;
+    case DType::F16:
+    case DType::BF16:
+    case DType::I16: return 2;
+    case DType::F32:
+    case DType::I32: return 4;
+    case DType::F64:
+    case DType::I64: return 8;
+  }
+  return 0;
+}
+
+float bfloat16_to_float(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;  // bfloat16 is the top half of a float32
+  float out;
+  std::memcpy(&out, &wide, 4);
+  return out;
+}
+
+float half_to_float(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  uint32_t exponent = (bits >> 10) & 0x1Fu;
+  uint32_t mantissa = bits & 0x3FFu;
+  uint32_t wide;
+  if (exponent == 0x1F) {  // inf / nan: keep the payload
+    wide = sign | 0x7F800000u | (mantissa << 13);
+  } else if (exponent != 0) {  // normal: rebias 15 -> 127
+    wide = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {  // signed zero
+    wide = sign;
+  } else {  // subnormal half = mantissa * 2^-24: normalise, it is a normal float32
+    int shift = 0;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      ++shift;
+    }
+    mantissa &= 0x3FFu;
+    exponent = static_cast<uint32_t>(127 - 15 + 1 - shift);
+    wide = sign | (exponent << 23) | (mantissa << 13);
+  }
+  float out;
+  std::memcpy(&out, &wide, 4);
+  return out;
+}
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+TensorStore TensorStore::open(const std::filesystem::path& dir_or_file) {
+  auto state = std::make_shared<State>();
+  state->source = dir_or_file;
+  std::error_code ec;
+  std::filesystem::path target = dir_or_file;
+  if (std::filesystem::is_directory(dir_or_file, ec)) {
+    if (std::filesystem::exists(dir_or_file / kIndexName)) {
+      target = dir_or_file / kIndexName;
+    } else if (std::filesystem::exists(dir_or_file / kSingleName)) {
+      target = dir_or_file / kSingleName;
+    } else {
+      fail_file(dir_or_file, std::string("no ") + kSingleName + " or " + kIndexName + " in this directory");
+    }
+  } else if (!std::filesystem::exists(dir_or_file, ec)) {
+    fail_file(dir_or_file, "no such file or directory");
+  }
+
+  const std::string target_name = target.filename().string();
+  const bool is_index = target_name.size() >= 11 && target_name.ends_with(".index.json");
+  if (!is_index) {
+    ParsedFile parsed = parse_safetensors_file(target);
+    state->mappings.push_back(parsed.mapping);
+    for (TensorInfo& t : parsed.tensors) {
+      const std::string name = t.name;  // the assignment's right side (the move) is evaluated first
+      state->tensors[name] = State::Entry{std::move(t), 0};
+    }
+    return TensorStore(std::move(state));
+  }
+
+  // Sharded: the index maps each tensor name to the shard file (relative to the index) that holds it.
+  json index;
+  std::string duplicate;
+  try {
+    index = parse_json_rejecting_duplicates(read_text_file(target), &duplicate);
+  } catch (const json::exception& e) {
+    fail_file(target, std::string("not well-formed JSON: ") + e.what());
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail_file(target, "no 'weight_map' object");
+  if (!duplicate.empty()) fail_tensor(target, duplicate, "duplicate key in the index");
+  const std::filesystem::path shard_dir = target.parent_path();
+  std::map<std::string, ParsedFile> shards;            // by shard file name as written in the index
+  std::map<std::string, size_t> mapping_index_by_shard;
+  for (const auto& [name, shard_value] : index["weight_map"].items()) {
+    if (!shard_value.is_string()) fail_tensor(target, name, "weight_map value is not a file name string");
+    const std::string shard_name = shard_value.get<std::string>();
+    auto found = shards.find(shard_name);
+    if (found == shards.end()) {
+      const std::filesystem::path shard_path = shard_dir / shard_name;
+      if (!std::filesystem::is_regular_file(shard_path, ec))
+        fail_tensor(target, name, "shard file '" + shard_path.string() + "' does not exist");
+      found = shards.emplace(shard_name, parse_safetensors_file(shard_path)).first;
+      mapping_index_by_shard[shard_name] = state->mappings.size();
+      state->mappings.push_back(found->second.mapping);
+    }
+    const std::vector<TensorInfo>& in_shard = found->second.tensors;
+    auto tensor = std::find_if(in_shard.begin(), in_shard.end(), [&](const TensorInfo& t) { return t.name == name; });
+    if (tensor == in_shard.end())
+      fail_tensor(target, name, "mapped to shard '" + shard_name + "', which does not contain it");
+    state->tensors[name] = State::Entry{*tensor, mapping_index_by_shard[shard_name]};
+  }
+  return TensorStore(std::move(state));
+}
+
+bool TensorStore::contains(const std::string& name) const { return state_->tensors.count(name) != 0; }
+
+const TensorInfo& TensorStore::info(const std::string& name) const {
+  auto it = state_->tensors.find(name);
+  if (it == state_->tensors.end()) fail_file(state_->source, "tensor '" + name + "' not found");
+  return it->second.info;
+}
+
+std::vector<std::string> TensorStore::names() const {
+  std::vector<std::string> out;
+  out.reserve(state_->tensors.size());
+  for (const auto& [name, entry] : state_->tensors) out.push_back(name);
+  return out;  // std::map iterates in sorted order
+}
+
+std::span<const std::byte> TensorStore::raw(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  const auto& mapping = state_->mappings[state_->tensors.at(name).mapping_index];
+  return mapping->bytes().subspan(t.offset, t.nbytes);
+}
+
+std::vector<float> TensorStore::read_f32(const std::string& name) const {
+  return convert_floats<float>(info(name), raw(name));
+}
+
+std::vector<double> TensorStore::read_f64(const std::string& name) const {
+  return convert_floats<double>(info(name), raw(name));
+}
+
+std::vector<std::filesystem::path> TensorStore::files() const {
+  std::vector<std::filesystem::path> out;
+  for (const auto& m : state_->mappings) out.push_back(m->path());
+  return out;
+}
+
+const std::filesystem::path& TensorStore::source() const { return state_->source; }
+
+}  // namespace illm::formats
