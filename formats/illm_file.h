@@ -1,0 +1,59 @@
+#pragma once
+// The `.illm` model file (docs/model-format.md): an HDF5 file holding an illm::QuantizedModel (integers only)
+// and its metadata, preceded by a 512-byte user block with a magic line, the format version and the
+// SHA-256 of every byte after the user block. Every dataset also carries the SHA-256 of its own bytes, so a
+// corruption is reported with the tensor's path.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kernels/quantized_model.h"
+
+namespace illm::formats {
+
+inline constexpr int64_t kIllmFormatVersion = 1;
+inline constexpr size_t kIllmUserBlockSize = 512;
+// First line of the user block (`head -c 512 model.illm` shows the header as text).
+inline constexpr const char* kIllmMagic = "ILLM-MODEL-FILE\n";
+
+// One golden sequence: the integer executor's outputs at quantize time, replayed by `illm verify`.
+struct GoldenVector {
+  std::vector<int32_t> input_ids;
+  std::vector<int64_t> logits;
+  std::vector<Dyadic> logit_scales;
+  friend bool operator==(const GoldenVector&, const GoldenVector&) = default;
+};
+
+// Everything in the file besides the integer model.
+struct IllmMetadata {
+  int64_t format_version = kIllmFormatVersion;
+  std::string tool_version;      // illm::build_info::kVersion
+  std::string source_name;       // directory name only (e.g. "tinybible"): no paths in the file
+  std::string source_sha256;     // hash of the source checkpoint (config.json + safetensors, sorted by name)
+  std::string config_json;       // the source config.json text
+  std::string recipe_json;       // the recipe used (canonical JSON)
+  std::string calibration_json;  // chosen values / report as JSON text
+  std::string tokenizer_model;   // raw tokenizer.model bytes, empty if none
+  std::vector<GoldenVector> golden;
+  friend bool operator==(const IllmMetadata&, const IllmMetadata&) = default;
+};
+
+// Writes `<out>.tmp.<pid>` and renames it to `out`; on any failure the temporary file is removed and
+// illm::Error is thrown. Identical inputs give byte-identical files.
+void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta);
+
+struct LoadedIllm {
+  QuantizedModel model;
+  IllmMetadata meta;
+};
+
+// Checks the user block (magic, version, whole-file SHA-256) before opening the file with HDF5, then reads
+// every tensor, checking its own SHA-256 and its shape against the model's shape.
+LoadedIllm read_illm(const std::filesystem::path& file);
+
+// The user-block check followed by the checksum of every dataset in the file; throws illm::Error naming the
+// file and, for a tensor checksum failure, the tensor's path.
+void verify_illm_integrity(const std::filesystem::path& file);
+
+}  // namespace illm::formats
