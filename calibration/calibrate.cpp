@@ -1,0 +1,268 @@
+#include "calibration/calibrate.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "calibration/fake_quant_block.h"
+#include "calibration/fsbr.h"
+#include "calibration/llama_forward.h"
+#include "calibration/llama_weights.h"
+#include "kernels/error.h"
+
+namespace illm::calib {
+namespace {
+
+constexpr int64_t kChunk = 8;
+
+std::vector<float> to_vector(const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kFloat32).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+torch::Tensor from_vector(const std::vector<float>& v, std::vector<int64_t> shape) {
+  return torch::from_blob(const_cast<float*>(v.data()), shape, torch::kFloat32).clone();
+}
+
+torch::Tensor windows_tensor(const TokenWindows& windows, size_t count, size_t seq_len, const char* what) {
+  if (windows.size() < count)
+    throw Error(std::string(what) + ": need " + std::to_string(count) + " windows, got " +
+                std::to_string(windows.size()));
+  torch::Tensor ids = torch::empty({static_cast<int64_t>(count), static_cast<int64_t>(seq_len)}, torch::kLong);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (size_t i = 0; i < count; ++i) {
+    if (windows[i].size() < seq_len)
+      throw Error(std::string(what) + ": window " + std::to_string(i) + " has " + std::to_string(windows[i].size()) +
+                  " tokens, the recipe's seq_len is " + std::to_string(seq_len));
+    for (size_t t = 0; t < seq_len; ++t) acc[i][t] = windows[i][t];
+  }
+  return ids;
+}
+
+BlockShape shape_of(const formats::LlamaConfig& c) {
+  return {c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim(),
+          c.rms_norm_eps};
+}
+
+BlockShape shape_of(const CalibratedModel& m) {
+  return {m.hidden, m.intermediate, m.n_heads, m.n_kv_heads, m.head_dim, m.rms_norm_eps};
+}
+
+CalibratedLinear to_calibrated(const torch::Tensor& folded, const WeightQuant& q, int bits) {
+  CalibratedLinear l;
+  l.out_features = static_cast<int32_t>(folded.size(0));
+  l.in_features = static_cast<int32_t>(folded.size(1));
+  l.bits = bits;
+  l.group_size = static_cast<int32_t>(folded.size(1) / q.scale.size(1));
+  l.folded_weight = to_vector(folded);
+  const torch::Tensor codes = q.codes.to(torch::kUInt8).contiguous();
+  l.codes.assign(codes.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>() + codes.numel());
+  l.scales = to_vector(q.scale);
+  const torch::Tensor zp = q.zero_point.to(torch::kInt32).contiguous();
+  l.zero_points.assign(zp.data_ptr<int32_t>(), zp.data_ptr<int32_t>() + zp.numel());
+  return l;
+}
+
+torch::Tensor dequantized(const CalibratedLinear& l) {
+  const int64_t groups = l.in_features / l.group_size;
+  torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(l.codes.data()), {l.out_features, groups, l.group_size},
+                                         torch::kUInt8)
+                            .to(torch::kFloat32);
+  const torch::Tensor scale = from_vector(l.scales, {l.out_features, groups, 1});
+  const torch::Tensor zero =
+      torch::from_blob(const_cast<int32_t*>(l.zero_points.data()), {l.out_features, groups, 1}, torch::kInt32)
+          .to(torch::kFloat32);
+  return ((codes - zero) * scale).reshape({l.out_features, l.in_features});
+}
+
+// Runs `fn(chunk_ids)` over chunks of windows and returns exp(mean NLL of positions 1..T−1).
+double perplexity(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& logits_of) {
+  torch::NoGradGuard no_grad;
+  double nll = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < ids.size(0); i += kChunk) {
+    const torch::Tensor chunk = ids.narrow(0, i, std::min(kChunk, ids.size(0) - i));
+    const torch::Tensor logits = logits_of(chunk).to(torch::kFloat64);
+    const int64_t T = chunk.size(1);
+    const torch::Tensor logp = torch::log_softmax(logits.narrow(1, 0, T - 1), -1);
+    const torch::Tensor target = chunk.narrow(1, 1, T - 1).unsqueeze(-1);
+    nll -= logp.gather(-1, target).sum().item<double>();
+    count += chunk.size(0) * (T - 1);
+  }
+  return std::exp(nll / static_cast<double>(count));
+}
+
+size_t common_length(const TokenWindows& w) {
+  if (w.empty()) throw Error("perplexity: no evaluation windows");
+  size_t n = w[0].size();
+  for (const auto& x : w) n = std::min(n, x.size());
+  if (n < 2) throw Error("perplexity: windows need at least 2 tokens");
+  return n;
+}
+
+}  // namespace
+
+TokenWindows read_token_jsonl(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("token windows " + path.string() + ": cannot open file");
+  TokenWindows windows;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      windows.push_back(j.at("input_ids").get<std::vector<int32_t>>());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("token windows " + path.string() + ": line " + std::to_string(line_no) + ": " + e.what());
+    }
+  }
+  return windows;
+}
+
+CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& recipe, const TokenWindows& calib,
+                          CalibrationReport* report, const CalibrateOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  torch::set_num_threads(options.threads);
+  torch::manual_seed(recipe.seed);
+  const LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
+  const formats::LlamaConfig& cfg = w.config;
+  const BlockShape shape = shape_of(cfg);
+  if (recipe.w_granularity == WeightGranularity::kPerGroup &&
+      (cfg.hidden_size % recipe.group_size != 0 || cfg.intermediate_size % recipe.group_size != 0))
+    throw Error("recipe: group_size " + std::to_string(recipe.group_size) + " does not divide hidden " +
+                std::to_string(cfg.hidden_size) + " and intermediate " + std::to_string(cfg.intermediate_size) +
+                " of " + model_dir.string());
+  if (recipe.seq_len > cfg.max_position_embeddings)
+    throw Error("recipe: seq_len " + std::to_string(recipe.seq_len) + " exceeds max_position_embeddings of " +
+                model_dir.string());
+
+  CalibratedModel out;
+  out.hidden = static_cast<int32_t>(cfg.hidden_size);
+  out.intermediate = static_cast<int32_t>(cfg.intermediate_size);
+  out.n_layers = static_cast<int32_t>(cfg.num_hidden_layers);
+  out.n_heads = static_cast<int32_t>(cfg.num_attention_heads);
+  out.n_kv_heads = static_cast<int32_t>(cfg.num_key_value_heads);
+  out.head_dim = static_cast<int32_t>(cfg.head_dim());
+  out.vocab = static_cast<int32_t>(cfg.vocab_size);
+  out.max_positions = static_cast<int32_t>(cfg.max_position_embeddings);
+  out.bos_id = cfg.bos_token_id;
+  out.eos_id = cfg.eos_token_id;
+  out.rms_norm_eps = cfg.rms_norm_eps;
+  out.rope_inv_freq = formats::rope_inverse_frequencies(cfg);
+  out.method = to_string(recipe.method);
+  out.w_bits = recipe.w_bits;
+  out.a_bits = recipe.a_bits;
+  out.swiglu_in_bits = recipe.swiglu_in_bits;
+  out.embed = to_vector(w.embed);
+  out.final_norm = to_vector(w.final_norm);
+  out.lm_head = to_vector(w.lm_head);
+  out.tied_head = w.tied_head();
+  if (report) {
+    *report = CalibrationReport{};
+    report->method = out.method;
+  }
+
+  torch::NoGradGuard no_grad;
+  const torch::Tensor ids = windows_tensor(calib, static_cast<size_t>(recipe.samples),
+                                           static_cast<size_t>(recipe.seq_len), "calibration data");
+  const RotaryCosSin rot = rotary_cos_sin(cfg, recipe.seq_len, torch::kFloat32);
+  torch::Tensor fp_in = embed_tokens(w, ids);
+  torch::Tensor q_in = fp_in.clone();
+  const FakeQuantSettings train = training_settings(recipe);
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const DecoderBlockWeights& fp = w.layers[l];
+    std::vector<torch::Tensor> targets;
+    for (int64_t i = 0; i < fp_in.size(0); i += kChunk)
+      targets.push_back(decoder_block_forward(cfg, fp, fp_in.narrow(0, i, std::min(kChunk, fp_in.size(0) - i)), rot));
+    const torch::Tensor fp_target = torch::cat(targets, 0);
+
+    BlockCalibration bc;
+    {
+      torch::AutoGradMode enable_grad(true);
+      bc = calibrate_block(fp, shape, rot, fp_in, q_in, fp_target, recipe, static_cast<int>(l),
+                           static_cast<int>(cfg.num_hidden_layers), options.show_progress);
+    }
+    std::vector<torch::Tensor> q_out;
+    for (int64_t i = 0; i < q_in.size(0); i += kChunk)
+      q_out.push_back(fake_quant_block_forward(bc.quantized, bc.folded.alpha,
+                                               q_in.narrow(0, i, std::min(kChunk, q_in.size(0) - i)), rot, shape,
+                                               train));
+    fp_in = fp_target;
+    q_in = torch::cat(q_out, 0);
+
+    CalibratedLayer layer;
+    layer.attn_norm = to_vector(bc.folded.weights.attn_norm);
+    layer.ffn_norm = to_vector(bc.folded.weights.ffn_norm);
+    CalibratedLinear* linears[kNumLinears] = {&layer.q_proj,    &layer.k_proj,  &layer.v_proj,   &layer.o_proj,
+                                              &layer.gate_proj, &layer.up_proj, &layer.down_proj};
+    for (int i = 0; i < kNumLinears; ++i)
+      *linears[i] = to_calibrated(linear_weight(bc.folded.weights, i), bc.weight_quant[i], recipe.w_bits);
+    layer.swiglu_alpha = to_vector(bc.folded.alpha);
+    layer.softmax_clip = bc.clip_c;
+    layer.loss_before = bc.loss_before;
+    layer.loss_after = bc.loss_after;
+    out.layers.push_back(std::move(layer));
+    if (report)
+      report->blocks.push_back({bc.loss_before, bc.loss_after, bc.seconds, bc.best_epoch, bc.epoch_losses, bc.clip_c});
+  }
+  if (report) report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+double fake_quant_perplexity(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options) {
+  torch::set_num_threads(options.threads);
+  torch::NoGradGuard no_grad;
+  const BlockShape shape = shape_of(m);
+  const size_t T = common_length(eval);
+  const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  const torch::Tensor angles = torch::outer(torch::arange(static_cast<int64_t>(T), opts), torch::tensor(m.rope_inv_freq, opts));
+  const torch::Tensor emb = torch::cat({angles, angles}, -1);
+  const RotaryCosSin rot{emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+
+  std::vector<BlockWeights> blocks;
+  std::vector<torch::Tensor> alphas;
+  for (const CalibratedLayer& l : m.layers) {
+    BlockWeights b;
+    b.attn_norm = from_vector(l.attn_norm, {m.hidden});
+    b.ffn_norm = from_vector(l.ffn_norm, {m.hidden});
+    b.wq = dequantized(l.q_proj);
+    b.wk = dequantized(l.k_proj);
+    b.wv = dequantized(l.v_proj);
+    b.wo = dequantized(l.o_proj);
+    b.w_gate = dequantized(l.gate_proj);
+    b.w_up = dequantized(l.up_proj);
+    b.w_down = dequantized(l.down_proj);
+    blocks.push_back(b);
+    alphas.push_back(from_vector(l.swiglu_alpha, {m.intermediate}));
+  }
+  const torch::Tensor embed = from_vector(m.embed, {m.vocab, m.hidden});
+  const torch::Tensor head = from_vector(m.lm_head, {m.vocab, m.hidden});
+  const torch::Tensor final_norm = from_vector(m.final_norm, {m.hidden});
+  Recipe r;
+  r.a_bits = m.a_bits;
+  r.swiglu_in_bits = m.swiglu_in_bits;
+  r.fake_quant_points = options.points;
+  return perplexity(ids, [&](const torch::Tensor& chunk) {
+    torch::Tensor h = embed.index_select(0, chunk.reshape({-1})).reshape({chunk.size(0), chunk.size(1), m.hidden});
+    for (size_t l = 0; l < blocks.size(); ++l)
+      h = fake_quant_block_forward(blocks[l], alphas[l], h, rot, shape,
+                                   evaluation_settings(r, m.layers[l].softmax_clip));
+    return torch::matmul(rms_norm(h, final_norm, m.rms_norm_eps), head.t());
+  });
+}
+
+double fp_perplexity(const std::filesystem::path& model_dir, const TokenWindows& eval, int threads) {
+  torch::set_num_threads(threads);
+  const LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
+  const size_t T = common_length(eval);
+  const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
+  return perplexity(ids, [&](const torch::Tensor& chunk) { return llama_forward(w, chunk); });
+}
+
+}  // namespace illm::calib

@@ -1,0 +1,48 @@
+#pragma once
+// Torch-free entry point of calibration (the converter includes only this and calibrated_model.h).
+//
+// Data flow (method doc §2.6, OmniQuant): inputs of block 0 = FP embeddings of the calibration windows; the FP
+// target of block l = FP block l on the FP input; the quantized block l is trained on the OUTPUTS OF THE
+// PREVIOUS QUANTIZED BLOCKS, so each block learns to correct the error accumulated before it (what the
+// integer model will actually see), while the target stays the FP trajectory.
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+#include "calibration/calibrated_model.h"
+#include "formats/recipe.h"
+
+namespace illm::calib {
+
+// Token-id windows (one vector per sequence), e.g. the lines of calib.jsonl / eval.jsonl.
+using TokenWindows = std::vector<std::vector<int32_t>>;
+
+// Reads a token-id JSONL file ({"input_ids": [...]} per line). Errors name the file and line.
+TokenWindows read_token_jsonl(const std::filesystem::path& path);
+
+struct CalibrateOptions {
+  int threads = 2;            // torch intra-op threads
+  bool show_progress = true;  // per-block epoch / loss display on stderr
+};
+
+// Calibrates every block of the model in `model_dir` with `recipe` on the first recipe.samples windows of
+// `calib` (each truncated to recipe.seq_len tokens; shorter windows are an error). Deterministic under
+// recipe.seed for a fixed thread count.
+CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& recipe, const TokenWindows& calib,
+                          CalibrationReport* report = nullptr, const CalibrateOptions& options = {});
+
+// Which fake-quant points the evaluation simulates (see FakeQuantPoints in formats/recipe.h).
+struct FakeQuantEvalOptions {
+  FakeQuantPoints points = FakeQuantPoints::kTraining;
+  int threads = 2;
+};
+
+// Perplexity over all predicted positions (1..T−1 of every window) of the fake-quant model: quantized block
+// weights (codes·scale), dynamic activation quantizers, FP embedding / final norm / head.
+double fake_quant_perplexity(const CalibratedModel& model, const TokenWindows& eval,
+                             const FakeQuantEvalOptions& options = {});
+
+// FP perplexity of the unquantized model on the same positions.
+double fp_perplexity(const std::filesystem::path& model_dir, const TokenWindows& eval, int threads = 2);
+
+}  // namespace illm::calib

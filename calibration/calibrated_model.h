@@ -1,0 +1,73 @@
+#pragma once
+// Torch-free result of calibration: everything a converter needs to build illm::QuantizedModel
+// (kernels/quantized_model.h). Per layer: the FOLDED FP weights (FSBR/SmoothQuant smoothing applied, method doc
+// §2.7), the quantized linears (per-row or per-group scale, zero point and integer codes, LWC clipping included),
+// the site-5 divisor α kept at run time by DI-SwiGLU, the norms and the softmax clip c. Float32 throughout,
+// row-major [out][in] like PyTorch / Hugging Face.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace illm::calib {
+
+struct CalibratedLinear {
+  int32_t out_features = 0;
+  int32_t in_features = 0;
+  int32_t bits = 0;
+  int32_t group_size = 0;              // columns per (scale, zero point); == in_features for per-channel
+  std::vector<float> folded_weight;    // [out][in] FP weight after smoothing, before quantization
+  std::vector<uint8_t> codes;          // [out][in], in [0, 2^bits − 1]
+  std::vector<float> scales;           // [out][in/group_size]
+  std::vector<int32_t> zero_points;    // [out][in/group_size], in [0, 2^bits − 1]
+  // Dequantized weight: scales[r][c/g] · (codes[r][c] − zero_points[r][c/g]).
+  float dequantized(int32_t row, int32_t col) const {
+    const int32_t groups = in_features / group_size;
+    const size_t g = static_cast<size_t>(row) * groups + col / group_size;
+    return scales[g] * static_cast<float>(static_cast<int32_t>(codes[static_cast<size_t>(row) * in_features + col]) -
+                                          zero_points[g]);
+  }
+};
+
+struct CalibratedLayer {
+  std::vector<float> attn_norm;  // γ1 ⊘ s1
+  std::vector<float> ffn_norm;   // γ2 ⊘ s2
+  CalibratedLinear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+  std::vector<float> swiglu_alpha;  // [C_f] site-5 α: SwiGLU = g'·σ(g'/α)·u' (all ones without site-5 smoothing)
+  std::optional<double> softmax_clip;  // c; nullopt = no clipping
+  double loss_before = 0;  // block reconstruction MSE with initial parameters
+  double loss_after = 0;   // ... with the kept (best-epoch) parameters
+};
+
+struct CalibratedModel {
+  // Shape (from config.json).
+  int32_t hidden = 0, intermediate = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab = 0;
+  int32_t max_positions = 0;
+  int64_t bos_id = 1, eos_id = 2;
+  double rms_norm_eps = 1e-5;
+  std::vector<double> rope_inv_freq;  // θ_i, float64 (for the integer RoPE tables)
+  // Recipe essentials.
+  std::string method;  // "rtn" | "smoothquant" | "fsbr"
+  int32_t w_bits = 0, a_bits = 0, swiglu_in_bits = 8;
+  // Unquantized FP parts (quantized by the converter's own rules: embedding rows, final norm, head).
+  std::vector<float> embed;       // [vocab][hidden]
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> lm_head;     // [vocab][hidden] (a copy of embed when tied)
+  bool tied_head = false;
+  std::vector<CalibratedLayer> layers;
+};
+
+struct BlockReport {
+  double loss_before = 0, loss_after = 0, seconds = 0;
+  int best_epoch = -1;
+  std::vector<double> epoch_losses;
+  std::optional<double> softmax_clip;
+};
+
+struct CalibrationReport {
+  std::string method;
+  double seconds = 0;  // wall time of the whole calibration
+  std::vector<BlockReport> blocks;
+};
+
+}  // namespace illm::calib

@@ -1,0 +1,209 @@
+#include "calibration/fake_quant_block.h"
+
+#include <cmath>
+
+#include "kernels/error.h"
+
+namespace illm::calib {
+namespace {
+
+// Repeats a per-KV-channel vector [H_kv·d] over the GQA group to the q-head layout [H·d] (q-head h uses
+// kv-head ⌊h/g⌋, §2.2 site 3/4).
+torch::Tensor expand_kv_to_q(const torch::Tensor& v, const BlockShape& shape) {
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  return v.reshape({shape.n_kv_heads, shape.head_dim}).repeat_interleave(group, 0).reshape({-1});
+}
+
+// Site-4 vector in the per-KV-channel layout [H_kv·d]; tied vectors hold the first half of each head's pairs.
+torch::Tensor expand_s4(const torch::Tensor& s4, const BlockShape& shape, bool tied) {
+  if (!tied) return s4;
+  const torch::Tensor half = s4.reshape({shape.n_kv_heads, shape.head_dim / 2});
+  return torch::cat({half, half}, 1).reshape({-1});
+}
+
+torch::Tensor update_absmax(const torch::Tensor& current, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor m = x.detach().abs().reshape({-1, x.size(-1)}).amax(0);
+  return current.defined() ? torch::maximum(current, m) : m;
+}
+
+}  // namespace
+
+const char* linear_name(int index) {
+  static const char* names[kNumLinears] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                           "down_proj"};
+  return names[index];
+}
+
+torch::Tensor& linear_weight(BlockWeights& w, int index) {
+  torch::Tensor* all[kNumLinears] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down};
+  return *all[index];
+}
+const torch::Tensor& linear_weight(const BlockWeights& w, int index) {
+  return linear_weight(const_cast<BlockWeights&>(w), index);
+}
+
+SmoothParams SmoothParams::identity(const BlockShape& shape, bool tied_rope_pairs) {
+  SmoothParams s;
+  const auto ones = [](int64_t n) { return torch::ones({n}, torch::kFloat32); };
+  const int64_t kv = shape.n_kv_heads * shape.head_dim;
+  s.s1 = ones(shape.hidden);
+  s.s2 = ones(shape.hidden);
+  s.s3 = ones(kv);
+  s.s4 = ones(tied_rope_pairs ? kv / 2 : kv);
+  s.s5 = ones(shape.intermediate);
+  s.s6 = ones(shape.intermediate);
+  s.tied_rope_pairs = tied_rope_pairs;
+  return s;
+}
+
+torch::Tensor guard_smooth(const torch::Tensor& s) {
+  torch::Tensor guarded;
+  {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor sign = torch::where(s < 0, -torch::ones_like(s), torch::ones_like(s));
+    guarded = torch::where(s.abs() < 1e-2, sign * 1e-2, s);
+  }
+  return s + (guarded - s).detach();
+}
+
+FoldedBlock fold_smoothing(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape) {
+  const torch::Tensor s1 = guard_smooth(smooth.s1), s2 = guard_smooth(smooth.s2), s3 = guard_smooth(smooth.s3);
+  const torch::Tensor s4 = expand_s4(guard_smooth(smooth.s4), shape, smooth.tied_rope_pairs);
+  const torch::Tensor s5 = guard_smooth(smooth.s5), s6 = guard_smooth(smooth.s6);
+  const torch::Tensor s3_q = expand_kv_to_q(s3, shape), s4_q = expand_kv_to_q(s4, shape);
+
+  FoldedBlock out;
+  BlockWeights& w = out.weights;
+  // Site 1: γ1 ⊘ s1, input columns of q/k/v ⊙ s1. Site 4: rows of k ⊙ s4, rows of q ⊘ s4 (per KV channel).
+  w.attn_norm = fp.attn_norm / s1;
+  w.wq = fp.wq * s1.unsqueeze(0) / s4_q.unsqueeze(1);
+  w.wk = fp.wk * s1.unsqueeze(0) * s4.unsqueeze(1);
+  // Site 3: rows of v ⊘ s3, input columns of o ⊙ s3 (GQA-expanded).
+  w.wv = fp.wv * s1.unsqueeze(0) / s3.unsqueeze(1);
+  w.wo = fp.wo * s3_q.unsqueeze(0);
+  // Site 2: γ2 ⊘ s2, input columns of gate/up ⊙ s2. Site 5: gate rows ⊙ s5, up rows ⊘ s5. Site 6: up rows ⊘ s6,
+  // down input columns ⊙ s6.
+  w.ffn_norm = fp.ffn_norm / s2;
+  w.w_gate = fp.w_gate * s2.unsqueeze(0) * s5.unsqueeze(1);
+  w.w_up = fp.w_up * s2.unsqueeze(0) / (s5 * s6).unsqueeze(1);
+  w.w_down = fp.w_down * s6.unsqueeze(0);
+  out.alpha = s5;
+  return out;
+}
+
+LwcParams LwcParams::init(const BlockWeights& w, int group_size, double logit) {
+  LwcParams p;
+  for (int i = 0; i < kNumLinears; ++i) {
+    const torch::Tensor& weight = linear_weight(w, i);
+    const int64_t groups = group_size <= 0 ? 1 : weight.size(1) / group_size;
+    p.upper[i] = torch::full({weight.size(0), groups}, logit, torch::kFloat32);
+    p.lower[i] = torch::full({weight.size(0), groups}, logit, torch::kFloat32);
+  }
+  return p;
+}
+
+std::vector<torch::Tensor> LwcParams::all() const {
+  std::vector<torch::Tensor> v;
+  for (int i = 0; i < kNumLinears; ++i) {
+    if (upper[i].defined()) v.push_back(upper[i]);
+    if (lower[i].defined()) v.push_back(lower[i]);
+  }
+  return v;
+}
+
+BlockWeights quantize_block_weights(const BlockWeights& folded, int w_bits, int group_size, const LwcParams* lwc,
+                                    std::array<WeightQuant, kNumLinears>* integer_out) {
+  BlockWeights q = folded;
+  for (int i = 0; i < kNumLinears; ++i) {
+    const torch::Tensor upper = lwc ? lwc->upper[i] : torch::Tensor();
+    const torch::Tensor lower = lwc ? lwc->lower[i] : torch::Tensor();
+    WeightQuant wq = quantize_weight(linear_weight(folded, i), w_bits, group_size, upper, lower);
+    linear_weight(q, i) = wq.dequantized;
+    if (integer_out) (*integer_out)[i] = std::move(wq);
+  }
+  return q;
+}
+
+void ActStats::update(const char* which, const torch::Tensor& x) {
+  const std::string name = which;
+  if (name == "attn_in") attn_in = update_absmax(attn_in, x);
+  else if (name == "ffn_in") ffn_in = update_absmax(ffn_in, x);
+  else if (name == "o_in") o_in = update_absmax(o_in, x);
+  else if (name == "down_in") down_in = update_absmax(down_in, x);
+  else throw Error(std::string("ActStats: unknown site ") + which);
+}
+
+BlockObserver ActStats::observer() {
+  return [this](BlockTap tap, const torch::Tensor& x) {
+    switch (tap) {
+      case BlockTap::attn_input: update("attn_in", x); break;
+      case BlockTap::attn_context: update("o_in", x); break;
+      case BlockTap::ffn_input: update("ffn_in", x); break;
+      case BlockTap::ffn_hidden: update("down_in", x); break;
+      default: break;
+    }
+  };
+}
+
+torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tensor& alpha, const torch::Tensor& x,
+                                       const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& st,
+                                       ActStats* stats) {
+  const bool q = st.quantize_activations;
+  const bool exec = q && st.executor_points;
+  const int a = q ? st.a_bits : 16;
+  const int sw = q ? st.swiglu_in_bits : 16;
+  auto residual_q = [&](const torch::Tensor& t) { return exec ? fake_quant_per_token(t, 16, true) : t; };
+  const int64_t B = x.size(0), T = x.size(1), H = shape.n_heads, Hkv = shape.n_kv_heads, d = shape.head_dim;
+
+  const torch::Tensor x_in = residual_q(x);
+  torch::Tensor xn = rms_norm(x_in, w.attn_norm, shape.norm_eps);
+  if (stats) stats->update("attn_in", xn);
+  xn = fake_quant_per_token(xn, a);
+  torch::Tensor qh = torch::matmul(xn, w.wq.t()).reshape({B, T, H, d}).transpose(1, 2);
+  torch::Tensor kh = torch::matmul(xn, w.wk.t()).reshape({B, T, Hkv, d}).transpose(1, 2);
+  torch::Tensor vh = torch::matmul(xn, w.wv.t()).reshape({B, T, Hkv, d}).transpose(1, 2);
+  const RotaryCosSin rot{rope.cos.narrow(0, 0, T), rope.sin.narrow(0, 0, T)};
+  qh = apply_rotary(qh, rot);
+  kh = apply_rotary(kh, rot);
+  qh = fake_quant_per_token(qh, a);
+  kh = fake_quant_per_token(kh, a);
+  vh = fake_quant_per_token(vh, a);
+  const int64_t group = H / Hkv;
+  if (group > 1) {
+    kh = kh.repeat_interleave(group, 1);
+    vh = vh.repeat_interleave(group, 1);
+  }
+  torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
+  const torch::Tensor causal = torch::ones({T, T}, torch::kBool).triu(1);
+  scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
+  torch::Tensor probs;
+  if (exec) {
+    // DI-ClippedSoftmax simulation: x − rowmax clipped at −c, 16-bit input, probabilities on a 2^−15 grid.
+    torch::Tensor shifted = scores - std::get<0>(scores.max(-1, true)).detach();
+    if (st.clip_c) shifted = shifted.clamp_min(-*st.clip_c).masked_fill(causal, -1e30);
+    const torch::Tensor finite = shifted.masked_fill(causal, 0);
+    shifted = torch::where(causal, shifted, fake_quant_per_token(finite, 16));
+    probs = torch::softmax(shifted, -1);
+    probs = round_ste(probs * 32768.0) / 32768.0;
+  } else {
+    probs = torch::softmax(scores, -1);
+  }
+  torch::Tensor attn = torch::matmul(probs, vh).transpose(1, 2).reshape({B, T, H * d});
+  if (stats) stats->update("o_in", attn);
+  attn = fake_quant_per_token(attn, a);
+  const torch::Tensor h = residual_q(x_in + torch::matmul(attn, w.wo.t()));
+
+  torch::Tensor hn = rms_norm(h, w.ffn_norm, shape.norm_eps);
+  if (stats) stats->update("ffn_in", hn);
+  hn = fake_quant_per_token(hn, a);
+  const torch::Tensor g = fake_quant_per_token(torch::matmul(hn, w.w_gate.t()), sw);
+  const torch::Tensor u = fake_quant_per_token(torch::matmul(hn, w.w_up.t()), sw);
+  const torch::Tensor gate_arg = alpha.defined() ? g / alpha : g;
+  torch::Tensor act = g * torch::sigmoid(gate_arg) * u;
+  if (stats) stats->update("down_in", act);
+  act = fake_quant_per_token(act, a);
+  return h + torch::matmul(act, w.w_down.t());
+}
+
+}  // namespace illm::calib

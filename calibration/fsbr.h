@@ -1,0 +1,55 @@
+#pragma once
+// Block-wise calibration of one decoder block (method doc §2.4–§2.7): RTN, SmoothQuant and FSBR in one pipeline.
+//   RTN:         no smoothing, weights per row min/max.
+//   SmoothQuant: sites 1, 2, 3, 6 at the SmoothQuant rule with sq_alpha (the FSBR init, §2.4), weights min/max.
+//   FSBR:        sites 1–6 + LWC learned with AdamW (wd 0; lr_smooth / lr_lwc), batch 1, `epochs` passes over the
+//                samples in a fixed order, loss = MSE(FP block(FP input), fake-quant block(quantized input)),
+//                parameters of the epoch with the lowest mean loss kept (best-epoch selection; the initial
+//                parameters are a candidate too, with their loss before training), then folded.
+#include <array>
+#include <optional>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "calibration/fake_quant_block.h"
+#include "formats/recipe.h"
+
+namespace illm::calib {
+
+struct BlockCalibration {
+  FoldedBlock folded;                                // folded FP weights + site-5 α
+  std::array<WeightQuant, kNumLinears> weight_quant;  // integer codes, scales, zero points (of folded weights)
+  BlockWeights quantized;                            // folded weights replaced by their dequantized values
+  double loss_before = 0;                            // mean block MSE with the initial parameters
+  double loss_after = 0;                             // mean block MSE with the kept parameters
+  int best_epoch = -1;                               // -1: initial parameters kept (always for RTN/SmoothQuant)
+  std::vector<double> epoch_losses;
+  std::optional<double> clip_c;                      // chosen softmax clip (recipe value or search result)
+  double seconds = 0;
+};
+
+// Fake-quant settings of a recipe: training points (§9 #21) or the executor points.
+FakeQuantSettings training_settings(const Recipe& recipe);
+FakeQuantSettings evaluation_settings(const Recipe& recipe, std::optional<double> clip_c);
+
+// SmoothQuant initialization of sites 1, 2, 3, 6 from the FP statistics (§2.4); sites 4, 5 = 1.
+SmoothParams smoothquant_init(const BlockWeights& fp, const ActStats& stats, const BlockShape& shape, double alpha,
+                              bool tied_rope_pairs);
+
+// Per-input-channel abs-max statistics of the FP block on `fp_in` [N, T, C].
+ActStats collect_stats(const BlockWeights& fp, const torch::Tensor& fp_in, const RotaryCosSin& rope,
+                       const BlockShape& shape);
+
+// Mean over samples of MSE(target[i], block(input[i])) without gradients, processed in chunks.
+double block_loss(const BlockWeights& weights, const torch::Tensor& alpha, const torch::Tensor& input,
+                  const torch::Tensor& target, const RotaryCosSin& rope, const BlockShape& shape,
+                  const FakeQuantSettings& settings);
+
+// Calibrates one block. `fp_in` gives the statistics, `q_in` the inputs of the quantized block (the previous
+// quantized blocks' outputs), `fp_target` = FP block(fp_in). Progress goes to stderr.
+BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape, const RotaryCosSin& rope,
+                                 const torch::Tensor& fp_in, const torch::Tensor& q_in, const torch::Tensor& fp_target,
+                                 const Recipe& recipe, int layer, int n_layers, bool show_progress = true);
+
+}  // namespace illm::calib

@@ -1,0 +1,100 @@
+#include "converter/integer_eval.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "calibration/fp_model.h"
+#include "converter/metrics.h"
+#include "converter/progress.h"
+
+namespace illm::converter {
+
+std::vector<float> dequantize_logits(const IntegerLogits& logits) {
+  std::vector<float> out(logits.values.size());
+  for (int32_t t = 0; t < logits.tokens; ++t) {
+    const Dyadic s = logits.scales[t];
+    const double factor = std::ldexp(static_cast<double>(s.m), -s.k);
+    const size_t row = static_cast<size_t>(t) * logits.vocab;
+    for (int32_t v = 0; v < logits.vocab; ++v) {
+      out[row + v] = static_cast<float>(static_cast<double>(logits.values[row + v]) * factor);
+    }
+  }
+  return out;
+}
+
+void for_each_integer_logits(const QuantizedModel& model, std::span<const std::vector<int32_t>> sequences,
+                             const FloatLogitsConsumer& consume, bool show_progress) {
+  Progress progress("integer eval", static_cast<int64_t>(sequences.size()), "windows", show_progress);
+  // Windows run in parallel (one executor per thread, with its own KV cache); results are handed to `consume`
+  // strictly in order, so accumulations are identical for any thread count.
+  std::mutex mutex;
+  std::map<size_t, std::vector<float>> ready;
+  size_t next = 0;
+  const int64_t n = static_cast<int64_t>(sequences.size());
+#pragma omp parallel
+  {
+    Executor executor(model);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) {
+      executor.reset();
+      std::vector<float> logits = dequantize_logits(executor.forward(sequences[i]));
+      std::lock_guard<std::mutex> lock(mutex);
+      ready.emplace(static_cast<size_t>(i), std::move(logits));
+      while (!ready.empty() && ready.begin()->first == next) {
+        consume(next, ready.begin()->second);
+        ready.erase(ready.begin());
+        ++next;
+        progress.advance();
+      }
+    }
+  }
+}
+
+QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::FpModel* reference,
+                                     std::span<const std::vector<int32_t>> sequences, bool show_progress) {
+  using Clock = std::chrono::steady_clock;
+  QualityReport report;
+  report.windows = static_cast<int64_t>(sequences.size());
+  const int64_t vocab = model.shape.vocab;
+
+  // FP logits first (kept per window: fixture-sized data; large evaluations stream window by window).
+  std::vector<std::vector<float>> reference_logits;
+  PerplexityAccumulator reference_ppl;
+  if (reference != nullptr) {
+    const auto start = Clock::now();
+    reference_logits.resize(sequences.size());
+    Progress progress("FP eval", report.windows, "windows", show_progress);
+    reference->for_each_logits(sequences, 16, [&](std::size_t i, std::span<const float> logits) {
+      reference_logits[i].assign(logits.begin(), logits.end());
+      reference_ppl.add_window(logits, sequences[i], vocab);
+      progress.advance();
+    });
+    report.reference_perplexity = reference_ppl.perplexity();
+    report.reference_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
+  const auto start = Clock::now();
+  PerplexityAccumulator ppl;
+  AgreementAccumulator agreement;
+  for_each_integer_logits(model, sequences, [&](std::size_t i, std::span<const float> logits) {
+    ppl.add_window(logits, sequences[i], vocab);
+    if (reference != nullptr) {
+      agreement.add_window(reference_logits[i], logits, vocab);
+      std::vector<float>().swap(reference_logits[i]);
+    }
+  }, show_progress);
+  report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  report.perplexity = ppl.perplexity();
+  report.predicted_tokens = ppl.count();
+  if (reference != nullptr) {
+    report.kl_mean = agreement.mean_kl();
+    report.top1 = agreement.top1();
+  }
+  return report;
+}
+
+}  // namespace illm::converter

@@ -1,0 +1,44 @@
+#pragma once
+// Evaluation of the integer model: the executor produces integer logits with a per-token dyadic scale; only
+// after that are they converted to float (evaluation only, method doc §7.6) and scored like the FP model's.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "kernels/executor.h"
+#include "kernels/quantized_model.h"
+
+namespace illm::calib {
+class FpModel;
+}
+
+namespace illm::converter {
+
+// value · m / 2^k per entry, as float (evaluation only).
+std::vector<float> dequantize_logits(const IntegerLogits& logits);
+
+// Runs every sequence through the integer executor (each from an empty KV cache); `consume(index, logits)` is
+// called once per sequence, in order, with its T·vocab float logits. Sequences are spread over OpenMP threads;
+// the result does not depend on the thread count.
+using FloatLogitsConsumer = std::function<void(std::size_t index, std::span<const float> logits)>;
+void for_each_integer_logits(const QuantizedModel& model, std::span<const std::vector<int32_t>> sequences,
+                             const FloatLogitsConsumer& consume, bool show_progress);
+
+// Quality of a model against the FP reference on the same windows.
+struct QualityReport {
+  double perplexity = 0;            // the evaluated (integer) model
+  double reference_perplexity = 0;  // FP (0 when no reference)
+  double kl_mean = 0;               // mean KL(P_FP ‖ P_int) per predicted position
+  double top1 = 0;                  // argmax agreement with FP, fraction
+  int64_t predicted_tokens = 0;
+  int64_t windows = 0;
+  double seconds = 0;               // integer executor time
+  double reference_seconds = 0;
+};
+
+// Scores the integer model, and (when `reference` is given) the FP model, KL and top-1 on `sequences`.
+QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::FpModel* reference,
+                                     std::span<const std::vector<int32_t>> sequences, bool show_progress);
+
+}  // namespace illm::converter

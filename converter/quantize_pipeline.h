@@ -1,0 +1,60 @@
+#pragma once
+// The steps of `illm quantize` (and of each `illm sweep` point): source model → calibration data → calibrated
+// float model → integer model → golden vectors → model file + JSON report. Each step is a function so that the
+// sweep can calibrate once per bit setting and integerize once per clip constant.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "calibration/calibrated_model.h"
+#include "formats/illm_file.h"
+#include "formats/llama_config.h"
+#include "formats/recipe.h"
+#include "formats/tokenizer.h"
+#include "kernels/quantized_model.h"
+
+namespace illm::converter {
+
+// A Hugging Face model directory with what the pipeline needs to know about it.
+struct SourceModel {
+  std::filesystem::path dir;
+  std::string name;         // directory name only (no absolute path goes into the model file)
+  std::string sha256;       // of config.json and the safetensors files, in sorted name order
+  std::string config_json;  // config.json text
+  formats::LlamaConfig config;
+  std::optional<formats::Tokenizer> tokenizer;  // <dir>/tokenizer.model when present
+};
+SourceModel open_source_model(const std::filesystem::path& dir);
+
+// The bundled default model directory (tinybible) and recipe directory.
+std::filesystem::path bundled_model_dir(const std::string& name = "tinybible");
+std::filesystem::path bundled_recipe(const std::string& file_name);
+
+// The first file of `candidates` that exists in the model directory, or nullopt.
+std::optional<std::filesystem::path> find_in_model_dir(const SourceModel& model,
+                                                       std::initializer_list<const char*> candidates);
+
+// Calibration windows: recipe.samples windows of recipe.seq_len tokens from a token-id JSONL or a text file
+// (tokenized with the model's tokenizer). Too little data is an error naming the file and the counts.
+std::vector<std::vector<int32_t>> load_calibration_windows(const SourceModel& model, const std::filesystem::path& file,
+                                                           const Recipe& recipe);
+
+// Evaluation windows (dataset rules of formats/dataset.h; text at 256-token windows).
+std::vector<std::vector<int32_t>> load_evaluation_windows(const SourceModel& model, const std::filesystem::path& file,
+                                                          std::optional<int64_t> max_windows);
+
+// Every recipe field as JSON (what was actually used, overrides included).
+nlohmann::ordered_json recipe_to_json(const Recipe& recipe);
+
+// Golden vectors for `illm verify`: the executor's integer outputs on short prefixes of `windows`.
+std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& model,
+                                                         const std::vector<std::vector<int32_t>>& windows,
+                                                         int count = 2, int length = 24);
+
+// Writes `text` to `path` through a temporary file and a rename (nothing half-written).
+void write_text_atomically(const std::filesystem::path& path, const std::string& text);
+
+}  // namespace illm::converter

@@ -1,0 +1,163 @@
+#include "formats/recipe.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.h"
+
+namespace illm {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string>& schema_keys() {
+  static const std::set<std::string> keys = {
+      "method",  "w_bits",   "a_bits",     "w_granularity",  "group_size",     "epochs",
+      "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
+      "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
+      "description"};
+  return keys;
+}
+
+[[noreturn]] void fail(const std::string& source, const std::string& key, const std::string& why) {
+  throw Error("recipe " + source + ": key \"" + key + "\": " + why);
+}
+
+int get_int(const json& j, const std::string& key, const std::string& source) {
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) fail(source, key, "must be an integer");
+  return v.get<int>();
+}
+
+double get_number(const json& j, const std::string& key, const std::string& source) {
+  const json& v = j.at(key);
+  if (!v.is_number()) fail(source, key, "must be a number");
+  return v.get<double>();
+}
+
+std::string get_string(const json& j, const std::string& key, const std::string& source) {
+  const json& v = j.at(key);
+  if (!v.is_string()) fail(source, key, "must be a string");
+  return v.get<std::string>();
+}
+
+}  // namespace
+
+const char* to_string(QuantMethod m) {
+  switch (m) {
+    case QuantMethod::kRtn: return "rtn";
+    case QuantMethod::kSmoothQuant: return "smoothquant";
+    case QuantMethod::kFsbr: return "fsbr";
+  }
+  return "?";
+}
+
+Recipe parse_recipe_json(const std::string& json_text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw Error("recipe " + source + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error("recipe " + source + ": top level must be a JSON object");
+  for (const auto& item : j.items()) {
+    if (!schema_keys().count(item.key())) fail(source, item.key(), "not a recipe key (see configs/README.md)");
+  }
+  if (!j.contains("method")) throw Error("recipe " + source + ": key \"method\" is required");
+
+  Recipe r;
+  const std::string method = get_string(j, "method", source);
+  if (method == "rtn") r.method = QuantMethod::kRtn;
+  else if (method == "smoothquant") r.method = QuantMethod::kSmoothQuant;
+  else if (method == "fsbr") r.method = QuantMethod::kFsbr;
+  else fail(source, "method", "must be \"rtn\", \"smoothquant\" or \"fsbr\", got \"" + method + "\"");
+
+  if (j.contains("w_bits")) r.w_bits = get_int(j, "w_bits", source);
+  if (j.contains("a_bits")) r.a_bits = get_int(j, "a_bits", source);
+  if (j.contains("w_granularity")) {
+    const std::string g = get_string(j, "w_granularity", source);
+    if (g == "per_channel") r.w_granularity = WeightGranularity::kPerChannel;
+    else if (g == "per_group") r.w_granularity = WeightGranularity::kPerGroup;
+    else fail(source, "w_granularity", "must be \"per_channel\" or \"per_group\", got \"" + g + "\"");
+  }
+  if (j.contains("group_size")) r.group_size = get_int(j, "group_size", source);
+  if (j.contains("epochs")) r.epochs = get_int(j, "epochs", source);
+  if (j.contains("lr_smooth")) r.lr_smooth = get_number(j, "lr_smooth", source);
+  if (j.contains("lr_lwc")) r.lr_lwc = get_number(j, "lr_lwc", source);
+  if (j.contains("samples")) r.samples = get_int(j, "samples", source);
+  if (j.contains("seq_len")) r.seq_len = get_int(j, "seq_len", source);
+  if (j.contains("seed")) {
+    const json& v = j.at("seed");
+    if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(source, "seed", "must be a non-negative integer");
+    r.seed = v.get<uint64_t>();
+  }
+  if (j.contains("sq_alpha")) r.sq_alpha = get_number(j, "sq_alpha", source);
+  if (j.contains("clip_c")) {
+    const json& v = j.at("clip_c");
+    if (v.is_string()) {
+      if (v.get<std::string>() == "search") {
+        r.clip_search = true;
+        r.clip_c.reset();
+      } else if (v.get<std::string>() == "none") {
+        r.clip_c.reset();
+      } else {
+        fail(source, "clip_c", "must be a number, \"search\" or \"none\"");
+      }
+    } else if (v.is_number()) {
+      r.clip_c = v.get<double>();
+    } else {
+      fail(source, "clip_c", "must be a number, \"search\" or \"none\"");
+    }
+  }
+  if (j.contains("lwc_init")) r.lwc_init = get_number(j, "lwc_init", source);
+  if (j.contains("smooth_init")) {
+    const std::string s = get_string(j, "smooth_init", source);
+    if (s == "smoothquant") r.smooth_init = SmoothInit::kSmoothQuant;
+    else if (s == "identity") r.smooth_init = SmoothInit::kIdentity;
+    else fail(source, "smooth_init", "must be \"smoothquant\" or \"identity\", got \"" + s + "\"");
+  }
+  if (j.contains("tie_rope_pairs")) {
+    if (!j.at("tie_rope_pairs").is_boolean()) fail(source, "tie_rope_pairs", "must be true or false");
+    r.tie_rope_pairs = j.at("tie_rope_pairs").get<bool>();
+  }
+  if (j.contains("swiglu_in_bits")) r.swiglu_in_bits = get_int(j, "swiglu_in_bits", source);
+  if (j.contains("fake_quant_points")) {
+    const std::string s = get_string(j, "fake_quant_points", source);
+    if (s == "training") r.fake_quant_points = FakeQuantPoints::kTraining;
+    else if (s == "executor") r.fake_quant_points = FakeQuantPoints::kExecutor;
+    else fail(source, "fake_quant_points", "must be \"training\" or \"executor\", got \"" + s + "\"");
+  }
+  if (j.contains("description")) r.description = get_string(j, "description", source);
+  validate_recipe(r, source);
+  return r;
+}
+
+void validate_recipe(const Recipe& r, const std::string& source) {
+  auto bits_ok = [](int b) { return b >= 2 && b <= 8; };
+  if (!bits_ok(r.w_bits)) fail(source, "w_bits", "must be in 2..8, got " + std::to_string(r.w_bits));
+  if (!bits_ok(r.a_bits)) fail(source, "a_bits", "must be in 2..8, got " + std::to_string(r.a_bits));
+  if (!bits_ok(r.swiglu_in_bits) && r.swiglu_in_bits != 16)
+    fail(source, "swiglu_in_bits", "must be in 2..8 or 16, got " + std::to_string(r.swiglu_in_bits));
+  if (r.w_granularity == WeightGranularity::kPerGroup && r.group_size < 2)
+    fail(source, "group_size", "must be >= 2 for per_group weights, got " + std::to_string(r.group_size));
+  if (r.epochs < 0) fail(source, "epochs", "must be >= 0");
+  if (r.samples < 1) fail(source, "samples", "must be >= 1, got " + std::to_string(r.samples));
+  if (r.seq_len < 2) fail(source, "seq_len", "must be >= 2, got " + std::to_string(r.seq_len));
+  if (!(r.lr_smooth >= 0)) fail(source, "lr_smooth", "must be >= 0");
+  if (!(r.lr_lwc >= 0)) fail(source, "lr_lwc", "must be >= 0");
+  if (!(r.sq_alpha >= 0 && r.sq_alpha <= 1)) fail(source, "sq_alpha", "must be in [0, 1]");
+  if (r.clip_c && !(*r.clip_c > 0)) fail(source, "clip_c", "must be > 0");
+}
+
+Recipe load_recipe(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("recipe " + path.string() + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_recipe_json(ss.str(), path.string());
+}
+
+}  // namespace illm

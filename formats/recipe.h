@@ -1,0 +1,50 @@
+#pragma once
+// Quantization recipes (configs/*.json): parsing and validation. The schema is documented in configs/README.md.
+// Keys outside the schema are an error (illm::Error naming the file and the key); schema keys that do not apply
+// to the chosen method are accepted and ignored.
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace illm {
+
+enum class QuantMethod { kRtn, kSmoothQuant, kFsbr };
+enum class WeightGranularity { kPerChannel, kPerGroup };
+// Which fake-quant points are active: the released FSBR code's set (§9 #21) or every point where the integer
+// executor quantizes (adds 16-bit residual/norm/softmax inputs, 8-bit SwiGLU output, clipped softmax with c).
+enum class FakeQuantPoints { kTraining, kExecutor };
+enum class SmoothInit { kSmoothQuant, kIdentity };
+
+struct Recipe {
+  QuantMethod method = QuantMethod::kFsbr;
+  int w_bits = 4;
+  int a_bits = 4;
+  WeightGranularity w_granularity = WeightGranularity::kPerChannel;
+  int group_size = 64;         // only for per_group
+  int epochs = 20;
+  double lr_smooth = 5e-3;
+  double lr_lwc = 1e-2;
+  int samples = 128;           // calibration sequences
+  int seq_len = 256;           // tokens per calibration sequence
+  uint64_t seed = 2;
+  double sq_alpha = 0.5;       // SmoothQuant migration strength (baseline and FSBR init)
+  std::optional<double> clip_c = 15.0;  // softmax clip constant; nullopt with clip_search = false: no clipping
+  bool clip_search = false;    // "clip_c": "search" → per-layer search over {8, 10, 12, 15, 20, none}
+  // Extensions (documented in configs/README.md):
+  double lwc_init = 4.0;       // initial LWC logits (σ(4) ≈ 0.982); large values start unclipped
+  SmoothInit smooth_init = SmoothInit::kSmoothQuant;
+  bool tie_rope_pairs = true;  // §9 #16: site-4 scales tied over RoPE pairs (exact equivalence)
+  int swiglu_in_bits = 8;      // gate/up output quantizer width
+  FakeQuantPoints fake_quant_points = FakeQuantPoints::kTraining;
+  std::string description;
+};
+
+const char* to_string(QuantMethod m);
+
+// Parses and validates a recipe. `source` names the file in error messages.
+Recipe parse_recipe_json(const std::string& json_text, const std::string& source);
+Recipe load_recipe(const std::filesystem::path& path);
+// Throws illm::Error (naming `source`) when a value is impossible (bits outside 2..8, c <= 0, samples 0, ...).
+void validate_recipe(const Recipe& recipe, const std::string& source);
+
+}  // namespace illm

@@ -1,0 +1,104 @@
+// Recipe parsing and validation (configs/README.md schema).
+#include "formats/recipe.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "kernels/error.h"
+
+namespace {
+
+using illm::Recipe;
+const std::filesystem::path kConfigs = std::filesystem::path(ILLM_SOURCE_DIR) / "configs";
+
+std::string error_of(const std::string& json) {
+  try {
+    illm::parse_recipe_json(json, "test.json");
+  } catch (const illm::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Recipe, BundledRecipesParse) {
+  const struct { const char* file; int w, a; } cases[] = {
+      {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4}};
+  for (const auto& c : cases) {
+    const Recipe r = illm::load_recipe(kConfigs / c.file);
+    EXPECT_EQ(r.method, illm::QuantMethod::kFsbr) << c.file;
+    EXPECT_EQ(r.w_bits, c.w) << c.file;
+    EXPECT_EQ(r.a_bits, c.a) << c.file;
+    EXPECT_EQ(r.seq_len, 256) << c.file;
+    ASSERT_TRUE(r.clip_c.has_value());
+    EXPECT_EQ(*r.clip_c, 15.0);
+  }
+  const Recipe quick = illm::load_recipe(kConfigs / "quick-w4a4.json");
+  EXPECT_EQ(quick.epochs, 2);
+  EXPECT_EQ(quick.samples, 32);
+  const Recipe full = illm::load_recipe(kConfigs / "w4a4.json");
+  EXPECT_EQ(full.epochs, 20);
+  EXPECT_EQ(full.samples, 128);
+  EXPECT_DOUBLE_EQ(full.lr_smooth, 5e-3);
+  EXPECT_DOUBLE_EQ(full.lr_lwc, 1e-2);
+}
+
+// Scripts switch methods by replacing the string "fsbr": it must occur exactly once, as the method value.
+TEST(Recipe, FsbrStringOnlyAsMethodValue) {
+  for (const char* file : {"w4a4.json", "w4a8.json", "w6a6.json", "w8a8.json", "quick-w4a4.json"}) {
+    std::ifstream in(kConfigs / file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    for (auto& ch : text) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    size_t count = 0;
+    for (size_t p = text.find("fsbr"); p != std::string::npos; p = text.find("fsbr", p + 1)) ++count;
+    EXPECT_EQ(count, 1u) << file;
+    EXPECT_NE(text.find("\"method\": \"fsbr\""), std::string::npos) << file;
+    const std::string original = ss.str();
+    std::string rtn = original;
+    rtn.replace(rtn.find("fsbr"), 4, "rtn");
+    EXPECT_EQ(illm::parse_recipe_json(rtn, file).method, illm::QuantMethod::kRtn);
+  }
+}
+
+TEST(Recipe, UnknownKeyNamesFileAndKey) {
+  const std::string e = error_of(R"({"method": "rtn", "w_bitz": 4})");
+  EXPECT_NE(e.find("test.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("w_bitz"), std::string::npos) << e;
+}
+
+TEST(Recipe, ImpossibleValuesAreErrors) {
+  EXPECT_NE(error_of(R"({"method": "fsbr", "w_bits": 0})").find("w_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "w_bits": 9})").find("w_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "a_bits": 9})").find("a_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "clip_c": 0})").find("clip_c"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "clip_c": -3})").find("clip_c"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "clip_c": "maybe"})").find("clip_c"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "samples": 0})").find("samples"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "gptq"})").find("method"), std::string::npos);
+  EXPECT_NE(error_of(R"({"w_bits": 4})").find("method"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "w_bits": "4"})").find("w_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "w_granularity": "per_tensor"})").find("w_granularity"),
+            std::string::npos);
+  EXPECT_NE(error_of("[1, 2]").find("test.json"), std::string::npos);
+  EXPECT_NE(error_of("{not json").find("test.json"), std::string::npos);
+  EXPECT_THROW(illm::load_recipe(kConfigs / "no-such-recipe.json"), illm::Error);
+}
+
+TEST(Recipe, ClipSearchAndDefaults) {
+  const Recipe s = illm::parse_recipe_json(R"({"method": "smoothquant", "clip_c": "search"})", "t");
+  EXPECT_TRUE(s.clip_search);
+  EXPECT_FALSE(s.clip_c.has_value());
+  EXPECT_EQ(s.method, illm::QuantMethod::kSmoothQuant);
+  const Recipe n = illm::parse_recipe_json(R"({"method": "rtn", "clip_c": 12.5, "w_granularity": "per_group",
+                                               "group_size": 32, "lr_lwc": 0.02})", "t");
+  EXPECT_DOUBLE_EQ(*n.clip_c, 12.5);
+  EXPECT_EQ(n.w_granularity, illm::WeightGranularity::kPerGroup);
+  EXPECT_EQ(n.group_size, 32);
+  EXPECT_DOUBLE_EQ(n.sq_alpha, 0.5);  // default
+  EXPECT_EQ(n.seed, 2u);
+}
+
+}  // namespace
