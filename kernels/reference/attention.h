@@ -1,0 +1,66 @@
+#pragma once
+// Integer attention over the KV cache (method doc §7.5, §7.7, §9.1). Integer-only.
+// Exact definition: docs/integer-semantics.md "## Executor" (attention).
+//
+// One head, one query row at position p (valid keys j <= p, causal):
+//   P_j   = Σ_d (q_d − z_q)(K_jd − z_kj)                                int32 (head_dim · Q_a² <= 2^31 − 1)
+//   (K2, μ_j) = align_columns(key scales of the valid keys, b_m)        column alignment over the cached keys
+//   probs = di_clipped_softmax_row(P_j · μ_j, m_q, k_q + K2, clip)      P_j^I with scale 2^−(p_out−1)
+//   (K_v, ν_j) = align_columns(value scales of the valid keys, b_m) ;  ν* = max_j ν_j
+//   W_j   = rdiv(P_j^I · ν_j, ν*)                                       scale-ratio folding: 0 <= W_j <= P_j^I
+//   acc_d = Σ_j W_j (V_jd − z_vj)                                        int32: |acc| <= 2^(p_out−1) · Q_v
+//   out_d = acc_d · ν*,  real value out_d / 2^(K_v + p_out − 1)
+// Then per token, over all heads: requantize_heads (common exponent, one DI_REQUANT).
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/dyadic.h"
+#include "kernels/kv_cache.h"
+#include "kernels/quantized_model.h"
+#include "kernels/quantized_tensor.h"
+#include "kernels/requant.h"
+
+namespace illm {
+
+// Activations quantized per (token, head): [rows][heads][head_dim] unsigned codes of `bits` bits, one zero point
+// and one dyadic per (row, head). Used for Q, K and V.
+struct PerHeadActivation {
+  int32_t rows = 0;
+  int32_t heads = 0;
+  int32_t head_dim = 0;
+  int32_t bits = 0;
+  std::vector<uint8_t> codes;        // [rows][heads][head_dim]
+  std::vector<int32_t> zero_points;  // [rows][heads]
+  std::vector<Dyadic> scales;        // [rows][heads]
+
+  HeadCodes head(int32_t row, int32_t h) const {
+    const size_t index = static_cast<size_t>(row) * heads + h;
+    return HeadCodes{std::span<const uint8_t>(codes.data() + index * head_dim, static_cast<size_t>(head_dim)),
+                     zero_points[index], scales[index]};
+  }
+};
+
+// One head's attention output for one query row, written to out (head_dim values); returns the exponent E with
+// real out_d = out_d / 2^E. valid_len = number of keys the query sees (position + 1), 1 <= valid_len <=
+// keys.length == values.length. clip: c as a dyadic (m == 0: no clipping). Throws illm::Error on bad shapes or
+// when head_dim · Q_a² or 2^(p_out−1) · Q_v exceeds int32.
+int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvHeadView& keys,
+                           const KvHeadView& values, int32_t value_bits, int32_t valid_len, Dyadic clip,
+                           const IntegerSettings& settings, std::span<int64_t> out);
+
+// Per-token requantization of all heads' outputs (values [heads][head_dim], head h real value v / 2^E_h):
+// E = min(max_h E_h, min_h (E_h + 62 − bitlength(max |v_h|))) (no left shift leaves 2^62), each head brought to E
+// (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
+DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
+                                 int mantissa_bits, std::span<uint16_t> codes_out);
+
+// Causal multi-head attention (GQA: query head h reads KV head h / (heads / kv_heads)) of `query.rows` tokens at
+// positions first_position, first_position + 1, … against layer `layer` of the cache, which must already hold
+// these tokens' keys and values. Output: [rows][heads·head_dim] codes of out_bits bits, one zero point and dyadic
+// per token. OpenMP over (token, head); the result does not depend on the thread count.
+QuantizedActivation attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                                    int32_t first_position, Dyadic clip, const IntegerSettings& settings,
+                                    int out_bits);
+
+}  // namespace illm
