@@ -44,14 +44,21 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 void check_output_writable(const fs::path& out) {
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   if (!fs::is_directory(dir)) throw Error("output " + out.string() + ": directory " + dir.string() + " does not exist");
-  if (::access(dir.c_str(), W_OK) != 0) throw Error("output " + out.string() + ": directory " + dir.string() + " is not writable");
   if (fs::is_directory(out)) throw Error("output " + out.string() + " is a directory");
+  // access(W_OK) says yes to root everywhere; creating a file is the real test.
+  const fs::path probe = out.string() + ".tmp." + std::to_string(::getpid()) + ".probe";
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (f == nullptr) throw Error("output " + out.string() + ": directory " + dir.string() + " is not writable");
+  std::fclose(f);
+  std::error_code ec;
+  fs::remove(probe, ec);
 }
 
-nlohmann::ordered_json calibration_to_json(const calib::CalibrationReport& report) {
+// Wall times belong in the JSON report only: the model file must be byte-identical across runs.
+nlohmann::ordered_json calibration_to_json(const calib::CalibrationReport& report, bool with_times) {
   nlohmann::ordered_json j;
   j["method"] = report.method;
-  j["seconds"] = report.seconds;
+  if (with_times) j["seconds"] = report.seconds;
   nlohmann::ordered_json blocks = nlohmann::ordered_json::array();
   for (const auto& b : report.blocks) {
     nlohmann::ordered_json jb;
@@ -59,7 +66,7 @@ nlohmann::ordered_json calibration_to_json(const calib::CalibrationReport& repor
     jb["loss_after"] = b.loss_after;
     jb["best_epoch"] = b.best_epoch;
     jb["epoch_losses"] = b.epoch_losses;
-    jb["seconds"] = b.seconds;
+    if (with_times) jb["seconds"] = b.seconds;
     if (b.softmax_clip) jb["softmax_clip"] = *b.softmax_clip; else jb["softmax_clip"] = "none";
     blocks.push_back(jb);
   }
@@ -125,7 +132,7 @@ int run_quantize(const QuantizeOptions& opt) {
   meta.source_sha256 = source.sha256;
   meta.config_json = source.config_json;
   meta.recipe_json = recipe_to_json(recipe).dump();
-  meta.calibration_json = calibration_to_json(calibration).dump();
+  meta.calibration_json = calibration_to_json(calibration, false).dump();
   if (source.tokenizer) meta.tokenizer_model = source.tokenizer->bytes();
   meta.golden = record_golden_vectors(model, eval_windows.empty() ? calib_windows : eval_windows);
   formats::write_illm(output, model, meta);
@@ -159,7 +166,7 @@ int run_quantize(const QuantizeOptions& opt) {
   report["threads"] = calib::thread_count();
   report["paper_conformance"] = opt.paper;
   report["recipe"] = recipe_to_json(recipe);
-  report["calibration"] = calibration_to_json(calibration);
+  report["calibration"] = calibration_to_json(calibration, true);
 
   // A continuation of a prompt by the integer model.
   Executor executor(model);
