@@ -461,7 +461,9 @@ int run_sweep(const SweepOptions& opt) {
     const FpReference fp = fp_reference(model_dir, eval_windows, source.config.vocab_size, progress);
     log(fmt::format("FP      perplexity {:.4f} on {} ({} windows)", fp.perplexity, eval_file->filename().string(),
                     eval_windows.size()));
-    const auto compute_start = Clock::now();
+    // ETA: calibrations still to run × mean calibration time + points still to evaluate × mean point time.
+    size_t calibrations_left = calib_windows.size(), calibrations_done = 0;
+    double calibration_total = 0, point_total = 0;
     for (size_t b = 0; b < settings.size(); ++b) {
       std::vector<size_t> todo;
       for (size_t k = 0; k < mine.size(); ++k)
@@ -477,9 +479,13 @@ int run_sweep(const SweepOptions& opt) {
       calib::CalibratedModel calibrated = calib::calibrate(model_dir, s.recipe, calib_windows.at(b), nullptr,
                                                            calibrate_options);
       const double calibration_seconds = seconds_since(calib_start);
+      calibration_total += calibration_seconds;
+      ++calibrations_done;
+      --calibrations_left;
       const IntegerSettings integer_settings = integer_settings_for(s.recipe.w_bits, s.recipe.a_bits, opt.paper);
 
       for (size_t k : todo) {
+        const auto point_start = Clock::now();
         const Clip& clip = mine[k].clip;
         const std::string id = point_id(s.name, clip);
         Recipe recipe = s.recipe;
@@ -517,12 +523,15 @@ int run_sweep(const SweepOptions& opt) {
         write_text_atomically(points_dir / (id + ".json"), point.dump(2) + "\n");
         ++computed;
 
-        const double per_point = seconds_since(compute_start) / static_cast<double>(computed);
+        point_total += seconds_since(point_start);
+        const double eta = calibration_total / static_cast<double>(calibrations_done) *
+                               static_cast<double>(calibrations_left) +
+                           point_total / static_cast<double>(computed) * static_cast<double>(n_pending - computed);
         log(fmt::format("[point {}/{}] {} c={}: perplexity {:.4f} (FP {:.4f}), KL {:.5f}, top-1 {:.2f} %, {} bytes, "
                         "eval {:.1f} s  ETA {}",
                         k + 1, mine.size(), s.name, clip.name(), q.perplexity, fp.perplexity, q.kl_mean,
                         100 * q.top1, model_bytes, q.seconds,
-                        format_duration(per_point * static_cast<double>(n_pending - computed))));
+                        format_duration(eta)));
       }
     }
   }

@@ -52,15 +52,18 @@ TEST(Metrics, PerplexityOfWindow) {
 }
 
 TEST(Metrics, AgreementOfWindow) {
-  const std::vector<float> ref = {0, 1, 2, 0, 7, 7};    // argmax 1, 0, (row 2 not scored)
-  const std::vector<float> model = {0, 3, 0, 2, 0, 9};  // argmax 1, 1
+  const std::vector<float> ref = {0, 1, 2, 0, 7, 7};    // rows {0,1} {2,0} {7,7}: argmax 1, 0, (row 2 not scored)
+  const std::vector<float> model = {0, 3, 0, 2, 0, 9};  // rows {0,3} {0,2} {0,9}: argmax 1, 1
   AgreementAccumulator acc;
   acc.add_window(ref, model, 2);
   EXPECT_EQ(acc.count(), 2);
   EXPECT_NEAR(acc.top1(), 0.5, 1e-12);
-  const double expect = (kl_divergence(std::vector<float>{0, 1}, std::vector<float>{0, 3}) +
-                         kl_divergence(std::vector<float>{2, 0}, std::vector<float>{2, 0})) / 2;
-  EXPECT_NEAR(acc.mean_kl(), expect, 1e-12);
+  // Two-way softmax: p = [1/(1+e^(b−a)), ...]. Row 0: KL(softmax(0,1) ‖ softmax(0,3)); row 1: KL(softmax(2,0) ‖
+  // softmax(0,2)) = (σ(2) − σ(−2))·2 = 2·tanh(1).
+  auto sigmoid = [](double x) { return 1 / (1 + std::exp(-x)); };
+  const double row0 = sigmoid(-1) * std::log(sigmoid(-1) / sigmoid(-3)) + sigmoid(1) * std::log(sigmoid(1) / sigmoid(3));
+  const double expect = (row0 + 2 * std::tanh(1.0)) / 2;
+  EXPECT_NEAR(acc.mean_kl(), expect, 1e-7);  // float logits
   const std::vector<float> tie = {4, 4, 1};
   EXPECT_EQ(argmax(tie), 0);
 }
