@@ -13,7 +13,9 @@
 #include "converter/commands.h"
 #include "converter/metrics.h"
 #include "converter/progress.h"
+#include "converter/integer_eval.h"
 #include "formats/dataset.h"
+#include "formats/illm_file.h"
 #include "formats/llama_config.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -27,7 +29,8 @@ namespace fs = std::filesystem;
 struct EvalOptions {
   std::string model = (fs::path(build_info::kDataDir) / "models" / "tinybible").string();
   std::string data;       // empty: the model directory's eval.jsonl, else its test.txt
-  std::string tokenizer;  // empty: <model>/tokenizer.model
+  std::string tokenizer;  // empty: <model>/tokenizer.model (or the tokenizer stored in a .illm file)
+  std::string reference;  // HF directory of the FP reference: adds KL and top-1
   int64_t seq_len = 0;    // 0: dataset default (whole JSONL lines; 256 for text)
   int64_t max_samples = 0;
   int threads = 0;
@@ -54,7 +57,80 @@ std::optional<formats::Tokenizer> load_tokenizer(const EvalOptions& opt, const f
   return formats::Tokenizer::load(path);
 }
 
+// The model being evaluated: an HF directory (FP) or an .illm file (integer executor).
+bool is_illm_file(const fs::path& model) { return fs::is_regular_file(model); }
+
+// `illm eval --model OUT.illm`: the integer executor on the data, optionally against an FP reference.
+int run_eval_integer(const EvalOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  calib::set_thread_count(opt.threads);
+  const fs::path file = opt.model;
+  if (opt.data.empty()) throw Error("--data is required with an .illm model");
+  const fs::path data = opt.data;
+  if (!fs::exists(data)) throw Error("data file " + data.string() + " does not exist");
+  formats::LoadedIllm loaded = formats::read_illm(file);
+  const QuantizedModel& model = loaded.model;
+  std::optional<formats::Tokenizer> tokenizer;
+  if (!opt.tokenizer.empty()) {
+    tokenizer = formats::Tokenizer::load(opt.tokenizer);
+  } else if (!is_token_jsonl(data)) {
+    if (loaded.meta.tokenizer_model.empty())
+      throw Error(data.string() + " is text, but " + file.string() + " holds no tokenizer (pass --tokenizer FILE)");
+    tokenizer = formats::Tokenizer::from_bytes(loaded.meta.tokenizer_model, file.string());
+  }
+  const auto windows = formats::load_windows(
+      data, tokenizer ? &*tokenizer : nullptr, opt.seq_len > 0 ? std::optional<int64_t>(opt.seq_len) : std::nullopt,
+      model.shape.vocab, model.shape.max_positions,
+      opt.max_samples > 0 ? std::optional<int64_t>(opt.max_samples) : std::nullopt);
+  if (windows.sequences.empty()) throw Error(data.string() + ": no window with a token to predict");
+  if (!opt.quiet) std::fprintf(stderr, "data: %s\n", windows.description.c_str());
+  std::unique_ptr<calib::FpModel> reference;
+  if (!opt.reference.empty()) {
+    reference = calib::FpModel::load(opt.reference);
+    if (reference->config().vocab_size != model.shape.vocab)
+      throw Error("reference " + opt.reference + " has vocab " + std::to_string(reference->config().vocab_size) +
+                  ", the model " + std::to_string(model.shape.vocab));
+  }
+  const QualityReport q = evaluate_integer_model(model, reference.get(), windows.sequences, !opt.quiet);
+  const double total_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (opt.json) {
+    nlohmann::ordered_json out;
+    out["perplexity"] = q.perplexity;
+    out["predicted_tokens"] = q.predicted_tokens;
+    out["windows"] = q.windows;
+    out["seconds"] = total_seconds;
+    out["eval_seconds"] = q.seconds;
+    if (reference) {
+      out["reference_perplexity"] = q.reference_perplexity;
+      out["kl_mean"] = q.kl_mean;
+      out["top1"] = q.top1;
+    }
+    out["model"] = file.string();
+    out["data"] = data.string();
+    out["precision"] = "integer";
+    out["threads"] = calib::thread_count();
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("model            %s (integer-only W%dA%d, %d layers, hidden %d, vocab %d)\n", file.c_str(),
+                model.settings.w_bits, model.settings.a_bits, model.shape.n_layers, model.shape.hidden, model.shape.vocab);
+    std::printf("data             %s\n", data.c_str());
+    std::printf("perplexity       %.4f\n", q.perplexity);
+    if (reference) {
+      std::printf("FP perplexity    %.4f (%s)\n", q.reference_perplexity, opt.reference.c_str());
+      std::printf("KL(FP||int)      %.5f per token\n", q.kl_mean);
+      std::printf("top-1 agreement  %.2f %%\n", 100.0 * q.top1);
+    }
+    std::printf("predicted tokens %lld in %lld windows\n", static_cast<long long>(q.predicted_tokens),
+                static_cast<long long>(q.windows));
+    std::printf("time             %.2f s (integer executor %.2f s, %d threads)\n", total_seconds, q.seconds,
+                calib::thread_count());
+  }
+  return 0;
+}
+
 int run_eval(const EvalOptions& opt) {
+  if (is_illm_file(opt.model)) return run_eval_integer(opt);
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -80,11 +156,27 @@ int run_eval(const EvalOptions& opt) {
   const double load_seconds = seconds_since(start);
 
   const auto eval_start = std::chrono::steady_clock::now();
-  PerplexityAccumulator ppl;
+  PerplexityAccumulator ppl, reference_ppl;
+  AgreementAccumulator agreement;
+  std::vector<std::vector<float>> reference_logits;
+  if (!opt.reference.empty()) {
+    const auto reference = calib::FpModel::load(opt.reference);
+    if (reference->config().vocab_size != config.vocab_size)
+      throw Error("reference " + opt.reference + " has vocab " + std::to_string(reference->config().vocab_size) +
+                  ", the model " + std::to_string(config.vocab_size));
+    reference_logits.resize(windows.sequences.size());
+    Progress progress("reference", static_cast<int64_t>(windows.sequences.size()), "windows", !opt.quiet);
+    reference->for_each_logits(windows.sequences, opt.batch_size, [&](std::size_t i, std::span<const float> logits) {
+      reference_logits[i].assign(logits.begin(), logits.end());
+      reference_ppl.add_window(logits, windows.sequences[i], config.vocab_size);
+      progress.advance();
+    });
+  }
   {
     Progress progress("eval", static_cast<int64_t>(windows.sequences.size()), "windows", !opt.quiet);
     model->for_each_logits(windows.sequences, opt.batch_size, [&](std::size_t i, std::span<const float> logits) {
       ppl.add_window(logits, windows.sequences[i], config.vocab_size);
+      if (!reference_logits.empty()) agreement.add_window(reference_logits[i], logits, config.vocab_size);
       progress.advance();
     });
   }
@@ -99,6 +191,11 @@ int run_eval(const EvalOptions& opt) {
     out["predicted_tokens"] = ppl.count();
     out["windows"] = windows.sequences.size();
     out["seconds"] = total_seconds;
+    if (!opt.reference.empty()) {
+      out["reference_perplexity"] = reference_ppl.perplexity();
+      out["kl_mean"] = agreement.mean_kl();
+      out["top1"] = agreement.top1();
+    }
     out["load_seconds"] = load_seconds;
     out["eval_seconds"] = eval_seconds;
     out["model"] = model_dir.string();
@@ -112,6 +209,11 @@ int run_eval(const EvalOptions& opt) {
                 static_cast<long long>(config.vocab_size));
     std::printf("data             %s\n", data.c_str());
     std::printf("perplexity       %.4f\n", ppl.perplexity());
+    if (!opt.reference.empty()) {
+      std::printf("reference ppl    %.4f (%s)\n", reference_ppl.perplexity(), opt.reference.c_str());
+      std::printf("KL(ref||model)   %.5f per token\n", agreement.mean_kl());
+      std::printf("top-1 agreement  %.2f %%\n", 100.0 * agreement.top1());
+    }
     std::printf("predicted tokens %lld in %zu windows\n", static_cast<long long>(ppl.count()),
                 windows.sequences.size());
     std::printf("time             %.2f s (load %.2f s, eval %.2f s, %d threads)\n", total_seconds, load_seconds,
@@ -125,16 +227,20 @@ int run_eval(const EvalOptions& opt) {
 CommandRun add_eval_command(CLI::App& sub) {
   auto opt = std::make_shared<EvalOptions>();
   sub.description(
-      "Evaluate the floating-point model's perplexity on a dataset: token-id JSONL ({\"input_ids\": [...]} per "
+      "Evaluate a model's perplexity on a dataset: the FP model (a Hugging Face directory) or the integer executor "
+      "(an .illm file). Data: token-id JSONL ({\"input_ids\": [...]} per "
       "line, each line one sequence, no BOS added) or plain text (tokenized whole with BOS once, split into "
       "non-overlapping windows of --seq-len; the last partial window is scored too).");
-  sub.add_option("--model", opt->model, "Hugging Face LLaMA model directory (config.json + *.safetensors)")
+  sub.add_option("--model", opt->model,
+                 "Hugging Face LLaMA model directory (FP model) or an .illm file (integer executor)")
       ->capture_default_str();
   sub.add_option("--data", opt->data,
                  "Dataset: *.jsonl of token ids, or a text file (default: the model directory's eval.jsonl, "
                  "else its test.txt)");
   sub.add_option("--tokenizer", opt->tokenizer,
                  "SentencePiece tokenizer.model for text data (default: <model>/tokenizer.model)");
+  sub.add_option("--reference", opt->reference,
+                 "FP reference model directory: adds reference_perplexity, KL(P_ref || P) and top-1 agreement");
   sub.add_option("--seq-len", opt->seq_len,
                  "Window length in tokens (default: whole JSONL lines; 256 for text); at most "
                  "max_position_embeddings")

@@ -76,3 +76,24 @@ TEST_F(QuantizeCli, LeavesNoTemporaryFiles) {
 }
 
 }  // namespace
+
+namespace {
+
+// `illm eval` of the written file replays the executor on the same windows: the same numbers as the report.
+TEST_F(QuantizeCli, EvalOfTheModelFileReproducesTheReport) {
+  ASSERT_EQ(results_["a"].exit_code, 0) << results_["a"].err;
+  const auto report = nlohmann::json::parse(results_["a"].out);
+  const CliResult r = run_illm_in(dir_, "eval --model '" + (dir_ / "a.illm").string() + "' --data '" + kStories +
+                                            "/eval.jsonl' --max-samples 2 --reference '" + kStories +
+                                            "' --threads 1 --json -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("perplexity").get<double>(), report.at("perplexity").get<double>());
+  // The FP side is float32 LibTorch at another thread count: equal up to summation order.
+  EXPECT_NEAR(j.at("reference_perplexity").get<double>(), report.at("reference_perplexity").get<double>(), 1e-4);
+  EXPECT_NEAR(j.at("kl_mean").get<double>(), report.at("kl_mean").get<double>(), 1e-5);
+  EXPECT_EQ(j.at("top1").get<double>(), report.at("top1").get<double>());
+  EXPECT_EQ(illm::testing::nested_keys_named(j, "perplexity"), 0);
+}
+
+}  // namespace
