@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/float_side/ideal_ops.h"
-#include "kernels/float_side/rope_tables.h"
+#include "tests/kernels/support/ideal_ops.h"
+#include "formats/rope_tables.h"
 #include "kernels/quantized_model.h"
 #include "kernels/reference/di_exp.h"
 #include "kernels/reference/di_norm.h"

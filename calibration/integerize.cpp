@@ -6,7 +6,7 @@
 #include <string>
 
 #include "kernels/error.h"
-#include "kernels/float_side/rope_tables.h"
+#include "formats/rope_tables.h"
 
 namespace illm {
 namespace {

@@ -1,6 +1,6 @@
 #pragma once
 // Integer RoPE rotation (method doc §7.4, §9.1) with the fixed-point cos/sin tables built offline
-// (kernels/float_side/rope_tables.h) and stored with the model. Integer-only.
+// (formats/rope_tables.h) and stored with the model. Integer-only.
 // Exact definition: docs/integer-semantics.md "## RoPE".
 #include <cstdint>
 #include <span>

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/error.h"
-#include "kernels/float_side/ideal_ops.h"
+#include "tests/kernels/support/ideal_ops.h"
 
 namespace illm {
 namespace {

@@ -1,7 +1,7 @@
 // The integer executor (issue #5, method doc §7.7): prefill == token-by-token decode bit for bit, thread-count
 // invariance, agreement with a float64 forward pass of the same (dequantized) model, model validation and bad input.
 // The model is synthetic: random float weights quantized here by the test's own float rules (not by the code
-// under test), RoPE tables from kernels/float_side.
+// under test), RoPE tables from formats/rope_tables.h.
 #include "kernels/executor.h"
 
 #include <gtest/gtest.h>
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "kernels/error.h"
-#include "kernels/float_side/ideal_ops.h"
-#include "kernels/float_side/rope_tables.h"
+#include "tests/kernels/support/ideal_ops.h"
+#include "formats/rope_tables.h"
 
 namespace illm {
 namespace {

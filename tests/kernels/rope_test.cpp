@@ -1,4 +1,4 @@
-// Integer RoPE (kernels/reference/rope.h) and its float64 tables (kernels/float_side/rope_tables.h): table error
+// Integer RoPE (kernels/reference/rope.h) and its float64 tables (formats/rope_tables.h): table error
 // ≤ 2^−15, hand cases for the rounding, and the rotation against a float64 rotation.
 #include "kernels/reference/rope.h"
 
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/error.h"
-#include "kernels/float_side/rope_tables.h"
+#include "formats/rope_tables.h"
 
 namespace illm {
 namespace {

@@ -1,4 +1,4 @@
-#include "kernels/float_side/rope_tables.h"
+#include "formats/rope_tables.h"
 
 #include <cmath>
 #include <string>

@@ -1,4 +1,4 @@
-#include "kernels/float_side/ideal_ops.h"
+#include "tests/kernels/support/ideal_ops.h"
 
 #include <algorithm>
 #include <cmath>
