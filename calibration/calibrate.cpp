@@ -2,21 +2,32 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "calibration/fake_quant_block.h"
 #include "calibration/fsbr.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/threads.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
 namespace {
 
 constexpr int64_t kChunk = 8;
+
+// Sets the thread count for one call and restores the caller's afterwards (intra_op_threads may lower it).
+class ScopedThreadCount {
+ public:
+  explicit ScopedThreadCount(int n) : previous_(thread_count()) { set_thread_count(n); }
+  ~ScopedThreadCount() { set_thread_count(previous_); }
+  ScopedThreadCount(const ScopedThreadCount&) = delete;
+  ScopedThreadCount& operator=(const ScopedThreadCount&) = delete;
+
+ private:
+  int previous_;
+};
 
 std::vector<float> to_vector(const torch::Tensor& t) {
   const torch::Tensor c = t.detach().to(torch::kFloat32).contiguous();
@@ -105,33 +116,15 @@ size_t common_length(const TokenWindows& w) {
 
 }  // namespace
 
-TokenWindows read_token_jsonl(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("token windows " + path.string() + ": cannot open file");
-  TokenWindows windows;
-  std::string line;
-  int line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      windows.push_back(j.at("input_ids").get<std::vector<int32_t>>());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("token windows " + path.string() + ": line " + std::to_string(line_no) + ": " + e.what());
-    }
-  }
-  return windows;
-}
-
 CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& recipe, const TokenWindows& calib,
                           CalibrationReport* report, const CalibrateOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  torch::set_num_threads(options.threads);
+  retain_freed_memory();  // training allocates and frees the same buffers every step
   torch::manual_seed(recipe.seed);
   const LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
   const formats::LlamaConfig& cfg = w.config;
   const BlockShape shape = shape_of(cfg);
+  const ScopedThreadCount threads(intra_op_threads(shape, recipe.seq_len, options.threads));
   if (recipe.w_granularity == WeightGranularity::kPerGroup &&
       (cfg.hidden_size % recipe.group_size != 0 || cfg.intermediate_size % recipe.group_size != 0))
     throw Error("recipe: group_size " + std::to_string(recipe.group_size) + " does not divide hidden " +
@@ -215,10 +208,11 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
 }
 
 double fake_quant_perplexity(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options) {
-  torch::set_num_threads(options.threads);
+  retain_freed_memory();
   torch::NoGradGuard no_grad;
   const BlockShape shape = shape_of(m);
   const size_t T = common_length(eval);
+  const ScopedThreadCount threads(intra_op_threads(shape, static_cast<int64_t>(T), options.threads));
   const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   const torch::Tensor angles = torch::outer(torch::arange(static_cast<int64_t>(T), opts), torch::tensor(m.rope_inv_freq, opts));
@@ -258,9 +252,10 @@ double fake_quant_perplexity(const CalibratedModel& m, const TokenWindows& eval,
 }
 
 double fp_perplexity(const std::filesystem::path& model_dir, const TokenWindows& eval, int threads) {
-  torch::set_num_threads(threads);
+  retain_freed_memory();
   const LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
   const size_t T = common_length(eval);
+  const ScopedThreadCount scoped(intra_op_threads(shape_of(w.config), static_cast<int64_t>(T), threads));
   const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
   return perplexity(ids, [&](const torch::Tensor& chunk) { return llama_forward(w, chunk); });
 }

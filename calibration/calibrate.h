@@ -14,14 +14,11 @@
 
 namespace illm::calib {
 
-// Token-id windows (one vector per sequence), e.g. the lines of calib.jsonl / eval.jsonl.
+// Token-id windows (one vector per sequence): formats::Windows::sequences of formats/dataset.h's load_windows.
 using TokenWindows = std::vector<std::vector<int32_t>>;
 
-// Reads a token-id JSONL file ({"input_ids": [...]} per line). Errors name the file and line.
-TokenWindows read_token_jsonl(const std::filesystem::path& path);
-
 struct CalibrateOptions {
-  int threads = 2;            // torch intra-op threads
+  int threads = 2;  // upper bound of set_thread_count (calibration/threads.h); small models use 1 (intra_op_threads, fsbr.h)
   bool show_progress = true;  // per-block epoch / loss display on stderr
 };
 

@@ -1,9 +1,11 @@
 #include "calibration/fsbr.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <limits>
 
+#include "calibration/threads.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -31,6 +33,11 @@ void copy_into(std::vector<torch::Tensor>& dst, const std::vector<torch::Tensor>
 }
 
 }  // namespace
+
+int intra_op_threads(const BlockShape& shape, int64_t seq_len, int requested) {
+  const int64_t largest = seq_len * std::max({shape.hidden, shape.intermediate, shape.n_heads * seq_len});
+  return largest >= (int64_t{1} << 20) ? requested : 1;
+}
 
 FakeQuantSettings training_settings(const Recipe& recipe) {
   FakeQuantSettings s;
@@ -138,6 +145,8 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
     // The initial parameters compete too: training that never improves on them keeps them (best_epoch −1).
     double best_loss = result.loss_before;
     const int64_t n = q_in.size(0);
+    const int outer_threads = thread_count();
+    set_thread_count(intra_op_threads(shape, q_in.size(1), outer_threads));
     for (int epoch = 0; epoch < recipe.epochs; ++epoch) {
       double sum = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -165,6 +174,7 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
       }
       if (!std::isfinite(mean)) break;
     }
+    set_thread_count(outer_threads);
     if (show_progress) std::fprintf(stderr, "\n");
     copy_into(all_params, best);
     for (auto& t : all_params) t.set_requires_grad(false);

@@ -29,6 +29,13 @@ struct BlockCalibration {
   double seconds = 0;
 };
 
+// Intra-op threads for one block's passes on sequences of `seq_len`: `requested` only when the largest
+// per-sequence activation has >= 2^20 elements, else 1. A batch-1 step of a small block is hundreds of tiny ops;
+// splitting each over threads costs an OpenMP/BLAS fork-join per op, which on the loaded shared 2-core machine
+// measured ~10x SLOWER than one thread (1 epoch x 8 samples: stories260K 27 s vs 1.3 s, tinybible 46 s vs 4.7 s;
+// RTN's no-grad passes, 32 samples: 34 s vs 3.1 s). A fixed rule of the shapes, so results stay deterministic.
+int intra_op_threads(const BlockShape& shape, int64_t seq_len, int requested);
+
 // Fake-quant settings of a recipe: training points (§9 #21) or the executor points.
 FakeQuantSettings training_settings(const Recipe& recipe);
 FakeQuantSettings evaluation_settings(const Recipe& recipe, std::optional<double> clip_c);

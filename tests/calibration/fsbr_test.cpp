@@ -1,5 +1,5 @@
-// FSBR pipeline on the bundled stories260K: folding equivalence, RTN W8A8 close to FP, a tiny run lowers the
-// block loss, determinism.
+// FSBR pipeline on the bundled stories260K: folding equivalence, RTN W8A8 close to FP, a tiny run of the shipped
+// quick recipe lowers every block loss, determinism. All on one thread and small data (each test takes seconds).
 #include "calibration/fsbr.h"
 
 #include <gtest/gtest.h>
@@ -7,11 +7,21 @@
 #include "calibration/calibrate.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "formats/dataset.h"
+#include "formats/llama_config.h"
 
 namespace {
 
 using namespace illm::calib;
 const std::filesystem::path kModel = std::filesystem::path(ILLM_SOURCE_DIR) / "models" / "stories260K";
+
+// The model's token-id JSONL windows (one per line), read by the product's dataset loader.
+TokenWindows windows(const char* file) {
+  const illm::formats::LlamaConfig cfg = illm::formats::load_llama_config(kModel);
+  return illm::formats::load_windows(kModel / file, nullptr, std::nullopt, cfg.vocab_size,
+                                     cfg.max_position_embeddings)
+      .sequences;
+}
 
 // Folding random smoothing vectors (sites 1–6, RoPE pairs tied) into the weights, with every quantizer off,
 // reproduces the FP block (the independent HF-style forward of llama_forward.h) to 1e-5; in float64.
@@ -20,7 +30,7 @@ TEST(Fsbr, FoldingWithoutQuantizationIsExact) {
   const auto& cfg = w.config;
   const BlockShape shape{cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads,
                          cfg.head_dim(), cfg.rms_norm_eps};
-  const auto eval = read_token_jsonl(kModel / "eval.jsonl");
+  const auto eval = windows("eval.jsonl");
   const torch::Tensor ids = torch::tensor(std::vector<int64_t>(eval[0].begin(), eval[0].begin() + 64)).reshape({1, 64});
   const RotaryCosSin rot = rotary_cos_sin(cfg, 64, torch::kFloat64);
   torch::manual_seed(7);
@@ -41,46 +51,57 @@ TEST(Fsbr, FoldingWithoutQuantizationIsExact) {
   }
 }
 
-// Per-channel 8-bit weights and per-token 8-bit activations stay close to FP (llama.cpp's Q8_0 gives +4.6 % on
-// the full eval set, fixtures README); 4 windows.
-TEST(Fsbr, RtnW8A8PerplexityCloseToFp) {
-  auto eval = read_token_jsonl(kModel / "eval.jsonl");
-  eval.resize(4);
-  const auto calib = read_token_jsonl(kModel / "calib.jsonl");
-  const illm::Recipe r = illm::parse_recipe_json(R"({"method": "rtn", "w_bits": 8, "a_bits": 8, "samples": 2})", "t");
+// One intra-op thread keeps these runs fast on a loaded machine (2 threads measured 10x slower there).
+CalibrateOptions quiet_single_thread() {
   CalibrateOptions opt;
+  opt.threads = 1;
   opt.show_progress = false;
-  const CalibratedModel m = calibrate(kModel, r, calib, nullptr, opt);
-  const double fp = fp_perplexity(kModel, eval);
-  const double q = fake_quant_perplexity(m, eval);
+  return opt;
+}
+
+// Per-channel 8-bit weights and per-token 8-bit activations stay close to FP (llama.cpp's Q8_0 gives +4.6 % on
+// the full eval set, fixtures README); 2 windows.
+TEST(Fsbr, RtnW8A8PerplexityCloseToFp) {
+  auto eval = windows("eval.jsonl");
+  eval.resize(2);
+  const auto calib = windows("calib.jsonl");
+  const illm::Recipe r = illm::parse_recipe_json(R"({"method": "rtn", "w_bits": 8, "a_bits": 8, "samples": 2})", "t");
+  const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet_single_thread());
+  const double fp = fp_perplexity(kModel, eval, 1);
+  const double q = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kTraining, 1});
   EXPECT_GT(fp, 10.0);
   EXPECT_LT(fp, 30.0);
   EXPECT_LT(q, fp * 1.10) << "fp " << fp;
   EXPECT_GT(q, fp * 0.95) << "fp " << fp;
 }
 
+// The bundled quick recipe (configs/quick-w4a4.json: FSBR's shipped initialization and learning rates) shrunk to
+// 8 epochs x 8 samples x 64 tokens.
 illm::Recipe tiny_fsbr() {
-  return illm::parse_recipe_json(
-      R"({"method": "fsbr", "w_bits": 4, "a_bits": 4, "epochs": 2, "samples": 8, "seq_len": 64, "seed": 3})", "t");
+  illm::Recipe r = illm::load_recipe(std::filesystem::path(ILLM_SOURCE_DIR) / "configs" / "quick-w4a4.json");
+  r.epochs = 8;
+  r.samples = 8;
+  r.seq_len = 64;
+  r.seed = 3;
+  return r;
 }
 
-TEST(Fsbr, OneEpochLowersBlockLoss) {
-  const auto calib = read_token_jsonl(kModel / "calib.jsonl");
+// Learning must lower the reconstruction loss of every block below its initial value (the shipped identity init
+// is RTN with LWC's initial clipping): by at least 2 % per block and 3 % in total (measured 4-19 % per block,
+// 5.3 % in total), so keeping the initial parameters fails. 8 epochs x 8 samples x 64 tokens: ~4 s.
+TEST(Fsbr, TrainingLowersBlockLoss) {
+  const auto calib = windows("calib.jsonl");
   CalibrationReport report;
-  CalibrateOptions opt;
-  opt.show_progress = false;
-  const CalibratedModel m = calibrate(kModel, tiny_fsbr(), calib, &report, opt);
+  const CalibratedModel m = calibrate(kModel, tiny_fsbr(), calib, &report, quiet_single_thread());
   ASSERT_EQ(report.blocks.size(), 5u);
   double before = 0, after = 0;
   for (size_t l = 0; l < report.blocks.size(); ++l) {
-    // Best-epoch selection never keeps parameters clearly worse than the initial ones.
-    EXPECT_LT(report.blocks[l].loss_after, report.blocks[l].loss_before * 1.01) << "block " << l;
+    EXPECT_GE(report.blocks[l].best_epoch, 0) << "block " << l << " kept its initial parameters";
+    EXPECT_LT(report.blocks[l].loss_after, report.blocks[l].loss_before * 0.98) << "block " << l;
     before += report.blocks[l].loss_before;
     after += report.blocks[l].loss_after;
   }
-  EXPECT_GE(report.blocks[0].best_epoch, 0);  // the first block learns something
-  EXPECT_LT(report.blocks[0].loss_after, report.blocks[0].loss_before);
-  EXPECT_LT(after, before);
+  EXPECT_LT(after, before * 0.97);
   // Output structure: codes in range, α kept, group = row.
   const CalibratedLinear& q = m.layers[0].q_proj;
   EXPECT_EQ(q.group_size, q.in_features);
@@ -91,19 +112,24 @@ TEST(Fsbr, OneEpochLowersBlockLoss) {
 }
 
 TEST(Fsbr, SameSeedGivesIdenticalFoldedWeights) {
-  const auto calib = read_token_jsonl(kModel / "calib.jsonl");
-  CalibrateOptions opt;
-  opt.show_progress = false;
+  const auto calib = windows("calib.jsonl");
   illm::Recipe r = tiny_fsbr();
   r.samples = 2;
-  const CalibratedModel a = calibrate(kModel, r, calib, nullptr, opt);
-  const CalibratedModel b = calibrate(kModel, r, calib, nullptr, opt);
+  r.epochs = 2;
+  const CalibratedModel a = calibrate(kModel, r, calib, nullptr, quiet_single_thread());
+  const CalibratedModel b = calibrate(kModel, r, calib, nullptr, quiet_single_thread());
   for (size_t l = 0; l < a.layers.size(); ++l) {
     EXPECT_EQ(a.layers[l].down_proj.folded_weight, b.layers[l].down_proj.folded_weight) << l;
     EXPECT_EQ(a.layers[l].q_proj.codes, b.layers[l].q_proj.codes) << l;
     EXPECT_EQ(a.layers[l].attn_norm, b.layers[l].attn_norm) << l;
     EXPECT_EQ(a.layers[l].swiglu_alpha, b.layers[l].swiglu_alpha) << l;
   }
+  // Not vacuous: training moved the smoothing, so the folded weights differ from the FP ones.
+  const LlamaWeights fp = load_llama_weights(kModel, torch::kFloat32);
+  const torch::Tensor folded =
+      torch::from_blob(const_cast<float*>(a.layers[0].down_proj.folded_weight.data()),
+                       fp.layers[0].w_down.sizes(), torch::kFloat32);
+  EXPECT_GT((folded - fp.layers[0].w_down).abs().max().item<double>(), 1e-6);
 }
 
 }  // namespace

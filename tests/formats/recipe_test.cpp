@@ -40,8 +40,12 @@ TEST(Recipe, BundledRecipesParse) {
   const Recipe full = illm::load_recipe(kConfigs / "w4a4.json");
   EXPECT_EQ(full.epochs, 20);
   EXPECT_EQ(full.samples, 128);
-  EXPECT_DOUBLE_EQ(full.lr_smooth, 5e-3);
-  EXPECT_DOUBLE_EQ(full.lr_lwc, 1e-2);
+  // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
+  EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
+  EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
+  EXPECT_EQ(full.smooth_init, illm::SmoothInit::kIdentity);
+  EXPECT_DOUBLE_EQ(full.lwc_init, 4.0);
+  EXPECT_DOUBLE_EQ(illm::load_recipe(kConfigs / "w8a8.json").lwc_init, 6.0);
 }
 
 // Scripts switch methods by replacing the string "fsbr": it must occur exactly once, as the method value.
