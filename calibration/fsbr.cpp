@@ -1,5 +1,7 @@
 #include "calibration/fsbr.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -103,6 +105,7 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
                                  const torch::Tensor& fp_in, const torch::Tensor& q_in, const torch::Tensor& fp_target,
                                  const Recipe& recipe, int layer, int n_layers, bool show_progress) {
   const auto start = std::chrono::steady_clock::now();
+  const bool stderr_is_tty = ::isatty(STDERR_FILENO) != 0;
   const int group = group_size_of(recipe);
   const FakeQuantSettings train = training_settings(recipe);
 
@@ -168,14 +171,16 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
         best = clone_all(all_params);
       }
       if (show_progress) {
-        std::fprintf(stderr, "\r[block %d/%d] epoch %d/%d loss %.6g (best %.6g @%d)   ", layer + 1, n_layers,
-                     epoch + 1, recipe.epochs, mean, best_loss, result.best_epoch + 1);
+        // Redrawn in place on a terminal; one line per epoch in logs.
+        std::fprintf(stderr, "%s[block %d/%d] epoch %d/%d loss %.6g (best %.6g @%d)%s", stderr_is_tty ? "\r" : "",
+                     layer + 1, n_layers, epoch + 1, recipe.epochs, mean, best_loss, result.best_epoch + 1,
+                     stderr_is_tty ? "   " : "\n");
         std::fflush(stderr);
       }
       if (!std::isfinite(mean)) break;
     }
     set_thread_count(outer_threads);
-    if (show_progress) std::fprintf(stderr, "\n");
+    if (show_progress && stderr_is_tty) std::fprintf(stderr, "\n");
     copy_into(all_params, best);
     for (auto& t : all_params) t.set_requires_grad(false);
   }
