@@ -31,17 +31,7 @@ Dyadic dyadic_of(double s, int bits = 16) {
   return Dyadic{m, k};
 }
 
-IntegerSettings paper_settings() {
-  IntegerSettings s;
-  s.softmax_in_bits = 8;
-  s.prob_bits = 8;
-  s.sigmoid_bits = 8;
-  s.exp_quadratic = false;
-  s.sigmoid_stable = false;
-  s.mantissa_bits = 8;
-  s.paper_conformance = true;
-  return s;
-}
+IntegerSettings paper_settings() { return paper_conformance_settings(); }
 
 // ---------------------------------------------------------------------------------------------- DI-Exp
 void di_exp_table() {

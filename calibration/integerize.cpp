@@ -74,16 +74,7 @@ IntegerSettings integer_settings_for(int w_bits, int a_bits, bool paper_conforma
   IntegerSettings s;
   s.w_bits = w_bits;
   s.a_bits = a_bits;
-  if (paper_conformance) {
-    s.mantissa_bits = 8;
-    s.softmax_in_bits = 8;
-    s.prob_bits = 8;
-    s.sigmoid_bits = 8;
-    s.exp_quadratic = false;
-    s.sigmoid_stable = false;
-    s.paper_conformance = true;
-  }
-  return s;
+  return paper_conformance ? paper_conformance_settings(s) : s;
 }
 
 Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what) {

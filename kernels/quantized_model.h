@@ -47,6 +47,19 @@ struct IntegerSettings {
   friend bool operator==(const IntegerSettings&, const IntegerSettings&) = default;
 };
 
+// The paper's literal integer choices (method doc §9.1 "conformance" column) on top of `base`: 8-bit dyadic
+// mantissas, 8-bit softmax input and probabilities, linear DI-Exp, shared-max sigmoid with 8-bit output.
+inline IntegerSettings paper_conformance_settings(IntegerSettings base = {}) {
+  base.mantissa_bits = 8;
+  base.softmax_in_bits = 8;
+  base.prob_bits = 8;
+  base.sigmoid_bits = 8;
+  base.exp_quadratic = false;
+  base.sigmoid_stable = false;
+  base.paper_conformance = true;
+  return base;
+}
+
 // A linear layer y = x · Wᵀ with W quantized per output row, asymmetric (LWC, §1.3):
 // W[r][c] ≈ scale[r] · (codes[r*in + c] − zero_point[r]).
 struct QuantizedLinear {

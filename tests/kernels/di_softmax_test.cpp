@@ -20,17 +20,7 @@ constexpr int64_t kMIn = 39487;
 constexpr int32_t kKIn = 30;
 double logit_step() { return std::ldexp(static_cast<double>(kMIn), -kKIn); }
 
-IntegerSettings paper_settings() {
-  IntegerSettings s;
-  s.softmax_in_bits = 8;
-  s.prob_bits = 8;
-  s.sigmoid_bits = 8;
-  s.exp_quadratic = false;
-  s.sigmoid_stable = false;
-  s.mantissa_bits = 8;
-  s.paper_conformance = true;
-  return s;
-}
+IntegerSettings paper_settings() { return paper_conformance_settings(); }
 
 std::vector<int64_t> random_logits(std::mt19937_64& rng, int n, double std_dev) {
   std::normal_distribution<double> normal(0.0, std_dev);

@@ -17,17 +17,7 @@ namespace {
 
 double real_of(Dyadic d) { return std::ldexp(static_cast<double>(d.m), -d.k); }
 
-IntegerSettings paper_settings() {
-  IntegerSettings s;
-  s.softmax_in_bits = 8;
-  s.prob_bits = 8;
-  s.sigmoid_bits = 8;
-  s.exp_quadratic = false;
-  s.sigmoid_stable = false;
-  s.mantissa_bits = 8;
-  s.paper_conformance = true;
-  return s;
-}
+IntegerSettings paper_settings() { return paper_conformance_settings(); }
 
 // Arguments a_c with scale 1/2^12 (as a 16-bit mantissa dyadic) covering [−16, 16].
 const Dyadic kArgScale{32768, 27};
