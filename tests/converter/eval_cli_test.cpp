@@ -1,34 +1,23 @@
 // `illm eval` end to end: runs the built binary, checks its JSON and its error paths.
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tests/converter/cli_runner.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kIllm = std::string(ILLM_BINARY_DIR) + "/illm";
 const std::string kStories = std::string(ILLM_SOURCE_DIR) + "/models/stories260K";
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using RunResult = illm::testing::CliResult;
+using illm::testing::nested_keys_named;
 
 fs::path scratch_dir() {
   auto dir = fs::temp_directory_path() /
@@ -38,27 +27,7 @@ fs::path scratch_dir() {
   return dir;
 }
 
-RunResult run_illm(const std::string& args) {
-  const auto dir = scratch_dir();
-  const auto out = dir / "stdout", err = dir / "stderr";
-  const std::string cmd = "'" + kIllm + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-// Counts keys named `name` anywhere below `j` (the top level excluded).
-int nested_keys_named(const nlohmann::json& j, const std::string& name, bool top = true) {
-  int n = 0;
-  if (j.is_object())
-    for (auto it = j.begin(); it != j.end(); ++it) n += (!top && it.key() == name) + nested_keys_named(*it, name, false);
-  else if (j.is_array())
-    for (const auto& e : j) n += nested_keys_named(e, name, false);
-  return n;
-}
+RunResult run_illm(const std::string& args) { return illm::testing::run_illm_in(scratch_dir(), args); }
 
 TEST(EvalCli, JsonOnStories260K) {
   const auto r = run_illm("eval --model '" + kStories + "' --data '" + kStories + "/eval.jsonl' --threads 2 --json");
