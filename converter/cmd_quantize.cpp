@@ -126,14 +126,7 @@ int run_quantize(const QuantizeOptions& opt) {
   const calib::CalibratedModel calibrated = calib::calibrate(model_dir, recipe, calib_windows, &calibration, calibrate_options);
   const QuantizedModel model = integerize(calibrated, integer_settings_for(recipe.w_bits, recipe.a_bits, opt.paper));
 
-  formats::IllmMetadata meta;
-  meta.tool_version = build_info::kVersion;
-  meta.source_name = source.name;
-  meta.source_sha256 = source.sha256;
-  meta.config_json = source.config_json;
-  meta.recipe_json = recipe_to_json(recipe).dump();
-  meta.calibration_json = calibration_to_json(calibration, false).dump();
-  if (source.tokenizer) meta.tokenizer_model = source.tokenizer->bytes();
+  formats::IllmMetadata meta = model_metadata(source, recipe, calibration_to_json(calibration, false).dump());
   meta.golden = record_golden_vectors(model, eval_windows.empty() ? calib_windows : eval_windows);
   formats::write_illm(output, model, meta);
   const double quantize_seconds = seconds_since(start);

@@ -356,19 +356,6 @@ PointQuality evaluate_point(const QuantizedModel& model, const FpReference& fp,
   return {ppl.perplexity(), agreement.mean_kl(), agreement.top1(), seconds_since(start), ppl.count()};
 }
 
-// No times in the file: identical inputs must give identical bytes (and sizes).
-formats::IllmMetadata model_metadata(const SourceModel& source, const Recipe& recipe, const std::string& method) {
-  formats::IllmMetadata meta;
-  meta.tool_version = build_info::kVersion;
-  meta.source_name = source.name;
-  meta.source_sha256 = source.sha256;
-  meta.config_json = source.config_json;
-  meta.recipe_json = recipe_to_json(recipe).dump();
-  meta.calibration_json = Json{{"method", method}, {"made_by", "illm sweep"}}.dump();
-  if (source.tokenizer) meta.tokenizer_model = source.tokenizer->bytes();
-  return meta;
-}
-
 // ---- The command ---------------------------------------------------------------------------------------------
 
 void check_output_dir(const fs::path& dir) {
@@ -495,7 +482,8 @@ int run_sweep(const SweepOptions& opt) {
         const PointQuality q = evaluate_point(model, fp, eval_windows, progress);
 
         // Model size: the .illm file `illm quantize` would write (kept only with --keep-models).
-        formats::IllmMetadata meta = model_metadata(source, recipe, to_string(recipe.method));
+        const Json calibration{{"method", to_string(recipe.method)}, {"made_by", "illm sweep"}};
+        formats::IllmMetadata meta = model_metadata(source, recipe, calibration.dump());
         meta.golden = record_golden_vectors(model, eval_windows);
         const fs::path model_file =
             opt.keep_models ? out_dir / "models" / (id + ".illm") : points_dir / ("." + id + ".size.illm");

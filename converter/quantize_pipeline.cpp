@@ -132,6 +132,18 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   return j;
 }
 
+formats::IllmMetadata model_metadata(const SourceModel& source, const Recipe& recipe, std::string calibration_json) {
+  formats::IllmMetadata meta;
+  meta.tool_version = build_info::kVersion;
+  meta.source_name = source.name;
+  meta.source_sha256 = source.sha256;
+  meta.config_json = source.config_json;
+  meta.recipe_json = recipe_to_json(recipe).dump();
+  meta.calibration_json = std::move(calibration_json);
+  if (source.tokenizer) meta.tokenizer_model = source.tokenizer->bytes();
+  return meta;
+}
+
 std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& model,
                                                          const std::vector<std::vector<int32_t>>& windows, int count,
                                                          int length) {

@@ -49,6 +49,11 @@ std::vector<std::vector<int32_t>> load_evaluation_windows(const SourceModel& mod
 // Every recipe field as JSON (what was actually used, overrides included).
 nlohmann::ordered_json recipe_to_json(const Recipe& recipe);
 
+// The model file's metadata for `source` and `recipe` (no wall times: identical inputs give identical bytes).
+// `calibration_json` records the calibration (method, per-block losses, chosen c); golden vectors are added by the
+// caller.
+formats::IllmMetadata model_metadata(const SourceModel& source, const Recipe& recipe, std::string calibration_json);
+
 // Golden vectors for `illm verify`: the executor's integer outputs on short prefixes of `windows`.
 std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& model,
                                                          const std::vector<std::vector<int32_t>>& windows,
