@@ -23,7 +23,7 @@ using namespace illm;
 
 double real_of(Dyadic d) { return std::ldexp(static_cast<double>(d.m), -d.k); }
 
-// Float → dyadic with a b-bit mantissa (method doc §1.4).
+// Float → dyadic with a b-bit mantissa (docs/method.md §1.4).
 Dyadic dyadic_of(double s, int bits = 16) {
   int32_t k = bits - 1 - static_cast<int32_t>(std::floor(std::log2(s)));
   int64_t m = std::llround(std::ldexp(s, k));

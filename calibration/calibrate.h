@@ -1,7 +1,7 @@
 #pragma once
 // Torch-free entry point of calibration (the converter includes only this and calibrated_model.h).
 //
-// Data flow (method doc §2.6, OmniQuant): inputs of block 0 = FP embeddings of the calibration windows; the FP
+// Data flow (docs/method.md §2.6, OmniQuant): inputs of block 0 = FP embeddings of the calibration windows; the FP
 // target of block l = FP block l on the FP input; the quantized block l is trained on the OUTPUTS OF THE
 // PREVIOUS QUANTIZED BLOCKS, so each block learns to correct the error accumulated before it (what the
 // integer model will actually see), while the target stays the FP trajectory.

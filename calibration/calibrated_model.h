@@ -1,6 +1,6 @@
 #pragma once
 // Torch-free result of calibration: everything a converter needs to build illm::QuantizedModel
-// (kernels/quantized_model.h). Per layer: the FOLDED FP weights (FSBR/SmoothQuant smoothing applied, method doc
+// (kernels/quantized_model.h). Per layer: the FOLDED FP weights (FSBR/SmoothQuant smoothing applied, docs/method.md
 // §2.7), the quantized linears (per-row or per-group scale, zero point and integer codes, LWC clipping included),
 // the site-5 divisor α kept at run time by DI-SwiGLU, the norms and the softmax clip c. Float32 throughout,
 // row-major [out][in] like PyTorch / Hugging Face.

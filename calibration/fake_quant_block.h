@@ -1,5 +1,5 @@
 #pragma once
-// A simulated quantized LLaMA decoder block ("fake quant") with the six FSBR smoothing sites (method doc §2.2)
+// A simulated quantized LLaMA decoder block ("fake quant") with the six FSBR smoothing sites (docs/method.md §2.2)
 // and learnable weight clipping (§1.3 LWC). Two steps, both differentiable:
 //   1. fold_smoothing: apply sites 1–6 to the FP weights and norms (exact in FP; site 5's divisor α stays as a
 //      run-time per-channel constant of the SwiGLU: g'·σ(g'/α)·u').

@@ -1,5 +1,5 @@
 #pragma once
-// Block-wise calibration of one decoder block (method doc §2.4–§2.7): RTN, SmoothQuant and FSBR in one pipeline.
+// Block-wise calibration of one decoder block (docs/method.md §2.4–§2.7): RTN, SmoothQuant and FSBR in one pipeline.
 //   RTN:         no smoothing, weights per row min/max.
 //   SmoothQuant: sites 1, 2, 3, 6 at the SmoothQuant rule with sq_alpha (the FSBR init, §2.4), weights min/max.
 //   FSBR:        sites 1–6 + LWC learned with AdamW (wd 0; lr_smooth / lr_lwc), batch 1, `epochs` passes over the

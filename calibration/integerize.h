@@ -1,7 +1,7 @@
 #pragma once
 // Calibrated float model → integer model (torch-free). The last float step of the pipeline: every scale becomes a
 // dyadic number, norms and the SwiGLU divisor become integer channel vectors, the embedding and the LM head are
-// quantized by their own rules (method doc §7.3, §7.6), 1/√d is folded into q_proj's row scales (§7.4) and the
+// quantized by their own rules (docs/method.md §7.3, §7.6), 1/√d is folded into q_proj's row scales (§7.4) and the
 // RoPE tables are built in float64 (§7.4). After this, nothing float is needed to run the model.
 #include "calibration/calibrated_model.h"
 #include "kernels/dyadic.h"

@@ -1,5 +1,5 @@
 #pragma once
-// Fake quantizers with a straight-through estimator (method doc §1.3, §2.5). Rounding is half away from zero
+// Fake quantizers with a straight-through estimator (docs/method.md §1.3, §2.5). Rounding is half away from zero
 // (§1.2, the integer engine's rdiv), not torch.round's half-to-even. Every range is widened to include 0
 // (§9 #2), so asymmetric zero points lie in [0, 2^n − 1]. Zero points are rounded without an STE gradient
 // (OmniQuant): the gradient reaches the range only through the scale.

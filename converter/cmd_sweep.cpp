@@ -1,5 +1,5 @@
 // `illm sweep`: integer-only quality over a grid of bit settings × softmax clip constants c. Calibration runs
-// once per bit setting (FSBR trains with the FP softmax, method doc §9 #21, so the calibrated float model does not
+// once per bit setting (FSBR trains with the FP softmax, docs/method.md §9 #21, so the calibrated float model does not
 // depend on c); c only changes the integer model, so each grid point is integerize + integer evaluation. Every
 // finished point is saved at once as DIR/points/<bits>-c<c>.json (atomically), which makes the sweep resumable and
 // lets shards share one DIR; results.csv, results.json and sweep.svg are rebuilt from all point files present.

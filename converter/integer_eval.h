@@ -1,6 +1,6 @@
 #pragma once
 // Evaluation of the integer model: the executor produces integer logits with a per-token dyadic scale; only
-// after that are they converted to float (evaluation only, method doc §7.6) and scored like the FP model's.
+// after that are they converted to float (evaluation only, docs/method.md §7.6) and scored like the FP model's.
 #include <cstdint>
 #include <functional>
 #include <span>

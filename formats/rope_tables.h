@@ -1,5 +1,5 @@
 #pragma once
-// Offline (float64) generation of the integer RoPE tables (method doc §7.4): for every position p < max_positions
+// Offline (float64) generation of the integer RoPE tables (docs/method.md §7.4): for every position p < max_positions
 // and frequency i < d/2, C[p][i] = round(cos(p·θ_i)·2^F) and S[p][i] = round(sin(p·θ_i)·2^F) as int16
 // (F = frac_bits, 14 = Q1.14; round = half away from zero). |table/2^F − exact| ≤ 2^−(F+1) per entry.
 // The tables are stored with the model (QuantizedModel::rope_cos / rope_sin, row-major [p][i]);

@@ -1,5 +1,5 @@
 #pragma once
-// Dyadic numbers m / 2^k (method doc §1.4; docs/integer-semantics.md "## Dyadic numbers"): every scale of the
+// Dyadic numbers m / 2^k (docs/method.md §1.4; docs/integer-semantics.md "## Dyadic numbers"): every scale of the
 // integer model is one. Multiplying by one is one integer multiply and one rounding shift.
 #include <cassert>
 #include <cstdint>
@@ -8,7 +8,7 @@
 
 namespace illm {
 
-// A dyadic number m / 2^k (method doc §1.4). m >= 0 (m >= 1 for a scale); k may be negative.
+// A dyadic number m / 2^k (docs/method.md §1.4). m >= 0 (m >= 1 for a scale); k may be negative.
 struct Dyadic {
   int64_t m = 1;
   int32_t k = 0;

@@ -1,4 +1,4 @@
-// The integer forward pass, top to bottom (method doc §7.7). Each step names the operator that does the work; the
+// The integer forward pass, top to bottom (docs/method.md §7.7). Each step names the operator that does the work; the
 // numerics live in those operators (kernels/reference/*, kernels/optimized/di_matmul_fast.*).
 #include "kernels/executor.h"
 

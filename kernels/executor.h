@@ -1,5 +1,5 @@
 #pragma once
-// The integer executor: the whole integer-only forward pass of a LLaMA decoder (method doc §7.7, §9.1), prefill and
+// The integer executor: the whole integer-only forward pass of a LLaMA decoder (docs/method.md §7.7, §9.1), prefill and
 // token-by-token decode over an integer KV cache, returning the LM head's aligned accumulator with its per-token
 // dyadic scale. Integer-only (kernels/ audit). Exact definition: docs/integer-semantics.md "## Executor".
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// int4 packing (method doc §9.1; docs/integer-semantics.md "## int4 packing"): two 4-bit codes per byte,
+// int4 packing (docs/method.md §9.1; docs/integer-semantics.md "## int4 packing"): two 4-bit codes per byte,
 // element 2i in the low nibble, element 2i+1 in the high nibble; an odd length is padded with a zero code.
 // Unsigned codes are in [0, 15]; signed codes in [−8, 7] are stored as their 4-bit two's complement.
 #include <cstddef>

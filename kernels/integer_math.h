@@ -1,5 +1,5 @@
 #pragma once
-// Integer primitives of the numerics (method doc §1.2, normative; docs/integer-semantics.md "## Primitives").
+// Integer primitives of the numerics (docs/method.md §1.2, normative; docs/integer-semantics.md "## Primitives").
 // Every rounding in kernels/ goes through these functions; never use C++ `/` or `>>` on possibly negative
 // values elsewhere. All functions are integer-only and constexpr.
 #include <cassert>

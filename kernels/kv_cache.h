@@ -1,5 +1,5 @@
 #pragma once
-// The integer KV cache (method doc §7.5): K and V of every layer and KV head as a_bits-wide unsigned codes with a
+// The integer KV cache (docs/method.md §7.5): K and V of every layer and KV head as a_bits-wide unsigned codes with a
 // zero point and a dyadic scale per (token, head), quantized once when produced. Every scale is per token, so
 // appending never re-quantizes old entries and prefill and token-by-token decode store identical codes.
 #include <cstdint>

@@ -3,7 +3,7 @@
 //
 // Calibration (calibration/) fills it, the model file (formats/illm_file.*) stores and loads it, the
 // executor (kernels/executor.*) runs it. The executor never reads files. Names of the numerics follow
-// docs/integer-semantics.md and ../shared/docs/illm-method.md (section numbers in comments).
+// docs/integer-semantics.md and docs/method.md (section numbers in comments).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,7 +28,7 @@ struct ModelShape {
   friend bool operator==(const ModelShape&, const ModelShape&) = default;
 };
 
-// Numeric settings of the integer pipeline (method doc §9.1). Defaults are the project's frozen
+// Numeric settings of the integer pipeline (docs/method.md §9.1). Defaults are the project's frozen
 // defaults; the "paper conformance" switch selects the paper's literal choices.
 struct IntegerSettings {
   int32_t w_bits = 4;             // weight code width of the 7 block linears
@@ -47,7 +47,7 @@ struct IntegerSettings {
   friend bool operator==(const IntegerSettings&, const IntegerSettings&) = default;
 };
 
-// The paper's literal integer choices (method doc §9.1 "conformance" column) on top of `base`: 8-bit dyadic
+// The paper's literal integer choices (docs/method.md §9.1 "conformance" column) on top of `base`: 8-bit dyadic
 // mantissas, 8-bit softmax input and probabilities, linear DI-Exp, shared-max sigmoid with 8-bit output.
 inline IntegerSettings paper_conformance_settings(IntegerSettings base = {}) {
   base.mantissa_bits = 8;
@@ -70,6 +70,12 @@ struct QuantizedLinear {
   std::vector<int32_t> zero_points;  // [out], in [0, 2^bits − 1]
   std::vector<Dyadic> scales;        // [out]
 };
+
+// The code of weight (row, col). Code outside kernels/ (exporters, inspection, tests) reads codes through this
+// accessor, never by indexing `codes`: the in-memory layout of `codes` belongs to kernels/ and may pack codes.
+inline uint8_t weight_code(const QuantizedLinear& w, int32_t row, int32_t col) {
+  return w.codes[static_cast<size_t>(row) * static_cast<size_t>(w.in_features) + static_cast<size_t>(col)];
+}
 
 // Per-channel integer vector with one common exponent: real value[c] ≈ mantissa[c] / 2^exponent.
 // Used for RMSNorm γ (§5.2, 16-bit mantissas) and DI-SwiGLU's a_c ≈ 1/α_c (§6.2, 24-bit mantissas).

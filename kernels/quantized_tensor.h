@@ -1,5 +1,5 @@
 #pragma once
-// Activation tensors of the integer pipeline (method doc §1.3, §3.2, §7.2): integer codes with one zero point
+// Activation tensors of the integer pipeline (docs/method.md §1.3, §3.2, §7.2): integer codes with one zero point
 // and one dyadic scale per row (token, or (token, head) when a row is one head). Weights are
 // QuantizedLinear (kernels/quantized_model.h). Real value of a code: (scale.m / 2^scale.k) · (code − zero_point).
 #include <cstddef>

@@ -1,6 +1,6 @@
 #pragma once
 // DI_REQUANT: dynamic per-row requantization of an int64 row to n-bit codes with a dyadic scale found by
-// integer operations only (method doc §3.4 normative, §7.2 symmetric form; docs/integer-semantics.md
+// integer operations only (docs/method.md §3.4 normative, §7.2 symmetric form; docs/integer-semantics.md
 // "## DI_REQUANT").
 #include <cstdint>
 #include <span>

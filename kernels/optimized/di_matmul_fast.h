@@ -1,5 +1,5 @@
 #pragma once
-// DI-MatMul, the fast path (method doc §3.3, §3.6): bit-for-bit equal to kernels/reference/di_matmul.h, computed as
+// DI-MatMul, the fast path (docs/method.md §3.3, §3.6): bit-for-bit equal to kernels/reference/di_matmul.h, computed as
 //   P_tj = Σ_k X1_tk·W_jk − z2_j·RS_t − z1_t·CS_j + K·z1_t·z2_j      (RS_t = Σ_k X1_tk, CS_j = Σ_k W_jk offline)
 // with the raw dot product in int32 on uint8 codes when the §3.6 bound K·Q1·Q2 <= 2^31 − 1 holds (every term is
 // then non-negative and below 2^31), the combination in int64, and OpenMP over output columns. Wider codes or

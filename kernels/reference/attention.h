@@ -1,5 +1,5 @@
 #pragma once
-// Integer attention over the KV cache (method doc §7.5, §7.7, §9.1). Integer-only.
+// Integer attention over the KV cache (docs/method.md §7.5, §7.7, §9.1). Integer-only.
 // Exact definition: docs/integer-semantics.md "## Executor" (attention).
 //
 // One head, one query row at position p (valid keys j <= p, causal):

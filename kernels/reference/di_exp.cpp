@@ -8,7 +8,7 @@
 
 namespace illm {
 namespace {
-// Q14 coefficients of 2^u ≈ 1 + u·(a + b·u) on u ∈ (−1, 0]: a = 0.6724, b = 0.1722 (method doc §4.3).
+// Q14 coefficients of 2^u ≈ 1 + u·(a + b·u) on u ∈ (−1, 0]: a = 0.6724, b = 0.1722 (docs/method.md §4.3).
 constexpr int64_t kQuadA = 11017;
 constexpr int64_t kQuadB = 2821;
 constexpr int kQuadFracBits = 14;

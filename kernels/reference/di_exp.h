@@ -1,5 +1,5 @@
 #pragma once
-// DI-Exp: the integer exponential of I-LLM (method doc §4.3, paper Appendix Algorithm 1), with the project's
+// DI-Exp: the integer exponential of I-LLM (docs/method.md §4.3, paper Appendix Algorithm 1), with the project's
 // input promotion and second-order 2^u (§9.1). Integer-only. Exact definition: docs/integer-semantics.md "## DI-Exp".
 //
 // Input: an integer x ≤ 0 with dyadic scale m / 2^k (real x·m/2^k). Output: E ≥ 0 with e^(real x) ≈ E / |t|.

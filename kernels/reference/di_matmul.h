@@ -1,5 +1,5 @@
 #pragma once
-// DI-MatMul, the reference (method doc §3.2–3.6, §9.1; docs/integer-semantics.md "## DI-MatMul").
+// DI-MatMul, the reference (docs/method.md §3.2–3.6, §9.1; docs/integer-semantics.md "## DI-MatMul").
 // Y = X1 · X2 with X1 per-row (token) asymmetric codes and X2 given transposed, [N][K] row-major (a linear
 // layer's weights [out][in], or the K cache [keys][d] for Q·Kᵀ), per-N-row zero point and dyadic scale.
 //   P_tj  = Σ_k (X1_tk − z1_t)(X2_jk − z2_j)                  int32 when the §3.6 bound holds, else int64

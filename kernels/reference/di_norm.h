@@ -1,5 +1,5 @@
 #pragma once
-// DI-Norm: integer RMSNorm of one token (method doc §5.2–§5.4, §9.1). Integer-only.
+// DI-Norm: integer RMSNorm of one token (docs/method.md §5.2–§5.4, §9.1). Integer-only.
 // Exact definition: docs/integer-semantics.md "## DI-Norm".
 #include <cstdint>
 #include <span>

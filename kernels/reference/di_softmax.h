@@ -1,5 +1,5 @@
 #pragma once
-// DI-ClippedSoftmax (method doc §4.1–§4.5, §9.1): one attention row, integer-only.
+// DI-ClippedSoftmax (docs/method.md §4.1–§4.5, §9.1): one attention row, integer-only.
 // Exact definition: docs/integer-semantics.md "## DI-ClippedSoftmax".
 #include <cstdint>
 #include <span>

@@ -1,5 +1,5 @@
 #pragma once
-// DI-SwiGLU (method doc §6.2–§6.4, §9.1): g' · σ(g'/α) · u' of one token, integer-only, with the sigmoid built
+// DI-SwiGLU (docs/method.md §6.2–§6.4, §9.1): g' · σ(g'/α) · u' of one token, integer-only, with the sigmoid built
 // from DI-Exp. Exact definition: docs/integer-semantics.md "## DI-SwiGLU".
 #include <cstdint>
 #include <span>

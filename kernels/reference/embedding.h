@@ -1,5 +1,5 @@
 #pragma once
-// Embedding lookup (method doc §7.3; docs/integer-semantics.md "## Embedding"): a row of the symmetric
+// Embedding lookup (docs/method.md §7.3; docs/integer-semantics.md "## Embedding"): a row of the symmetric
 // row-quantized table is already a per-token quantized residual row, so the lookup is a copy.
 #include <cstdint>
 #include <span>

@@ -1,5 +1,5 @@
 #pragma once
-// Residual add of the int16 residual stream and a differently-scaled delta row (method doc §7.2;
+// Residual add of the int16 residual stream and a differently-scaled delta row (docs/method.md §7.2;
 // docs/integer-semantics.md "## Residual add"). The result is requantized with DI_REQUANT_SYM to `out_bits`
 // (16 by default) symmetric codes with a fresh per-row dyadic.
 #include <cstdint>

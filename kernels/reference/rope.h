@@ -1,5 +1,5 @@
 #pragma once
-// Integer RoPE rotation (method doc §7.4, §9.1) with the fixed-point cos/sin tables built offline
+// Integer RoPE rotation (docs/method.md §7.4, §9.1) with the fixed-point cos/sin tables built offline
 // (formats/rope_tables.h) and stored with the model. Integer-only.
 // Exact definition: docs/integer-semantics.md "## RoPE".
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Fake quantizers: hand-derived cases (method doc §1.3: s = (max − min)/Q, z = round(−min/s), round half away).
+// Fake quantizers: hand-derived cases (docs/method.md §1.3: s = (max − min)/Q, z = round(−min/s), round half away).
 #include "calibration/quantizers.h"
 
 #include <gtest/gtest.h>

@@ -14,7 +14,7 @@
 namespace illm {
 namespace {
 
-// The dyadic with a 16-bit mantissa nearest to s (method doc §1.4 float → dyadic), for building test scales.
+// The dyadic with a 16-bit mantissa nearest to s (docs/method.md §1.4 float → dyadic), for building test scales.
 void dyadic_of(double s, int64_t& m, int32_t& k) {
   k = 15 - static_cast<int32_t>(std::floor(std::log2(s)));
   m = std::llround(std::ldexp(s, k));
@@ -109,7 +109,7 @@ double worst_relative_error(int bits, double c, bool quadratic, double floor_val
 }
 
 TEST(DiExp, AccuracyOverTheClippedRange) {
-  // Budget (method doc §4.3): log2 e ≈ 1.4375 overestimates e^x by ≈ 2.5 % at x = −6.9 (e^x = 10^−3) and 3.7 % at
+  // Budget (docs/method.md §4.3): log2 e ≈ 1.4375 overestimates e^x by ≈ 2.5 % at x = −6.9 (e^x = 10^−3) and 3.7 % at
   // x = −10; the linear 2^u adds up to 6.2 %, the quadratic ≈ 0.1 %. Measured (kernel_error_tables): quadratic
   // 2.6 % / 3.1 % (16 / 8-bit input), linear 8.7 % / 8.6 %.
   EXPECT_LT(worst_relative_error(16, 15.0, true, 1e-3), 0.035);

@@ -1,4 +1,4 @@
-// DI-MatMul (method doc §3.2–3.6, §9.1): bit-exact against a naive int64 triple loop, accumulator choice and
+// DI-MatMul (docs/method.md §3.2–3.6, §9.1): bit-exact against a naive int64 triple loop, accumulator choice and
 // worst-case overflow shapes, error vs float64 matmul of the dequantized inputs; residual add and embedding.
 #include "kernels/reference/di_matmul.h"
 

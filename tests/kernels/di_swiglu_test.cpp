@@ -62,7 +62,7 @@ double worst_sigmoid_error(const IntegerSettings& settings) {
 }
 
 TEST(DiSigmoid, StableFormAccuracy) {
-  // Default (quadratic, p_σ = 15): measured 0.0012 max abs error; linear 2^u 0.0148 (method doc §6.3: 0.014).
+  // Default (quadratic, p_σ = 15): measured 0.0012 max abs error; linear 2^u 0.0148 (docs/method.md §6.3: 0.014).
   EXPECT_LT(worst_sigmoid_error(IntegerSettings{}), 0.005);
   IntegerSettings linear;
   linear.exp_quadratic = false;

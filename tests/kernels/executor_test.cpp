@@ -1,4 +1,4 @@
-// The integer executor (issue #5, method doc §7.7): prefill == token-by-token decode bit for bit, thread-count
+// The integer executor (issue #5, docs/method.md §7.7): prefill == token-by-token decode bit for bit, thread-count
 // invariance, agreement with a float64 forward pass of the same (dequantized) model, model validation and bad input.
 // The model is synthetic: random float weights quantized here by the test's own float rules (not by the code
 // under test), RoPE tables from formats/rope_tables.h.

@@ -1,4 +1,4 @@
-// int4 packing: hand-derived bytes, range edges and random round trips (method doc §9.1).
+// int4 packing: hand-derived bytes, range edges and random round trips (docs/method.md §9.1).
 #include "kernels/int4_pack.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Hand-derived cases and random checks of the integer primitives (method doc §1.2, §5.3).
+// Hand-derived cases and random checks of the integer primitives (docs/method.md §1.2, §5.3).
 #include "kernels/integer_math.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// DI_REQUANT / DI_REQUANT_SYM (method doc §3.4, §7.2): hand-derived rows and the Appendix B.3 properties
+// DI_REQUANT / DI_REQUANT_SYM (docs/method.md §3.4, §7.2): hand-derived rows and the Appendix B.3 properties
 // against a float64 (long double) reconstruction.
 #include "kernels/requant.h"
 

@@ -23,7 +23,7 @@ double sigmoid(double x);
 // SiLU x · σ(x).
 double silu(double x);
 
-// SwiGLU with FSBR's act-smooth divisor α (method doc §6.1): g · σ(g / α) · u.
+// SwiGLU with FSBR's act-smooth divisor α (docs/method.md §6.1): g · σ(g / α) · u.
 double swiglu(double gate, double up, double alpha);
 
 }  // namespace illm::ideal
