@@ -5,7 +5,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-"$here/build"}
 packages=(build-essential cmake binutils ccache libtorch-dev libopenblas0-pthread libeigen3-dev nlohmann-json3-dev
-          libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev)
+          libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev
+          # the C99 runtime's cross builds and emulators (runtime/CMakeLists.txt, tests/runtime)
+          gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+          gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-user
+          qemu-system-arm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
 /* A bare-metal program for the Arm MPS2-AN386 board (Cortex-M4, run under `qemu-system-arm -M mps2-an386`): runs
  * the model linked into flash (symbols from `objcopy -I binary model.bin`) with the C99 runtime, greedy from BOS, and
  * prints the generated ids and the last logits row over semihosting, then exits. No C library: startup, the
- * semihosting calls, the number printing and memcpy/memset are here; 64-bit division comes from libgcc.
+ * semihosting calls (SYS_WRITE0, SYS_EXIT_EXTENDED), the number printing and memcpy/memset are here; 64-bit
+ * division comes from libgcc.
  * Built by runtime/CMakeLists.txt, linked and run by tests/runtime/run_mps2.sh. */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +22,7 @@ extern uint8_t __arena_start[];
 extern uint8_t __arena_end[];
 extern uint32_t __data_load[], __data_start[], __data_end[], __bss_start[], __bss_end[], __stack_top[];
 
-/* ---- Semihosting (Arm semihosting specification: SYS_WRITE0 = 0x04, SYS_EXIT = 0x18) ---- */
+/* ---- Semihosting (Arm semihosting specification) ---- */
 
 static int semihost(int operation, const void* argument) {
   register int r0 __asm__("r0") = operation;
@@ -46,11 +47,12 @@ static void put_int(int64_t v) {
 }
 
 static void exit_board(int code) {
-  /* ADP_Stopped_ApplicationExit (0x20026) with the exit code: the extended form of SYS_EXIT. */
+  /* SYS_EXIT_EXTENDED (0x20): ADP_Stopped_ApplicationExit (0x20026) with the exit code (AArch32's plain SYS_EXIT
+   * carries no code). */
   uint32_t block[2];
   block[0] = 0x20026u;
   block[1] = (uint32_t)code;
-  semihost(0x18, block);
+  semihost(0x20, block);
   for (;;) {
   }
 }
