@@ -10,7 +10,9 @@
 #include <fstream>
 #include <string>
 
+#include "formats/illm_file.h"
 #include "tests/converter/cli_runner.h"
+#include "tests/runtime/runtime_synthetic_model.h"
 #include "tests/runtime/runtime_test_support.h"
 
 namespace illm::rt_testing {
@@ -128,6 +130,27 @@ TEST(ExportCli, UnwritableOutputWritesNothing) {
   expect_one_error_line(run_illm_in(dir, export_args(model, dir / "no" / "such" / "dir")), "does not exist");
   expect_only(dir, {"a-file"});
   EXPECT_EQ(illm::testing::read_whole_file(dir / "a-file"), "x");
+  fs::remove_all(dir);
+}
+
+TEST(ExportCli, WithoutGoldenVectorsTheExportIsCheckedAgainstTheExecutor) {
+  // A synthetic model (paper-conformance numerics, no tokenizer) in an .illm file that holds no golden vectors: the
+  // export's check runs a short sequence through the executor and the runtime instead.
+  const fs::path dir = fresh_test_dir("export");
+  SyntheticShape shape;
+  shape.settings = paper_conformance_settings();
+  formats::IllmMetadata meta;
+  meta.source_name = "synthetic";
+  formats::write_illm(dir / "synthetic.illm", synthetic_model(shape), meta);
+  const auto r = run_illm_in(dir, export_args(dir / "synthetic.illm", dir / "out", "--json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  EXPECT_EQ(report["checked_sequences"], 1);
+  EXPECT_EQ(report["checked_positions"], 16);
+  EXPECT_EQ(report["tokenizer"], "none");
+  Runtime rt(read_bytes(dir / "out" / "model.bin"));
+  EXPECT_EQ(rt.model().settings.paper_conformance, 1);
+  EXPECT_EQ(rt.model().settings.exp_quadratic, 0);
   fs::remove_all(dir);
 }
 
