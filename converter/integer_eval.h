@@ -25,6 +25,16 @@ using FloatLogitsConsumer = std::function<void(std::size_t index, std::span<cons
 void for_each_integer_logits(const QuantizedModel& model, std::span<const std::vector<int32_t>> sequences,
                              const FloatLogitsConsumer& consume, bool show_progress);
 
+// The FP model's logits on evaluation windows, computed once and kept (windows · T · vocab floats) to compare
+// integer models with: the FP model streams its blocks, so it is not in memory while the integer model runs.
+struct FpReference {
+  std::vector<std::vector<float>> logits;  // per window
+  double perplexity = 0;
+  double seconds = 0;
+};
+FpReference fp_reference_logits(const calib::FpModel& fp, std::span<const std::vector<int32_t>> sequences,
+                                bool show_progress);
+
 // Quality of a model against the FP reference on the same windows.
 struct QualityReport {
   double perplexity = 0;            // the evaluated (integer) model
@@ -39,6 +49,9 @@ struct QualityReport {
 
 // Scores the integer model, and (when `reference` is given) the FP model, KL and top-1 on `sequences`.
 QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::FpModel* reference,
+                                     std::span<const std::vector<int32_t>> sequences, bool show_progress);
+// The same against logits computed before (fp_reference_logits on the same sequences); null: no reference.
+QualityReport evaluate_integer_model(const QuantizedModel& model, const FpReference* reference,
                                      std::span<const std::vector<int32_t>> sequences, bool show_progress);
 
 }  // namespace illm::converter

@@ -1,11 +1,17 @@
 #include "converter/quantize_pipeline.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <sstream>
 
+#include "calibration/integerize.h"
 #include "converter/integer_eval.h"
 #include "formats/dataset.h"
 #include "formats/sha256.h"
@@ -25,25 +31,6 @@ std::string read_file(const fs::path& path) {
   return text.str();
 }
 
-// Hash of config.json and every *.safetensors file in name order; each file contributes its name and bytes.
-std::string source_hash(const fs::path& dir) {
-  std::vector<fs::path> files{dir / "config.json"};
-  std::vector<fs::path> tensors;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".safetensors") tensors.push_back(entry.path());
-  }
-  std::sort(tensors.begin(), tensors.end());
-  files.insert(files.end(), tensors.begin(), tensors.end());
-  formats::Sha256 hash;
-  for (const auto& f : files) {
-    hash.update(f.filename().string());
-    const formats::Sha256Digest d = formats::sha256_of_file(f);
-    hash.update(std::span<const uint8_t>(d.data(), d.size()));
-  }
-  const formats::Sha256Digest digest = hash.finish();
-  return formats::to_hex(std::span<const uint8_t>(digest.data(), digest.size()));
-}
-
 }  // namespace
 
 SourceModel open_source_model(const fs::path& dir) {
@@ -54,8 +41,41 @@ SourceModel open_source_model(const fs::path& dir) {
   if (model.name.empty()) model.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   model.config = formats::load_llama_config(dir);
   model.config_json = read_file(dir / "config.json");
-  model.sha256 = source_hash(dir);
+  model.store = formats::TensorStore::open(dir);
+  formats::check_llama_tensors(model.config, *model.store);
   if (fs::exists(dir / "tokenizer.model")) model.tokenizer = formats::Tokenizer::load(dir / "tokenizer.model");
+  return model;
+}
+
+std::string checkpoint_sha256(const SourceModel& model) {
+  formats::Sha256 hash;
+  hash.update(std::string_view("config.json"));
+  const formats::Sha256Digest config = formats::sha256(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(model.config_json.data()), model.config_json.size()));
+  hash.update(std::span<const uint8_t>(config.data(), config.size()));
+  hash.update(std::string_view("safetensors"));
+  const std::array<uint8_t, 32> tensors = model.store->content_digest();
+  hash.update(std::span<const uint8_t>(tensors.data(), tensors.size()));
+  const formats::Sha256Digest digest = hash.finish();
+  return formats::to_hex(std::span<const uint8_t>(digest.data(), digest.size()));
+}
+
+QuantizedModel assemble_integer_model(const SourceModel& source, const calib::CalibratedModel& frame,
+                                      const IntegerSettings& settings,
+                                      const std::function<QuantizedLayer(int layer)>& layer) {
+  constexpr int64_t kRows = 1024;  // rows of the embedding / head converted to float at a time
+  const formats::TensorStore& store = *source.store;
+  QuantizedModel model = integer_model_frame(frame, settings);
+  store.read_rows("model.embed_tokens.weight", kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    integerize_embedding_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
+  });
+  model.layers.reserve(static_cast<size_t>(frame.n_layers));
+  for (int l = 0; l < frame.n_layers; ++l) model.layers.push_back(layer(l));
+  integerize_final_norm(model, store.read_f32("model.norm.weight"));
+  const std::string head = source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  store.read_rows(head, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
+  });
   return model;
 }
 
@@ -164,19 +184,27 @@ std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& m
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path.string() + ": cannot be written (" + tmp.parent_path().string() + " not writable?)");
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(path.string() + ": write failed");
-    }
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw Error(path.string() + ": cannot be written (" + tmp.parent_path().string() + " not writable?): " +
+                std::strerror(errno));
+  size_t done = 0;
+  bool ok = true;
+  while (ok && done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
   }
+  // fsync before the rename: after a crash the final name never points at unwritten data.
+  ok = ok && ::fsync(fd) == 0;
+  const int saved_errno = errno;
+  ok = ::close(fd) == 0 && ok;
   std::error_code ec;
+  if (!ok) {
+    fs::remove(tmp, ec);
+    throw Error(path.string() + ": write failed: " + std::strerror(saved_errno));
+  }
   fs::rename(tmp, path, ec);
   if (ec) {
     fs::remove(tmp, ec);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <span>
 
 #include "formats/hdf5_util.h"
@@ -472,13 +473,28 @@ Handle open_checked_file(const std::filesystem::path& file) {
 
 }  // namespace
 
-void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
+namespace {
+
+void fsync_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY);
+  const bool ok = fd >= 0 && ::fsync(fd) == 0;
+  const int saved_errno = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw Error(file.string() + ": cannot flush to disk: " + std::strerror(saved_errno));
+}
+
+// Writes an HDF5 file the way every illm file is written: `write(file)` into `<out>.tmp.<pid>` (fixed object
+// format, no timestamps, optional 512-byte user block), close, `finish(temporary)` (which must leave it flushed to
+// disk), rename to `out`. On any failure the temporary file is removed and illm::Error is thrown.
+void write_h5_atomically(const std::filesystem::path& out, bool user_block, const std::function<void(hid_t)>& write,
+                         const std::function<void(const std::filesystem::path&)>& finish) {
   h5::silence_errors();
   const std::filesystem::path temporary = out.string() + ".tmp." + std::to_string(::getpid());
   try {
     {
       Handle fcpl = h5::checked(H5Pcreate(H5P_FILE_CREATE), H5Pclose, "H5Pcreate(file create)");
-      if (H5Pset_userblock(fcpl, kIllmUserBlockSize) < 0) throw Error("H5Pset_userblock: " + h5::last_error());
+      if (user_block && H5Pset_userblock(fcpl, kIllmUserBlockSize) < 0)
+        throw Error("H5Pset_userblock: " + h5::last_error());
       // The root group takes its creation properties from here: no timestamps on it either.
       if (H5Pset_obj_track_times(fcpl, 0) < 0) throw Error("H5Pset_obj_track_times(root): " + h5::last_error());
       Handle fapl = h5::checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
@@ -489,18 +505,46 @@ void write_illm(const std::filesystem::path& out, const QuantizedModel& model, c
       if (H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI) < 0) throw Error("H5Pset_fclose_degree: " + h5::last_error());
       Handle file = h5::checked(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, fcpl, fapl), H5Fclose,
                                 out.string() + ": cannot create the temporary file " + temporary.string());
-      write_metadata(file, meta);
-      write_model(file, model);
+      write(file);
       if (file.close() < 0) throw Error(temporary.string() + ": cannot close (flush) the file: " + h5::last_error());
     }
-    write_user_block(temporary);
+    finish(temporary);
     std::filesystem::rename(temporary, out);
   } catch (const std::exception& e) {
     std::error_code ignored;
     std::filesystem::remove(temporary, ignored);
     if (dynamic_cast<const Error*>(&e) != nullptr) throw;
-    throw Error(out.string() + ": cannot write the model file: " + e.what());
+    throw Error(out.string() + ": cannot write the file: " + e.what());
   }
+}
+
+Handle open_layer_file(const std::filesystem::path& file) {
+  h5::silence_errors();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) throw Error(file.string() + ": no such layer file");
+  return h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+                     file.string() + ": cannot open as HDF5");
+}
+
+}  // namespace
+
+void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
+  write_h5_atomically(
+      out, true,
+      [&](hid_t file) {
+        write_metadata(file, meta);
+        write_model(file, model);
+      },
+      write_user_block);
+}
+
+void write_layer_file(const std::filesystem::path& out, const QuantizedLayer& layer) {
+  write_h5_atomically(out, false, [&](hid_t file) { write_layer(file, 0, layer); }, fsync_file);
+}
+
+QuantizedLayer read_layer_file(const std::filesystem::path& file) {
+  Handle handle = open_layer_file(file);
+  return read_layer(handle, 0);
 }
 
 LoadedIllm read_illm(const std::filesystem::path& file) {

@@ -48,6 +48,12 @@ struct LoadedIllm {
   IllmMetadata meta;
 };
 
+// One integer decoder layer in a file of its own: the per-block state of a streaming, resumable `illm quantize`
+// (converter/quantize_state.h). The layout of /model/layers/NN (group "00" at the root), every dataset
+// checksummed; written atomically (temporary file, fsync, rename).
+void write_layer_file(const std::filesystem::path& out, const QuantizedLayer& layer);
+QuantizedLayer read_layer_file(const std::filesystem::path& file);
+
 // Checks the user block (magic, version, whole-file SHA-256) before opening the file with HDF5, then reads
 // every tensor, checking its own SHA-256 and its shape against the model's shape.
 LoadedIllm read_illm(const std::filesystem::path& file);

@@ -148,8 +148,11 @@ class CommandsCli : public ::testing::Test {
     }
     const fs::path recipe = dir_ / "quick-w8a8.json";
     write_file(recipe, R"({"method":"rtn","w_bits":8,"a_bits":8,"samples":8,"seq_len":256,"epochs":1,"clip_c":15})");
+    // Into this process's directory, then renamed: parallel test processes may all be rebuilding the cache.
+    const fs::path fresh = dir_ / "stories-w8a8.illm";
     quantize_ = run_illm("quantize --model " + quote(kStories) + " --recipe " + quote(recipe) + " -o " +
-                         quote(model_) + " --no-eval --max-tokens 4 --threads 2 -q");
+                         quote(fresh) + " --no-eval --max-tokens 4 --threads 2 -q");
+    if (quantize_.exit_code == 0) fs::rename(fresh, model_, ec);
   }
   static void TearDownTestSuite() {
     std::error_code ec;
