@@ -320,7 +320,9 @@ CommandRun add_quantize_command(CLI::App& sub) {
   sub.add_flag("--paper-conformance", opt->paper,
                "Use the paper's literal integer choices (8-bit mantissas, 8-bit softmax input and probabilities, "
                "linear DI-Exp, shared-max sigmoid) instead of the project defaults");
-  sub.add_flag("--fake-quant", opt->fake_quant, "Also report the fake-quant (simulated) perplexity");
+  sub.add_flag("--fake-quant", opt->fake_quant,
+               "Also report the fake-quant (simulated) perplexity (calibrates a second time, in memory: for "
+               "fixture-sized models)");
   sub.add_option("--prompt", opt->prompt, "Prompt for the generated continuation (models with a tokenizer)");
   sub.add_option("--max-tokens", opt->max_tokens, "Tokens to generate after quantizing")->capture_default_str();
   sub.add_option("--threads", opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)")->capture_default_str();
