@@ -28,9 +28,11 @@ torch::Tensor read_tensor(const formats::TensorStore& store, const std::string& 
   }
   if (dtype == torch::kFloat64) {
     auto values = store.read_f64(name);
+    formats::check_weight_values(info, values);
     return torch::from_blob(values.data(), expected_shape, torch::kFloat64).clone();
   }
   auto values = store.read_f32(name);
+  formats::check_weight_values(info, values);
   return torch::from_blob(values.data(), expected_shape, torch::kFloat32).clone();
 }
 

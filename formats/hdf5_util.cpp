@@ -67,7 +67,15 @@ herr_t collect_dataset(hid_t, const char* name, const H5O_info_t* info, void* op
 
 }  // namespace
 
-void silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_errors() {
+  // No HDF5 clean-up at exit: after a failed write (a full disk) libhdf5 1.10 keeps the half-closed file in its
+  // tables and its atexit handler then crashes in H5F__close_cb (measured: SIGSEGV after the error was reported).
+  // Every file is closed explicitly, so there is nothing left for that handler to do. Effective before the
+  // library's first use only, which is why it sits here, in the first call of every reader and writer.
+  static const bool once = (H5dont_atexit(), true);
+  (void)once;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 std::string last_error() {
   std::string message;
@@ -78,7 +86,16 @@ std::string last_error() {
     return 0;
   };
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walker, &message);
-  return message.empty() ? "HDF5 error" : message;
+  if (message.empty()) return "HDF5 error";
+  // A failed system call: "file write failed: time = ..., errno = 27, error message = 'File too large', ..."
+  // becomes "file write failed: File too large".
+  const std::string key = "error message = '";
+  if (const size_t at = message.find(key); at != std::string::npos) {
+    const size_t begin = at + key.size(), end = message.find('\'', begin);
+    const std::string reason = message.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    message = message.substr(0, message.find(':')) + ": " + reason;
+  }
+  return message;
 }
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {

@@ -8,9 +8,12 @@
 #include <fstream>
 #include <span>
 
+#include "formats/atomic_file.h"
 #include "formats/hdf5_util.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
+#include "kernels/executor.h"
 #include "kernels/int4_pack.h"
 
 namespace illm::formats {
@@ -39,8 +42,8 @@ std::string user_block_text(int64_t version, const std::string& payload_sha256) 
 // Validates the 512-byte header and the SHA-256 of bytes [512, EOF) without involving HDF5.
 void check_user_block(const std::filesystem::path& file) {
   const std::string name = file.string();
+  require_regular_file(file, "model file");
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw Error(name + ": no such model file");
   const auto size = std::filesystem::file_size(file, ec);
   if (ec) throw Error(name + ": cannot read file size: " + ec.message());
   if (size < kIllmUserBlockSize)
@@ -262,9 +265,8 @@ void write_user_block(const std::filesystem::path& file) {
   const int fd = ::open(file.c_str(), O_WRONLY);
   if (fd < 0) throw Error(file.string() + ": cannot reopen to write the header: " + std::strerror(errno));
   const ssize_t written = ::pwrite(fd, header.data(), header.size(), 0);
-  // fsync before the rename, so that after a crash the final name never points at unwritten data.
-  const bool ok = written == static_cast<ssize_t>(header.size()) && ::fsync(fd) == 0;
-  const int saved_errno = errno;
+  const bool ok = written == static_cast<ssize_t>(header.size());  // AtomicFile::commit fsyncs before the rename
+  const int saved_errno = written < 0 ? errno : EIO;
   ::close(fd);
   if (!ok) throw Error(file.string() + ": cannot write the header: " + std::strerror(saved_errno));
 }
@@ -474,7 +476,8 @@ Handle open_checked_file(const std::filesystem::path& file) {
 
 void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
   h5::silence_errors();
-  const std::filesystem::path temporary = out.string() + ".tmp." + std::to_string(::getpid());
+  AtomicFile target(out);  // removes the temporary file on any failure below, or on a signal
+  const std::filesystem::path& temporary = target.temporary();
   try {
     {
       Handle fcpl = h5::checked(H5Pcreate(H5P_FILE_CREATE), H5Pclose, "H5Pcreate(file create)");
@@ -494,20 +497,28 @@ void write_illm(const std::filesystem::path& out, const QuantizedModel& model, c
       if (file.close() < 0) throw Error(temporary.string() + ": cannot close (flush) the file: " + h5::last_error());
     }
     write_user_block(temporary);
-    std::filesystem::rename(temporary, out);
+    target.commit();
   } catch (const std::exception& e) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    if (dynamic_cast<const Error*>(&e) != nullptr) throw;
-    throw Error(out.string() + ": cannot write the model file: " + e.what());
+    // Name the destination, not the temporary file (which is gone by now).
+    std::string what = e.what();
+    if (what.rfind(temporary.string() + ": ", 0) == 0) what.erase(0, temporary.string().size() + 2);
+    if (what.rfind(out.string() + ": ", 0) == 0) throw;
+    throw Error(out.string() + ": cannot write the model file: " + what);
   }
 }
 
-LoadedIllm read_illm(const std::filesystem::path& file) {
+LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
   Handle handle = open_checked_file(file);
   LoadedIllm loaded;
   loaded.meta = read_metadata(handle);
   loaded.model = read_model(handle);
+  // The executor's own validation, once, here: every reader (eval, generate, verify, inspect, exporters) refuses
+  // a file the executor would refuse, before any parallel work starts.
+  try {
+    if (check == ModelCheck::kExecutor) validate_quantized_model(loaded.model);
+  } catch (const Error& e) {
+    throw Error(file.string() + ": " + e.what());
+  }
   return loaded;
 }
 

@@ -214,9 +214,7 @@ std::string layer_name(size_t l, const char* part) { return "layers[" + std::to_
 
 }  // namespace
 
-void validate_quantized_model(const QuantizedModel& model) {
-  const ModelShape& s = model.shape;
-  const IntegerSettings& st = model.settings;
+void validate_model_settings(const ModelShape& s, const IntegerSettings& st) {
   check_range("shape.hidden", s.hidden, 1, 32768);
   check_range("shape.n_heads", s.n_heads, 1, 4096);
   check_range("shape.n_kv_heads", s.n_kv_heads, 1, s.n_heads);
@@ -248,6 +246,14 @@ void validate_quantized_model(const QuantizedModel& model) {
   if ((int64_t{1} << (st.prob_bits - 1)) * q_a > 2147483647)
     fail("settings.prob_bits", "= " + std::to_string(st.prob_bits) + " overflows the int32 P·V accumulator at a_bits " +
                                    std::to_string(st.a_bits));
+  check_range("shape.bos_id", s.bos_id, 0, s.vocab - 1);
+  check_range("shape.eos_id", s.eos_id, 0, s.vocab - 1);
+}
+
+void validate_quantized_model(const QuantizedModel& model) {
+  const ModelShape& s = model.shape;
+  const IntegerSettings& st = model.settings;
+  validate_model_settings(s, st);
   check_range("norm_eps.m", model.norm_eps.m, 0, (int64_t{1} << 40) - 1);
   check_range("norm_eps.k", model.norm_eps.k, -64, 160);
 

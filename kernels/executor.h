@@ -30,6 +30,11 @@ int32_t argmax_row(const IntegerLogits& logits, int32_t row);
 // mantissas, and the §3.6 accumulator bounds. Throws illm::Error naming the field (e.g. "layers[1].k_proj.bits").
 void validate_quantized_model(const QuantizedModel& model);
 
+// The part of validate_quantized_model that needs no tensors: shape limits (bos_id and eos_id inside the
+// vocabulary included), the settings' bit widths and the attention accumulator bounds. Lets a caller refuse a
+// recipe for a model before calibrating it (validate_quantized_model starts with this).
+void validate_model_settings(const ModelShape& shape, const IntegerSettings& settings);
+
 class Executor {
  public:
   // Validates the model (validate_quantized_model) and prepares its weights. `model` must outlive the executor.

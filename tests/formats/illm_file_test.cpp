@@ -15,6 +15,7 @@
 
 #include "formats/sha256.h"
 #include "kernels/error.h"
+#include "kernels/executor.h"
 
 namespace illm::formats {
 namespace {
@@ -225,7 +226,7 @@ TEST_F(IllmFileTest, RoundTripIsEqualFieldByField) {
   const fs::path path = write_sample();
   const QuantizedModel model = make_model();
   const IllmMetadata meta = make_meta();
-  const LoadedIllm loaded = read_illm(path);
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);  // extreme values no executor would run
   expect_model_eq(loaded.model, model);
   EXPECT_EQ(loaded.meta, meta);
   EXPECT_NO_THROW(verify_illm_integrity(path));
@@ -235,7 +236,7 @@ TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {
   IllmMetadata meta;  // empty strings, no tokenizer, no golden vectors: zero-sized datasets
   const fs::path path = dir_ / "empty_meta.illm";
   write_illm(path, make_model(3), meta);
-  const LoadedIllm loaded = read_illm(path);
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
   EXPECT_EQ(loaded.meta, meta);
   expect_model_eq(loaded.model, make_model(3));
 }
@@ -454,6 +455,25 @@ TEST_F(IllmFileTest, H5dumpListsTheSchema) {
         "GROUP \"lm_head\"", "GROUP \"rope\"", "GROUP \"golden\"", "ATTRIBUTE \"sha256\""})
     EXPECT_NE(output.find(expected), std::string::npos) << expected;
   EXPECT_EQ(output.find("FLOAT"), std::string::npos) << "no float datasets";
+}
+
+
+// issue #8: read_illm runs the executor's validation, so no reader (eval, generate, verify, inspect, exporters)
+// hands a model the executor would refuse to parallel code. The synthetic model above holds values no
+// calibration produces (e.g. an embedding scale mantissa of 2^38).
+TEST_F(IllmFileTest, ReaderRefusesWhatTheExecutorWouldRefuse) {
+  const fs::path path = write_sample();
+  const std::string message = error_of([&] { read_illm(path); });
+  EXPECT_NE(message.find(path.string() + ": QuantizedModel: "), std::string::npos) << message;
+  QuantizedModel model = make_model();
+  std::string reference;
+  try {
+    validate_quantized_model(model);
+  } catch (const Error& e) {
+    reference = e.what();
+  }
+  ASSERT_FALSE(reference.empty());
+  EXPECT_EQ(message, path.string() + ": " + reference);  // the executor's own message, with the file named
 }
 
 }  // namespace
