@@ -10,12 +10,14 @@
 
 #include "calibration/fp_model.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/metrics.h"
 #include "converter/progress.h"
 #include "converter/integer_eval.h"
 #include "formats/dataset.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "formats/llama_config.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -51,7 +53,7 @@ std::optional<formats::Tokenizer> load_tokenizer(const EvalOptions& opt, const f
                                                  const fs::path& data) {
   if (is_token_jsonl(data) && opt.tokenizer.empty()) return std::nullopt;
   const fs::path path = opt.tokenizer.empty() ? model_dir / "tokenizer.model" : fs::path(opt.tokenizer);
-  if (!fs::exists(path))
+  if (opt.tokenizer.empty() && !fs::exists(path))
     throw Error(data.string() + " is text and needs a tokenizer, but " + path.string() +
                 " does not exist (pass --tokenizer FILE)");
   return formats::Tokenizer::load(path);
@@ -60,6 +62,15 @@ std::optional<formats::Tokenizer> load_tokenizer(const EvalOptions& opt, const f
 // The model being evaluated: an HF directory (FP) or an .illm file (integer executor).
 bool is_illm_file(const fs::path& model) { return fs::is_regular_file(model); }
 
+// --reference is the FP model: a Hugging Face directory, never an .illm file.
+void check_reference(const std::string& reference) {
+  if (reference.empty()) return;
+  if (fs::is_regular_file(reference))
+    throw Error("--reference " + reference + " is a file; the reference is the FP model, a Hugging Face model "
+                "directory (an .illm file goes in --model)");
+  formats::require_directory(reference, "--reference model directory");
+}
+
 // `illm eval --model OUT.illm`: the integer executor on the data, optionally against an FP reference.
 int run_eval_integer(const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
@@ -67,7 +78,8 @@ int run_eval_integer(const EvalOptions& opt) {
   const fs::path file = opt.model;
   if (opt.data.empty()) throw Error("--data is required with an .illm model");
   const fs::path data = opt.data;
-  if (!fs::exists(data)) throw Error("data file " + data.string() + " does not exist");
+  formats::require_regular_file(data, "data file");
+  check_reference(opt.reference);
   formats::LoadedIllm loaded = formats::read_illm(file);
   const QuantizedModel& model = loaded.model;
   std::optional<formats::Tokenizer> tokenizer;
@@ -138,9 +150,10 @@ int run_eval(const EvalOptions& opt) {
   calib::set_thread_count(opt.threads);
 
   const fs::path model_dir = opt.model;
-  if (!fs::is_directory(model_dir)) throw Error("model directory " + model_dir.string() + " does not exist");
+  formats::require_directory(model_dir, "--model (an .illm file or a Hugging Face model directory)");
   const fs::path data = opt.data.empty() ? default_data(model_dir) : fs::path(opt.data);
-  if (!fs::exists(data)) throw Error("data file " + data.string() + " does not exist");
+  formats::require_regular_file(data, "data file");
+  check_reference(opt.reference);
 
   // Data before weights: bad input is reported before the slow part.
   const auto config = formats::load_llama_config(model_dir);
@@ -246,7 +259,7 @@ CommandRun add_eval_command(CLI::App& sub) {
                  "max_position_embeddings")
       ->check(CLI::PositiveNumber);
   sub.add_option("--max-samples", opt->max_samples, "Evaluate only the first N windows")->check(CLI::PositiveNumber);
-  sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
   sub.add_option("--batch-size", opt->batch_size, "Windows of equal length evaluated together")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -1,6 +1,7 @@
 // `illm generate`: continues a prompt with the integer executor of an .illm model, streaming the output as the
 // tokens arrive (text when the file carries a tokenizer, ids otherwise), then reports the speeds.
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/generation.h"
 #include "formats/illm_file.h"
@@ -108,8 +110,10 @@ int run_generate(const GenerateOptions& opt) {
   if (has_prompt && has_ids) throw Error("give either --prompt or --prompt-ids, not both");
   if (has_prompt && opt.prompt.empty()) throw Error("--prompt is empty");
   if (has_ids && opt.prompt_ids.empty()) throw Error("--prompt-ids is empty");
-  if (opt.temperature < 0) throw Error("--temperature must be >= 0");
-  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw Error("--top-p must lie in (0, 1]");
+  if (!(opt.temperature >= 0) || !std::isfinite(opt.temperature))
+    throw Error("--temperature " + fmt::format("{}", opt.temperature) + ": must be a finite number >= 0 (0: greedy)");
+  if (!(opt.top_p > 0 && opt.top_p <= 1))
+    throw Error("--top-p " + fmt::format("{}", opt.top_p) + ": must lie in (0, 1]");
 
   const formats::LoadedIllm loaded = formats::read_illm(opt.model);
   const QuantizedModel& model = loaded.model;
@@ -161,6 +165,9 @@ int run_generate(const GenerateOptions& opt) {
   const double prefill_rate = per_second(result.prompt_tokens, result.prefill_seconds);
   const double decode_rate = per_second(decode_calls, result.decode_seconds);
 
+  if (opt.json && result.stopped_at_context)
+    std::fprintf(stderr, "notice: generation stopped after %zu tokens: the context of %d positions is full\n",
+                 result.tokens.size(), model.shape.max_positions);
   if (opt.json) {
     nlohmann::ordered_json j;
     j["model_file"] = opt.model;
@@ -171,6 +178,7 @@ int run_generate(const GenerateOptions& opt) {
     j["prompt_tokens"] = result.prompt_tokens;
     j["generated_tokens"] = result.tokens.size();
     j["stopped_at_eos"] = result.stopped_at_eos;
+    j["stopped_at_context"] = result.stopped_at_context;
     j["temperature"] = opt.temperature;
     j["top_p"] = opt.top_p;
     j["seed"] = opt.seed;
@@ -183,9 +191,12 @@ int run_generate(const GenerateOptions& opt) {
   }
   std::printf("\n");
   std::fflush(stdout);
+  const std::string stop = result.stopped_at_eos ? " (stopped at EOS)"
+                           : result.stopped_at_context
+                               ? fmt::format(" (stopped: the context of {} positions is full)", model.shape.max_positions)
+                               : "";
   std::fprintf(stderr, "prompt tokens %d, generated tokens %zu%s; prefill %.1f tokens/s, decode %.1f tokens/s\n",
-               result.prompt_tokens, result.tokens.size(), result.stopped_at_eos ? " (stopped at EOS)" : "",
-               prefill_rate, decode_rate);
+               result.prompt_tokens, result.tokens.size(), stop.c_str(), prefill_rate, decode_rate);
   return 0;
 }
 
@@ -204,7 +215,7 @@ CommandRun add_generate_command(CLI::App& sub) {
   sub.add_option("--temperature", opt->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
   sub.add_option("--top-p", opt->top_p, "Nucleus sampling mass in (0, 1]")->capture_default_str();
   sub.add_option("--seed", opt->seed, "Random seed of the sampler")->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
   sub.add_flag("--json", opt->json, "Print one JSON object (ids, text, speeds) on stdout instead of streaming");
   return [opt] { return run_generate(*opt); };
 }

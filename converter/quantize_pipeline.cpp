@@ -1,13 +1,11 @@
 #include "converter/quantize_pipeline.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "converter/integer_eval.h"
+#include "formats/atomic_file.h"
 #include "formats/dataset.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -16,14 +14,6 @@ namespace illm::converter {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot be read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Hash of config.json and every *.safetensors file in name order; each file contributes its name and bytes.
 std::string source_hash(const fs::path& dir) {
@@ -47,13 +37,13 @@ std::string source_hash(const fs::path& dir) {
 }  // namespace
 
 SourceModel open_source_model(const fs::path& dir) {
-  if (!fs::is_directory(dir)) throw Error("model directory " + dir.string() + " does not exist");
+  formats::require_directory(dir, "model directory");
   SourceModel model;
   model.dir = dir;
   model.name = fs::absolute(dir).lexically_normal().filename().string();
   if (model.name.empty()) model.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   model.config = formats::load_llama_config(dir);
-  model.config_json = read_file(dir / "config.json");
+  model.config_json = formats::read_input_file(dir / "config.json", "model config");
   model.sha256 = source_hash(dir);
   if (fs::exists(dir / "tokenizer.model")) model.tokenizer = formats::Tokenizer::load(dir / "tokenizer.model");
   return model;
@@ -163,25 +153,7 @@ std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& m
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path.string() + ": cannot be written (" + tmp.parent_path().string() + " not writable?)");
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(path.string() + ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(path.string() + ": cannot be written: " + ec.message());
-  }
+  formats::write_file_atomically(path, text);
 }
 
 }  // namespace illm::converter
