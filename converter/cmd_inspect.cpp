@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/commands.h"
+#include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
 #include "formats/illm_file.h"
 #include "formats/llama_config.h"
@@ -139,13 +140,19 @@ herr_t add_dataset_size(hid_t root, const char* name, const H5O_info_t* info, vo
 }
 
 // Stored bytes of every dataset, summed per tensor group (HDF5's own structures are the rest of the file).
-std::map<std::string, uint64_t> bytes_per_group(const fs::path& file) {
-  h5::silence_errors();
+std::map<std::string, uint64_t> bytes_per_group_unguarded(const fs::path& file) {
   h5::Handle h = h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, file.string() + ": H5Fopen");
   GroupSizes sizes;
   if (H5Ovisit2(h, H5_INDEX_NAME, H5_ITER_INC, add_dataset_size, &sizes, H5O_INFO_BASIC) < 0)
     throw Error(file.string() + ": cannot list the datasets" + (sizes.error.empty() ? "" : " (" + sizes.error + ")"));
   return sizes.bytes;
+}
+
+std::map<std::string, uint64_t> bytes_per_group(const fs::path& file) {
+  h5::silence_errors();
+  // This walk is not one of read_illm's: rehearse it in a child first (formats/hdf5_probe.h).
+  formats::rehearse_in_child(file, [&] { bytes_per_group_unguarded(file); });
+  return bytes_per_group_unguarded(file);
 }
 
 Json inspect_file(const fs::path& file) {

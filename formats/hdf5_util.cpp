@@ -253,6 +253,19 @@ RawDataset read_raw_dataset(hid_t location, const std::string& name) {
   if (H5Tis_variable_str(type) > 0) throw Error(describe(dataset) + ": variable-length data is not part of the format");
   const hssize_t points = H5Sget_simple_extent_npoints(space);
   if (points < 0 || raw.element_size == 0) throw Error(describe(dataset) + ": bad dataspace or type");
+  // The format stores plain contiguous bytes inside the file; anything else (chunks, filters such as a deflate
+  // bomb, a dataspace larger than the file) is refused before a byte is allocated or decoded.
+  {
+    Handle plist = checked(H5Dget_create_plist(dataset), H5Pclose, describe(dataset) + ": creation properties");
+    const H5D_layout_t layout = H5Pget_layout(plist);
+    if ((layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) || H5Pget_nfilters(plist) != 0)
+      throw Error(describe(dataset) + ": chunked or filtered storage is not part of the format");
+    Handle file = checked(H5Iget_file_id(dataset), H5Fclose, describe(dataset) + ": file");
+    hsize_t file_size = 0;
+    if (H5Fget_filesize(file, &file_size) < 0 ||
+        static_cast<uint64_t>(points) > static_cast<uint64_t>(file_size) / raw.element_size)
+      throw Error(describe(dataset) + ": dataspace of " + std::to_string(points) + " elements is larger than the file");
+  }
   raw.bytes.resize(static_cast<size_t>(points) * raw.element_size);
   // Reading with the dataset's own type returns the stored bytes unconverted: exactly what was hashed.
   if (!raw.bytes.empty() && H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.bytes.data()) < 0)

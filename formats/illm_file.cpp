@@ -9,6 +9,7 @@
 #include <span>
 
 #include "formats/atomic_file.h"
+#include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
 #include "formats/input_file.h"
 #include "formats/sha256.h"
@@ -465,11 +466,23 @@ IllmMetadata read_metadata(hid_t file) {
   return meta;
 }
 
-Handle open_checked_file(const std::filesystem::path& file) {
-  h5::silence_errors();
-  check_user_block(file);  // before libhdf5 sees a byte of it
+Handle open_hdf5(const std::filesystem::path& file) {
   return h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                      file.string() + ": cannot open as HDF5");
+}
+
+// The user-block check, then `reading` on the open file: first rehearsed in a child process (formats/hdf5_probe.h),
+// then for real.
+template <typename Reading>
+auto read_checked_file(const std::filesystem::path& file, Reading&& reading) {
+  h5::silence_errors();
+  check_user_block(file);  // before libhdf5 sees a byte of it
+  rehearse_in_child(file, [&] {
+    Handle handle = open_hdf5(file);
+    (void)reading(handle);
+  });
+  Handle handle = open_hdf5(file);
+  return reading(handle);
 }
 
 }  // namespace
@@ -508,10 +521,12 @@ void write_illm(const std::filesystem::path& out, const QuantizedModel& model, c
 }
 
 LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
-  Handle handle = open_checked_file(file);
-  LoadedIllm loaded;
-  loaded.meta = read_metadata(handle);
-  loaded.model = read_model(handle);
+  LoadedIllm loaded = read_checked_file(file, [](hid_t handle) {
+    LoadedIllm read;
+    read.meta = read_metadata(handle);
+    read.model = read_model(handle);
+    return read;
+  });
   // The executor's own validation, once, here: every reader (eval, generate, verify, inspect, exporters) refuses
   // a file the executor would refuse, before any parallel work starts.
   try {
@@ -523,9 +538,10 @@ LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
 }
 
 void verify_illm_integrity(const std::filesystem::path& file) {
-  Handle handle = open_checked_file(file);
-  read_format_version(handle);
-  h5::verify_all_dataset_checksums(handle);
+  read_checked_file(file, [](hid_t handle) {
+    read_format_version(handle);
+    return h5::verify_all_dataset_checksums(handle);
+  });
 }
 
 }  // namespace illm::formats

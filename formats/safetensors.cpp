@@ -363,7 +363,9 @@ TensorStore TensorStore::open(const std::filesystem::path& dir_or_file) {
   const std::filesystem::path shard_dir = target.parent_path();
   std::map<std::filesystem::path, ParsedFile> shards;  // by shard path as written in the index
   std::map<std::filesystem::path, size_t> mapping_index_by_shard;
-  for (const auto& [name, shard_name] : weight_map) {
+  for (const auto& entry : weight_map) {
+    const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture those
+    const std::filesystem::path& shard_name = entry.second;
     auto found = shards.find(shard_name);
     if (found == shards.end()) {
       const std::filesystem::path shard_path = shard_dir / shard_name;

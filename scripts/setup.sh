@@ -5,7 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-"$here/build"}
 packages=(build-essential cmake binutils ccache libtorch-dev libopenblas0-pthread libeigen3-dev nlohmann-json3-dev
-          libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev)
+          libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libbenchmark-dev
+          clang libfuzzer-14-dev libomp-14-dev)  # the last three: sanitizer and fuzz builds (docs/robustness.md)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -288,6 +288,7 @@ TEST_F(Reliability, DirectoriesAndDevicesAreNamedForWhatTheyAre) {
   expect_cli_error(illm("eval --model " + q(kStoriesW4A4) + " --data /dev/zero -q"), "eval",
                    "/dev/zero: data file is a device");
   expect_cli_error(illm("verify " + q(dir_)), "verify", "model file is a directory");
+  expect_cli_error(quantize(kStories, "-o " + q(dir_)), "quantize", "is a directory");
   expect_cli_error(illm("eval --model /dev/zero -q"), "eval", "is a device, not a directory");
   // Before: the reference was opened as a model directory and the message spoke of a missing config.json.
   expect_cli_error(illm("eval --model " + q(kStoriesW4A4) + " --data " + q(kStories / "eval.jsonl") + " --reference " +

@@ -476,5 +476,28 @@ TEST_F(IllmFileTest, ReaderRefusesWhatTheExecutorWouldRefuse) {
   EXPECT_EQ(message, path.string() + ": " + reference);  // the executor's own message, with the file named
 }
 
+
+// Issue #8: payloads the fuzzer (fuzz_illm_hdf5) found to crash libhdf5 itself once the header SHA-256 is
+// recomputed over them (tests/fuzz/corpus/illm_hdf5/libhdf5-crash-*.payload; without AddressSanitizer the last two
+// crash with SIGSEGV). Every reader rehearses its reading in a child process first, so these are errors here.
+TEST_F(IllmFileTest, PayloadsThatCrashLibhdf5AreErrors) {
+  const fs::path corpus = fs::path(ILLM_SOURCE_DIR) / "tests" / "fuzz" / "corpus" / "illm_hdf5";
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(corpus)) {
+    if (entry.path().filename().string().rfind("libhdf5-crash-", 0) != 0) continue;
+    ++files;
+    const std::string payload = read_all(entry.path());
+    const fs::path forged = dir_ / (entry.path().stem().string() + ".illm");
+    {
+      std::ofstream out(forged, std::ios::binary);
+      out << std::string(512, '\0') << payload;
+    }
+    reseal(forged);
+    EXPECT_THROW(verify_illm_integrity(forged), Error) << entry.path();
+    EXPECT_THROW(read_illm(forged), Error) << entry.path();
+  }
+  EXPECT_EQ(files, 4);
+}
+
 }  // namespace
 }  // namespace illm::formats
