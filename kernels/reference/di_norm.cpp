@@ -74,12 +74,6 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
                     settings.mantissa_bits, codes_out);
 }
 
-std::vector<int64_t>& scratch_row(size_t n) {
-  thread_local std::vector<int64_t> row;  // reused across calls of this thread
-  row.resize(n);
-  return row;
-}
-
 template <typename Code>
 DiRequantResult norm_per_token(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                                const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
@@ -87,7 +81,7 @@ DiRequantResult norm_per_token(std::span<const int16_t> residual_codes, Dyadic r
   check_common("DI-Norm", residual_codes.size(), gamma, eps, settings, codes_out.size());
   if (residual_scale.m < 1 || residual_scale.m >= (int64_t{1} << 32))
     throw Error("DI-Norm: residual scale mantissa " + std::to_string(residual_scale.m) + " outside [1, 2^32)");
-  std::vector<int64_t>& z = scratch_row(residual_codes.size());
+  std::vector<int64_t> z(residual_codes.size());
   for (size_t c = 0; c < z.size(); ++c) z[c] = static_cast<int64_t>(residual_codes[c]) * residual_scale.m;
   return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out);
 }
@@ -120,7 +114,7 @@ DiRequantResult norm_per_channel(std::span<const uint8_t> codes, std::span<const
   for (const Dyadic& s : channel_scales)
     if (static_cast<int64_t>(k_max) - s.k + msb(static_cast<uint64_t>(s.m)) >= kMaxAlignedMantissaMsb) exact = false;
   const int32_t k_common = exact ? k_max : k_min;
-  std::vector<int64_t>& z = scratch_row(codes.size());
+  std::vector<int64_t> z(codes.size());
   for (size_t c = 0; c < codes.size(); ++c) {
     const Dyadic& s = channel_scales[c];
     const int64_t aligned = exact ? shl(s.m, k_common - s.k) : rshr(s.m, s.k - k_common);
@@ -155,6 +149,23 @@ DiRequantResult di_norm_row_per_channel(std::span<const uint8_t> codes, std::spa
                                         Dyadic eps, const IntegerSettings& settings, int out_bits,
                                         std::span<int32_t> codes_out) {
   return norm_per_channel(codes, zero_points, channel_scales, gamma, eps, settings, out_bits, codes_out);
+}
+
+void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
+                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+  const size_t offset = static_cast<size_t>(t) * h.cols;
+  std::vector<uint8_t> codes(h.cols);
+  const DiRequantResult r = di_norm_row(std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma,
+                                        eps, settings, out_bits, std::span<uint8_t>(codes));
+  std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
+  out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+  out.scales[t] = r.scale;
+}
+
+void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
+                  int out_bits, QuantizedActivation& out) {
+  resize_activation(out, h.rows, h.cols, out_bits);
+  for (int32_t t = 0; t < h.rows; ++t) di_norm_token(h, t, gamma, eps, settings, out_bits, out);
 }
 
 void norm_input_per_channel(std::span<const int16_t> residual_codes, Dyadic residual_scale,

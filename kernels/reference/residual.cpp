@@ -58,15 +58,15 @@ DiRequantResult add_row(std::span<const int16_t> h, Dyadic s_h, std::span<const 
                               mantissa_bits, out);
 }
 
-ResidualStream add_all(const ResidualStream& residual, int32_t rows, int32_t cols, auto row_values, auto row_zero,
-                       auto row_scale, int mantissa_bits, int out_bits) {
+// Row t of `out` is written after row t of `residual` was read, so out may be the residual itself.
+void add_all(const ResidualStream& residual, int32_t rows, int32_t cols, auto row_values, auto row_zero,
+             auto row_scale, int mantissa_bits, int out_bits, ResidualStream& out) {
   if (rows != residual.rows || cols != residual.cols)
     throw Error("residual add: delta shape " + std::to_string(rows) + "x" + std::to_string(cols) +
                 " differs from the residual " + std::to_string(residual.rows) + "x" + std::to_string(residual.cols));
   if (residual.codes.size() != static_cast<size_t>(rows) * cols || residual.scales.size() != static_cast<size_t>(rows))
     throw Error("residual add: residual stream has inconsistent sizes");
   if (out_bits < 2 || out_bits > 16) throw Error("residual add: out_bits must be in [2, 16]");
-  ResidualStream out;
   out.rows = rows;
   out.cols = cols;
   out.bits = out_bits;
@@ -81,22 +81,37 @@ ResidualStream add_all(const ResidualStream& residual, int32_t rows, int32_t col
                                       std::span<int16_t>(out.codes.data() + offset, cols), sum);
     out.scales[t] = r.scale;
   }
-  return out;
 }
 
 }  // namespace
 
-ResidualStream residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits,
-                            int out_bits) {
+void residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
+                  ResidualStream& out) {
   if (delta.values.size() != static_cast<size_t>(delta.rows) * delta.cols ||
       delta.scales.size() != static_cast<size_t>(delta.rows))
     throw Error("residual add: delta accumulator has inconsistent sizes");
-  return add_all(
+  add_all(
       residual, delta.rows, delta.cols,
       [&](int32_t t, std::vector<int64_t>& v) {
         std::copy_n(delta.values.begin() + static_cast<ptrdiff_t>(t) * delta.cols, delta.cols, v.begin());
       },
-      [](int32_t) { return int64_t{0}; }, [&](int32_t t) { return delta.scales[t]; }, mantissa_bits, out_bits);
+      [](int32_t) { return int64_t{0}; }, [&](int32_t t) { return delta.scales[t]; }, mantissa_bits, out_bits, out);
+}
+
+DiRequantResult residual_add_row(std::span<const int16_t> h, Dyadic s_h, std::span<const int64_t> delta, Dyadic s_d,
+                                 int mantissa_bits, int out_bits, std::span<int16_t> out) {
+  if (delta.size() != h.size() || out.size() != h.size())
+    throw Error("residual add: row lengths differ (" + std::to_string(h.size()) + ", " + std::to_string(delta.size()) +
+                ", " + std::to_string(out.size()) + ")");
+  std::vector<int64_t> sum(h.size());
+  return add_row(h, s_h, delta, 0, s_d, mantissa_bits, out_bits, out, sum);
+}
+
+ResidualStream residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits,
+                            int out_bits) {
+  ResidualStream out;
+  residual_add(residual, delta, mantissa_bits, out_bits, out);
+  return out;
 }
 
 ResidualStream residual_add(const ResidualStream& residual, const QuantizedActivation& delta, int mantissa_bits,
@@ -105,13 +120,15 @@ ResidualStream residual_add(const ResidualStream& residual, const QuantizedActiv
       delta.scales.size() != static_cast<size_t>(delta.rows) ||
       delta.zero_points.size() != static_cast<size_t>(delta.rows))
     throw Error("residual add: delta codes have inconsistent sizes");
-  return add_all(
+  ResidualStream out;
+  add_all(
       residual, delta.rows, delta.cols,
       [&](int32_t t, std::vector<int64_t>& v) {
         for (int32_t c = 0; c < delta.cols; ++c) v[c] = delta.at(t, c);
       },
       [&](int32_t t) { return int64_t{delta.zero_points[t]}; }, [&](int32_t t) { return delta.scales[t]; },
-      mantissa_bits, out_bits);
+      mantissa_bits, out_bits, out);
+  return out;
 }
 
 }  // namespace illm

@@ -3,14 +3,22 @@
 // docs/integer-semantics.md "## Residual add"). The result is requantized with DI_REQUANT_SYM to `out_bits`
 // (16 by default) symmetric codes with a fresh per-row dyadic.
 #include <cstdint>
+#include <span>
 
 #include "kernels/quantized_tensor.h"
+#include "kernels/requant.h"
 
 namespace illm {
 
-// Fused form: the delta is DI-MatMul's aligned accumulator P' (o_proj / down_proj epilogue), zero point 0.
+// Fused form: the delta is DI-MatMul's aligned accumulator P' (o_proj / down_proj epilogue), zero point 0. The
+// output-parameter form is the operator `residual_add` (kernels/kernel_set.h); `out` may be `residual` itself.
+void residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
+                  ResidualStream& out);
 ResidualStream residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits,
                             int out_bits = 16);
+// One row of the fused form: residual codes h (scale s_h) plus delta (scale s_d) → out (may alias h).
+DiRequantResult residual_add_row(std::span<const int16_t> h, Dyadic s_h, std::span<const int64_t> delta, Dyadic s_d,
+                                 int mantissa_bits, int out_bits, std::span<int16_t> out);
 // Separate-hop form (paper conformance): the delta is a per-row asymmetric code tensor (e.g. 16-bit codes).
 ResidualStream residual_add(const ResidualStream& residual, const QuantizedActivation& delta, int mantissa_bits,
                             int out_bits = 16);

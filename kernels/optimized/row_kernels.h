@@ -1,0 +1,64 @@
+#pragma once
+// Element loops of the optimized row operators (DI_REQUANT codes, DI-Exp and the softmax division, the attention
+// logits and P·V), each exactly equal to the reference's per-element arithmetic within the stated bounds. One
+// generic, branch-free source (row_kernels.inc) is compiled once per ISA (row_kernels_portable.cpp, _avx2.cpp,
+// _avx512vnni.cpp) so that the compiler vectorizes it with that ISA's instructions; like dot_block.h this header
+// holds plain data only.
+#include <cstddef>
+#include <cstdint>
+
+namespace illm::optimized {
+
+// The per-element part of a DI_REQUANT plan (kernels/requant.h RequantPlan):
+//   code(v) = sat(rshr(rshr(v, normalize) · multiplier, fraction_bits) + zero_point, code_min, code_max)
+// The element loops use 64-bit arithmetic: exact for |v| <= 2^62 (the caller checks the row range first).
+struct RequantElements {
+  int32_t normalize = 0;
+  int32_t fraction_bits = 1;
+  int64_t multiplier = 0;
+  int64_t zero_point = 0;
+  int64_t code_min = 0, code_max = 0;
+};
+
+// DI-ClippedSoftmax between the clipped row and the division (docs/integer-semantics.md): the input codes
+// Y_j = requant.code(d_j), x_j = Y_j − zero_point ≤ 0, promoted by `promote` bits, E_j = DI-Exp(x_j; |t|). The loops
+// divide by |t| with a multiply and one correction step, valid for |t| ∈ [2^13, 2^16) (the caller checks it).
+struct SoftmaxExpElements {
+  RequantElements requant;
+  int32_t promote = 0;
+  int64_t abs_t = 0;
+  bool quadratic = true;
+};
+
+struct RowKernels {
+  const char* name;
+  // lo = min(0, min v), hi = max(0, max v).
+  void (*range)(const int64_t* v, int32_t n, int64_t* lo, int64_t* hi);
+  // max |v| (as unsigned: |INT64_MIN| fits).
+  uint64_t (*max_abs)(const int64_t* v, int32_t n);
+  // out[j] = code(v[j]) for |v[j]| <= 2^62.
+  void (*requant_u8)(const int64_t* v, int32_t n, const RequantElements& p, uint8_t* out);
+  void (*requant_u16)(const int64_t* v, int32_t n, const RequantElements& p, uint16_t* out);
+  void (*requant_i16)(const int64_t* v, int32_t n, const RequantElements& p, int16_t* out);
+  void (*requant_i32)(const int64_t* v, int32_t n, const RequantElements& p, int32_t* out);
+  // e[j] = E_j of d_j (d_j <= 0, |d_j| <= 2^62); returns Σ_j e[j].
+  int64_t (*softmax_exp)(const int64_t* d, int32_t n, const SoftmaxExpElements& p, int32_t* e);
+  // e[j] ← fdiv(e[j] · 2^(p_out − 1), sum), for 0 <= e[j] <= 2^16, 2^13 <= sum < 2^47, 1 <= p_out <= 31.
+  void (*softmax_divide)(int32_t* e, int32_t n, int64_t sum, int32_t p_out);
+  // The Q·Kᵀ logits of one query row from raw dot products c_j = Σ_c q_c·(K_jc − offset):
+  //   P_j = c_j + (offset − key_zero[j])·q_sum − q_zero·key_sum[j] + head_dim·q_zero·key_zero[j]   (|P_j| < 2^31)
+  //   out[j] = P_j · mu[j]
+  void (*attention_logits)(const int32_t* c, int32_t n, const int32_t* key_zero, const int32_t* key_sum,
+                           const int64_t* mu, int32_t offset, int64_t q_sum, int32_t q_zero, int32_t head_dim,
+                           int64_t* out);
+  // acc[c] += Σ_j w[j] · v[j·v_stride + c] for c < d (int32; the caller bounds Σ_j w[j]·255 below 2^31).
+  void (*weighted_rows)(const int32_t* w, int32_t n, const uint8_t* v, size_t v_stride, int32_t d, int32_t* acc);
+};
+
+extern const RowKernels kRowsPortable;
+#if defined(__x86_64__)
+extern const RowKernels kRowsAvx2;
+extern const RowKernels kRowsAvx512Vnni;
+#endif
+
+}  // namespace illm::optimized
