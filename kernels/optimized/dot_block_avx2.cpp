@@ -7,7 +7,7 @@
 //     7-bit with 7-bit): vpmaddubsw cannot saturate;
 //   - every other case (8-bit weights, or 7-bit weights with 8-bit activations) widens both operands to int16 and
 //     uses vpmaddwd (products < 2^16, pair sums < 2^17: exact in int32). No weight offset is needed (offset 0).
-// The row tail of a weight row is copied into a zeroed 32-byte buffer: nothing past the row is read.
+// The tail of a weight row is copied into a zero-padded 32-byte buffer: nothing past the row is read.
 // Compiled with -mavx2; called only when the CPU has AVX2.
 #include <immintrin.h>
 
@@ -25,85 +25,89 @@ inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
   return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
 }
 
-template <int MR, int NR>
-inline void store_tile(__m256i (&acc)[MR][NR], int32_t* c, size_t c_stride, bool accumulate) {
-  const __m256i zero = _mm256_setzero_si256();
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; j += 4) {
-      const int count = NR - j < 4 ? NR - j : 4;
-      alignas(16) int32_t sums[4];
-      _mm_store_si128(reinterpret_cast<__m128i*>(sums),
-                      reduce4(acc[i][j], count > 1 ? acc[i][j + 1] : zero, count > 2 ? acc[i][j + 2] : zero,
-                              count > 3 ? acc[i][j + 3] : zero));
-      int32_t* out = c + static_cast<size_t>(i) * c_stride + j;
-      for (int q = 0; q < count; ++q) out[q] = accumulate ? out[q] + sums[q] : sums[q];
-    }
-}
-
-// 32 bytes of a weight row at `offset`, or its last `bytes − offset` (< 32) bytes followed by zeros.
-inline __m256i load_weights(const uint8_t* row, int32_t offset, int32_t bytes) {
-  if (offset + kStepBytes <= bytes) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + offset));
-  alignas(32) uint8_t tail[kStepBytes] = {};
-  for (int32_t b = offset; b < bytes; ++b) tail[b - offset] = row[b];
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+// Stores (or adds) the sums of `count` (1..4) accumulators at out[0..count).
+inline void store4(int32_t* out, int count, bool accumulate, __m256i a, __m256i b, __m256i c, __m256i d) {
+  alignas(16) int32_t sums[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(sums), reduce4(a, b, c, d));
+  for (int q = 0; q < count; ++q) out[q] = accumulate ? out[q] + sums[q] : sums[q];
 }
 
 enum class Kernel { kMaddubs, kWiden, kPacked4 };
 
+inline __m256i load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// Named accumulators c<i><j> (an array of vectors is kept in memory by the compiler), used under `if constexpr`.
+#define ILLM_COL(j)                                                                                            \
+  if constexpr (NR > j) {                                                                                      \
+    const __m256i wv = load(wrow[j] + offset);                                                                 \
+    if constexpr (KIND == Kernel::kPacked4) {                                                                  \
+      const __m256i lo = _mm256_and_si256(wv, low_nibble);                                                     \
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), low_nibble);                               \
+      c0##j = _mm256_add_epi32(c0##j, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(e0, lo),          \
+                                                                         _mm256_maddubs_epi16(o0, hi)), ones));  \
+      if constexpr (MR > 1)                                                                                    \
+        c1##j = _mm256_add_epi32(c1##j, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(e1, lo),        \
+                                                                           _mm256_maddubs_epi16(o1, hi)), ones)); \
+    } else if constexpr (KIND == Kernel::kMaddubs) {                                                           \
+      c0##j = _mm256_add_epi32(c0##j, _mm256_madd_epi16(_mm256_maddubs_epi16(e0, wv), ones));                  \
+      if constexpr (MR > 1) c1##j = _mm256_add_epi32(c1##j, _mm256_madd_epi16(_mm256_maddubs_epi16(e1, wv), ones)); \
+    } else {                                                                                                   \
+      const __m256i w0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(wv));                                     \
+      const __m256i w1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(wv, 1));                                \
+      c0##j = _mm256_add_epi32(c0##j, _mm256_add_epi32(_mm256_madd_epi16(e0, w0), _mm256_madd_epi16(o0, w1)));  \
+      if constexpr (MR > 1)                                                                                    \
+        c1##j = _mm256_add_epi32(c1##j, _mm256_add_epi32(_mm256_madd_epi16(e1, w0), _mm256_madd_epi16(o1, w1))); \
+    }                                                                                                          \
+  }
+
+// One MR × NR tile (MR <= 2, NR <= 4) over a.k codes. e/o: the two 32-byte halves of a packed 4-bit step, the
+// activation bytes of a byte step (o unused), or the low and high 16 activations widened to int16.
 template <int MR, int NR, Kernel KIND>
 void tile(const DotBlockArgs& a, const uint8_t* x, const uint8_t* w, int32_t* c) {
-  __m256i acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i low_nibble = _mm256_set1_epi8(0x0F);
+  static_assert(MR >= 1 && MR <= 2 && NR >= 1 && NR <= 4);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i c00 = zero, c01 = zero, c02 = zero, c03 = zero, c10 = zero, c11 = zero, c12 = zero, c13 = zero;
+  const __m256i ones = _mm256_set1_epi16(1), low_nibble = _mm256_set1_epi8(0x0F);
+  const size_t xs = a.x_stride;
   const int32_t bytes = KIND == Kernel::kPacked4 ? (a.k + 1) / 2 : a.k;
+  // Full steps read the weight rows in place; the tail step reads zero-padded copies of the rows' last bytes.
+  const uint8_t* wrow[4] = {w, w + (NR > 1 ? a.w_stride : 0), w + (NR > 2 ? 2 * a.w_stride : 0),
+                            w + (NR > 3 ? 3 * a.w_stride : 0)};
+  alignas(32) uint8_t tail[4][kStepBytes];
+  const int32_t full = bytes / kStepBytes * kStepBytes;
   for (int32_t offset = 0; offset < bytes; offset += kStepBytes) {
-    if constexpr (KIND == Kernel::kPacked4) {
-      __m256i even[MR], odd[MR];
-      for (int i = 0; i < MR; ++i) {
-        const uint8_t* row = x + static_cast<size_t>(i) * a.x_stride + 2 * static_cast<size_t>(offset);
-        even[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
-        odd[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + kStepBytes));
-      }
+    if (offset == full) {  // the last, partial step
       for (int j = 0; j < NR; ++j) {
-        const __m256i wv = load_weights(w + static_cast<size_t>(j) * a.w_stride, offset, bytes);
-        const __m256i lo = _mm256_and_si256(wv, low_nibble);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), low_nibble);
-        for (int i = 0; i < MR; ++i) {
-          const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(even[i], lo), _mm256_maddubs_epi16(odd[i], hi));
-          acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(pairs, ones));
-        }
-      }
-    } else if constexpr (KIND == Kernel::kMaddubs) {
-      __m256i xv[MR];
-      for (int i = 0; i < MR; ++i)
-        xv[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + static_cast<size_t>(i) * a.x_stride + offset));
-      for (int j = 0; j < NR; ++j) {
-        const __m256i wv = load_weights(w + static_cast<size_t>(j) * a.w_stride, offset, bytes);
-        for (int i = 0; i < MR; ++i)
-          acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(xv[i], wv), ones));
-      }
-    } else {
-      __m256i xv[MR][2];
-      for (int i = 0; i < MR; ++i) {
-        const __m256i bytes_x =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + static_cast<size_t>(i) * a.x_stride + offset));
-        xv[i][0] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(bytes_x));
-        xv[i][1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(bytes_x, 1));
-      }
-      for (int j = 0; j < NR; ++j) {
-        const __m256i wv = load_weights(w + static_cast<size_t>(j) * a.w_stride, offset, bytes);
-        const __m256i w0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(wv));
-        const __m256i w1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(wv, 1));
-        for (int i = 0; i < MR; ++i)
-          acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_add_epi32(_mm256_madd_epi16(xv[i][0], w0),
-                                                                   _mm256_madd_epi16(xv[i][1], w1)));
+        for (int32_t q = 0; q < kStepBytes; ++q) tail[j][q] = offset + q < bytes ? wrow[j][offset + q] : 0;
+        wrow[j] = tail[j] - offset;
       }
     }
+    __m256i e0, o0 = zero, e1 = zero, o1 = zero;
+    if constexpr (KIND == Kernel::kPacked4) {
+      const uint8_t* xr = x + 2 * static_cast<size_t>(offset);
+      e0 = load(xr);
+      o0 = load(xr + kStepBytes);
+      if constexpr (MR > 1) e1 = load(xr + xs), o1 = load(xr + xs + kStepBytes);
+    } else if constexpr (KIND == Kernel::kMaddubs) {
+      e0 = load(x + offset);
+      if constexpr (MR > 1) e1 = load(x + xs + offset);
+    } else {
+      const __m256i b0 = load(x + offset);
+      e0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(b0));
+      o0 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(b0, 1));
+      if constexpr (MR > 1) {
+        const __m256i b1 = load(x + xs + offset);
+        e1 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(b1));
+        o1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(b1, 1));
+      }
+    }
+    ILLM_COL(0) ILLM_COL(1) ILLM_COL(2) ILLM_COL(3)
   }
-  store_tile<MR, NR>(acc, c, a.c_stride, a.accumulate);
+  store4(c, NR, a.accumulate, c00, c01, c02, c03);
+  if constexpr (MR > 1) store4(c + a.c_stride, NR, a.accumulate, c10, c11, c12, c13);
 }
+
+#undef ILLM_COL
 
 using TileFunction = void (*)(const DotBlockArgs&, const uint8_t*, const uint8_t*, int32_t*);
 constexpr int kMaxRows = 2, kMaxCols = 4;
@@ -138,8 +142,10 @@ Kernel kernel_for(const DotBlockArgs& a) {
 
 void dot_block(const DotBlockArgs& a) {
   const Kernel kind = kernel_for(a);
-  for (int32_t j0 = 0; j0 < a.cols; j0 += kMaxCols) {
-    const int32_t nr = a.cols - j0 < kMaxCols ? a.cols - j0 : kMaxCols;
+  // 16 ymm registers: 2 × 4 tiles for vpmaddubsw on bytes, 2 × 3 where each step needs more live vectors.
+  const int32_t max_cols = kind == Kernel::kMaddubs ? 4 : 3;
+  for (int32_t j0 = 0; j0 < a.cols; j0 += max_cols) {
+    const int32_t nr = a.cols - j0 < max_cols ? a.cols - j0 : max_cols;
     const uint8_t* w = a.w + static_cast<size_t>(j0) * a.w_stride;
     for (int32_t i0 = 0; i0 < a.rows; i0 += kMaxRows) {
       const int32_t mr = a.rows - i0 < kMaxRows ? a.rows - i0 : kMaxRows;

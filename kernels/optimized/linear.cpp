@@ -10,9 +10,12 @@
 namespace illm::optimized {
 namespace {
 
-constexpr int32_t kRowBlock = 128;     // activation rows per task (their chunk stays in L2)
-constexpr int32_t kColBlock = 64;      // weight rows per task
-constexpr int32_t kChunkBytes = 1024;  // weight bytes per row and K chunk: a micro panel stays in L1
+// Measured on Zen 4 (1 thread, 256×4096×4096): 4 KB chunks and 128 × 32 tasks beat 1–2 KB chunks and 64-row or
+// 64-column tasks by 5–20 % (the horizontal reduction of each tile is amortized over a longer K range).
+constexpr int32_t kRowBlock = 128;     // activation rows per task (their K chunk stays in L2)
+constexpr int32_t kColBlock = 32;      // weight rows per task
+constexpr int32_t kChunkBytes = 4096;  // weight bytes per row and K chunk
+constexpr int32_t kFewRows = 8;        // up to this many rows (decode), the whole K is one chunk: x is tiny
 constexpr int64_t kInt32Max = 2147483647;
 
 size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) / multiple * multiple; }
@@ -125,7 +128,8 @@ void linear_accumulate(const DotIsa& isa, const QuantizedActivation& x, const Pr
 
   // K ranges: `chunk` codes per dot block (L1), `exact` codes per int32 tile before it is folded into int64.
   const int64_t exact = exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block);
-  const int64_t cache_chunk = format == WeightFormat::kPacked4 ? 2 * kChunkBytes : kChunkBytes;
+  const int64_t cache_chunk =
+      rows <= kFewRows ? int64_t{k} : (format == WeightFormat::kPacked4 ? 2 * kChunkBytes : kChunkBytes);
   const int64_t chunk = std::min<int64_t>(exact, std::max<int64_t>(block, cache_chunk / block * block));
   const int64_t super_chunk = exact / chunk * chunk;
   const size_t row_bytes = weight_row_bytes(w);
