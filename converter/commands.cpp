@@ -1,4 +1,5 @@
 #include "converter/commands.h"
+#include "converter/kernel_option.h"
 
 #include <cstdio>
 #include <exception>
@@ -40,7 +41,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"illm: post-training quantization of Hugging Face LLaMA checkpoints to integer-only models "
                "(I-LLM), with an embedded bit-exact integer executor.",
                "illm"};
-  app.set_version_flag("--version", std::string(build_info::kVersion));
+  app.set_version_flag("--version", std::string(build_info::kVersion) + "\n" + kernel_paths_summary());
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, CommandRun>> runs;
   for (const auto& spec : all_commands()) {

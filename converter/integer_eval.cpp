@@ -27,7 +27,7 @@ std::vector<float> dequantize_logits(const IntegerLogits& logits) {
 }
 
 void for_each_integer_logits(const QuantizedModel& model, std::span<const std::vector<int32_t>> sequences,
-                             const FloatLogitsConsumer& consume, bool show_progress) {
+                             const FloatLogitsConsumer& consume, bool show_progress, const KernelSet& kernels) {
   Progress progress("integer eval", static_cast<int64_t>(sequences.size()), "windows", show_progress);
   // Windows run in parallel (one executor per thread, with its own KV cache); results are handed to `consume`
   // strictly in order, so accumulations are identical for any thread count.
@@ -37,7 +37,7 @@ void for_each_integer_logits(const QuantizedModel& model, std::span<const std::v
   const int64_t n = static_cast<int64_t>(sequences.size());
 #pragma omp parallel
   {
-    Executor executor(model);
+    Executor executor(model, kernels);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {
       executor.reset();
@@ -55,7 +55,8 @@ void for_each_integer_logits(const QuantizedModel& model, std::span<const std::v
 }
 
 QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::FpModel* reference,
-                                     std::span<const std::vector<int32_t>> sequences, bool show_progress) {
+                                     std::span<const std::vector<int32_t>> sequences, bool show_progress,
+                                     const KernelSet& kernels) {
   using Clock = std::chrono::steady_clock;
   QualityReport report;
   report.windows = static_cast<int64_t>(sequences.size());
@@ -80,13 +81,16 @@ QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::F
   const auto start = Clock::now();
   PerplexityAccumulator ppl;
   AgreementAccumulator agreement;
-  for_each_integer_logits(model, sequences, [&](std::size_t i, std::span<const float> logits) {
-    ppl.add_window(logits, sequences[i], vocab);
-    if (reference != nullptr) {
-      agreement.add_window(reference_logits[i], logits, vocab);
-      std::vector<float>().swap(reference_logits[i]);
-    }
-  }, show_progress);
+  for_each_integer_logits(
+      model, sequences,
+      [&](std::size_t i, std::span<const float> logits) {
+        ppl.add_window(logits, sequences[i], vocab);
+        if (reference != nullptr) {
+          agreement.add_window(reference_logits[i], logits, vocab);
+          std::vector<float>().swap(reference_logits[i]);
+        }
+      },
+      show_progress, kernels);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   report.perplexity = ppl.perplexity();
   report.predicted_tokens = ppl.count();

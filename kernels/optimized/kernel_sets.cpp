@@ -39,6 +39,24 @@ void split_heads_op(const AlignedAccumulator& acc, int32_t heads, int32_t head_d
 }
 
 template <const Isa& kIsa>
+void rms_norm_op(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
+                 int out_bits, QuantizedActivation& out) {
+  rms_norm(kIsa.rows, h, gamma, eps, settings, out_bits, out);
+}
+
+template <const Isa& kIsa>
+void swiglu_op(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
+               const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+  swiglu(kIsa.rows, gate, up, inv_alpha, settings, out_bits, out);
+}
+
+template <const Isa& kIsa>
+void residual_add_op(const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
+                     ResidualStream& out) {
+  residual_add(kIsa.rows, h, delta, mantissa_bits, out_bits, out);
+}
+
+template <const Isa& kIsa>
 void attention(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
   attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out);
@@ -50,14 +68,14 @@ KernelSet make(KernelPath path, const char* name) {
   k.path = path;
   k.name = name;
   k.embedding = embedding_lookup;  // a copy of table rows: nothing to speed up
-  k.rms_norm = rms_norm;
+  k.rms_norm = rms_norm_op<kIsa>;
   k.linear = linear<kIsa>;
   k.requantize = requantize_op<kIsa>;
   k.rope_heads = rope_heads_op<kIsa>;
   k.split_heads = split_heads_op<kIsa>;
   k.attention = attention<kIsa>;
-  k.swiglu = swiglu;
-  k.residual_add = residual_add;
+  k.swiglu = swiglu_op<kIsa>;
+  k.residual_add = residual_add_op<kIsa>;
   return k;
 }
 

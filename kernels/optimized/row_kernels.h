@@ -30,6 +30,15 @@ struct SoftmaxExpElements {
   bool quadratic = true;
 };
 
+// DI-SwiGLU's stable sigmoid before its division (kernels/reference/di_swiglu.cpp): x_c = A_c promoted by `promote`
+// bits (A_c = (g_c − z_g)·a_c), E_c = DI-Exp(−|x_c|; |t|), numerator_c = x_c >= 0 ? |t| : E_c. Same |t| bounds as
+// SoftmaxExpElements; the caller checks |A_c| < 2^(61 − max(promote, 0)).
+struct SigmoidElements {
+  int32_t promote = 0;
+  int64_t abs_t = 0;
+  bool quadratic = true;
+};
+
 struct RowKernels {
   const char* name;
   // lo = min(0, min v), hi = max(0, max v).
@@ -53,6 +62,21 @@ struct RowKernels {
                            int64_t* out);
   // acc[c] += Σ_j w[j] · v[j·v_stride + c] for c < d (int32; the caller bounds Σ_j w[j]·255 below 2^31).
   void (*weighted_rows)(const int32_t* w, int32_t n, const uint8_t* v, size_t v_stride, int32_t d, int32_t* acc);
+
+  // DI-Norm: max |h|; z_c = rshr(h_c·m, shift) (shift < 0: exact left shift) returning Σ z_c² (|h·m| < 2^47,
+  // |z| <= 2^24); w_c = rshr(z_c·inv_rms, 30)·gamma_c (|z·inv_rms| < 2^59, |w| < 2^62).
+  int32_t (*max_abs_i16)(const int16_t* h, int32_t n);
+  int64_t (*norm_scale)(const int16_t* h, int32_t n, int64_t m, int32_t shift, int64_t* z);
+  void (*norm_apply)(const int64_t* z, int32_t n, int64_t inv_rms, const int64_t* gamma, int64_t* w);
+  // Residual add (ResidualAddPlan): out_c = rshr(h_c·m_h, h_shift) + rshr(rshr(d_c, d_pre_shift)·m_d, d_shift),
+  // shifts in [−62, 64] (negative: exact left shift), |h·m_h| < 2^47, |d| <= 2^62, |rshr(d, ·)·m_d| < 2^57.
+  void (*residual_sum)(const int16_t* h, const int64_t* d, int32_t n, int64_t m_h, int32_t h_shift,
+                       int32_t d_pre_shift, int64_t m_d, int32_t d_shift, int64_t* out);
+  // DI-SwiGLU: E_c and numerator_c of the stable sigmoid (SigmoidElements); O_c = (g_c − z_g)·σ_c·(u_c − z_u).
+  void (*sigmoid_exp)(const uint8_t* g, int32_t z_g, const int64_t* inv_alpha, int32_t n, const SigmoidElements& p,
+                      int32_t* e, int32_t* numerator);
+  void (*swiglu_products)(const uint8_t* g, int32_t z_g, const uint8_t* u, int32_t z_u, const int32_t* sigma,
+                          int32_t n, int64_t* out);
 };
 
 extern const RowKernels kRowsPortable;

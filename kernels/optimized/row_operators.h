@@ -11,8 +11,8 @@
 
 namespace illm::optimized {
 
-void rms_norm(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
-              int out_bits, QuantizedActivation& out);
+void rms_norm(const RowKernels& k, const ResidualStream& h, const ChannelVector& gamma, Dyadic eps,
+              const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
 void requantize(const RowKernels& k, const AlignedAccumulator& acc, int out_bits, int mantissa_bits,
                 QuantizedActivation& out);
 void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
@@ -20,9 +20,9 @@ void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t head
                 PerHeadActivation& out);
 void split_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
                  const IntegerSettings& settings, int out_bits, PerHeadActivation& out);
-void swiglu(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
-            const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
-void residual_add(const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
-                  ResidualStream& out);
+void swiglu(const RowKernels& k, const QuantizedActivation& gate, const QuantizedActivation& up,
+            const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+void residual_add(const RowKernels& k, const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits,
+                  int out_bits, ResidualStream& out);
 
 }  // namespace illm::optimized

@@ -9,9 +9,7 @@
 
 namespace illm {
 namespace {
-constexpr int kNormalizedMsb = 23;          // max |Z| brought to [2^23, 2^24] ⇒ Σ Z² < 2^48 · C
-constexpr int kMaxChannels = 1 << 15;       // ⇒ Σ Z² < 2^63
-constexpr int kRinvFracBits = 30;
+constexpr int kMaxChannels = 1 << 15;       // ⇒ Σ Z² < 2^63 (max |Z| brought to [2^23, 2^24] ⇒ Σ Z² < 2^48 · C)
 constexpr int64_t kEpsCap = int64_t{1} << 61;
 constexpr int kMaxAlignedMantissaMsb = 40;  // μ_c < 2^40 ⇒ |(X − z)·μ| < 2^48
 
@@ -34,24 +32,10 @@ void check_common(const char* op, size_t channels, const ChannelVector& gamma, D
 }
 
 // The common core of §5.2 on Z (real x_c = Z_c / 2^K), in place; writes codes via DI_REQUANT.
-template <typename Code>
-DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
-                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out) {
-  uint64_t max_abs = 0;
-  for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
-  if (max_abs == 0) {
-    std::fill(codes_out.begin(), codes_out.end(), Code{0});
-    return DiRequantResult{0, Dyadic{1, 0}};
-  }
-  const int sh = msb(max_abs) - kNormalizedMsb;
-  for (int64_t& v : z) v = rshr(v, sh);
-  const int64_t k_norm = static_cast<int64_t>(k) - sh;
+}  // namespace
 
-  int64_t sum_squares = 0;
-  for (const int64_t v : z) sum_squares += v * v;  // ≤ 2^48 · 2^15
-  const int64_t channels = static_cast<int64_t>(z.size());
+int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_norm, Dyadic eps, int frac_bits) {
   const int64_t mean_square = rdiv(sum_squares, channels);
-
   // ε in the units of Z² (2^−2K): rshr(ε_m, ε_k − 2K), saturated (a huge ε^I only arises for rows far below √ε).
   int64_t eps_units = 0;
   if (eps.m > 0) {
@@ -64,10 +48,30 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
     }
   }
   const uint64_t rms = isqrt(static_cast<uint64_t>(mean_square) + static_cast<uint64_t>(eps_units));  // ≥ 2^23/√C
+  return rdiv128(static_cast<__int128>(1) << (frac_bits + kDiNormRinvFracBits), static_cast<__int128>(rms));
+}
+
+namespace {
+
+template <typename Code>
+DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
+                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out) {
+  uint64_t max_abs = 0;
+  for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
+  if (max_abs == 0) {
+    std::fill(codes_out.begin(), codes_out.end(), Code{0});
+    return DiRequantResult{0, Dyadic{1, 0}};
+  }
+  const int sh = msb(max_abs) - kDiNormNormalizedMsb;
+  for (int64_t& v : z) v = rshr(v, sh);
+  const int64_t k_norm = static_cast<int64_t>(k) - sh;
+
+  int64_t sum_squares = 0;
+  for (const int64_t v : z) sum_squares += v * v;  // ≤ 2^48 · 2^15
   const int frac_bits = settings.norm_frac_bits;
-  const int64_t inv_rms = rdiv128(static_cast<__int128>(1) << (frac_bits + kRinvFracBits), static_cast<__int128>(rms));
+  const int64_t inv_rms = di_norm_inverse_rms(sum_squares, static_cast<int64_t>(z.size()), k_norm, eps, frac_bits);
   for (size_t c = 0; c < z.size(); ++c) {
-    const int64_t normalized = rshr(z[c] * inv_rms, kRinvFracBits);  // |Z·Rinv| ≤ 2^24 · 2^(F+30)·√C / 2^23
+    const int64_t normalized = rshr(z[c] * inv_rms, kDiNormRinvFracBits);  // |Z·Rinv| ≤ 2^24 · 2^(F+30)·√C / 2^23
     z[c] = normalized * gamma.mantissa[c];
   }
   return di_requant(std::span<const int64_t>(z.data(), z.size()), 1, frac_bits + gamma.exponent, out_bits,

@@ -74,11 +74,15 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
     const int64_t u = static_cast<int64_t>(up.codes[c]) - up.zero_point;
     row[c] = g * sigma[c] * u;  // |g·u| ≤ 2^16 (8-bit codes), σ ≤ 2^(p_σ−1)
   }
-  const int64_t mantissa_product = gate.scale.m * up.scale.m;  // < 2^62
+  const Dyadic scale = swiglu_product_scale(gate.scale, up.scale, settings);
+  return di_requant(std::span<const int64_t>(row.data(), n), scale.m, scale.k, out_bits, settings.mantissa_bits,
+                    codes_out);
+}
+
+Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings) {
+  const int64_t mantissa_product = gate_scale.m * up_scale.m;  // < 2^62
   const int drop = std::max(0, msb(static_cast<uint64_t>(mantissa_product)) + 1 - settings.mantissa_bits);
-  const int64_t m_in = rshr(mantissa_product, drop);
-  const int32_t k_in = gate.scale.k + up.scale.k + settings.sigmoid_bits - 1 - drop;
-  return di_requant(std::span<const int64_t>(row.data(), n), m_in, k_in, out_bits, settings.mantissa_bits, codes_out);
+  return Dyadic{rshr(mantissa_product, drop), gate_scale.k + up_scale.k + settings.sigmoid_bits - 1 - drop};
 }
 
 void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation& up, int32_t t,

@@ -40,6 +40,10 @@ void di_sigmoid_row(std::span<const int64_t> a, Dyadic scale, const IntegerSetti
 DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
                               const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out);
 
+// The dyadic (μ, k_in) of the products O_c: m_g·m_u reduced to b_m bits (L = max(0, msb + 1 − b_m)),
+// k_in = k_g + k_u + p_σ − 1 − L.
+Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings);
+
 // The operator `swiglu` (kernels/kernel_set.h): di_swiglu_row of every row (8-bit gate and up codes) → out.
 void di_swiglu_rows(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
                     const IntegerSettings& settings, int out_bits, QuantizedActivation& out);

@@ -16,6 +16,19 @@ void residual_add(const ResidualStream& residual, const AlignedAccumulator& delt
                   ResidualStream& out);
 ResidualStream residual_add(const ResidualStream& residual, const AlignedAccumulator& delta, int mantissa_bits,
                             int out_bits = 16);
+// The per-row decisions of the residual add (docs/integer-semantics.md "## Residual add"), from max |h|, max |d − z_d|
+// and the two scales: the delta's pre-shift L, the two terms' rshr amounts (negative: exact left shift; clamped to
+// [−62, 64]) and the common exponent K. Then per element a = rshr(h·m_h, residual_shift),
+// b = rshr(rshr(d − z_d, delta_shift)·m_d, delta_term_shift) and DI_REQUANT_SYM(a + b, 1, K). Throws on scale
+// mantissas outside [1, 2^31) or an exponent outside int32.
+struct ResidualAddPlan {
+  int delta_shift = 0;
+  int residual_shift = 0;
+  int delta_term_shift = 0;
+  int32_t exponent = 0;
+};
+ResidualAddPlan plan_residual_add(int64_t h_max, Dyadic s_h, uint64_t d_max, Dyadic s_d);
+
 // One row of the fused form: residual codes h (scale s_h) plus delta (scale s_d) → out (may alias h).
 DiRequantResult residual_add_row(std::span<const int16_t> h, Dyadic s_h, std::span<const int64_t> delta, Dyadic s_d,
                                  int mantissa_bits, int out_bits, std::span<int16_t> out);
