@@ -9,7 +9,9 @@ packages=(build-essential cmake binutils ccache libtorch-dev libopenblas0-pthrea
           # the C99 runtime's cross builds and emulators (runtime/CMakeLists.txt, tests/runtime)
           gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
           gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-user
-          qemu-system-arm)
+          qemu-system-arm
+          # bench/gemm_bench only (oneDNN is never linked into illm)
+          libdnnl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

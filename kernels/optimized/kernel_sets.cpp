@@ -18,7 +18,7 @@ const Isa kAvx512Vnni{kDotAvx512Vnni, kRowsAvx512Vnni};
 
 template <const Isa& kIsa>
 void linear(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
-  linear_accumulate(kIsa.dot, x, w, out);
+  linear_accumulate(kIsa, x, w, out);
 }
 
 template <const Isa& kIsa>

@@ -88,8 +88,9 @@ template void pack_activations<uint8_t>(const ActivationLayout&, WeightFormat, c
 template void pack_activations<uint16_t>(const ActivationLayout&, WeightFormat, const uint16_t*, size_t, int32_t,
                                          int32_t, PackedActivations&);
 
-void linear_accumulate(const DotIsa& isa, const QuantizedActivation& x, const PreparedLinear& prepared,
+void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
                        AlignedAccumulator& out) {
+  const DotIsa& isa = kernels.dot;
   const QuantizedLinear& w = *prepared.weight;
   const int32_t rows = x.rows, n = w.out_features, k = w.in_features;
   if (x.cols != k)
@@ -163,17 +164,11 @@ void linear_accumulate(const DotIsa& isa, const QuantizedActivation& x, const Pr
         isa.dot_block(a);
       }
       // Epilogue of this K range in wrapping 64-bit arithmetic (exact: the final P' fits int64).
-      const bool first = super_start == 0;
-      for (int32_t t = t0; t < t1; ++t) {
-        const uint64_t rs = static_cast<uint64_t>(xp.row_sums[t]), z1 = static_cast<uint64_t>(x.zero_points[t]);
-        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
-        int64_t* p = out.values.data() + static_cast<size_t>(t) * n;
-        for (int32_t j = j0; j < j1; ++j) {
-          const uint64_t raw = s.alpha[j] * static_cast<uint64_t>(static_cast<int64_t>(c[j - j0]));
-          const uint64_t value = first ? raw - s.beta[j] * rs - s.gamma[j] * z1 : static_cast<uint64_t>(p[j]) + raw;
-          p[j] = static_cast<int64_t>(value);
-        }
-      }
+      for (int32_t t = t0; t < t1; ++t)
+        kernels.rows.linear_epilogue(tile.data() + static_cast<size_t>(t - t0) * tile_cols, tile_cols,
+                                     s.alpha.data() + j0, s.beta.data() + j0, s.gamma.data() + j0,
+                                     static_cast<uint64_t>(xp.row_sums[t]), static_cast<uint64_t>(x.zero_points[t]),
+                                     super_start == 0, out.values.data() + static_cast<size_t>(t) * n + j0);
     }
   };
   const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;

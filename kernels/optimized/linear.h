@@ -13,13 +13,13 @@
 #include <vector>
 
 #include "kernels/optimized/dot_block.h"
+#include "kernels/optimized/isa.h"
 #include "kernels/prepared_linear.h"
 #include "kernels/quantized_tensor.h"
 
 namespace illm::optimized {
 
-void linear_accumulate(const DotIsa& isa, const QuantizedActivation& x, const PreparedLinear& w,
-                       AlignedAccumulator& out);
+void linear_accumulate(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
 
 // Rows of codes as the ISA's dot blocks read them (ActivationLayout), with their code sums.
 struct PackedActivations {

@@ -63,6 +63,11 @@ struct RowKernels {
   // acc[c] += Σ_j w[j] · v[j·v_stride + c] for c < d (int32; the caller bounds Σ_j w[j]·255 below 2^31).
   void (*weighted_rows)(const int32_t* w, int32_t n, const uint8_t* v, size_t v_stride, int32_t d, int32_t* acc);
 
+  // The DI-MatMul epilogue (kernels/optimized/linear.h) of one row: in wrapping 64-bit arithmetic,
+  //   out[j] = alpha[j]·c[j] − beta[j]·row_sum − gamma[j]·zero_point   (first K range)
+  //   out[j] += alpha[j]·c[j]                                         (later K ranges)
+  void (*linear_epilogue)(const int32_t* c, int32_t n, const uint64_t* alpha, const uint64_t* beta,
+                          const uint64_t* gamma, uint64_t row_sum, uint64_t zero_point, bool first, int64_t* out);
   // DI-Norm: max |h|; z_c = rshr(h_c·m, shift) (shift < 0: exact left shift) returning Σ z_c² (|h·m| < 2^47,
   // |z| <= 2^24); w_c = rshr(z_c·inv_rms, 30)·gamma_c (|z·inv_rms| < 2^59, |w| < 2^62).
   int32_t (*max_abs_i16)(const int16_t* h, int32_t n);
