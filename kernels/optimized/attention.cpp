@@ -1,6 +1,8 @@
 #include "kernels/optimized/attention.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -8,8 +10,10 @@
 #include "kernels/integer_math.h"
 #include "kernels/optimized/linear.h"
 #include "kernels/optimized/parallel.h"
+#include "kernels/optimized/requant_rows.h"
 #include "kernels/optimized/softmax.h"
 #include "kernels/reference/attention.h"
+#include "kernels/reference/di_matmul.h"
 
 namespace illm::optimized {
 namespace {
@@ -30,23 +34,22 @@ Scratch& scratch() {
   return s;
 }
 
+static_assert(sizeof(Dyadic) == sizeof(ScaleEntry) && offsetof(Dyadic, m) == offsetof(ScaleEntry, m) &&
+              offsetof(Dyadic, k) == offsetof(ScaleEntry, k));
+
 // The column alignment of align_columns (kernels/reference/di_matmul.cpp) over the first `valid` scales, given the
-// prefix minimum and maximum exponent: K2 = min(k_max, k_min + 24 − b_m), μ_j = shl or rshr of m_j. Returns K2.
-int32_t align_prefix(const Dyadic* scales, int32_t valid, int32_t k_min, int32_t k_max, int mantissa_bits,
-                     int64_t* mu) {
+// prefix minimum and maximum exponent: K2 = min(k_max, k_min + 24 − b_m), μ_j by the row kernels. Returns K2 and
+// max_j μ_j. A mantissa or μ of 2^24 or more (never emitted by DI_REQUANT) gets the reference's error.
+std::pair<int32_t, int64_t> align_prefix(const RowKernels& k, std::span<const Dyadic> scales, int32_t valid,
+                                         int32_t k_min, int32_t k_max, int mantissa_bits, int64_t* mu) {
   const int32_t exponent =
       static_cast<int32_t>(std::min<int64_t>(k_max, int64_t{k_min} + kAlignedMantissaBits - mantissa_bits));
-  for (int32_t j = 0; j < valid; ++j) {
-    const Dyadic& d = scales[j];
-    const int64_t shift = int64_t{exponent} - d.k;
-    const int64_t m = shift >= 0 ? shl(d.m, static_cast<int>(shift))
-                                 : rshr(d.m, static_cast<int>(std::min<int64_t>(-shift, 64)));
-    if (d.m < 0 || d.m >= (int64_t{1} << kAlignedMantissaBits) || m >= (int64_t{1} << kAlignedMantissaBits))
-      throw Error("attention: cached scale mantissa " + std::to_string(d.m) + " of token " + std::to_string(j) +
-                  " has more than " + std::to_string(mantissa_bits) + " bits");
-    mu[j] = m;
-  }
-  return exponent;
+  int64_t max_m = 0;
+  const int64_t max_mu =
+      k.align_mantissas(reinterpret_cast<const ScaleEntry*>(scales.data()), valid, exponent, mu, &max_m);
+  if (max_m >= (int64_t{1} << kAlignedMantissaBits) || max_mu >= (int64_t{1} << kAlignedMantissaBits))
+    align_columns(scales.first(static_cast<size_t>(valid)), mantissa_bits);  // throws, naming the column
+  return {exponent, max_mu};
 }
 
 void prefix_exponents(const Dyadic* scales, int32_t n, std::vector<int32_t>& lo, std::vector<int32_t>& hi) {
@@ -152,8 +155,8 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
         throw Error("attention: query scale mantissa " + std::to_string(q_scale.m) + " outside [1, 2^31)");
 
       // Logits P_j·μ_j over the valid keys, aligned to K2 of their scales.
-      const int32_t k2 = align_prefix(keys.scales.data(), valid, s.key_exp_min[valid - 1], s.key_exp_max[valid - 1],
-                                      b_m, s.mu.data());
+      const int32_t k2 = align_prefix(isa.rows, keys.scales, valid, s.key_exp_min[valid - 1],
+                                      s.key_exp_max[valid - 1], b_m, s.mu.data()).first;
       isa.rows.attention_logits(s.dots.data() + static_cast<size_t>(r) * n_keys, valid, keys.zero_points.data(),
                                 keys.code_sums.data(), s.mu.data(), offset, packed.row_sums[r], z_q, d,
                                 s.logits.data());
@@ -163,9 +166,8 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
                           s.probs.data(), s.softmax.data());
 
       // Scale-ratio folding of the values' scales, then P·V.
-      const int32_t k_v = align_prefix(values.scales.data(), valid, s.value_exp_min[valid - 1],
-                                       s.value_exp_max[valid - 1], b_m, s.nu.data());
-      const int64_t nu_max = *std::max_element(s.nu.begin(), s.nu.begin() + valid);
+      const auto [k_v, nu_max] = align_prefix(isa.rows, values.scales, valid, s.value_exp_min[valid - 1],
+                                              s.value_exp_max[valid - 1], b_m, s.nu.data());
       if (nu_max < 1) throw Error("attention: value scales have no non-zero mantissa");
       fold_value_scales(s.probs.data(), s.nu.data(), valid, nu_max, s.weights.data());
       std::fill(s.acc.begin(), s.acc.end(), 0);
@@ -181,12 +183,29 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
   };
   parallel_for(int64_t{kv_heads} * token_blocks, int64_t{kTokenBlock} * group * keys_needed * d * 4, task);
 
+  // One DI_REQUANT per token over all heads (requantize_heads): the reference's common exponent, the shifts and the
+  // requantization by the row kernels.
   parallel_for(rows, int64_t{out.cols} * 8, [&](int64_t t) {
+    thread_local std::vector<uint64_t> max_abs;
+    thread_local std::vector<int64_t> aligned;
+    max_abs.resize(heads);
+    aligned.resize(out.cols);
     const size_t offset_t = static_cast<size_t>(t) * out.cols;
-    const DiRequantResult r = requantize_heads(
-        std::span<const int64_t>(head_values.data() + offset_t, static_cast<size_t>(out.cols)),
-        std::span<const int32_t>(head_exponents.data() + static_cast<size_t>(t) * heads, static_cast<size_t>(heads)),
-        out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset_t, static_cast<size_t>(out.cols)));
+    const int32_t* exponents = head_exponents.data() + static_cast<size_t>(t) * heads;
+    for (int32_t h = 0; h < heads; ++h) {
+      max_abs[h] = isa.rows.max_abs(head_values.data() + offset_t + static_cast<size_t>(h) * d, d);
+      if (max_abs[h] >= (uint64_t{1} << 62))
+        throw Error("attention head requant: value outside ±2^62 in head " + std::to_string(h));
+    }
+    const int32_t common = requantize_heads_exponent(max_abs, std::span<const int32_t>(exponents, heads));
+    for (int32_t h = 0; h < heads; ++h) {
+      const int64_t shift = int64_t{exponents[h]} - common;  // rshr amount (negative: exact left shift)
+      isa.rows.shift_values(head_values.data() + offset_t + static_cast<size_t>(h) * d, d,
+                            static_cast<int32_t>(std::clamp<int64_t>(shift, -62, 64)),
+                            aligned.data() + static_cast<size_t>(h) * d);
+    }
+    const DiRequantResult r = requant_row(isa.rows, aligned.data(), out.cols, 1, common, out_bits,
+                                          settings.mantissa_bits, out.codes.data() + offset_t);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   });

@@ -73,12 +73,17 @@ void pack_activations(const ActivationLayout& layout, WeightFormat format, const
       for (size_t c = 0; c < n; ++c) dst[c] = static_cast<uint8_t>(src[c]);
       continue;
     }
+    // Each block: codes 0, 2, 4, … then 1, 3, 5, … (the rest of the last block stays zero).
     for (size_t start = 0; start < n; start += block) {
-      const size_t end = std::min(n, start + block);
-      for (size_t c = start; c < end; ++c) {
-        const size_t pos = c - start;
-        dst[start + (pos % 2 == 0 ? pos / 2 : half + pos / 2)] = static_cast<uint8_t>(src[c]);
+      const size_t count = std::min(n - start, block), pairs = count / 2;
+      const Code* from = src + start;
+      uint8_t* even = dst + start;
+      uint8_t* odd = even + half;
+      for (size_t i = 0; i < pairs; ++i) {
+        even[i] = static_cast<uint8_t>(from[2 * i]);
+        odd[i] = static_cast<uint8_t>(from[2 * i + 1]);
       }
+      if (count % 2 == 1) even[pairs] = static_cast<uint8_t>(from[count - 1]);
     }
   }
 }

@@ -153,8 +153,15 @@ void swiglu(const RowKernels& k, const QuantizedActivation& gate, const Quantize
     p.abs_t = abs_t;
     p.quadratic = settings.exp_quadratic;
     k.sigmoid_exp(g.data(), gate.zero_points[t], inv_alpha.mantissa.data(), n, p, e.data(), numerator.data());
-    // σ_c = fdiv(numerator·2^(p_σ−1), |t| + E_c): non-negative operands, so C++ division is the floor.
-    for (int32_t c = 0; c < n; ++c) e[c] = static_cast<int32_t>(int64_t{numerator[c]} * one / (abs_t + e[c]));
+    // σ_c = fdiv(numerator·2^(p_σ−1), |t| + E_c): non-negative operands, so C++ division is the floor; in 32 bits
+    // (faster) when numerator·2^(p_σ−1) <= |t|·2^(p_σ−1) fits.
+    if (abs_t * one <= int64_t{UINT32_MAX}) {
+      const uint32_t one32 = static_cast<uint32_t>(one), t32 = static_cast<uint32_t>(abs_t);
+      for (int32_t c = 0; c < n; ++c)
+        e[c] = static_cast<int32_t>(static_cast<uint32_t>(numerator[c]) * one32 / (t32 + static_cast<uint32_t>(e[c])));
+    } else {
+      for (int32_t c = 0; c < n; ++c) e[c] = static_cast<int32_t>(int64_t{numerator[c]} * one / (abs_t + e[c]));
+    }
     k.swiglu_products(g.data(), gate.zero_points[t], u.data(), up.zero_points[t], e.data(), n, products.data());
     const Dyadic scale = swiglu_product_scale(gate.scales[t], up.scales[t], settings);
     const DiRequantResult r = requant_row(k, products.data(), n, scale.m, scale.k, out_bits, settings.mantissa_bits,

@@ -74,6 +74,18 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
   return static_cast<int32_t>(exponent);
 }
 
+int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents) {
+  // Common exponent: the finest, capped so that no head's left shift leaves 2^62.
+  int64_t common = INT64_MIN, cap = INT64_MAX;
+  for (size_t h = 0; h < exponents.size(); ++h) {
+    common = std::max<int64_t>(common, exponents[h]);
+    if (max_abs[h] != 0) cap = std::min<int64_t>(cap, int64_t{exponents[h]} + 62 - bit_length(max_abs[h]));
+  }
+  common = std::min(common, cap);
+  if (common < INT32_MIN || common > INT32_MAX) throw Error("attention head requant: exponent out of range");
+  return static_cast<int32_t>(common);
+}
+
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
                                  int mantissa_bits, std::span<uint16_t> codes_out) {
   const size_t heads = exponents.size();
@@ -82,31 +94,25 @@ DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<cons
                 " heads, " + std::to_string(codes_out.size()) + " outputs");
   const size_t d = values.size() / heads;
   std::vector<int64_t> aligned(values.size());
-  // Common exponent: the finest, capped so that no head's left shift leaves 2^62.
-  int64_t common = INT64_MIN, cap = INT64_MAX;
-  for (size_t h = 0; h < heads; ++h) {
-    common = std::max<int64_t>(common, exponents[h]);
-    uint64_t max_abs = 0;
+  std::vector<uint64_t> max_abs(heads, 0);
+  for (size_t h = 0; h < heads; ++h)
     for (size_t c = 0; c < d; ++c) {
       const int64_t v = values[h * d + c];
       if (v >= (int64_t{1} << 62) || v <= -(int64_t{1} << 62))
         throw Error("attention head requant: value outside ±2^62 in head " + std::to_string(h));
-      max_abs = std::max<uint64_t>(max_abs, static_cast<uint64_t>(v < 0 ? -v : v));
+      max_abs[h] = std::max<uint64_t>(max_abs[h], static_cast<uint64_t>(v < 0 ? -v : v));
     }
-    if (max_abs != 0) cap = std::min<int64_t>(cap, int64_t{exponents[h]} + 62 - bit_length(max_abs));
-  }
-  common = std::min(common, cap);
-  if (common < INT32_MIN || common > INT32_MAX) throw Error("attention head requant: exponent out of range");
+  const int32_t common = requantize_heads_exponent(max_abs, exponents);
   for (size_t h = 0; h < heads; ++h) {
-    const int64_t shift = common - exponents[h];  // >= 0: exact shl; < 0: rounding rshr
+    const int64_t shift = int64_t{common} - exponents[h];  // >= 0: exact shl; < 0: rounding rshr
     for (size_t c = 0; c < d; ++c) {
       const int64_t v = values[h * d + c];
       aligned[h * d + c] = shift >= 0 ? shl(v, static_cast<int>(shift))
                                       : rshr(v, static_cast<int>(std::min<int64_t>(-shift, 64)));
     }
   }
-  return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, static_cast<int32_t>(common),
-                    out_bits, mantissa_bits, codes_out);
+  return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, common, out_bits, mantissa_bits,
+                    codes_out);
 }
 
 AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,

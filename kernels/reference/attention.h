@@ -36,6 +36,8 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
 // (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
                                  int mantissa_bits, std::span<uint16_t> codes_out);
+// Its common exponent E from every head's max |v| (< 2^62) and exponent E_h; throws when E leaves int32.
+int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents);
 
 // The argument checks of attention_layer (shared with the optimized attention): query sizes, head_dim against the
 // cache's, the layer, heads a multiple of the KV heads, and the cache holding first_position + query.rows tokens.

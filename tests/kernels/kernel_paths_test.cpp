@@ -361,7 +361,7 @@ const formats::LoadedIllm& test_model(const std::string& name) {
   return it->second;
 }
 
-constexpr int32_t kPrefillTokens = 40, kDecodeTokens = 12;
+constexpr int32_t kPrefillTokens = 28, kDecodeTokens = 8;  // 28 > the 16-token attention block
 
 std::vector<int32_t> token_ids(int32_t vocab, int32_t count, uint64_t seed) {
   Rng rng(seed);
