@@ -6,7 +6,9 @@
 // What is timed: illm's operator `linear` (packing the activations, the int32 dot blocks, and the epilogue that
 // writes P' = μ·Σ(x − z1)(w − z2) as int64); oneDNN's dnnl_gemm_u8s8s32 (u8 activations × s8 weights → int32, no
 // per-row zero points: the cheaper problem); OpenBLAS cblas_sgemm (fp32). Best of --reps runs after one warm-up.
-// The oneDNN result, zero-point corrected here, is compared with illm's P' entry by entry ("exact").
+// The oneDNN result, zero-point corrected here, is compared with illm's P' entry by entry ("exact"). Each library
+// cycles through copies of its weights totalling at least 64 MB (twice the L3), so weights stream from memory as
+// in a decode step instead of staying cached between runs.
 //
 // Usage: gemm_bench [--reps N] [--kernels PATH] [--quick]   (--quick: decode shapes and the first prefill shape)
 #include <dnnl.h>
@@ -77,11 +79,22 @@ double measured_int8_peak_gops() {
   return static_cast<double>(iterations) * 12 * 64 * 2 / seconds / 1e9;
 }
 
+constexpr size_t kRotationBytes = size_t{64} << 20;
+
 struct Operands {
   illm::QuantizedActivation x;
   illm::QuantizedLinear w8, w4;
   std::vector<int8_t> w8_signed;  // w − 128 for oneDNN's s8 operand
   std::vector<float> xf, wf;
+};
+
+// Copies of `value` totalling at least kRotationBytes (`bytes` each), and a cursor cycling through them.
+template <typename T>
+struct Rotation {
+  std::vector<T> copies;
+  size_t next = 0;
+  Rotation(const T& value, size_t bytes) : copies(std::max<size_t>(1, (kRotationBytes + bytes - 1) / bytes), value) {}
+  const T& take() { return copies[next++ % copies.size()]; }
 };
 
 Operands make_operands(const Shape& s, uint64_t seed) {
@@ -174,29 +187,38 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   for (const Shape& s : shapes) {
     const Operands o = make_operands(s, seed++);
-    const illm::PreparedLinear p8 = illm::prepare_linear(o.w8, 16), p4 = illm::prepare_linear(o.w4, 16);
+    const size_t count = static_cast<size_t>(s.n) * s.k;
+    Rotation<illm::QuantizedLinear> w8(o.w8, count), w4(o.w4, count / 2);
+    Rotation<std::vector<int8_t>> b8(o.w8_signed, count);
+    Rotation<std::vector<float>> bf(o.wf, count * 4);
+    std::vector<illm::PreparedLinear> p8, p4;  // one per copy (each points at its own codes)
+    for (const auto& w : w8.copies) p8.push_back(illm::prepare_linear(w, 16));
+    for (const auto& w : w4.copies) p4.push_back(illm::prepare_linear(w, 16));
+    size_t next8 = 0, next4 = 0;
     illm::AlignedAccumulator out8, out4;
     std::vector<int32_t> c(static_cast<size_t>(s.m) * s.n);
     std::vector<float> cf(c.size());
     const int32_t zero_offset = 0;
+    std::vector<uint8_t> a8(o.x.codes.begin(), o.x.codes.end());
     for (const int threads : {1, 2}) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
       Row r{s, threads, 0, 0, 0, 0, false};
-      r.illm8 = best_seconds(reps, [&] { k.linear(o.x, p8, out8); });
-      r.illm4 = best_seconds(reps, [&] { k.linear(o.x, p4, out4); });
-      const uint8_t* a = reinterpret_cast<const uint8_t*>(o.x.codes.data());
-      std::vector<uint8_t> a8(o.x.codes.begin(), o.x.codes.end());
-      (void)a;
+      r.illm8 = best_seconds(reps, [&] { k.linear(o.x, p8[next8++ % p8.size()], out8); });
+      r.illm4 = best_seconds(reps, [&] { k.linear(o.x, p4[next4++ % p4.size()], out4); });
       r.onednn = best_seconds(reps, [&] {
-        dnnl_gemm_u8s8s32('N', 'T', 'F', s.m, s.n, s.k, 1.0f, a8.data(), s.k, 0, o.w8_signed.data(), s.k, 0, 0.0f,
+        dnnl_gemm_u8s8s32('N', 'T', 'F', s.m, s.n, s.k, 1.0f, a8.data(), s.k, 0, b8.take().data(), s.k, 0, 0.0f,
                           c.data(), s.n, &zero_offset);
       });
       r.sgemm = best_seconds(reps, [&] {
-        cblas_sgemm(kRowMajor, kNoTrans, kTrans, s.m, s.n, s.k, 1.0f, o.xf.data(), s.k, o.wf.data(), s.k, 0.0f,
+        cblas_sgemm(kRowMajor, kNoTrans, kTrans, s.m, s.n, s.k, 1.0f, o.xf.data(), s.k, bf.take().data(), s.k, 0.0f,
                     cf.data(), s.n);
       });
-      r.exact = onednn_equals_illm(s, o, p8, c, out8);
+      // The same weights through both libraries, once more, for the exactness check.
+      k.linear(o.x, p8[0], out8);
+      dnnl_gemm_u8s8s32('N', 'T', 'F', s.m, s.n, s.k, 1.0f, a8.data(), s.k, 0, b8.copies[0].data(), s.k, 0, 0.0f,
+                        c.data(), s.n, &zero_offset);
+      r.exact = onednn_equals_illm(s, o, p8[0], c, out8);
       rows.push_back(r);
       std::fprintf(stderr, "  %dx%dx%d, %d thread(s) done\n", s.m, s.n, s.k, threads);
     }
