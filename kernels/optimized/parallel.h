@@ -10,8 +10,10 @@
 
 namespace illm {
 
-// Work (multiply-adds or element operations) below which a kernel stays serial: a parallel region costs more than a
-// few thousand operations. Default 2^16; 0 forces every OpenMP region on (tests of thread-count invariance).
+// Work (multiply-adds or element operations) below which a kernel stays serial. Default 2^22 (~20–50 µs of one
+// thread's work with these kernels): an OpenMP fork/join costs microseconds on a quiet machine and far more on a busy
+// one, so tinybible-sized operators stay serial and 7B-sized ones go parallel. 0 forces every OpenMP region on
+// (tests of thread-count invariance).
 void set_parallel_work_threshold(int64_t work);
 int64_t parallel_work_threshold();
 
