@@ -122,6 +122,40 @@ void tile(const DotBlockArgs& a, const uint8_t* x, const uint8_t* w, int32_t* c)
 #undef ILLM_PACKED4_COL
 #undef ILLM_STORE_ROW
 
+// One activation row (decode): the weight rows one after another, so the matrix is read as one sequential stream
+// (the prefetcher's best case; tiles of 8 interleaved rows stream short rows poorly). Four accumulators per row
+// (two steps × even/odd halves) keep four independent vpdpbusd chains in flight.
+template <Kind KIND>
+void gemv_rows(const DotBlockArgs& a) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80)), low_nibble = _mm512_set1_epi8(0x0F);
+  const int32_t bytes = KIND == Kind::kPacked4 ? (a.k + 1) / 2 : a.k;
+  const int32_t x_step = KIND == Kind::kPacked4 ? 2 * kStepBytes : kStepBytes;  // activation bytes per weight step
+  for (int32_t j = 0; j < a.cols; ++j) {
+    const uint8_t* w = a.w + static_cast<size_t>(j) * a.w_stride;
+    __m512i s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+    const auto step = [&](int32_t offset, __m512i& u, __m512i& v) {
+      const __mmask64 mask = step_mask(bytes - offset);
+      const uint8_t* xr = a.x + static_cast<size_t>(offset / kStepBytes) * x_step;
+      const __m512i wv = _mm512_maskz_loadu_epi8(mask, w + offset);
+      if constexpr (KIND == Kind::kPacked4) {
+        u = dpbusd(u, _mm512_loadu_si512(xr), _mm512_and_si512(wv, low_nibble));
+        v = dpbusd(v, _mm512_loadu_si512(xr + kStepBytes), _mm512_and_si512(_mm512_srli_epi16(wv, 4), low_nibble));
+      } else {
+        u = dpbusd(u, _mm512_loadu_si512(xr), KIND == Kind::kBytesXor ? _mm512_xor_si512(wv, flip) : wv);
+      }
+    };
+    int32_t offset = 0;
+    for (; offset + 2 * kStepBytes <= bytes; offset += 2 * kStepBytes) {
+      step(offset, s0, s1);
+      step(offset + kStepBytes, s2, s3);
+    }
+    for (; offset < bytes; offset += kStepBytes) step(offset, s0, s1);
+    const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+    store4(a.c + j, 1, a.accumulate, sum, zero, zero, zero);
+  }
+}
+
 using TileFunction = void (*)(const DotBlockArgs&, const uint8_t*, const uint8_t*, int32_t*);
 
 template <int MR, int NR>
@@ -173,6 +207,13 @@ Kind kind_of(WeightFormat format) {
 
 void dot_block(const DotBlockArgs& a) {
   const Kind kind = kind_of(a.format);
+  if (a.rows == 1) {
+    switch (kind) {
+      case Kind::kBytes: return gemv_rows<Kind::kBytes>(a);
+      case Kind::kBytesXor: return gemv_rows<Kind::kBytesXor>(a);
+      case Kind::kPacked4: return gemv_rows<Kind::kPacked4>(a);
+    }
+  }
   constexpr int kMaxRows = 4;
   const int max_cols = a.rows == 1 ? 8 : 4;  // one row (decode): more weight rows in flight per tile
   for (int32_t j0 = 0; j0 < a.cols; j0 += max_cols) {
