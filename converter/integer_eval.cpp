@@ -35,6 +35,9 @@ void for_each_integer_logits(const QuantizedModel& model, std::span<const std::v
   std::map<size_t, std::vector<float>> ready;
   size_t next = 0;
   const int64_t n = static_cast<int64_t>(sequences.size());
+  // Validation and preparation errors are raised here, outside the parallel region (no exception may leave it);
+  // the per-thread executors below then cannot fail on the same model.
+  { const Executor probe(model, kernels); }
 #pragma omp parallel
   {
     Executor executor(model, kernels);
