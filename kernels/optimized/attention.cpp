@@ -34,21 +34,17 @@ Scratch& scratch() {
   return s;
 }
 
-static_assert(sizeof(Dyadic) == sizeof(ScaleEntry) && offsetof(Dyadic, m) == offsetof(ScaleEntry, m) &&
-              offsetof(Dyadic, k) == offsetof(ScaleEntry, k));
-
 // The column alignment of align_columns (kernels/reference/di_matmul.cpp) over the first `valid` scales, given the
 // prefix minimum and maximum exponent: K2 = min(k_max, k_min + 24 − b_m), μ_j by the row kernels. Returns K2 and
 // max_j μ_j. A mantissa or μ of 2^24 or more (never emitted by DI_REQUANT) gets the reference's error.
-std::pair<int32_t, int64_t> align_prefix(const RowKernels& k, std::span<const Dyadic> scales, int32_t valid,
-                                         int32_t k_min, int32_t k_max, int mantissa_bits, int64_t* mu) {
+std::pair<int32_t, int64_t> align_prefix(const RowKernels& k, const KvHeadView& view, int32_t valid, int32_t k_min,
+                                         int32_t k_max, int mantissa_bits, int64_t* mu) {
   const int32_t exponent =
       static_cast<int32_t>(std::min<int64_t>(k_max, int64_t{k_min} + kAlignedMantissaBits - mantissa_bits));
   int64_t max_m = 0;
-  const int64_t max_mu =
-      k.align_mantissas(reinterpret_cast<const ScaleEntry*>(scales.data()), valid, exponent, mu, &max_m);
+  const int64_t max_mu = k.align_mantissas(view.scale_m.data(), view.scale_k.data(), valid, exponent, mu, &max_m);
   if (max_m >= (int64_t{1} << kAlignedMantissaBits) || max_mu >= (int64_t{1} << kAlignedMantissaBits))
-    align_columns(scales.first(static_cast<size_t>(valid)), mantissa_bits);  // throws, naming the column
+    align_columns(view.scales.first(static_cast<size_t>(valid)), mantissa_bits);  // throws, naming the column
   return {exponent, max_mu};
 }
 
@@ -155,7 +151,7 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
         throw Error("attention: query scale mantissa " + std::to_string(q_scale.m) + " outside [1, 2^31)");
 
       // Logits P_j·μ_j over the valid keys, aligned to K2 of their scales.
-      const int32_t k2 = align_prefix(isa.rows, keys.scales, valid, s.key_exp_min[valid - 1],
+      const int32_t k2 = align_prefix(isa.rows, keys, valid, s.key_exp_min[valid - 1],
                                       s.key_exp_max[valid - 1], b_m, s.mu.data()).first;
       isa.rows.attention_logits(s.dots.data() + static_cast<size_t>(r) * n_keys, valid, keys.zero_points.data(),
                                 keys.code_sums.data(), s.mu.data(), offset, packed.row_sums[r], z_q, d,
@@ -166,7 +162,7 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
                           s.probs.data(), s.softmax.data());
 
       // Scale-ratio folding of the values' scales, then P·V.
-      const auto [k_v, nu_max] = align_prefix(isa.rows, values.scales, valid, s.value_exp_min[valid - 1],
+      const auto [k_v, nu_max] = align_prefix(isa.rows, values, valid, s.value_exp_min[valid - 1],
                                               s.value_exp_max[valid - 1], b_m, s.nu.data());
       if (nu_max < 1) throw Error("attention: value scales have no non-zero mantissa");
       fold_value_scales(s.probs.data(), s.nu.data(), valid, nu_max, s.weights.data());

@@ -39,13 +39,6 @@ struct SigmoidElements {
   bool quadratic = true;
 };
 
-// The layout of illm::Dyadic (kernels/dyadic.h; checked where it is passed): m / 2^k.
-struct ScaleEntry {
-  int64_t m;
-  int32_t k;
-  int32_t padding;
-};
-
 struct RowKernels {
   const char* name;
   // lo = min(0, min v), hi = max(0, max v).
@@ -75,9 +68,11 @@ struct RowKernels {
   //   out[j] += alpha[j]·c[j]                                         (later K ranges)
   void (*linear_epilogue)(const int32_t* c, int32_t n, const uint64_t* alpha, const uint64_t* beta,
                           const uint64_t* gamma, uint64_t row_sum, uint64_t zero_point, bool first, int64_t* out);
-  // The column alignment of align_columns for a given exponent K2: mu[j] = m_j·2^(K2 − k_j) when k_j <= K2, else
-  // rshr(m_j, k_j − K2) (m_j < 2^24, right shifts of 63 or more give 0). Returns max_j mu[j]; *max_m = max_j m_j.
-  int64_t (*align_mantissas)(const ScaleEntry* scales, int32_t n, int32_t exponent, int64_t* mu, int64_t* max_m);
+  // The column alignment of align_columns for a given exponent K2 and scales m_j / 2^k_j (two arrays):
+  // mu[j] = m_j·2^(K2 − k_j) when k_j <= K2, else rshr(m_j, k_j − K2) (0 <= m_j < 2^24, right shifts of 63 or more
+  // give 0). Returns max_j mu[j]; *max_m = max_j m_j.
+  int64_t (*align_mantissas)(const int64_t* m, const int32_t* k, int32_t n, int32_t exponent, int64_t* mu,
+                             int64_t* max_m);
   // out[j] = v[j]·2^−s (s < 0, exact) or rshr(v[j], s) (s >= 0; s >= 63 gives 0), for |v| < 2^62.
   void (*shift_values)(const int64_t* v, int32_t n, int32_t s, int64_t* out);
   // DI-Norm: max |h|; z_c = rshr(h_c·m, shift) (shift < 0: exact left shift) returning Σ z_c² (|h·m| < 2^47,
