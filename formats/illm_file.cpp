@@ -11,7 +11,6 @@
 #include "formats/hdf5_util.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
-#include "kernels/int4_pack.h"
 #include "kernels/weight_codes.h"
 
 namespace illm::formats {

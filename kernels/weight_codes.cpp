@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/error.h"
+#include "kernels/int4_pack.h"
 
 namespace illm {
 
@@ -21,10 +22,12 @@ std::vector<uint8_t> pack_weight_codes(int32_t bits, int32_t out_features, int32
                   " exceeds " + std::to_string(max_code));
   if (!weight_codes_packed(bits)) return std::vector<uint8_t>(codes.begin(), codes.end());
   const size_t row_bytes = weight_row_bytes(bits, in_features);
-  std::vector<uint8_t> packed(out * row_bytes, 0);
-  for (size_t r = 0; r < out; ++r)
-    for (size_t c = 0; c < in; ++c)
-      packed[r * row_bytes + c / 2] |= static_cast<uint8_t>(codes[r * in + c] << (c % 2 == 0 ? 0 : 4));
+  std::vector<uint8_t> packed;
+  packed.reserve(out * row_bytes);
+  for (size_t r = 0; r < out; ++r) {  // each row on its own (kernels/int4_pack.h: code 2i in the low nibble)
+    const std::vector<uint8_t> row = pack_int4_unsigned(codes.subspan(r * in, in), what);
+    packed.insert(packed.end(), row.begin(), row.end());
+  }
   return packed;
 }
 

@@ -1,9 +1,8 @@
 #include "kernels/optimized/attention.h"
 
 #include <algorithm>
-#include <cstddef>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/error.h"
