@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/commands.h"
+#include "converter/output_check.h"
 #include "converter/runtime_sources.h"
 #include "formats/illm_file.h"
 #include "formats/model_bin.h"
@@ -278,7 +279,7 @@ int run_export(const ExportOptions& opt) {
     report = format->run(opt, staging.path());
     staging.commit(output);
   } else {
-    if (fs::is_directory(output)) throw Error("output " + output.string() + " is a directory");
+    check_output_writable(output);  // before any work: a path that cannot be written fails at once
     report = format->run(opt, output);  // writes a temporary file beside the output and renames it
   }
 

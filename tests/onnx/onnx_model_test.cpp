@@ -12,6 +12,7 @@
 #include "formats/illm_file.h"
 #include "formats/onnx/llama_graph.h"
 #include "formats/onnx/onnx_export.h"
+#include "kernels/error.h"
 #include "kernels/executor.h"
 #include "onnx/support/onnx_runtime_runner.h"
 
@@ -103,6 +104,47 @@ TEST_P(ExportedTestModel, OnnxRuntimeLogitsEqualTheExecutorsOnShortOddAndFullCon
   ASSERT_EQ(context, 512);
   const fs::path dir = scratch_dir();
   expect_bit_exact(loaded, {random_ids(1, vocab, 1), random_ids(77, vocab, 2), random_ids(context, vocab, 3)}, dir);
+  fs::remove_all(dir);
+}
+
+TEST(ExportedModelVariants, PaperOperatorFormsAreBitExactToo) {
+  // The paper's operator choices that need no recalibration: linear DI-Exp, shared-max sigmoid, 8-bit softmax input
+  // and probabilities, 8-bit sigmoid output (the test models use the project defaults).
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a8.illm");
+  IntegerSettings& s = loaded.model.settings;
+  s.exp_quadratic = false;
+  s.sigmoid_stable = false;
+  s.softmax_in_bits = 8;
+  s.prob_bits = 8;
+  s.sigmoid_bits = 8;
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, {random_ids(5, loaded.model.shape.vocab, 4), random_ids(130, loaded.model.shape.vocab, 5)},
+                   dir);
+  fs::remove_all(dir);
+}
+
+TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFailTheExecutor) {
+  // The checks live in the embedding and RoPE-table lookups before the first layer: a model without layers keeps the
+  // three ONNX Runtime sessions short.
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  loaded.model.layers.clear();
+  loaded.model.shape.n_layers = 0;
+  const fs::path dir = scratch_dir();
+  const fs::path onnx_file = dir / "model.onnx";
+  formats::export_onnx(loaded, onnx_file);
+  const int32_t vocab = loaded.model.shape.vocab;
+  Executor executor(loaded.model);
+  for (const std::vector<int32_t>& ids : {std::vector<int32_t>{1, vocab}, std::vector<int32_t>{1, -1},
+                                          random_ids(loaded.model.shape.max_positions + 1, vocab, 6)}) {
+    executor.reset();
+    EXPECT_THROW(executor.forward(ids), Error);
+    try {
+      testing::run_onnx_runtime(onnx_file, {ids_pack(ids)}, dir);
+      ADD_FAILURE() << "ONNX Runtime accepted " << ids.size() << " ids ending in " << ids.back();
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("Gather"), std::string::npos) << e.what();
+    }
+  }
   fs::remove_all(dir);
 }
 

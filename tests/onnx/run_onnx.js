@@ -77,6 +77,7 @@ async function main(argv) {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
+    logSeverityLevel: 3,  // errors only: a warning must not hide the error line
   });
   const sessionMs = Number(process.hrtime.bigint() - started) / 1e6;
   const runs = [];

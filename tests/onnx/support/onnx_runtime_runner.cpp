@@ -153,7 +153,9 @@ OnnxRuntimeRun run_onnx_runtime(const std::filesystem::path& model, const std::v
   command += " >" + quoted(stdout_file.string()) + " 2>" + quoted(stderr_file.string()) + " </dev/null";
   const int status = std::system(command.c_str());
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    // The harness's own line ("run_onnx.js: …") carries the reason; ONNX Runtime may log lines before it.
     std::string message = read_file(stderr_file);
+    if (const size_t at = message.find("run_onnx.js: "); at != std::string::npos) message.erase(0, at);
     if (const size_t nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
     throw std::runtime_error("ONNX Runtime run failed (exit status " + std::to_string(status) + "): " + message);
   }
