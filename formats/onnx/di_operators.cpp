@@ -23,16 +23,21 @@ DiOperators::DiOperators(IntegerPrimitives& primitives, const IntegerSettings& s
 
 // ------------------------------------------------------------------------------------------------ DI_REQUANT
 
-Codes DiOperators::requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits) {
-  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false);
+Codes DiOperators::requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits) {
+  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false, value_bits);
 }
 
-Codes DiOperators::requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits) {
-  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, true);
+Codes DiOperators::requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits,
+                                     int value_bits) {
+  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, true, value_bits);
 }
 
 Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in,
-                               int m_in_bits, int out_bits, bool symmetric) {
+                               int m_in_bits, int out_bits, bool symmetric, int value_bits) {
+  using Magnitude = IntegerPrimitives::Magnitude;
+  if (value_bits < 1 || value_bits > 62) throw Error("ONNX export: DI_REQUANT of values beyond 2^62");
+  // v + 2^(L−1) (L <= 32) stays below 2^61 when |v| < 2^60: the cheaper biased floor division applies.
+  const Magnitude signed_values = value_bits <= 60 ? Magnitude::kBelow2To61 : Magnitude::kAny;
   const int b_m = settings_.mantissa_bits;
   const char* what = symmetric ? "DI_REQUANT_SYM" : "DI_REQUANT";
   if (out_bits < (symmetric ? 2 : 1) || out_bits > 16 || b_m < 1 || b_m > 24 || m_in_bits < 1 || m_in_bits > 31)
@@ -62,10 +67,10 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
   const Value normalize = g.max(g.sub(p.msb(g.max(range, g.scalar(1))), g.scalar(30)), g.scalar(0));
   Value lo_n, range_n;
   if (symmetric) {
-    range_n = g.max(p.rshr(range, normalize), g.scalar(1));
+    range_n = g.max(p.rshr(range, normalize, Magnitude::kNonNegative), g.scalar(1));
   } else {
-    lo_n = p.rshr(lo, normalize);
-    range_n = g.max(g.sub(p.rshr(hi, normalize), lo_n), g.scalar(1));
+    lo_n = p.rshr(lo, normalize, signed_values);
+    range_n = g.max(g.sub(p.rshr(hi, normalize, Magnitude::kNonNegative), lo_n), g.scalar(1));
   }
   const Value k_shifted = g.sub(in.k, normalize);
   const Value scaled_range = g.mul(in.m, range_n);  // m_in·R' < 2^31·(2^31 + 1) < 2^62
@@ -80,9 +85,9 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
       p.shifted_division(in.m, m_in_bits, g.add(e, g.scalar(fraction_bits)), max_shift, m_y, b_m);
   const Value multiplier = g.add(division.quotient,
                                  p.to_int64(g.greater_equal(g.mul(division.remainder, g.scalar(2)), m_y)));
-  const auto convert = [&](const Value& x) { return p.rshr(g.mul(x, multiplier), fraction_bits); };  // |x·A| < 2^62
+  const auto convert = [&](const Value& x) { return p.rshr(g.mul(x, multiplier), fraction_bits); };  // |x·A| < 2^61
 
-  const Value converted = convert(p.rshr(v, normalize));
+  const Value converted = convert(p.rshr(v, normalize, signed_values));
   Value codes, zero_point;
   if (symmetric) {
     codes = p.clamp(converted, -q_out, q_out);
@@ -90,10 +95,10 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
   } else {
     zero_point = g.neg(convert(lo_n));
     codes = p.clamp(g.add(converted, zero_point), 0, q_out);
-    zero_point = g.where(all_zero, g.scalar(0), zero_point);
   }
+  // An all-zero row (R = 0) already gives codes 0 and zero point 0 above (v = lo = 0); only its scale is special.
   Codes out;
-  out.codes = g.where(all_zero, g.scalar(0), codes);
+  out.codes = codes;
   out.zero_point = zero_point;
   out.scale.m = g.where(all_zero, g.scalar(1), m_y);
   out.scale.k = g.where(all_zero, g.scalar(0), g.add(k_shifted, e));
@@ -108,7 +113,7 @@ Value DiOperators::norm_epsilon_units(Dyadic eps, const Value& k_norm) {
   // msb(ε_m) − shift >= 61", as msb(ε_m) >= 0).
   const int eps_msb = constant_msb(static_cast<uint64_t>(eps.m));
   const Value shift = g.sub(g.scalar(eps.k), g.mul(k_norm, g.scalar(2)));
-  const Value right = p.rshr(g.scalar(eps.m), p.clamp(shift, 0, 62));
+  const Value right = p.rshr(g.scalar(eps.m), p.clamp(shift, 0, 62), IntegerPrimitives::Magnitude::kNonNegative);
   const Value left_amount = g.neg(shift);
   const Value saturated = g.greater_equal(left_amount, g.scalar(61 - eps_msb));
   const Value left = g.where(saturated, g.scalar(int64_t{1} << 61),
@@ -127,7 +132,7 @@ Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVe
   // and every later step then gives the C++'s early result (codes 0, z 0, scale (1, 0)).
   const Value max_abs = g.reduce_max(g.abs(z), -1);
   const Value sh = g.sub(p.msb(g.max(max_abs, g.scalar(1))), g.scalar(23));
-  const Value zn = p.shift_round(z, sh, 23, 62);
+  const Value zn = p.shift_round(z, sh, 23, 62, IntegerPrimitives::Magnitude::kBelow2To61);  // |Z| < 2^47
   const Value k_norm = g.sub(h_scale.k, sh);
   const Value sum_squares = g.reduce_sum(g.mul(zn, zn), -1);  // < 2^48·C < 2^62
   const Value mean_square = p.rdiv(sum_squares, channels);
@@ -136,7 +141,7 @@ Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVe
   const Value inv_rms = p.rdiv(g.scalar(int64_t{1} << (frac_bits + 30)), rms);
   const Value y = p.rshr(g.mul(zn, inv_rms), 30);  // |Z·Rinv| <= 2^(F+31)·√C < 2^58
   const Value w = g.mul(y, g.vector(gamma.mantissa));  // |W| < 2^(F+1)·√C·2^31 < 2^59
-  return requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits);
+  return requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits, 59);
 }
 
 // ---------------------------------------------------------------------------------------------------- DI-Exp
@@ -169,7 +174,8 @@ ExpFrame DiOperators::exp_frame(const RowScale& scale) {
 
 Value DiOperators::promote(const Value& x, const ExpFrame& frame) {
   // P >= 0: shl(x, P) (P <= 40); P < 0: rshr(x, −P) (|x| < 2^61, so a right shift past 62 would give 0 too).
-  return p.shift_round(x, g.neg(frame.promote), 40, 62);
+  // The promoted value is below 2^61 wherever the kernels accept it (DI-SwiGLU checks |a| < 2^(61 − max(P, 0))).
+  return p.shift_round(x, g.neg(frame.promote), 40, 62, IntegerPrimitives::Magnitude::kBelow2To61);
 }
 
 Value DiOperators::exp(const Value& x, const ExpFrame& frame) {
@@ -220,7 +226,8 @@ Value DiOperators::clipped_softmax(const Value& logits, const Value& mask, const
   // d_j = max(v_j, lo) − v_max on valid keys; 0 on masked keys. Its range is known without a reduction: the
   // smallest d is lo − v_max (lo >= v_min) and the largest is 0 (the maximum key).
   const Value shifted = g.where(mask, g.sub(g.max(logits, lo), v_max), g.scalar(0));
-  const Codes input = requant_row(shifted, Range{g.sub(lo, v_max), g.scalar(0)}, in, 31, settings_.softmax_in_bits, false);
+  const Codes input =
+      requant_row(shifted, Range{g.sub(lo, v_max), g.scalar(0)}, in, 31, settings_.softmax_in_bits, false, 57);
   const ExpFrame frame = exp_frame(input.scale);
   const Value x = g.sub(input.codes, input.zero_point);  // <= 0
   const Value e = g.where(mask, exp(promote(x, frame), frame), g.scalar(0));
@@ -255,10 +262,10 @@ Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVecto
   const Value mantissa_product = g.mul(gate.scale.m, up.scale.m);  // < 2^62
   const int b_m = settings_.mantissa_bits;
   const Value drop = g.max(g.sub(p.msb(mantissa_product), g.scalar(b_m - 1)), g.scalar(0));
-  const Value m_in = p.rshr(mantissa_product, drop);
+  const Value m_in = p.rshr(mantissa_product, drop, IntegerPrimitives::Magnitude::kNonNegative);
   const Value k_in =
       g.sub(g.add(g.add(gate.scale.k, up.scale.k), g.scalar(settings_.sigmoid_bits - 1)), drop);
-  return requant(product, RowScale{m_in, k_in}, b_m + 1, out_bits);
+  return requant(product, RowScale{m_in, k_in}, b_m + 1, out_bits, 46);
 }
 
 // ----------------------------------------------------------------------------------------------- residual add
@@ -278,12 +285,17 @@ Codes DiOperators::residual_add(const Value& h, const RowScale& h_scale, const V
   const Value h_max = g.reduce_max(g.abs(h), -1);
   const Value headroom_h = g.sub(g.scalar(61), p.bit_length(g.mul(h_max, h_scale.m)));
   const Value headroom_d =
-      g.sub(g.scalar(61), p.bit_length(g.mul(g.add(p.rshr(d_max, shift_d), g.scalar(1)), delta_scale.m)));
+      g.sub(g.scalar(61), p.bit_length(g.mul(
+                              g.add(p.rshr(d_max, shift_d, IntegerPrimitives::Magnitude::kNonNegative), g.scalar(1)),
+                              delta_scale.m)));
   const Value k_common = g.min(g.max(h_scale.k, k_d),
                                g.min(g.add(h_scale.k, headroom_h), g.add(k_d, headroom_d)));
   // The C++ clamps these shifts to [−62, 64]; right shifts past 62 give 0 for both terms (< 2^58), so 62 is enough.
-  const Value a = p.shift_round(g.mul(h, h_scale.m), g.sub(h_scale.k, k_common), 62, 62);
-  const Value b = p.shift_round(g.mul(p.rshr(delta, shift_d), delta_scale.m), g.sub(k_d, k_common), 62, 62);
+  // Both terms stay below 2^61 after their left shifts (the head rooms), and the delta is below 2^61 (the linear bound).
+  using Magnitude = IntegerPrimitives::Magnitude;
+  const Value a = p.shift_round(g.mul(h, h_scale.m), g.sub(h_scale.k, k_common), 62, 62, Magnitude::kBelow2To61);
+  const Value b = p.shift_round(g.mul(p.rshr(delta, shift_d, Magnitude::kBelow2To61), delta_scale.m),
+                                g.sub(k_d, k_common), 62, 62, Magnitude::kBelow2To61);
   return requant_symmetric(g.add(a, b), RowScale{g.scalar(1), k_common}, 1, 16);
 }
 
@@ -303,15 +315,19 @@ Value DiOperators::rope(const Value& x, int64_t head_dim, const Value& cos, cons
 // ------------------------------------------------------------------------------------------ attention helpers
 
 DiOperators::Alignment DiOperators::align_prefix(const Value& m, const Value& k, const Value& mask) {
-  // K2 = min(max_j k_j, min_j k_j + 24 − b_m) over the valid keys of the row; μ_j = rshr(m_j, k_j − K2) (a left
-  // shift by K2 − k_j <= 24 − b_m when k_j <= K2; m_j < 2^24, so right shifts past 62 would give 0 too).
+  // K2 = min(max_j k_j, min_j k_j + 24 − b_m) over the valid keys of the row; μ_j = rshr(m_j, k_j − K2), a left shift
+  // by K2 − k_j <= 24 − b_m when k_j <= K2. Written as one right shift of a non-negative value:
+  // rshr(m·2^a, s + a) = rshr(m, s) for s >= −a (a = 24 − b_m), so μ_j = (M_j + ⌊2^(σ−1)⌋) / 2^σ with
+  // M_j = m_j·2^a (< 2^47, per key) and σ = k_j − K2 + a >= 0; σ is capped at 62 (m_j < 2^24: 0 either way) and
+  // set to 0 on masked keys (the caller masks them).
   const int64_t spread = kAlignedMantissaBits - settings_.mantissa_bits;
   const Value k_max = g.reduce_max_int32(g.where(mask, k, g.scalar(-kMaskedExponent)), -1);  // exponents: int32
   const Value k_min = g.reduce_min_int32(g.where(mask, k, g.scalar(kMaskedExponent)), -1);
   Alignment a;
   a.exponent = g.min(k_max, g.add(k_min, g.scalar(spread)));
-  const Value shift = g.where(mask, g.sub(k, a.exponent), g.scalar(0));
-  a.mantissas = p.shift_round(m, shift, static_cast<int>(spread), 62);
+  const Value sigma = g.where(mask, g.sub(k, g.sub(a.exponent, g.scalar(spread))), g.scalar(0));
+  const Value widened = g.mul(m, g.scalar(int64_t{1} << spread));
+  a.mantissas = p.rshr(widened, g.min(sigma, g.scalar(62)), IntegerPrimitives::Magnitude::kNonNegative);
   return a;
 }
 

@@ -36,10 +36,11 @@ class DiOperators {
   GraphBuilder& g;
 
   // DI_REQUANT (asymmetric, unsigned codes) and DI_REQUANT_SYM (symmetric, signed codes) of each row of v
-  // (|v| < 2^62) with input scale `in` (1 <= m_in < 2^m_in_bits, m_in_bits <= 31). Throws illm::Error when the
-  // setting needs a negative shift in the code multiplier's division ((2^b_m − 1)·Q·2^(61 − out_bits) < 2^62).
-  Codes requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits);
-  Codes requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits);
+  // (|v| < 2^value_bits, value_bits <= 62) with input scale `in` (1 <= m_in < 2^m_in_bits, m_in_bits <= 31). Throws
+  // illm::Error when the setting needs a negative shift in the code multiplier's division
+  // ((2^b_m − 1)·Q·2^(61 − out_bits) < 2^62).
+  Codes requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62);
+  Codes requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62);
 
   // DI-Norm per token (kernels di_norm_row) of int16-range residual codes h [rows][C] with scale `h_scale`
   // (m < 2^31); C < 2^14.
@@ -82,7 +83,7 @@ class DiOperators {
     Value lo, hi;  // min(0, min v) and max(0, max v) of each row
   };
   Codes requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in, int m_in_bits,
-                    int out_bits, bool symmetric);
+                    int out_bits, bool symmetric, int value_bits);
   Value clip_in_logit_units(Dyadic clip, const RowScale& in);
   Value norm_epsilon_units(Dyadic eps, const Value& k_norm);
   IntegerSettings settings_;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "kernels/error.h"
 
 namespace illm::formats::onnx_export {
@@ -72,7 +74,7 @@ Value GraphBuilder::constant_tensor(const std::vector<int64_t>& values, bool is_
     name += v < 0 ? "_n" : "_";
     name += std::to_string(v < 0 ? uint64_t{0} - static_cast<uint64_t>(v) : static_cast<uint64_t>(v));
   }
-  if (values.size() > 8) name = "v" + std::to_string(values.size()) + "_" + std::to_string(constants_.size());
+  if (values.size() > 8) name = fmt::format("v{}_{}", values.size(), constants_.size());
   std::vector<int64_t> dims;
   if (!is_scalar) dims.push_back(static_cast<int64_t>(values.size()));
   initializer_i64(name, dims, values);

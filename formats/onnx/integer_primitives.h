@@ -8,6 +8,7 @@
 // for unsigned types only and is not used (shifts are multiplications and divisions by powers of two gathered from
 // a table); integer Mul wraps on overflow, so every product has a proven 64-bit bound (stated per function).
 #include <cstdint>
+#include <vector>
 
 #include "formats/onnx/graph_builder.h"
 
@@ -22,16 +23,24 @@ class IntegerPrimitives {
   Value clamp(const Value& x, int64_t lo, int64_t hi);
   Value to_int64(const Value& boolean) { return g.cast(boolean, ElementType::kInt64); }
 
-  // ⌊a / 2^s⌋ for any int64 a, s ∈ [0, 62]: (a − Mod(a, 2^s)) / 2^s, an exact division.
+  // What the caller guarantees about the values a rounding shift sees; the cheaper forms need fewer operations on
+  // what are often the largest tensors of the graph:
+  //   kAny:         any int64 a: ⌊a / 2^s⌋ = (a − Mod(a, 2^s)) / 2^s, an exact division (4 operations)
+  //   kBelow2To61:  |a| < 2^61: ⌊a / 2^s⌋ = (a + 2^62) / 2^s − 2^(62−s), a non-negative dividend (3 operations)
+  //   kNonNegative: a >= 0: a / 2^s (2 operations)
+  enum class Magnitude { kAny, kBelow2To61, kNonNegative };
+
+  // ⌊a / 2^s⌋ for s ∈ [0, 62]; the constant form needs a ∈ [−2^62, 2^62).
   Value floor_div_pow2(const Value& a, const Value& s);
   Value floor_div_pow2(const Value& a, int s);
-  // rshr(a, s) = ⌊(a + 2^(s−1)) / 2^s⌋ (s = 0: a), s ∈ [0, 62]; a + 2^(s−1) must fit int64.
-  Value rshr(const Value& a, const Value& s);
+  // rshr(a, s) = ⌊(a + 2^(s−1)) / 2^s⌋ (s = 0: a), s ∈ [0, 62]; a + 2^(s−1) must fit int64 and lie within the
+  // magnitude given. The constant form needs |a| < 2^61.
+  Value rshr(const Value& a, const Value& s, Magnitude magnitude = Magnitude::kAny);
   Value rshr(const Value& a, int s);
   // rshr with a signed shift (negative = exact left shift by −s): rshr(a·2^min(max(−s,0), max_left), min(max(s,0),
   // max_right)). Equals the C++ rshr(a, s) when −s <= max_left and either s <= max_right or every |a| < 2^(max_right−1)
-  // (then both give 0); the left-shifted value must fit int64.
-  Value shift_round(const Value& a, const Value& s, int max_left, int max_right);
+  // (then both give 0); the left-shifted value must fit int64 and lie within `magnitude`.
+  Value shift_round(const Value& a, const Value& s, int max_left, int max_right, Magnitude magnitude = Magnitude::kAny);
 
   // ⌊log2 x⌋ for x ∈ [1, 2^(max_msb+1)), as Σ_{i=1..max_msb} [x ≥ 2^i]; max_msb <= 62.
   Value msb(const Value& x, int max_msb = 62);
@@ -62,14 +71,11 @@ class IntegerPrimitives {
   Value wide_max(const Value& v, int64_t axis);
   Value wide_min(const Value& v, int64_t axis) { return g.neg(wide_max(g.neg(v), axis)); }
 
-  // ⌊√n⌋ for n ∈ [0, 2^62], by the bit-wise method of kernels/integer_math.h isqrt (32 unrolled steps from bit 2^62;
-  // the C++ skips the leading steps with bit > n, which leave the state unchanged).
+  // ⌊√n⌋ for n ∈ [0, 2^62], by six integer Newton steps from a power of two above √n (exact; proof in the .cpp).
   Value isqrt(const Value& n);
 
  private:
-  Value half_pow2(const Value& s);  // ⌊2^(s−1)⌋ (0 for s = 0)
   Value power_table_;  // 2^0 … 2^62
-  Value half_table_;   // ⌊2^(s−1)⌋: 0, 1, 2, 4, … 2^61
 };
 
 // ⌊log2 x⌋ of a positive constant (export-time arithmetic).

@@ -131,17 +131,17 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
 Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const Sequence& seq,
                  const QuantizedModel& model) {
   const int32_t d = model.shape.head_dim;
-  const Codes q16 = di.requant_symmetric(acc.values, acc.scale, 31, kRopeInputBits);
+  const Codes q16 = di.requant_symmetric(acc.values, acc.scale, 31, kRopeInputBits, 61);
   const Value per_head = g.reshape(q16.codes, std::vector<int64_t>{0, heads, d});
   const Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
   const RowScale scale{g.unsqueeze(q16.scale.m, {1}), g.unsqueeze(q16.scale.k, {1})};  // [T][1][1]
-  return di.requant(rotated, scale, 31, model.settings.a_bits);
+  return di.requant(rotated, scale, 31, model.settings.a_bits, 32);
 }
 
 Codes split_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const QuantizedModel& model) {
   const Value per_head = g.reshape(acc.values, std::vector<int64_t>{0, heads, model.shape.head_dim});
   const RowScale scale{g.unsqueeze(acc.scale.m, {1}), g.unsqueeze(acc.scale.k, {1})};
-  return di.requant(per_head, scale, 31, model.settings.a_bits);
+  return di.requant(per_head, scale, 31, model.settings.a_bits, 61);
 }
 
 Value table_rows(GraphBuilder& g, const std::string& name, const std::vector<int16_t>& table, int64_t rows,
@@ -216,7 +216,8 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
 
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const QuantizedLayer& L = model.layers[l];
-    const std::string prefix = "l" + std::to_string(l);
+    std::string prefix = std::to_string(l);
+    prefix.insert(prefix.begin(), 'l');  // (not "l" + to_string: GCC 12 warns falsely about it)
     g.push_scope(prefix);
     const auto name = [&](const char* part) { return prefix + "." + part; };
 
@@ -233,8 +234,8 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     const int swiglu_bits = settings.swiglu_in_bits;
     const Accumulator gate_acc = linear(g, x2, a_bits, L.gate_proj, name("gate_proj"), b_m);
     const Accumulator up_acc = linear(g, x2, a_bits, L.up_proj, name("up_proj"), b_m);
-    const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits);
-    const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits);
+    const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
+    const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
     const Codes mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits);
     const Accumulator down = linear(g, mixed, a_bits, L.down_proj, name("down_proj"), b_m);
     residual = di.residual_add(h, h_scale, down.values, down.scale);

@@ -86,7 +86,13 @@ TEST(OnnxPrimitives, MatchTheIntegerMathOfTheKernels) {
     a[i] = std::max<int64_t>(1, random_magnitude(rng, 62, false));
     b[i] = std::max<int64_t>(1, random_magnitude(rng, 62, false));
     s[i] = uniform(rng, 0, 62);
-    radicand[i] = i < 20 ? i : (i < 40 ? (int64_t{1} << 62) - (i - 20) : random_magnitude(rng, 62, false));
+    // 0 … 19, just below 2^62, k² − 1, k², k² + 1 for k up to 2^31, powers of two and their neighbours, random.
+    const int64_t root = uniform(rng, 1, int64_t{1} << 31);
+    if (i < 20) radicand[i] = i;
+    else if (i < 40) radicand[i] = (int64_t{1} << 62) - (i - 20);
+    else if (i < 1000) radicand[i] = root * root + (i % 3) - 1;
+    else if (i < 1186) radicand[i] = (int64_t{1} << ((i - 1000) / 3)) + ((i - 1000) % 3) - 1;
+    else radicand[i] = random_magnitude(rng, 62, false);
     signed_shift[i] = uniform(rng, -20, 62);
     rounding_input[i] = random_magnitude(rng, 40);
   }
@@ -151,6 +157,76 @@ TEST(OnnxPrimitives, MatchTheIntegerMathOfTheKernels) {
   EXPECT_EQ(compare(out, "cdiv", e_cdiv), "");
   EXPECT_EQ(compare(out, "div_q", e_q), "");
   EXPECT_EQ(compare(out, "div_r", e_r), "");
+}
+
+// The ONNX Runtime kernels the graph relies on, on the value ranges it feeds them; in particular the ones next to
+// the int64 defects of docs/onnx-export.md (row maxima of values that share their upper 32 bits) and the MatMul
+// paths of DI-MatMul (int32, and int64 for long reductions, which the test models do not reach).
+TEST(OnnxRuntimeKernels, MatMulReductionsAndCumSumAreExactWhereTheGraphUsesThem) {
+  Rng rng(77);
+  const auto matrix = [&](int64_t n, int64_t lo, int64_t hi) {
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t& x : v) x = uniform(rng, lo, hi);
+    return v;
+  };
+  const int64_t m = 7, k = 512, n = 9, k64 = 40;
+  const std::vector<int64_t> a32 = matrix(m * k, -255, 255), b32 = matrix(k * n, -255, 255);
+  const std::vector<int64_t> a64 = matrix(m * k64, -(int64_t{1} << 20), int64_t{1} << 20),
+                             b64 = matrix(k64 * n, -(int64_t{1} << 20), int64_t{1} << 20);
+  const int64_t rows = 300, cols = 37;
+  std::vector<int64_t> wide(rows * cols);
+  for (int64_t& x : wide) x = random_magnitude(rng, 35) + (rng() % 3 == 0 ? int64_t{3} << 32 : 0);  // shared high words
+  OperatorGraph graph;
+  ox::GraphBuilder& g = graph.g();
+  const auto as32 = [&](const ox::Value& v) { return g.cast(v, ox::ElementType::kInt32); };
+  const auto as64 = [&](const ox::Value& v) { return g.cast(v, ox::ElementType::kInt64); };
+  graph.output(as64(g.matmul(as32(graph.input("a32", {m, k}, a32)), as32(graph.input("b32", {k, n}, b32)))), "mm32",
+               {m, n});
+  graph.output(g.matmul(graph.input("a64", {m, k64}, a64), graph.input("b64", {k64, n}, b64)), "mm64", {m, n});
+  const ox::Value vw = graph.input("wide", {rows, cols}, wide);
+  graph.output(g.reduce_max(vw, -1), "topk_max", {rows, 1});
+  graph.output(g.reduce_min(vw, -1), "topk_min", {rows, 1});
+  graph.output(graph.p().wide_max(vw, -1), "wide_max", {rows, 1});
+  graph.output(graph.p().wide_min(vw, -1), "wide_min", {rows, 1});
+  const ox::Value small = g.div(vw, g.scalar(int64_t{1} << 6));  // < 2^30: the int32 reductions' range
+  graph.output(g.reduce_max_int32(small, -1), "max32", {rows, 1});
+  graph.output(g.reduce_min_int32(small, -1), "min32", {rows, 1});
+  graph.output(g.cumsum(vw, 1), "cumsum", {rows, cols});
+  graph.output(g.mod(vw, g.scalar(1000003)), "mod", {rows, cols});
+  const TensorPack out = graph.run(testing::test_scratch_dir("onnx_ops"));
+
+  const auto naive = [](const std::vector<int64_t>& a, const std::vector<int64_t>& b, int64_t rows_a, int64_t inner,
+                        int64_t cols_b) {
+    std::vector<int64_t> c(static_cast<size_t>(rows_a * cols_b), 0);
+    for (int64_t i = 0; i < rows_a; ++i)
+      for (int64_t j = 0; j < cols_b; ++j)
+        for (int64_t x = 0; x < inner; ++x) c[i * cols_b + j] += a[i * inner + x] * b[x * cols_b + j];
+    return c;
+  };
+  EXPECT_EQ(compare(out, "mm32", naive(a32, b32, m, k, n)), "");
+  EXPECT_EQ(compare(out, "mm64", naive(a64, b64, m, k64, n)), "");
+  std::vector<int64_t> mx, mn, mx32, mn32, sums, mods;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = wide.begin() + r * cols;
+    mx.push_back(*std::max_element(row, row + cols));
+    mn.push_back(*std::min_element(row, row + cols));
+    int64_t a = INT64_MIN, b = INT64_MAX, sum = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t v = row[c] / 64;  // truncation, as the graph's Div (the values may be negative here)
+      a = std::max(a, v), b = std::min(b, v);
+      sums.push_back(sum += row[c]);
+      mods.push_back(((row[c] % 1000003) + 1000003) % 1000003);
+    }
+    mx32.push_back(a), mn32.push_back(b);
+  }
+  EXPECT_EQ(compare(out, "topk_max", mx), "");
+  EXPECT_EQ(compare(out, "topk_min", mn), "");
+  EXPECT_EQ(compare(out, "wide_max", mx), "");
+  EXPECT_EQ(compare(out, "wide_min", mn), "");
+  EXPECT_EQ(compare(out, "max32", mx32), "");
+  EXPECT_EQ(compare(out, "min32", mn32), "");
+  EXPECT_EQ(compare(out, "cumsum", sums), "");
+  EXPECT_EQ(compare(out, "mod", mods), "");
 }
 
 TEST(OnnxDiRequant, AsymmetricAndSymmetricMatchTheKernelAtEveryWidth) {

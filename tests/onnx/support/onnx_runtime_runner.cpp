@@ -147,7 +147,7 @@ OnnxRuntimeRun run_onnx_runtime(const std::filesystem::path& model, const std::v
     write_tensor_pack(in, inputs[i]);
     std::filesystem::remove(out);
     outputs.push_back(out);
-    command += " " + quoted(in.string()) + " " + quoted(out.string());
+    command.append(" ").append(quoted(in.string())).append(" ").append(quoted(out.string()));
   }
   const auto stdout_file = scratch / "ort.stdout", stderr_file = scratch / "ort.stderr";
   command += " >" + quoted(stdout_file.string()) + " 2>" + quoted(stderr_file.string()) + " </dev/null";
