@@ -21,7 +21,8 @@ constexpr CommandSpec kCommands[] = {
     {"verify", "Check an .illm file's integrity and replay its golden vectors bit for bit", add_verify_command},
     {"sweep", "Sweep integer-only quality over bit settings x softmax clip constants; table, JSON and SVG plot",
      add_sweep_command},
-    {"export", "Export an .illm model for an edge runtime (c99: model.bin + the dependency-free C99 runtime)",
+    {"export", "Export an .illm model for another runtime (c99: model.bin + the dependency-free C99 runtime; onnx: an "
+               "integer-only ONNX graph)",
      add_export_command},
 };
 
