@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/weight_codes.h"
 #include "formats/rope_tables.h"
 
 namespace illm {
@@ -27,7 +28,7 @@ QuantizedLinear linear_from_calibrated(const calib::CalibratedLinear& in, int ma
   out.out_features = in.out_features;
   out.in_features = in.in_features;
   out.bits = in.bits;
-  out.codes = in.codes;
+  out.codes = pack_weight_codes(in.bits, in.out_features, in.in_features, in.codes, what.c_str());  // storage layout
   out.zero_points = in.zero_points;
   out.scales.reserve(in.scales.size());
   for (int32_t r = 0; r < in.out_features; ++r) {
@@ -44,7 +45,7 @@ QuantizedLinear quantize_rows_asymmetric(const std::vector<float>& w, int32_t ro
   out.out_features = rows;
   out.in_features = cols;
   out.bits = bits;
-  out.codes.resize(static_cast<size_t>(rows) * cols);
+  std::vector<uint8_t> codes(static_cast<size_t>(rows) * cols);  // one per byte, packed below
   out.zero_points.resize(rows);
   out.scales.resize(rows);
   const int64_t q_max = (int64_t{1} << bits) - 1;
@@ -59,12 +60,13 @@ QuantizedLinear quantize_rows_asymmetric(const std::vector<float>& w, int32_t ro
     if (!(s > 0)) s = 1.0;  // an all-zero row: any scale reproduces it
     const int64_t z = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
     for (int32_t c = 0; c < cols; ++c) {
-      out.codes[static_cast<size_t>(r) * cols + c] =
+      codes[static_cast<size_t>(r) * cols + c] =
           static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
     }
     out.zero_points[r] = static_cast<int32_t>(z);
     out.scales[r] = dyadic_from_double(s, mantissa_bits, "lm_head row scale");
   }
+  out.codes = pack_weight_codes(bits, rows, cols, codes, "lm_head");
   return out;
 }
 

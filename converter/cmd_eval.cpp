@@ -15,6 +15,7 @@
 #include "converter/metrics.h"
 #include "converter/progress.h"
 #include "converter/integer_eval.h"
+#include "converter/kernel_option.h"
 #include "formats/dataset.h"
 #include "formats/illm_file.h"
 #include "formats/input_file.h"
@@ -37,6 +38,7 @@ struct EvalOptions {
   int64_t max_samples = 0;
   int threads = 0;
   int batch_size = 16;
+  std::string kernels;    // --kernels (integer executor only); empty: $ILLM_KERNELS or the fastest path
   bool json = false, float64 = false, quiet = false;
 };
 
@@ -74,6 +76,7 @@ void check_reference(const std::string& reference) {
 // `illm eval --model OUT.illm`: the integer executor on the data, optionally against an FP reference.
 int run_eval_integer(const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
+  const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
   calib::set_thread_count(opt.threads);
   const fs::path file = opt.model;
   if (opt.data.empty()) throw Error("--data is required with an .illm model");
@@ -103,7 +106,7 @@ int run_eval_integer(const EvalOptions& opt) {
       throw Error("reference " + opt.reference + " has vocab " + std::to_string(reference->config().vocab_size) +
                   ", the model " + std::to_string(model.shape.vocab));
   }
-  const QualityReport q = evaluate_integer_model(model, reference.get(), windows.sequences, !opt.quiet);
+  const QualityReport q = evaluate_integer_model(model, reference.get(), windows.sequences, !opt.quiet, kernels);
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (opt.json) {
@@ -121,6 +124,7 @@ int run_eval_integer(const EvalOptions& opt) {
     out["model"] = file.string();
     out["data"] = data.string();
     out["precision"] = "integer";
+    out["kernels"] = kernels.name;
     out["threads"] = calib::thread_count();
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
@@ -135,14 +139,15 @@ int run_eval_integer(const EvalOptions& opt) {
     }
     std::printf("predicted tokens %lld in %lld windows\n", static_cast<long long>(q.predicted_tokens),
                 static_cast<long long>(q.windows));
-    std::printf("time             %.2f s (integer executor %.2f s, %d threads)\n", total_seconds, q.seconds,
-                calib::thread_count());
+    std::printf("time             %.2f s (integer executor %.2f s, %d threads, %s kernels)\n", total_seconds,
+                q.seconds, calib::thread_count(), kernels.name);
   }
   return 0;
 }
 
 int run_eval(const EvalOptions& opt) {
   if (is_illm_file(opt.model)) return run_eval_integer(opt);
+  if (!opt.kernels.empty()) throw Error("--kernels applies to an .illm model (the integer executor), not to " + opt.model);
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -264,6 +269,7 @@ CommandRun add_eval_command(CLI::App& sub) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   sub.add_flag("--float64", opt->float64, "Compute in float64 instead of float32 (reference numbers)");
+  add_kernels_option(sub, opt->kernels);
   sub.add_flag("--json", opt->json,
                "Print one JSON object on stdout (perplexity, predicted_tokens, windows, seconds, ...)");
   sub.add_flag("-q,--quiet", opt->quiet, "No progress or log lines on stderr");

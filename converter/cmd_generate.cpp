@@ -16,6 +16,7 @@
 #include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/generation.h"
+#include "converter/kernel_option.h"
 #include "formats/illm_file.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -32,6 +33,7 @@ struct GenerateOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   int threads = 0;
+  std::string kernels;  // --kernels; empty: $ILLM_KERNELS or the fastest path
   bool json = false;
   // Whether each prompt option was given at all (an empty --prompt "" is an error, not "no prompt").
   const CLI::Option* prompt_option = nullptr;
@@ -105,6 +107,7 @@ class TextStreamer {
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
 int run_generate(const GenerateOptions& opt) {
+  const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
   calib::set_thread_count(opt.threads);
   const bool has_prompt = opt.prompt_option->count() > 0, has_ids = opt.prompt_ids_option->count() > 0;
   if (has_prompt && has_ids) throw Error("give either --prompt or --prompt-ids, not both");
@@ -141,7 +144,7 @@ int run_generate(const GenerateOptions& opt) {
   sampling.top_p = opt.top_p;
   sampling.seed = opt.seed;
 
-  Executor executor(model);
+  Executor executor(model, kernels);
   const bool stream = !opt.json;
   std::optional<TextStreamer> streamer;
   bool first_id = true;
@@ -186,6 +189,7 @@ int run_generate(const GenerateOptions& opt) {
     j["decode_seconds"] = result.decode_seconds;
     j["prefill_tokens_per_second"] = prefill_rate;
     j["decode_tokens_per_second"] = decode_rate;
+    j["kernels"] = kernels.name;
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
@@ -195,8 +199,9 @@ int run_generate(const GenerateOptions& opt) {
                            : result.stopped_at_context
                                ? fmt::format(" (stopped: the context of {} positions is full)", model.shape.max_positions)
                                : "";
-  std::fprintf(stderr, "prompt tokens %d, generated tokens %zu%s; prefill %.1f tokens/s, decode %.1f tokens/s\n",
-               result.prompt_tokens, result.tokens.size(), stop.c_str(), prefill_rate, decode_rate);
+  std::fprintf(stderr,
+               "prompt tokens %d, generated tokens %zu%s; prefill %.1f tokens/s, decode %.1f tokens/s (%s kernels)\n",
+               result.prompt_tokens, result.tokens.size(), stop.c_str(), prefill_rate, decode_rate, kernels.name);
   return 0;
 }
 
@@ -216,6 +221,7 @@ CommandRun add_generate_command(CLI::App& sub) {
   sub.add_option("--top-p", opt->top_p, "Nucleus sampling mass in (0, 1]")->capture_default_str();
   sub.add_option("--seed", opt->seed, "Random seed of the sampler")->capture_default_str();
   add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
+  add_kernels_option(sub, opt->kernels);
   sub.add_flag("--json", opt->json, "Print one JSON object (ids, text, speeds) on stdout instead of streaming");
   return [opt] { return run_generate(*opt); };
 }

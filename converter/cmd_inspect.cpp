@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/commands.h"
+#include "converter/kernel_option.h"
 #include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
 #include "formats/illm_file.h"
@@ -327,12 +328,30 @@ void print_human(const Json& j) {
                 100.0 * static_cast<double>(it->get<uint64_t>()) / static_cast<double>(file_bytes));
 }
 
+// Which kernel path would run the model here, and which paths this CPU offers.
+Json kernel_paths() {
+  Json paths = Json::object();
+  for (const KernelPath path : all_kernel_paths())
+    paths[kernel_path_name(path)] = cpu_supports(path) ? "available" : "not on this CPU: needs " + missing_cpu_features(path);
+  Json j;
+  try {
+    j["default"] = optimized_kernels().name;
+  } catch (const Error& e) {
+    j["default"] = std::string("error: ") + e.what();
+  }
+  j["paths"] = paths;
+  return j;
+}
+
 int run_inspect(const InspectOptions& opt) {
-  const Json j = inspect_file(opt.file);
+  Json j = inspect_file(opt.file);
+  j["kernels"] = kernel_paths();
   if (opt.json)
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-  else
+  else {
     print_human(j);
+    std::printf("%s\n", kernel_paths_summary().c_str());
+  }
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "calibration/threads.h"
 #include "converter/cli_options.h"
 #include "converter/commands.h"
+#include "converter/output_check.h"
 #include "converter/generation.h"
 #include "converter/integer_preflight.h"
 #include "converter/integer_eval.h"
@@ -42,18 +43,6 @@ struct QuantizeOptions {
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Fails before any slow work when the output cannot be written.
-void check_output_writable(const fs::path& out) {
-  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir)) throw Error("output " + out.string() + ": directory " + dir.string() + " does not exist");
-  if (fs::is_directory(out)) throw Error("output " + out.string() + " is a directory");
-  // access(W_OK) says yes to root everywhere; creating a file is the real test (the AtomicFile removes it).
-  formats::AtomicFile probe(out);
-  std::FILE* f = std::fopen(probe.temporary().c_str(), "wb");
-  if (f == nullptr) throw Error("output " + out.string() + ": directory " + dir.string() + " is not writable");
-  std::fclose(f);
-}
 
 // Wall times belong in the JSON report only: the model file must be byte-identical across runs.
 nlohmann::ordered_json calibration_to_json(const calib::CalibrationReport& report, bool with_times) {

@@ -1,4 +1,5 @@
 #include "converter/commands.h"
+#include "converter/kernel_option.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -23,6 +24,9 @@ constexpr CommandSpec kCommands[] = {
     {"verify", "Check an .illm file's integrity and replay its golden vectors bit for bit", add_verify_command},
     {"sweep", "Sweep integer-only quality over bit settings x softmax clip constants; table, JSON and SVG plot",
      add_sweep_command},
+    {"export", "Export an .illm model for another runtime (c99: model.bin + the dependency-free C99 runtime; onnx: an "
+               "integer-only ONNX graph)",
+     add_export_command},
 };
 
 // Exception texts may span lines (LibTorch appends backtraces): keep the first line.
@@ -42,7 +46,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"illm: post-training quantization of Hugging Face LLaMA checkpoints to integer-only models "
                "(I-LLM), with an embedded bit-exact integer executor.",
                "illm"};
-  app.set_version_flag("--version", std::string(build_info::kVersion));
+  app.set_version_flag("--version", std::string(build_info::kVersion) + "\n" + kernel_paths_summary());
   app.require_subcommand(1);
   std::vector<std::pair<CLI::App*, CommandRun>> runs;
   for (const auto& spec : all_commands()) {

@@ -31,5 +31,6 @@ CommandRun add_generate_command(CLI::App& subcommand);  // cmd_generate.cpp
 CommandRun add_inspect_command(CLI::App& subcommand);   // cmd_inspect.cpp
 CommandRun add_verify_command(CLI::App& subcommand);    // cmd_verify.cpp
 CommandRun add_sweep_command(CLI::App& subcommand);     // cmd_sweep.cpp
+CommandRun add_export_command(CLI::App& subcommand);    // cmd_export.cpp
 
 }  // namespace illm::converter

@@ -30,7 +30,7 @@ std::vector<float> dequantize_logits(const IntegerLogits& logits) {
 }
 
 void for_each_integer_logits(const QuantizedModel& model, std::span<const std::vector<int32_t>> sequences,
-                             const FloatLogitsConsumer& consume, bool show_progress) {
+                             const FloatLogitsConsumer& consume, bool show_progress, const KernelSet& kernels) {
   Progress progress("integer eval", static_cast<int64_t>(sequences.size()), "windows", show_progress);
   // Windows run in parallel (one executor per thread, with its own KV cache); results are handed to `consume`
   // strictly in order, so accumulations are identical for any thread count. An exception must not leave the
@@ -51,7 +51,7 @@ void for_each_integer_logits(const QuantizedModel& model, std::span<const std::v
   {
     std::optional<Executor> executor;
     try {
-      executor.emplace(model);
+      executor.emplace(model, kernels);
     } catch (...) {
       record_failure();
     }
@@ -78,7 +78,8 @@ void for_each_integer_logits(const QuantizedModel& model, std::span<const std::v
 }
 
 QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::FpModel* reference,
-                                     std::span<const std::vector<int32_t>> sequences, bool show_progress) {
+                                     std::span<const std::vector<int32_t>> sequences, bool show_progress,
+                                     const KernelSet& kernels) {
   using Clock = std::chrono::steady_clock;
   QualityReport report;
   report.windows = static_cast<int64_t>(sequences.size());
@@ -103,13 +104,16 @@ QualityReport evaluate_integer_model(const QuantizedModel& model, const calib::F
   const auto start = Clock::now();
   PerplexityAccumulator ppl;
   AgreementAccumulator agreement;
-  for_each_integer_logits(model, sequences, [&](std::size_t i, std::span<const float> logits) {
-    ppl.add_window(logits, sequences[i], vocab);
-    if (reference != nullptr) {
-      agreement.add_window(reference_logits[i], logits, vocab);
-      std::vector<float>().swap(reference_logits[i]);
-    }
-  }, show_progress);
+  for_each_integer_logits(
+      model, sequences,
+      [&](std::size_t i, std::span<const float> logits) {
+        ppl.add_window(logits, sequences[i], vocab);
+        if (reference != nullptr) {
+          agreement.add_window(reference_logits[i], logits, vocab);
+          std::vector<float>().swap(reference_logits[i]);
+        }
+      },
+      show_progress, kernels);
   report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   report.perplexity = ppl.perplexity();
   report.predicted_tokens = ppl.count();

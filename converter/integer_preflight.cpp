@@ -4,7 +4,7 @@
 
 #include "calibration/integerize.h"
 #include "kernels/error.h"
-#include "kernels/executor.h"
+#include "kernels/model_validation.h"
 
 namespace illm::converter {
 

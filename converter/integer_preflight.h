@@ -14,7 +14,7 @@ namespace illm::converter {
 ModelShape integer_shape_for(const formats::LlamaConfig& config);
 
 // Throws illm::Error "<recipe_name> for <model>: ..." naming the recipe key or the model field when the integer
-// model would be refused: validate_model_settings (kernels/executor.h) on the shape and the settings the recipe
+// model would be refused: validate_model_settings (kernels/model_validation.h) on the shape and the settings the recipe
 // gives, plus the recipe choices integerize cannot convert.
 void check_recipe_for_integer_model(const Recipe& recipe, const std::string& recipe_name,
                                     const formats::LlamaConfig& config, bool paper_conformance);

@@ -14,8 +14,8 @@
 #include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
-#include "kernels/executor.h"
-#include "kernels/int4_pack.h"
+#include "kernels/model_validation.h"
+#include "kernels/weight_codes.h"
 
 namespace illm::formats {
 namespace {
@@ -125,35 +125,18 @@ void write_linear(hid_t parent, const std::string& name, const QuantizedLinear& 
   if (linear.bits < 1 || linear.bits > 8) throw Error("write_illm: " + what + ": bits " + std::to_string(linear.bits) + " outside [1, 8]");
   if (linear.out_features < 0 || linear.in_features < 0) throw Error("write_illm: " + what + ": negative shape");
   const auto out = static_cast<size_t>(linear.out_features);
-  const auto in = static_cast<size_t>(linear.in_features);
-  check_size(what + " codes", linear.codes.size(), uint64_t{out} * in);
+  const size_t row_bytes = weight_row_bytes(linear);
   check_size(what + " zero_points", linear.zero_points.size(), out);
   check_size(what + " scales", linear.scales.size(), out);
-  const int max_code = (1 << linear.bits) - 1;
-  for (size_t i = 0; i < linear.codes.size(); ++i)
-    if (linear.codes[i] > max_code)
-      throw Error("write_illm: " + what + ": code " + std::to_string(linear.codes[i]) + " at index " +
-                  std::to_string(i) + " exceeds " + std::to_string(linear.bits) + " bits");
+  // The in-memory codes are already in the file's layout (kernels/quantized_model.h): written as they are.
+  if (const auto problem = weight_codes_problem(linear)) throw Error("write_illm: " + what + ": " + *problem);
 
   Handle group = h5::create_group(parent, name);
   h5::write_int_attribute(group, "out_features", linear.out_features, H5T_STD_I32LE);
   h5::write_int_attribute(group, "in_features", linear.in_features, H5T_STD_I32LE);
   h5::write_int_attribute(group, "bits", linear.bits, H5T_STD_I32LE);
-  const bool packed = linear.bits <= 4;
-  h5::write_string_attribute(group, "packing", packed ? "int4" : "none");
-  if (packed) {
-    // Each row is packed on its own (odd rows padded with a zero nibble) so rows start on a byte.
-    const size_t row_bytes = int4_packed_size(in);
-    std::vector<uint8_t> bytes;
-    bytes.reserve(out * row_bytes);
-    for (size_t r = 0; r < out; ++r) {
-      const auto row = pack_int4_unsigned(std::span<const uint8_t>(linear.codes).subspan(r * in, in), name.c_str());
-      bytes.insert(bytes.end(), row.begin(), row.end());
-    }
-    h5::write_bytes_dataset(group, "codes", bytes, {out, row_bytes});
-  } else {
-    h5::write_bytes_dataset(group, "codes", linear.codes, {out, in});
-  }
+  h5::write_string_attribute(group, "packing", weight_codes_packed(linear.bits) ? "int4" : "none");
+  h5::write_bytes_dataset(group, "codes", linear.codes, {out, row_bytes});
   h5::write_int_dataset<int32_t>(group, "zero_points", linear.zero_points, {out});
   write_dyadics(group, "scale", linear.scales, {out});
 }
@@ -308,29 +291,14 @@ QuantizedLinear read_linear(hid_t parent, const std::string& name) {
   linear.in_features = read_int32_attribute(group, "in_features", 0);
   linear.bits = static_cast<int32_t>(h5::read_int_attribute(group, "bits", 1, 8));
   const std::string packing = h5::read_string_attribute(group, "packing");
-  const bool packed = linear.bits <= 4;
+  const bool packed = weight_codes_packed(linear.bits);
   if (packing != (packed ? "int4" : "none"))
     throw Error(h5::describe(group) + ": packing '" + packing + "' does not match bits " + std::to_string(linear.bits));
   const auto out = static_cast<hsize_t>(linear.out_features);
-  const auto in = static_cast<hsize_t>(linear.in_features);
   const std::string codes_path = h5::describe(group, "codes");
-  if (packed) {
-    const size_t row_bytes = int4_packed_size(in);
-    const auto bytes = h5::read_bytes_dataset(group, "codes", {out, row_bytes});
-    linear.codes.reserve(out * in);
-    for (size_t r = 0; r < out; ++r) {
-      const auto row = unpack_int4_unsigned(std::span<const uint8_t>(bytes).subspan(r * row_bytes, row_bytes), in,
-                                            codes_path.c_str());
-      linear.codes.insert(linear.codes.end(), row.begin(), row.end());
-    }
-  } else {
-    linear.codes = h5::read_bytes_dataset(group, "codes", {out, in});
-  }
-  const int max_code = (1 << linear.bits) - 1;
-  for (size_t i = 0; i < linear.codes.size(); ++i)
-    if (linear.codes[i] > max_code)
-      throw Error(codes_path + ": code " + std::to_string(linear.codes[i]) + " at index " + std::to_string(i) +
-                  " exceeds " + std::to_string(linear.bits) + " bits");
+  // Kept in the file's layout (two 4-bit codes per byte, rows padded to a byte): the kernels read it directly.
+  linear.codes = h5::read_bytes_dataset(group, "codes", {out, weight_row_bytes(linear)});
+  if (const auto problem = weight_codes_problem(linear)) throw Error(codes_path + ": " + *problem);
   linear.zero_points = h5::read_int_dataset<int32_t>(group, "zero_points", {out});
   linear.scales = read_dyadics(group, "scale", {out});
   return linear;

@@ -137,6 +137,23 @@ TEST_F(Reliability, SweepRefusesToReplaceFilesOfTheModelDirectory) {
   EXPECT_FALSE(fs::exists(model / "points"));
 }
 
+TEST_F(Reliability, ExportsNeverOverwriteTheModelTheyRead) {
+  const fs::path model = copy_model("model.illm");
+  const std::string before = read_whole_file(model);
+  const CliResult onnx = illm("export --format onnx --model " + q(model) + " -q -o " + q(model));
+  expect_cli_error(onnx, "export", "is the model being exported");
+  EXPECT_EQ(read_whole_file(model), before);
+
+  // The C99 export writes model.bin into its output directory: a model read from that very path is refused.
+  fs::create_directories(dir_ / "board");
+  const fs::path inside = dir_ / "board" / "model.bin";
+  fs::copy_file(kStoriesW4A4, inside);
+  const CliResult c99 = illm("export --format c99 --model " + q(inside) + " -q -o " + q(dir_ / "board"));
+  expect_cli_error(c99, "export", "is the model being exported");
+  EXPECT_EQ(read_whole_file(inside), before);
+  EXPECT_EQ(snapshot(dir_ / "board").size(), 1u) << "nothing else was written";
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // 2. Files with valid checksums but values the executor refuses. Before: `illm eval` aborted (SIGABRT,
 // "terminate called after throwing an instance of 'illm::Error'") because the model was first validated inside

@@ -15,7 +15,8 @@
 
 #include "formats/sha256.h"
 #include "kernels/error.h"
-#include "kernels/executor.h"
+#include "kernels/model_validation.h"
+#include "kernels/weight_codes.h"
 
 namespace illm::formats {
 namespace {
@@ -35,7 +36,9 @@ class Generator {
     l.out_features = out;
     l.in_features = in;
     l.bits = bits;
-    for (int32_t i = 0; i < out * in; ++i) l.codes.push_back(static_cast<uint8_t>(uniform(0, (1 << bits) - 1)));
+    std::vector<uint8_t> codes;
+    for (int32_t i = 0; i < out * in; ++i) codes.push_back(static_cast<uint8_t>(uniform(0, (1 << bits) - 1)));
+    l.codes = pack_weight_codes(bits, out, in, codes);  // the in-memory storage layout (kernels/quantized_model.h)
     for (int32_t r = 0; r < out; ++r) {
       l.zero_points.push_back(static_cast<int32_t>(uniform(0, (1 << bits) - 1)));
       l.scales.push_back(dyadic());
@@ -319,11 +322,11 @@ TEST_F(IllmFileTest, StoredLayoutIsPackedAndNarrow) {
   H5Sclose(space);
   H5Dclose(d);
   H5Fclose(file);
-  const auto& codes = model.layers[0].down_proj.codes;
-  for (size_t r = 0; r < 8; ++r)
-    for (size_t c = 0; c < 11; ++c) {
+  const QuantizedLinear& down = model.layers[0].down_proj;
+  for (int32_t r = 0; r < 8; ++r)
+    for (int32_t c = 0; c < 11; ++c) {
       const uint8_t byte = packed[r * 6 + c / 2];
-      EXPECT_EQ(c % 2 == 0 ? (byte & 0x0F) : (byte >> 4), codes[r * 11 + c]) << "row " << r << " col " << c;
+      EXPECT_EQ(c % 2 == 0 ? (byte & 0x0F) : (byte >> 4), weight_code(down, r, c)) << "row " << r << " col " << c;
     }
   for (size_t r = 0; r < 8; ++r) EXPECT_EQ(packed[r * 6 + 5] >> 4, 0) << "padding nibble of row " << r;
 }

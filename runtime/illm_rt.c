@@ -1,0 +1,1719 @@
+/* illm_rt core: model.bin loader and validation, the integer operators and the forward pass (one token at a time over
+ * an integer KV cache), greedy generation. C99, integer-only, freestanding (no library calls, no allocation).
+ *
+ * Every operator is the C form of the C++ reference of the same name (kernels/requant.cpp, kernels/reference/,
+ * kernels/executor.cpp; docs/integer-semantics.md gives the exact definitions): same integer steps, same rounding,
+ * same checks. Where the C++ uses __int128 this file uses the exact helpers of illm_rt_math.h. */
+#include "illm_rt.h"
+
+#include "illm_rt_internal.h"
+#include "illm_rt_math.h"
+
+const char* illm_rt_status_name(int status) {
+  switch (status) {
+    case ILLM_RT_OK: return "ok";
+    case ILLM_RT_E_ARGUMENT: return "argument";
+    case ILLM_RT_E_TRUNCATED: return "truncated";
+    case ILLM_RT_E_MAGIC: return "magic";
+    case ILLM_RT_E_VERSION: return "version";
+    case ILLM_RT_E_CHECKSUM: return "checksum";
+    case ILLM_RT_E_LAYOUT: return "layout";
+    case ILLM_RT_E_UNSUPPORTED: return "unsupported";
+    case ILLM_RT_E_INVALID: return "invalid";
+    case ILLM_RT_E_ARENA: return "arena";
+    case ILLM_RT_E_CONTEXT: return "context";
+    case ILLM_RT_E_TOKEN: return "token";
+    case ILLM_RT_E_NUMERIC: return "numeric";
+    case ILLM_RT_E_TOKENIZER: return "tokenizer";
+    case ILLM_RT_E_BUFFER: return "buffer";
+    default: return "unknown";
+  }
+}
+
+/* ============================================================================================================
+ * CRC-32 (reflected polynomial 0xEDB88320, as zlib), one table lookup per byte. */
+
+uint32_t illm_rt_crc32(uint32_t crc, const void* data, size_t size) {
+  static const uint32_t table[256] = {
+      0x00000000u, 0x77073096u, 0xEE0E612Cu, 0x990951BAu, 0x076DC419u, 0x706AF48Fu,
+      0xE963A535u, 0x9E6495A3u, 0x0EDB8832u, 0x79DCB8A4u, 0xE0D5E91Eu, 0x97D2D988u,
+      0x09B64C2Bu, 0x7EB17CBDu, 0xE7B82D07u, 0x90BF1D91u, 0x1DB71064u, 0x6AB020F2u,
+      0xF3B97148u, 0x84BE41DEu, 0x1ADAD47Du, 0x6DDDE4EBu, 0xF4D4B551u, 0x83D385C7u,
+      0x136C9856u, 0x646BA8C0u, 0xFD62F97Au, 0x8A65C9ECu, 0x14015C4Fu, 0x63066CD9u,
+      0xFA0F3D63u, 0x8D080DF5u, 0x3B6E20C8u, 0x4C69105Eu, 0xD56041E4u, 0xA2677172u,
+      0x3C03E4D1u, 0x4B04D447u, 0xD20D85FDu, 0xA50AB56Bu, 0x35B5A8FAu, 0x42B2986Cu,
+      0xDBBBC9D6u, 0xACBCF940u, 0x32D86CE3u, 0x45DF5C75u, 0xDCD60DCFu, 0xABD13D59u,
+      0x26D930ACu, 0x51DE003Au, 0xC8D75180u, 0xBFD06116u, 0x21B4F4B5u, 0x56B3C423u,
+      0xCFBA9599u, 0xB8BDA50Fu, 0x2802B89Eu, 0x5F058808u, 0xC60CD9B2u, 0xB10BE924u,
+      0x2F6F7C87u, 0x58684C11u, 0xC1611DABu, 0xB6662D3Du, 0x76DC4190u, 0x01DB7106u,
+      0x98D220BCu, 0xEFD5102Au, 0x71B18589u, 0x06B6B51Fu, 0x9FBFE4A5u, 0xE8B8D433u,
+      0x7807C9A2u, 0x0F00F934u, 0x9609A88Eu, 0xE10E9818u, 0x7F6A0DBBu, 0x086D3D2Du,
+      0x91646C97u, 0xE6635C01u, 0x6B6B51F4u, 0x1C6C6162u, 0x856530D8u, 0xF262004Eu,
+      0x6C0695EDu, 0x1B01A57Bu, 0x8208F4C1u, 0xF50FC457u, 0x65B0D9C6u, 0x12B7E950u,
+      0x8BBEB8EAu, 0xFCB9887Cu, 0x62DD1DDFu, 0x15DA2D49u, 0x8CD37CF3u, 0xFBD44C65u,
+      0x4DB26158u, 0x3AB551CEu, 0xA3BC0074u, 0xD4BB30E2u, 0x4ADFA541u, 0x3DD895D7u,
+      0xA4D1C46Du, 0xD3D6F4FBu, 0x4369E96Au, 0x346ED9FCu, 0xAD678846u, 0xDA60B8D0u,
+      0x44042D73u, 0x33031DE5u, 0xAA0A4C5Fu, 0xDD0D7CC9u, 0x5005713Cu, 0x270241AAu,
+      0xBE0B1010u, 0xC90C2086u, 0x5768B525u, 0x206F85B3u, 0xB966D409u, 0xCE61E49Fu,
+      0x5EDEF90Eu, 0x29D9C998u, 0xB0D09822u, 0xC7D7A8B4u, 0x59B33D17u, 0x2EB40D81u,
+      0xB7BD5C3Bu, 0xC0BA6CADu, 0xEDB88320u, 0x9ABFB3B6u, 0x03B6E20Cu, 0x74B1D29Au,
+      0xEAD54739u, 0x9DD277AFu, 0x04DB2615u, 0x73DC1683u, 0xE3630B12u, 0x94643B84u,
+      0x0D6D6A3Eu, 0x7A6A5AA8u, 0xE40ECF0Bu, 0x9309FF9Du, 0x0A00AE27u, 0x7D079EB1u,
+      0xF00F9344u, 0x8708A3D2u, 0x1E01F268u, 0x6906C2FEu, 0xF762575Du, 0x806567CBu,
+      0x196C3671u, 0x6E6B06E7u, 0xFED41B76u, 0x89D32BE0u, 0x10DA7A5Au, 0x67DD4ACCu,
+      0xF9B9DF6Fu, 0x8EBEEFF9u, 0x17B7BE43u, 0x60B08ED5u, 0xD6D6A3E8u, 0xA1D1937Eu,
+      0x38D8C2C4u, 0x4FDFF252u, 0xD1BB67F1u, 0xA6BC5767u, 0x3FB506DDu, 0x48B2364Bu,
+      0xD80D2BDAu, 0xAF0A1B4Cu, 0x36034AF6u, 0x41047A60u, 0xDF60EFC3u, 0xA867DF55u,
+      0x316E8EEFu, 0x4669BE79u, 0xCB61B38Cu, 0xBC66831Au, 0x256FD2A0u, 0x5268E236u,
+      0xCC0C7795u, 0xBB0B4703u, 0x220216B9u, 0x5505262Fu, 0xC5BA3BBEu, 0xB2BD0B28u,
+      0x2BB45A92u, 0x5CB36A04u, 0xC2D7FFA7u, 0xB5D0CF31u, 0x2CD99E8Bu, 0x5BDEAE1Du,
+      0x9B64C2B0u, 0xEC63F226u, 0x756AA39Cu, 0x026D930Au, 0x9C0906A9u, 0xEB0E363Fu,
+      0x72076785u, 0x05005713u, 0x95BF4A82u, 0xE2B87A14u, 0x7BB12BAEu, 0x0CB61B38u,
+      0x92D28E9Bu, 0xE5D5BE0Du, 0x7CDCEFB7u, 0x0BDBDF21u, 0x86D3D2D4u, 0xF1D4E242u,
+      0x68DDB3F8u, 0x1FDA836Eu, 0x81BE16CDu, 0xF6B9265Bu, 0x6FB077E1u, 0x18B74777u,
+      0x88085AE6u, 0xFF0F6A70u, 0x66063BCAu, 0x11010B5Cu, 0x8F659EFFu, 0xF862AE69u,
+      0x616BFFD3u, 0x166CCF45u, 0xA00AE278u, 0xD70DD2EEu, 0x4E048354u, 0x3903B3C2u,
+      0xA7672661u, 0xD06016F7u, 0x4969474Du, 0x3E6E77DBu, 0xAED16A4Au, 0xD9D65ADCu,
+      0x40DF0B66u, 0x37D83BF0u, 0xA9BCAE53u, 0xDEBB9EC5u, 0x47B2CF7Fu, 0x30B5FFE9u,
+      0xBDBDF21Cu, 0xCABAC28Au, 0x53B39330u, 0x24B4A3A6u, 0xBAD03605u, 0xCDD70693u,
+      0x54DE5729u, 0x23D967BFu, 0xB3667A2Eu, 0xC4614AB8u, 0x5D681B02u, 0x2A6F2B94u,
+      0xB40BBE37u, 0xC30C8EA1u, 0x5A05DF1Bu, 0x2D02EF8Du};
+  const uint8_t* p = (const uint8_t*)data;
+  size_t i;
+  crc = ~crc;
+  for (i = 0; i < size; ++i) crc = (crc >> 8) ^ table[(crc ^ p[i]) & 0xFFu];
+  return ~crc;
+}
+
+/* A linear layer's weights (y = x W^T, W[r][c] = scale[r] (code[r][c] - zero_point[r])). */
+typedef struct {
+  const uint8_t* codes;        /* [out][row_bytes] */
+  const uint8_t* zero_points;  /* u8 [out] */
+  const uint8_t* scales;       /* i32 [out][2] */
+  int32_t out, in, bits;
+  int packed;                  /* two codes per byte */
+  size_t row_bytes;
+} rt_linear;
+
+static const char* const kLinearNames[ILLM_RT_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                         "gate_proj", "up_proj", "down_proj"};
+enum { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN };
+
+static rt_linear make_linear(rt_tensor codes, rt_tensor zero_points, rt_tensor scales, int32_t bits) {
+  rt_linear w;
+  w.codes = codes.p;
+  w.zero_points = zero_points.p;
+  w.scales = scales.p;
+  w.out = (int32_t)codes.rows;
+  w.in = (int32_t)codes.cols;
+  w.bits = bits;
+  w.packed = codes.dtype == ILLM_RT_DT_U4;
+  w.row_bytes = w.packed ? ((size_t)w.in + 1) / 2 : (size_t)w.in;
+  return w;
+}
+
+static rt_linear layer_linear(const illm_rt_model* m, int32_t layer, int which) {
+  const int base = ILLM_RT_T_LINEAR_FIRST + 3 * which;
+  return make_linear(layer_tensor(m, layer, base), layer_tensor(m, layer, base + 1), layer_tensor(m, layer, base + 2),
+                     m->settings.w_bits);
+}
+
+static rt_linear head_linear(const illm_rt_model* m) {
+  return make_linear(global_tensor(m, ILLM_RT_T_LM_HEAD_CODES), global_tensor(m, ILLM_RT_T_LM_HEAD_ZERO_POINTS),
+                     global_tensor(m, ILLM_RT_T_LM_HEAD_SCALES), m->settings.head_bits);
+}
+
+static int32_t weight_code(const rt_linear* w, int32_t row, int32_t col) {
+  const uint8_t* r = w->codes + (size_t)row * w->row_bytes;
+  return w->packed ? (r[col >> 1] >> ((col & 1) * 4)) & 15 : r[col];
+}
+
+static illm_rt_dyadic dyadic_at(const uint8_t* pairs, size_t i) {
+  illm_rt_dyadic d;
+  d.m = rd_i32(pairs + 8 * i);
+  d.k = rd_i32(pairs + 8 * i + 4);
+  return d;
+}
+
+/* Layer scalars: attn_norm, ffn_norm and swiglu_inv_alpha exponents, softmax clip (m, k). */
+static int64_t layer_scalar(const illm_rt_model* m, int32_t layer, int index) {
+  return rd_i64(global_tensor(m, ILLM_RT_T_LAYER_SCALARS).p + 8 * ((size_t)layer * ILLM_RT_LAYER_SCALAR_COUNT + index));
+}
+
+/* ============================================================================================================
+ * DI_REQUANT (kernels/requant.cpp): dynamic per-row requantization with a dyadic scale found by integer steps. */
+
+typedef enum { CODES_U8, CODES_I16, CODES_I32 } rt_code_kind;
+
+static void store_code(void* out, rt_code_kind kind, size_t j, int64_t v) {
+  switch (kind) {
+    case CODES_U8: ((uint8_t*)out)[j] = (uint8_t)v; break;
+    case CODES_I16: ((int16_t*)out)[j] = (int16_t)v; break;
+    default: ((int32_t*)out)[j] = (int32_t)v; break;
+  }
+}
+
+typedef struct {
+  int64_t zero_point;
+  illm_rt_dyadic scale;
+} rt_requant;
+
+typedef struct {
+  illm_rt_dyadic scale;
+  int64_t multiplier;  /* A ~ q_out 2^F / R' */
+  int fraction_bits;   /* F */
+} rt_conversion;
+
+static int64_t convert(const rt_conversion* c, int64_t x) { return rt_rshr(rt_mul(x, c->multiplier), c->fraction_bits); }
+
+static int requant_fail(illm_rt_error* err) {
+  return fail(err, ILLM_RT_E_NUMERIC, "DI_REQUANT: intermediate value outside its bounds");
+}
+
+/* plan_row of kernels/requant.cpp. */
+static int plan_row(int64_t range, int64_t m_in, int64_t k_shifted, int64_t q_out, int out_bits, int mantissa_bits,
+                    rt_conversion* c, illm_rt_error* err) {
+  const int64_t scaled_range = m_in * range; /* < 2^31 (2^31 + 1) < 2^62 */
+  const int64_t max_mantissa = ((int64_t)1 << mantissa_bits) - 1;
+  const int e = rt_flog2_ratio(max_mantissa * q_out, scaled_range);
+  const rt_u128 sr = rt_u128_from((uint64_t)scaled_range), q = rt_u128_from((uint64_t)q_out);
+  rt_u128 m_y, a, numerator, denominator;
+  int shift;
+  int64_t k_y;
+  /* Ceiling: the emitted scale is >= the exact one, so codes never exceed q_out. */
+  m_y = e >= 0 ? rt_u128_cdiv(rt_u128_shl(sr, e), q) : rt_u128_cdiv(sr, rt_u128_shl(q, -e));
+  if (!rt_u128_fits_i64(m_y) || rt_u128_is_zero(m_y)) return requant_fail(err);
+  k_y = k_shifted + e;
+  if (k_y < INT32_MIN || k_y > INT32_MAX) return requant_fail(err);
+  c->scale.m = (int64_t)m_y.lo;
+  c->scale.k = (int32_t)k_y;
+  c->fraction_bits = 61 - out_bits;
+  shift = c->fraction_bits + e;
+  numerator = rt_u128_from((uint64_t)m_in);
+  denominator = m_y;
+  if (shift >= 0) {
+    if (rt_msb((uint64_t)m_in) + shift > 126) return requant_fail(err);
+    numerator = rt_u128_shl(numerator, shift);
+  } else {
+    if (rt_u128_msb(m_y) - shift > 126) return requant_fail(err);
+    denominator = rt_u128_shl(denominator, -shift);
+  }
+  a = rt_u128_rdiv(numerator, denominator);
+  if (!rt_u128_fits_i64(a)) return requant_fail(err);
+  c->multiplier = (int64_t)a.lo;
+  return ILLM_RT_OK;
+}
+
+static int check_requant_arguments(const char* op, int64_t m_in, int out_bits, int min_bits, int max_bits,
+                                   int mantissa_bits, illm_rt_error* err) {
+  rt_msg m;
+  if (out_bits < min_bits || out_bits > max_bits) {
+    m = msg_begin(err, ILLM_RT_E_NUMERIC);
+    msg_s(&m, op);
+    msg_s(&m, ": out_bits ");
+    msg_i(&m, out_bits);
+    msg_s(&m, " outside its range");
+    return ILLM_RT_E_NUMERIC;
+  }
+  if (mantissa_bits < 1 || mantissa_bits > 24) {
+    m = msg_begin(err, ILLM_RT_E_NUMERIC);
+    msg_s(&m, op);
+    msg_s(&m, ": mantissa_bits outside [1, 24]");
+    return ILLM_RT_E_NUMERIC;
+  }
+  if (m_in < 1 || m_in >= ((int64_t)1 << 31)) {
+    m = msg_begin(err, ILLM_RT_E_NUMERIC);
+    msg_s(&m, op);
+    msg_s(&m, ": input mantissa ");
+    msg_i(&m, m_in);
+    msg_s(&m, " outside [1, 2^31)");
+    return ILLM_RT_E_NUMERIC;
+  }
+  return ILLM_RT_OK;
+}
+
+/* Widest code a code array holds: 8 (uint8 / int8), 16 (uint16 / int16) or 31 (int32). */
+static int max_code_bits(rt_code_kind kind) { return kind == CODES_U8 ? 8 : (kind == CODES_I16 ? 16 : 31); }
+
+/* An all-zero row: codes 0, zero point 0, scale (1, 0). */
+static int zero_row(void* codes, rt_code_kind kind, size_t n, rt_requant* result) {
+  size_t j;
+  for (j = 0; j < n; ++j) store_code(codes, kind, j, 0);
+  result->zero_point = 0;
+  result->scale.m = 1;
+  result->scale.k = 0;
+  return ILLM_RT_OK;
+}
+
+/* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. */
+static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
+                      void* codes, rt_code_kind kind, rt_requant* result, illm_rt_error* err) {
+  int64_t lo = 0, hi = 0, lo_n, hi_n, range_n, q_out, zero_point;
+  uint64_t range;
+  int normalize, status;
+  size_t j;
+  rt_conversion conv;
+  status = check_requant_arguments("DI_REQUANT", m_in, out_bits, 1, max_code_bits(kind), mantissa_bits, err);
+  if (status) return status;
+  for (j = 0; j < n; ++j) {
+    if (v[j] < lo) lo = v[j];
+    if (v[j] > hi) hi = v[j];
+  }
+  range = (uint64_t)hi - (uint64_t)lo; /* hi >= 0 >= lo */
+  if (range == 0) return zero_row(codes, kind, n, result);
+  normalize = rt_msb(range) - 30;
+  if (normalize < 0) normalize = 0;
+  lo_n = rt_rshr(lo, normalize);
+  hi_n = rt_rshr(hi, normalize);
+  range_n = hi_n - lo_n;
+  if (range_n < 1) range_n = 1;
+  q_out = ((int64_t)1 << out_bits) - 1;
+  status = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits, &conv, err);
+  if (status) return status;
+  zero_point = -convert(&conv, lo_n);
+  for (j = 0; j < n; ++j) store_code(codes, kind, j, rt_sat(rt_add(convert(&conv, rt_rshr(v[j], normalize)), zero_point), 0, q_out));
+  result->zero_point = zero_point;
+  result->scale = conv.scale;
+  return ILLM_RT_OK;
+}
+
+/* Symmetric DI_REQUANT_SYM (section 7.2): codes in [-Q, Q], Q = 2^(out_bits-1) - 1, zero point 0. */
+static int di_requant_symmetric(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits,
+                                int mantissa_bits, void* codes, rt_code_kind kind, rt_requant* result,
+                                illm_rt_error* err) {
+  uint64_t max_abs = 0, half;
+  int64_t range_n, q_out;
+  int normalize, status;
+  size_t j;
+  rt_conversion conv;
+  status = check_requant_arguments("DI_REQUANT_SYM", m_in, out_bits, 2, max_code_bits(kind), mantissa_bits, err);
+  if (status) return status;
+  for (j = 0; j < n; ++j) {
+    const uint64_t a = rt_abs_u64(v[j]);
+    if (a > max_abs) max_abs = a;
+  }
+  if (max_abs == 0) return zero_row(codes, kind, n, result);
+  normalize = rt_msb(max_abs) - 30;
+  if (normalize < 0) normalize = 0;
+  half = normalize > 0 ? (uint64_t)1 << (normalize - 1) : 0;
+  range_n = (int64_t)((max_abs + half) >> normalize);
+  if (range_n < 1) range_n = 1;
+  q_out = ((int64_t)1 << (out_bits - 1)) - 1;
+  status = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits, &conv, err);
+  if (status) return status;
+  for (j = 0; j < n; ++j) store_code(codes, kind, j, rt_sat(convert(&conv, rt_rshr(v[j], normalize)), -q_out, q_out));
+  result->zero_point = 0;
+  result->scale = conv.scale;
+  return ILLM_RT_OK;
+}
+
+/* ============================================================================================================
+ * Column alignment (kernels/reference/di_matmul.cpp align_columns): K2 = min(max_j k_j, min_j k_j + 24 - b_m),
+ * mu_j = shl(m_j, K2 - k_j) or rshr(m_j, k_j - K2); every mu_j < 2^24. */
+
+#define RT_ALIGNED_MANTISSA_BITS 24
+
+/* Scales come either from the model buffer (i32 pairs) or from the KV cache (separate m and k arrays). */
+typedef struct {
+  const uint8_t* pairs; /* i32 [n][2], or NULL */
+  const int32_t* m;
+  const int32_t* k;
+} rt_scales;
+
+static illm_rt_dyadic scale_at(const rt_scales* s, size_t j) {
+  illm_rt_dyadic d;
+  if (s->pairs) return dyadic_at(s->pairs, j);
+  d.m = s->m[j];
+  d.k = s->k[j];
+  return d;
+}
+
+static int32_t alignment_exponent(const rt_scales* s, size_t n, int mantissa_bits) {
+  int32_t k_min, k_max;
+  size_t j;
+  int64_t capped;
+  if (n == 0) return 0;
+  k_min = k_max = scale_at(s, 0).k;
+  for (j = 1; j < n; ++j) {
+    const int32_t k = scale_at(s, j).k;
+    if (k < k_min) k_min = k;
+    if (k > k_max) k_max = k;
+  }
+  capped = (int64_t)k_min + RT_ALIGNED_MANTISSA_BITS - mantissa_bits;
+  return (int32_t)(k_max < capped ? k_max : capped);
+}
+
+/* mu_j for exponent K2; -1 when m_j is outside [0, 2^24) or mu_j reaches 2^24 (the reference throws). */
+static int64_t aligned_mantissa(illm_rt_dyadic d, int32_t exponent) {
+  const int64_t shift = (int64_t)exponent - d.k;
+  int64_t mu;
+  if (d.m < 0 || d.m >= ((int64_t)1 << RT_ALIGNED_MANTISSA_BITS)) return -1;
+  mu = shift >= 0 ? rt_shl(d.m, shift > 63 ? 64 : (int)shift) : rt_rshr(d.m, (int)(-shift < 64 ? -shift : 64));
+  return (mu < 0 || mu >= ((int64_t)1 << RT_ALIGNED_MANTISSA_BITS)) ? -1 : mu;
+}
+
+static int alignment_fail(illm_rt_error* err, const char* what, size_t column, int64_t m, int mantissa_bits) {
+  rt_msg msg = msg_begin(err, ILLM_RT_E_INVALID);
+  msg_s(&msg, what);
+  msg_s(&msg, ": column ");
+  msg_i(&msg, (int64_t)column);
+  msg_s(&msg, " mantissa ");
+  msg_i(&msg, m);
+  msg_s(&msg, " has more than ");
+  msg_i(&msg, mantissa_bits);
+  msg_s(&msg, " bits or is outside [0, 2^24): aligned value reaches 2^24");
+  return ILLM_RT_E_INVALID;
+}
+
+/* ============================================================================================================
+ * DI-MatMul of one input row with a linear layer: the aligned accumulator P'_j = P_j mu_j,
+ * P_j = sum_c (x_c - z1)(w_jc - z2_j), int32 when the section 3.6 bound holds, else int64 (exact either way). */
+
+typedef struct {
+  const uint8_t* codes;  /* [n] */
+  int32_t bits;
+  int64_t zero_point;
+  illm_rt_dyadic scale;
+} rt_row;
+
+/* int32 iff K Q1 Q2 <= 2^31 - 1 (accumulator_kind_for_bound). */
+static int fits_int32_accumulator(int64_t k, int64_t q1, int64_t q2) {
+  const rt_u128 bound = rt_u128_mul64((uint64_t)k * (uint64_t)q1, (uint64_t)q2); /* k q1 < 2^40 */
+  return bound.hi == 0 && bound.lo <= 2147483647u;
+}
+
+/* The centered input row for linear_accumulate: x_c - z1 as int16 (|x - z| <= 255), for packed weights split into
+ * even columns [0, half) and odd columns [half, 2 half) so that the inner loop reads one weight byte per step. */
+static int64_t center_input(const rt_row* x, int32_t k, int packed, int16_t* centered) {
+  int64_t sum = 0;
+  int32_t c;
+  const int32_t half = (k + 1) / 2;
+  for (c = 0; c < k; ++c) {
+    const int16_t v = (int16_t)((int32_t)x->codes[c] - (int32_t)x->zero_point);
+    sum += v;
+    if (packed)
+      centered[(c & 1) ? half + c / 2 : c / 2] = v;
+    else
+      centered[c] = v;
+  }
+  if (packed && (k & 1)) centered[half + half - 1] = 0; /* the odd column of the padding nibble */
+  return sum;
+}
+
+static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_bits, int16_t* centered, int64_t* out,
+                             illm_rt_dyadic* out_scale, const char* what, illm_rt_error* err) {
+  const int32_t n = w->out, k = w->in, half = (k + 1) / 2;
+  const int64_t q1 = ((int64_t)1 << x->bits) - 1, q2 = ((int64_t)1 << w->bits) - 1;
+  const int use_int32 = fits_int32_accumulator(k, q1, q2);
+  rt_scales scales;
+  int32_t exponent, j, c;
+  int64_t k_out, centered_sum;
+  if (x->scale.m < 1 || x->scale.m >= ((int64_t)1 << 31)) {
+    rt_msg m = msg_begin(err, ILLM_RT_E_NUMERIC);
+    msg_s(&m, what);
+    msg_s(&m, ": input scale mantissa ");
+    msg_i(&m, x->scale.m);
+    msg_s(&m, " outside [1, 2^31)");
+    return ILLM_RT_E_NUMERIC;
+  }
+  scales.pairs = w->scales;
+  scales.m = scales.k = 0;
+  exponent = alignment_exponent(&scales, (size_t)n, mantissa_bits);
+  k_out = (int64_t)x->scale.k + exponent;
+  if (k_out < INT32_MIN || k_out > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-MatMul: output exponent out of range");
+  centered_sum = center_input(x, k, use_int32 && w->packed, centered);
+  for (j = 0; j < n; ++j) {
+    const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
+    const int64_t z2 = w->zero_points[j];
+    const int64_t mu = aligned_mantissa(dyadic_at(w->scales, (size_t)j), exponent);
+    int64_t p;
+    if (mu < 0) return alignment_fail(err, what, (size_t)j, dyadic_at(w->scales, (size_t)j).m, mantissa_bits);
+    if (use_int32) {
+      /* P = sum_c (x_c - z1) w_c - z2 sum_c (x_c - z1): every partial sum is bounded by K Q1 Q2 <= 2^31 - 1. */
+      int32_t sum = 0;
+      if (w->packed) {
+        const int16_t* even = centered;
+        const int16_t* odd = centered + half;
+        for (c = 0; c < half; ++c) sum += even[c] * (int32_t)(row[c] & 15) + odd[c] * (int32_t)(row[c] >> 4);
+      } else {
+        for (c = 0; c < k; ++c) sum += centered[c] * (int32_t)row[c];
+      }
+      p = (int64_t)sum - z2 * centered_sum;
+    } else {
+      int64_t sum = 0;
+      for (c = 0; c < k; ++c) sum += (int64_t)centered[c] * (weight_code(w, j, c) - z2);
+      p = sum;
+    }
+    out[j] = rt_mul(p, mu); /* |P'| < 2^63 (checked at load) */
+  }
+  out_scale->m = x->scale.m;
+  out_scale->k = (int32_t)k_out;
+  return ILLM_RT_OK;
+}
+
+/* ============================================================================================================
+ * DI-Norm (kernels/reference/di_norm.cpp, per-token mode): integer RMSNorm of one residual row -> out_bits codes. */
+
+#define RT_NORMALIZED_MSB 23
+#define RT_RINV_FRAC_BITS 30
+#define RT_EPS_CAP ((int64_t)1 << 61)
+
+typedef struct {
+  const uint8_t* mantissa; /* i32 [n] */
+  int64_t exponent;
+} rt_channels;
+
+static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channels gamma, illm_rt_dyadic eps,
+                       const illm_rt_settings* st, int out_bits, int64_t* z, uint8_t* codes, rt_requant* result,
+                       illm_rt_error* err) {
+  uint64_t max_abs = 0, rms;
+  int64_t k_norm, sum_squares = 0, mean_square, eps_units = 0, inv_rms;
+  int sh;
+  size_t c;
+  const int frac_bits = st->norm_frac_bits;
+  if (s_h.m < 1 || s_h.m >= ((int64_t)1 << 32))
+    return fail_i(err, ILLM_RT_E_NUMERIC, "DI-Norm: residual scale mantissa ", s_h.m, " outside [1, 2^32)");
+  for (c = 0; c < n; ++c) {
+    z[c] = (int64_t)h[c] * s_h.m;
+    if (rt_abs_u64(z[c]) > max_abs) max_abs = rt_abs_u64(z[c]);
+  }
+  if (max_abs == 0) return zero_row(codes, CODES_U8, n, result);
+  sh = rt_msb(max_abs) - RT_NORMALIZED_MSB;
+  for (c = 0; c < n; ++c) z[c] = rt_rshr(z[c], sh);
+  k_norm = (int64_t)s_h.k - sh;
+  for (c = 0; c < n; ++c) sum_squares = rt_add(sum_squares, z[c] * z[c]); /* < 2^48 2^15 */
+  mean_square = rt_rdiv(sum_squares, (int64_t)n);
+  if (eps.m > 0) {
+    const int64_t shift = (int64_t)eps.k - 2 * k_norm;
+    if (shift >= 0) {
+      eps_units = shift >= 64 ? 0 : rt_rshr(eps.m, (int)shift);
+    } else {
+      eps_units = (-shift >= 62 || rt_msb((uint64_t)eps.m) - shift >= 61) ? RT_EPS_CAP : rt_shl(eps.m, (int)-shift);
+    }
+  }
+  rms = rt_isqrt((uint64_t)mean_square + (uint64_t)eps_units);
+  if (rms == 0) return fail(err, ILLM_RT_E_NUMERIC, "DI-Norm: zero root mean square");
+  inv_rms = rt_rdiv((int64_t)1 << (frac_bits + RT_RINV_FRAC_BITS), (int64_t)rms);
+  for (c = 0; c < n; ++c) {
+    const int64_t normalized = rt_rshr(rt_mul(z[c], inv_rms), RT_RINV_FRAC_BITS);
+    z[c] = rt_mul(normalized, rd_i32(gamma.mantissa + 4 * c));
+  }
+  return di_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, CODES_U8, result, err);
+}
+
+/* ============================================================================================================
+ * RoPE (kernels/reference/rope.cpp): rotate each head of an int32 row in place at `position`, Q1.F tables. */
+
+static int32_t saturate_i32(int64_t x) { return (int32_t)rt_sat(x, INT32_MIN, INT32_MAX); }
+
+static void rope_rotate_row(int32_t* row, int32_t width, int32_t head_dim, int32_t position, const illm_rt_model* m) {
+  const int32_t half = head_dim / 2;
+  const uint8_t* cos_row = global_tensor(m, ILLM_RT_T_ROPE_COS).p + 2 * (size_t)position * (size_t)half;
+  const uint8_t* sin_row = global_tensor(m, ILLM_RT_T_ROPE_SIN).p + 2 * (size_t)position * (size_t)half;
+  const int frac_bits = m->rope_frac_bits;
+  int32_t start, i;
+  for (start = 0; start < width; start += head_dim) {
+    int32_t* head = row + start;
+    for (i = 0; i < half; ++i) {
+      const int64_t x_lo = head[i], x_hi = head[i + half];
+      const int64_t c = rd_i16(cos_row + 2 * i), s = rd_i16(sin_row + 2 * i);
+      head[i] = saturate_i32(rt_rshr(x_lo * c - x_hi * s, frac_bits));
+      head[i + half] = saturate_i32(rt_rshr(x_hi * c + x_lo * s, frac_bits));
+    }
+  }
+}
+
+/* ============================================================================================================
+ * DI-Exp (kernels/reference/di_exp.cpp). */
+
+#define RT_QUAD_A 11017
+#define RT_QUAD_B 2821
+#define RT_QUAD_FRAC_BITS 14
+#define RT_TARGET_MSB 14
+#define RT_MIN_MANTISSA_MSB 7
+
+typedef struct {
+  int32_t promote;
+  int64_t t;
+} rt_exp_frame;
+
+/* rdiv(2^e, d) in 128 bits, 0 <= e < 120, d >= 1. */
+static rt_u128 rdiv_pow2(int e, int64_t d) {
+  const rt_u128 numerator = rt_u128_shl(rt_u128_from(1), e), den = rt_u128_from((uint64_t)d);
+  rt_u128 r;
+  rt_u128 q = rt_u128_divmod(numerator, den, &r);
+  /* (numerator - q d) * 2 >= d */
+  if (rt_u128_cmp(rt_u128_shl(r, 1), den) >= 0) q = rt_u128_add(q, rt_u128_from(1));
+  return q;
+}
+
+static int di_exp_frame(int64_t m, int64_t k, rt_exp_frame* frame, illm_rt_error* err) {
+  int64_t m_f, promote;
+  rt_u128 steps;
+  if (m < 1 || m >= ((int64_t)1 << 40)) return fail_i(err, ILLM_RT_E_NUMERIC, "DI-Exp: scale mantissa ", m, " outside [1, 2^40)");
+  if (k < -64 || k >= 100) return fail_i(err, ILLM_RT_E_NUMERIC, "DI-Exp: scale exponent ", k, " outside [-64, 100)");
+  if (m < ((int64_t)1 << RT_MIN_MANTISSA_MSB)) {
+    const int widen = RT_MIN_MANTISSA_MSB - rt_msb((uint64_t)m);
+    m <<= widen;
+    k += widen;
+  }
+  m_f = m + (m >> 1) - (m >> 4);
+  steps = k >= 0 ? rdiv_pow2((int)k, m_f) : rt_u128_from(0);
+  promote = !rt_u128_is_zero(steps) ? RT_TARGET_MSB - rt_u128_msb(steps) : RT_TARGET_MSB + 1 + rt_msb((uint64_t)m_f) - k;
+  if (promote > 40) return fail(err, ILLM_RT_E_NUMERIC, "DI-Exp: input scale too coarse (promotion by more than 40 bits)");
+  frame->promote = (int32_t)promote;
+  frame->t = -(int64_t)rdiv_pow2((int)(k + promote), m_f).lo;
+  return ILLM_RT_OK;
+}
+
+static int64_t di_exp_promote(int64_t x, const rt_exp_frame* frame) {
+  return frame->promote >= 0 ? rt_shl(x, frame->promote) : rt_rshr(x, -frame->promote);
+}
+
+/* E >= 0 with e^(real x) ~ E / |t|, x <= 0 promoted, t < 0. */
+static int64_t di_exp(int64_t x, int64_t t, int quadratic) {
+  const int64_t abs_t = -t;
+  const int64_t q = (int64_t)(rt_abs_u64(x) / (uint64_t)abs_t);
+  int64_t r, e0;
+  if (q >= 63) return 0;
+  r = x + q * abs_t; /* in (t, 0] */
+  if (quadratic) {
+    e0 = abs_t + rt_rdiv(r * (RT_QUAD_A * abs_t + RT_QUAD_B * r), abs_t << RT_QUAD_FRAC_BITS);
+    if (e0 < (abs_t >> 1)) e0 = abs_t >> 1;
+  } else {
+    e0 = rt_asr(r, 1) + abs_t;
+  }
+  return rt_asr(e0, (int)q);
+}
+
+/* ============================================================================================================
+ * DI-ClippedSoftmax (kernels/reference/di_softmax.cpp) of one attention row, all `n` keys valid. */
+
+#define RT_UNBOUNDED_CLIP ((int64_t)1 << 62)
+#define RT_LOGIT_LIMIT ((int64_t)1 << 62)
+
+static int64_t softmax_clip_in_logit_units(illm_rt_dyadic clip, int64_t m_in, int32_t k_in) {
+  const int64_t e = (int64_t)k_in - clip.k;
+  rt_u128 numerator = rt_u128_from((uint64_t)clip.m), denominator = rt_u128_from((uint64_t)m_in), q;
+  if (clip.m == 0) return RT_UNBOUNDED_CLIP;
+  if (e >= 0) {
+    if (e + rt_msb((uint64_t)clip.m) >= 100) return RT_UNBOUNDED_CLIP;
+    numerator = rt_u128_shl(numerator, (int)e);
+  } else {
+    if (-e + rt_msb((uint64_t)m_in) >= 100) return 1; /* a positive clip below one logit unit */
+    denominator = rt_u128_shl(denominator, (int)-e);
+  }
+  q = rt_u128_cdiv(numerator, denominator);
+  return (q.hi != 0 || q.lo >= (uint64_t)RT_UNBOUNDED_CLIP) ? RT_UNBOUNDED_CLIP : (int64_t)q.lo;
+}
+
+static int di_clipped_softmax_row(const int64_t* logits, int32_t n, int64_t m_in, int32_t k_in, illm_rt_dyadic clip,
+                                  const illm_rt_settings* st, int64_t* shifted, int32_t* probs, illm_rt_error* err) {
+  int64_t v_max = logits[0], v_min = logits[0], clip_units, lo, sum = 0, one;
+  int32_t j;
+  rt_requant input;
+  rt_exp_frame frame;
+  int status;
+  for (j = 1; j < n; ++j) {
+    if (logits[j] > v_max) v_max = logits[j];
+    if (logits[j] < v_min) v_min = logits[j];
+  }
+  if (v_max >= RT_LOGIT_LIMIT || v_min <= -RT_LOGIT_LIMIT)
+    return fail(err, ILLM_RT_E_NUMERIC, "DI-ClippedSoftmax: aligned logits must satisfy |v| < 2^62");
+  if (clip.m < 0 || m_in < 1) return fail(err, ILLM_RT_E_NUMERIC, "DI-ClippedSoftmax: clip mantissa must be >= 0 and m_in >= 1");
+  clip_units = softmax_clip_in_logit_units(clip, m_in, k_in);
+  lo = v_max - clip_units > v_min ? v_max - clip_units : v_min; /* both terms < 2^62: no overflow */
+  for (j = 0; j < n; ++j) shifted[j] = (logits[j] > lo ? logits[j] : lo) - v_max;
+  status = di_requant(shifted, (size_t)n, m_in, k_in, st->softmax_in_bits, st->mantissa_bits, probs, CODES_I32, &input, err);
+  if (status) return status;
+  status = di_exp_frame(input.scale.m, input.scale.k, &frame, err);
+  if (status) return status;
+  for (j = 0; j < n; ++j) {
+    const int64_t x = (int64_t)probs[j] - input.zero_point; /* <= 0 */
+    const int64_t e = di_exp(di_exp_promote(x, &frame), frame.t, st->exp_quadratic);
+    probs[j] = (int32_t)e;
+    sum += e;
+  }
+  one = (int64_t)1 << (st->prob_bits - 1);
+  for (j = 0; j < n; ++j) probs[j] = (int32_t)rt_fdiv((int64_t)probs[j] * one, sum);
+  return ILLM_RT_OK;
+}
+
+/* ============================================================================================================
+ * DI-SwiGLU (kernels/reference/di_swiglu.cpp). */
+
+static int64_t promote_signed(int64_t a, const rt_exp_frame* frame) {
+  return frame->promote >= 0 ? rt_shl(a, frame->promote) : rt_rshr(a, -frame->promote);
+}
+
+static int di_sigmoid_row(const int64_t* a, size_t n, illm_rt_dyadic scale, const illm_rt_settings* st, int32_t* sigma,
+                          illm_rt_error* err) {
+  rt_exp_frame frame;
+  int64_t limit, abs_t, one;
+  size_t c;
+  int status;
+  if (n == 0) return ILLM_RT_OK;
+  status = di_exp_frame(scale.m, scale.k, &frame, err);
+  if (status) return status;
+  limit = (int64_t)1 << (61 - (frame.promote > 0 ? frame.promote : 0));
+  for (c = 0; c < n; ++c)
+    if (a[c] >= limit || a[c] <= -limit) return fail_i(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU sigmoid: argument ", a[c], " too large to promote");
+  abs_t = -frame.t;
+  one = (int64_t)1 << (st->sigmoid_bits - 1);
+  if (st->sigmoid_stable) {
+    for (c = 0; c < n; ++c) {
+      const int64_t x = promote_signed(a[c], &frame);
+      const int64_t e = di_exp(x < 0 ? x : -x, frame.t, st->exp_quadratic);
+      const int64_t numerator = x >= 0 ? abs_t : e;
+      sigma[c] = (int32_t)rt_fdiv(numerator * one, abs_t + e);
+    }
+  } else {
+    int64_t shared_max = 0, e_neg_max;
+    for (c = 0; c < n; ++c) {
+      const int64_t x = promote_signed(a[c], &frame);
+      if (x > shared_max) shared_max = x;
+    }
+    e_neg_max = di_exp(-shared_max, frame.t, st->exp_quadratic);
+    for (c = 0; c < n; ++c) {
+      const int64_t e = di_exp(promote_signed(a[c], &frame) - shared_max, frame.t, st->exp_quadratic);
+      sigma[c] = e + e_neg_max == 0 ? 0 : (int32_t)rt_fdiv(e * one, e + e_neg_max);
+    }
+  }
+  return ILLM_RT_OK;
+}
+
+static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
+                         const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, uint8_t* codes,
+                         rt_requant* result, illm_rt_error* err) {
+  illm_rt_dyadic sigmoid_scale;
+  int64_t mantissa_product, m_in, k_in;
+  int drop, status;
+  size_t c;
+  if (gate->scale.m < 1 || gate->scale.m >= ((int64_t)1 << 31) || up->scale.m < 1 || up->scale.m >= ((int64_t)1 << 31))
+    return fail(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU: input scale mantissa outside [1, 2^31)");
+  for (c = 0; c < n; ++c) row[c] = ((int64_t)gate->codes[c] - gate->zero_point) * rd_i32(inv_alpha.mantissa + 4 * c);
+  sigmoid_scale.m = gate->scale.m;
+  if ((int64_t)gate->scale.k + inv_alpha.exponent < INT32_MIN || (int64_t)gate->scale.k + inv_alpha.exponent > INT32_MAX)
+    return fail(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU: exponent out of range");
+  sigmoid_scale.k = (int32_t)(gate->scale.k + inv_alpha.exponent);
+  status = di_sigmoid_row(row, n, sigmoid_scale, st, sigma, err);
+  if (status) return status;
+  for (c = 0; c < n; ++c) {
+    const int64_t g = (int64_t)gate->codes[c] - gate->zero_point;
+    const int64_t u = (int64_t)up->codes[c] - up->zero_point;
+    row[c] = g * sigma[c] * u;
+  }
+  mantissa_product = gate->scale.m * up->scale.m; /* < 2^62 */
+  drop = rt_msb((uint64_t)mantissa_product) + 1 - st->mantissa_bits;
+  if (drop < 0) drop = 0;
+  m_in = rt_rshr(mantissa_product, drop);
+  k_in = (int64_t)gate->scale.k + up->scale.k + st->sigmoid_bits - 1 - drop;
+  if (k_in < INT32_MIN || k_in > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU: exponent out of range");
+  return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err);
+}
+
+/* ============================================================================================================
+ * Residual add, fused form (kernels/reference/residual.cpp): h (int16, scale s_h) + aligned accumulator d (scale
+ * s_d, zero point 0) -> DI_REQUANT_SYM to 16 bits, in place. */
+
+#define RT_TERM_BITS 61
+#define RT_RESIDUAL_BITS 16
+
+static int u128_bit_length(rt_u128 x) { return rt_u128_msb(x) + 1; }
+
+static int clamp_shift(int64_t s) { return (int)(s < -62 ? -62 : (s > 64 ? 64 : s)); }
+
+static int residual_add(int16_t* h, illm_rt_dyadic* s_h, const int64_t* d, illm_rt_dyadic s_d, size_t n,
+                        int mantissa_bits, int64_t* sum, illm_rt_error* err) {
+  uint64_t d_max = 0;
+  int64_t h_max = 0, k_d, k_common;
+  int shift_d = 0, headroom_h, headroom_d, shift_h_total, shift_d_total, status;
+  size_t c;
+  rt_requant r;
+  if (s_h->m < 1 || s_h->m >= ((int64_t)1 << 31) || s_d.m < 0 || s_d.m >= ((int64_t)1 << 31))
+    return fail(err, ILLM_RT_E_NUMERIC, "residual add: scale mantissa outside [1, 2^31)");
+  for (c = 0; c < n; ++c) {
+    if (d[c] > ((int64_t)1 << 62) || d[c] < -((int64_t)1 << 62))
+      return fail_ii(err, ILLM_RT_E_NUMERIC, "residual add: delta value ", d[c], " at column ", (int64_t)c, " outside +-2^62");
+    if (rt_abs_u64(d[c]) > d_max) d_max = rt_abs_u64(d[c]);
+  }
+  if (d_max > 0) {
+    const int by_value = rt_msb(d_max) - 39;
+    const int by_product = s_d.m > 0 ? rt_msb(d_max) + rt_msb((uint64_t)s_d.m) - 55 : 0;
+    shift_d = by_value > by_product ? by_value : by_product;
+    if (shift_d < 0) shift_d = 0;
+  }
+  k_d = (int64_t)s_d.k - shift_d;
+  for (c = 0; c < n; ++c) {
+    const int64_t a = h[c] < 0 ? -(int64_t)h[c] : (int64_t)h[c];
+    if (a > h_max) h_max = a;
+  }
+  headroom_h = RT_TERM_BITS - u128_bit_length(rt_u128_mul64((uint64_t)h_max, (uint64_t)s_h->m));
+  headroom_d = RT_TERM_BITS - u128_bit_length(rt_u128_mul64((uint64_t)(rt_rshr((int64_t)d_max, shift_d) + 1), (uint64_t)s_d.m));
+  k_common = rt_max64(s_h->k, k_d);
+  k_common = rt_min64(k_common, (int64_t)s_h->k + headroom_h);
+  k_common = rt_min64(k_common, k_d + headroom_d);
+  shift_h_total = clamp_shift((int64_t)s_h->k - k_common);
+  shift_d_total = clamp_shift(k_d - k_common);
+  for (c = 0; c < n; ++c) {
+    const int64_t a = rt_rshr((int64_t)h[c] * s_h->m, shift_h_total);
+    const int64_t b = rt_rshr(rt_mul(rt_rshr(d[c], shift_d), s_d.m), shift_d_total);
+    sum[c] = rt_add(a, b);
+  }
+  if (k_common < INT32_MIN || k_common > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "residual add: exponent out of range");
+  status = di_requant_symmetric(sum, n, 1, k_common, RT_RESIDUAL_BITS, mantissa_bits, h, CODES_I16, &r, err);
+  if (status) return status;
+  *s_h = r.scale;
+  return ILLM_RT_OK;
+}
+
+/* ============================================================================================================
+ * Attention (kernels/reference/attention.cpp) of one query head at position p over the cached keys 0..p. */
+
+typedef struct {
+  const uint8_t* codes;      /* [context][head_dim] */
+  const uint8_t* zero_points;/* [context] */
+  rt_scales scales;          /* [context] */
+} rt_kv_view;
+
+static int attention_head_row(const uint8_t* q, int64_t z_q, illm_rt_dyadic q_scale, const rt_kv_view* keys,
+                              const rt_kv_view* values, int32_t valid, int32_t d, illm_rt_dyadic clip,
+                              const illm_rt_settings* st, int64_t* logits, int64_t* shifted, int32_t* probs,
+                              int32_t* acc, int64_t* out, int32_t* out_exponent, illm_rt_error* err) {
+  int32_t key_exponent, value_exponent, j, c;
+  int64_t k_in, nu_max = 0, exponent;
+  int status;
+  if (q_scale.m < 1 || q_scale.m >= ((int64_t)1 << 31))
+    return fail_i(err, ILLM_RT_E_NUMERIC, "attention: query scale mantissa ", q_scale.m, " outside [1, 2^31)");
+  key_exponent = alignment_exponent(&keys->scales, (size_t)valid, st->mantissa_bits);
+  for (j = 0; j < valid; ++j) {
+    const uint8_t* k = keys->codes + (size_t)j * (size_t)d;
+    const int32_t z_k = keys->zero_points[j];
+    const int64_t mu = aligned_mantissa(scale_at(&keys->scales, (size_t)j), key_exponent);
+    int32_t dot = 0;
+    if (mu < 0) return alignment_fail(err, "attention keys", (size_t)j, scale_at(&keys->scales, (size_t)j).m, st->mantissa_bits);
+    for (c = 0; c < d; ++c) dot += ((int32_t)q[c] - (int32_t)z_q) * ((int32_t)k[c] - z_k);
+    logits[j] = (int64_t)dot * mu;
+  }
+  k_in = (int64_t)q_scale.k + key_exponent;
+  if (k_in < INT32_MIN || k_in > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "attention: logit exponent out of range");
+  status = di_clipped_softmax_row(logits, valid, q_scale.m, (int32_t)k_in, clip, st, shifted, probs, err);
+  if (status) return status;
+
+  /* Scale-ratio folding of the values' per-token scales into the probabilities, then the int32 P V. */
+  value_exponent = alignment_exponent(&values->scales, (size_t)valid, st->mantissa_bits);
+  for (j = 0; j < valid; ++j) {
+    const int64_t nu = aligned_mantissa(scale_at(&values->scales, (size_t)j), value_exponent);
+    if (nu < 0) return alignment_fail(err, "attention values", (size_t)j, scale_at(&values->scales, (size_t)j).m, st->mantissa_bits);
+    if (nu > nu_max) nu_max = nu;
+  }
+  if (nu_max < 1) return fail(err, ILLM_RT_E_NUMERIC, "attention: value scales have no non-zero mantissa");
+  for (c = 0; c < d; ++c) acc[c] = 0;
+  for (j = 0; j < valid; ++j) {
+    const int64_t nu = aligned_mantissa(scale_at(&values->scales, (size_t)j), value_exponent);
+    const int32_t w = (int32_t)rt_rdiv((int64_t)probs[j] * nu, nu_max);
+    const uint8_t* v = values->codes + (size_t)j * (size_t)d;
+    const int32_t z_v = values->zero_points[j];
+    if (w == 0) continue;
+    for (c = 0; c < d; ++c) acc[c] += w * ((int32_t)v[c] - z_v);
+  }
+  for (c = 0; c < d; ++c) out[c] = (int64_t)acc[c] * nu_max;
+  exponent = (int64_t)value_exponent + st->prob_bits - 1;
+  if (exponent < INT32_MIN || exponent > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "attention: output exponent out of range");
+  *out_exponent = (int32_t)exponent;
+  return ILLM_RT_OK;
+}
+
+/* All heads of one token brought to one exponent and requantized once (requantize_heads). */
+static int requantize_heads(const int64_t* values, const int32_t* exponents, int32_t heads, int32_t d, int out_bits,
+                            int mantissa_bits, int64_t* aligned, uint8_t* codes, rt_requant* result,
+                            illm_rt_error* err) {
+  int64_t common = INT64_MIN, cap = INT64_MAX;
+  int32_t h, c;
+  for (h = 0; h < heads; ++h) {
+    uint64_t max_abs = 0;
+    if (exponents[h] > common) common = exponents[h];
+    for (c = 0; c < d; ++c) {
+      const int64_t v = values[(size_t)h * (size_t)d + (size_t)c];
+      if (v >= ((int64_t)1 << 62) || v <= -((int64_t)1 << 62))
+        return fail_i(err, ILLM_RT_E_NUMERIC, "attention head requant: value outside +-2^62 in head ", h, "");
+      if (rt_abs_u64(v) > max_abs) max_abs = rt_abs_u64(v);
+    }
+    if (max_abs != 0) cap = rt_min64(cap, (int64_t)exponents[h] + 62 - rt_bit_length(max_abs));
+  }
+  common = rt_min64(common, cap);
+  if (common < INT32_MIN || common > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "attention head requant: exponent out of range");
+  for (h = 0; h < heads; ++h) {
+    const int64_t shift = common - exponents[h];
+    for (c = 0; c < d; ++c) {
+      const size_t i = (size_t)h * (size_t)d + (size_t)c;
+      aligned[i] = shift >= 0 ? rt_shl(values[i], shift > 64 ? 64 : (int)shift) : rt_rshr(values[i], (int)(-shift < 64 ? -shift : 64));
+    }
+  }
+  return di_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, CODES_U8, result, err);
+}
+
+/* ============================================================================================================
+ * Arena: the KV cache (codes, zero point and dyadic per (layer, KV head, K|V, position)) and the scratch of one
+ * token's forward pass. Regions are 16-byte aligned; the arena itself may have any alignment. */
+
+enum {
+  R_KV_CODES, R_KV_ZERO_POINTS, R_KV_SCALE_M, R_KV_SCALE_K,
+  R_RESIDUAL, R_CODES, R_CENTERED, R_ACC, R_ACC2, R_WORK64, R_WORK32, R_HEAD64,
+  R_Q_CODES, R_Q_ZERO_POINTS, R_Q_SCALE_M, R_Q_SCALE_K, R_GATE, R_UP,
+  R_ATT_LOGITS, R_ATT_SHIFTED, R_ATT_PROBS, R_ATT_ACC, R_HEAD_VALUES, R_HEAD_EXPONENTS, R_LOGITS,
+  R_COUNT
+};
+
+#define RT_REGION_ALIGN 16u
+
+static uint64_t max3(uint64_t a, uint64_t b, uint64_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+/* Region sizes in bytes; returns 0 when a size does not fit 64 bits (or the shape is not positive). */
+static int region_sizes(const illm_rt_shape* s, int32_t context, uint64_t sizes[R_COUNT]) {
+  const uint64_t hidden = (uint64_t)s->hidden, inter = (uint64_t)s->intermediate, d = (uint64_t)s->head_dim;
+  const uint64_t q_width = (uint64_t)s->n_heads * d, kv_width = (uint64_t)s->n_kv_heads * d;
+  const uint64_t heads = (uint64_t)s->n_heads, ctx = (uint64_t)context, vocab = (uint64_t)s->vocab;
+  const uint64_t slots = (uint64_t)s->n_layers * (uint64_t)s->n_kv_heads * 2u;
+  const uint64_t max_in = max3(hidden, q_width, inter), max_out = max3(max3(q_width, kv_width, hidden), inter, vocab);
+  rt_u128 kv_codes;
+  if (s->hidden < 1 || s->intermediate < 1 || s->head_dim < 1 || s->n_heads < 1 || s->n_kv_heads < 1 || s->vocab < 1 ||
+      s->n_layers < 0 || context < 1)
+    return 0;
+  kv_codes = rt_u128_mul64(slots * ctx, d); /* slots, ctx < 2^32 each after validation; checked below */
+  if (kv_codes.hi != 0 || (slots >> 32) != 0 || (ctx >> 32) != 0 || kv_codes.lo > ((uint64_t)1 << 60)) return 0;
+  sizes[R_KV_CODES] = kv_codes.lo;
+  sizes[R_KV_ZERO_POINTS] = slots * ctx;
+  sizes[R_KV_SCALE_M] = slots * ctx * 4u;
+  sizes[R_KV_SCALE_K] = slots * ctx * 4u;
+  sizes[R_RESIDUAL] = hidden * 2u;
+  sizes[R_CODES] = max_in;
+  sizes[R_CENTERED] = (max_in + 1) * 2u;
+  sizes[R_ACC] = max_out * 8u;
+  sizes[R_ACC2] = inter * 8u;
+  sizes[R_WORK64] = max_in * 8u;
+  sizes[R_WORK32] = max_in * 4u;
+  sizes[R_HEAD64] = d * 8u;
+  sizes[R_Q_CODES] = q_width;
+  sizes[R_Q_ZERO_POINTS] = heads * 4u;
+  sizes[R_Q_SCALE_M] = heads * 4u;
+  sizes[R_Q_SCALE_K] = heads * 4u;
+  sizes[R_GATE] = inter;
+  sizes[R_UP] = inter;
+  sizes[R_ATT_LOGITS] = ctx * 8u;
+  sizes[R_ATT_SHIFTED] = ctx * 8u;
+  sizes[R_ATT_PROBS] = ctx * 4u;
+  sizes[R_ATT_ACC] = d * 4u;
+  sizes[R_HEAD_VALUES] = q_width * 8u;
+  sizes[R_HEAD_EXPONENTS] = heads * 4u;
+  sizes[R_LOGITS] = vocab * 8u;
+  return 1;
+}
+
+/* Offsets (relative to the 16-byte aligned arena start) and the total; 0 on overflow. */
+static uint64_t plan_regions(const illm_rt_shape* s, int32_t context, size_t offsets[R_COUNT]) {
+  uint64_t sizes[R_COUNT], total = 0;
+  int r;
+  if (!region_sizes(s, context, sizes)) return 0;
+  for (r = 0; r < R_COUNT; ++r) {
+    total = (total + RT_REGION_ALIGN - 1) / RT_REGION_ALIGN * RT_REGION_ALIGN;
+    if (offsets) offsets[r] = (size_t)total;
+    if (sizes[r] > ((uint64_t)1 << 62) || total > ((uint64_t)1 << 62)) return 0;
+    total += sizes[r];
+  }
+  return total + RT_REGION_ALIGN; /* slack to align the caller's arena */
+}
+
+size_t illm_rt_arena_size_for_shape(const illm_rt_shape* shape, int32_t context) {
+  uint64_t total;
+  if (!shape || context < 1 || context > shape->max_positions) return 0;
+  total = plan_regions(shape, context, 0);
+  return total > (uint64_t)(size_t)-1 ? 0 : (size_t)total;
+}
+
+size_t illm_rt_arena_size(const illm_rt_model* model, int32_t context) {
+  if (!model) return 0;
+  return illm_rt_arena_size_for_shape(&model->shape, context == 0 ? model->default_context : context);
+}
+
+int illm_rt_session_init(illm_rt_session* session, const illm_rt_model* model, void* arena, size_t arena_size,
+                         int32_t context, illm_rt_error* err) {
+  size_t need, misalignment, r;
+  if (!session || !model || !arena) return fail(err, ILLM_RT_E_ARGUMENT, "session_init: NULL argument");
+  if (context == 0) context = model->default_context;
+  if (context < 1 || context > model->shape.max_positions)
+    return fail_ii(err, ILLM_RT_E_CONTEXT, "session context ", context, " outside [1, max_positions = ",
+                   model->shape.max_positions, "]");
+  need = illm_rt_arena_size(model, context);
+  if (need == 0) return fail(err, ILLM_RT_E_ARENA, "the arena size of this model does not fit this machine's size_t");
+  if (arena_size < need)
+    return fail_ii(err, ILLM_RT_E_ARENA, "arena of ", (int64_t)arena_size, " bytes is too small: this model needs ",
+                   (int64_t)need, " bytes (illm_rt_arena_size)");
+  session->model = model;
+  misalignment = (size_t)((uintptr_t)arena % RT_REGION_ALIGN);
+  session->arena = (uint8_t*)arena + (misalignment ? RT_REGION_ALIGN - misalignment : 0);
+  session->arena_size = arena_size;
+  session->context = context;
+  session->position = 0;
+  plan_regions(&model->shape, context, session->region);
+  for (r = R_COUNT; r < sizeof session->region / sizeof session->region[0]; ++r) session->region[r] = 0;
+  session->logits.values = (const int64_t*)(void*)(session->arena + session->region[R_LOGITS]);
+  session->logits.vocab = model->shape.vocab;
+  session->logits.scale.m = 1;
+  session->logits.scale.k = 0;
+  return ok(err);
+}
+
+void illm_rt_session_reset(illm_rt_session* session) {
+  if (session) session->position = 0;
+}
+
+#define REGION(session, r, type) ((type*)(void*)((session)->arena + (session)->region[r]))
+
+/* KV slot of (layer, KV head, 0 = keys | 1 = values). */
+static size_t kv_slot(const illm_rt_shape* s, int32_t layer, int32_t kv_head, int which) {
+  return ((size_t)layer * (size_t)s->n_kv_heads + (size_t)kv_head) * 2u + (size_t)which;
+}
+
+static rt_kv_view kv_view(const illm_rt_session* session, size_t slot) {
+  const size_t base = slot * (size_t)session->context;
+  rt_kv_view v;
+  v.codes = REGION(session, R_KV_CODES, uint8_t) + base * (size_t)session->model->shape.head_dim;
+  v.zero_points = REGION(session, R_KV_ZERO_POINTS, uint8_t) + base;
+  v.scales.pairs = 0;
+  v.scales.m = REGION(session, R_KV_SCALE_M, int32_t) + base;
+  v.scales.k = REGION(session, R_KV_SCALE_K, int32_t) + base;
+  return v;
+}
+
+/* Writes one quantized head vector (from DI_REQUANT) into a cache slot at `position`. */
+static void kv_store_meta(illm_rt_session* session, size_t slot, int32_t position, const rt_requant* r) {
+  const size_t i = slot * (size_t)session->context + (size_t)position;
+  REGION(session, R_KV_ZERO_POINTS, uint8_t)[i] = (uint8_t)r->zero_point;
+  REGION(session, R_KV_SCALE_M, int32_t)[i] = (int32_t)r->scale.m;
+  REGION(session, R_KV_SCALE_K, int32_t)[i] = r->scale.k;
+}
+
+static uint8_t* kv_codes_at(illm_rt_session* session, size_t slot, int32_t position) {
+  return REGION(session, R_KV_CODES, uint8_t) +
+         (slot * (size_t)session->context + (size_t)position) * (size_t)session->model->shape.head_dim;
+}
+
+/* ============================================================================================================
+ * The forward pass of one token (kernels/executor.cpp forward, one row). */
+
+/* q or k: accumulator -> int16 symmetric -> RoPE at `position` -> DI_REQUANT per head to a_bits.
+ * Head h's codes go to codes_of(h), its zero point and scale through store(h). */
+typedef struct {
+  illm_rt_session* session;
+  int32_t layer;
+  int is_key;
+} rt_head_sink;
+
+static void sink_head(const rt_head_sink* sink, int32_t h, const rt_requant* r) {
+  illm_rt_session* s = sink->session;
+  if (sink->is_key) {
+    kv_store_meta(s, kv_slot(&s->model->shape, sink->layer, h, 0), s->position, r);
+  } else {
+    REGION(s, R_Q_ZERO_POINTS, int32_t)[h] = (int32_t)r->zero_point;
+    REGION(s, R_Q_SCALE_M, int32_t)[h] = (int32_t)r->scale.m;
+    REGION(s, R_Q_SCALE_K, int32_t)[h] = r->scale.k;
+  }
+}
+
+static uint8_t* sink_codes(const rt_head_sink* sink, int32_t h) {
+  illm_rt_session* s = sink->session;
+  return sink->is_key ? kv_codes_at(s, kv_slot(&s->model->shape, sink->layer, h, 0), s->position)
+                      : REGION(s, R_Q_CODES, uint8_t) + (size_t)h * (size_t)s->model->shape.head_dim;
+}
+
+static int rope_heads(illm_rt_session* s, const int64_t* acc, illm_rt_dyadic acc_scale, int32_t heads,
+                      const rt_head_sink* sink, illm_rt_error* err) {
+  const illm_rt_model* m = s->model;
+  const int32_t d = m->shape.head_dim, width = heads * d;
+  int32_t* rotated = REGION(s, R_WORK32, int32_t);
+  int64_t* head = REGION(s, R_HEAD64, int64_t);
+  rt_requant q16, r;
+  int32_t h, c;
+  int status = di_requant_symmetric(acc, (size_t)width, acc_scale.m, acc_scale.k, 16, m->settings.mantissa_bits,
+                                    rotated, CODES_I32, &q16, err);
+  if (status) return status;
+  rope_rotate_row(rotated, width, d, s->position, m);
+  for (h = 0; h < heads; ++h) {
+    for (c = 0; c < d; ++c) head[c] = rotated[h * d + c];
+    status = di_requant(head, (size_t)d, q16.scale.m, q16.scale.k, m->settings.a_bits, m->settings.mantissa_bits,
+                        sink_codes(sink, h), CODES_U8, &r, err);
+    if (status) return status;
+    sink_head(sink, h, &r);
+  }
+  return ILLM_RT_OK;
+}
+
+static rt_channels layer_channels(const illm_rt_model* m, int32_t layer, int kind, int scalar) {
+  rt_channels c;
+  c.mantissa = layer_tensor(m, layer, kind).p;
+  c.exponent = layer_scalar(m, layer, scalar);
+  return c;
+}
+
+static rt_row row_of(const uint8_t* codes, int bits, const rt_requant* r) {
+  rt_row x;
+  x.codes = codes;
+  x.bits = bits;
+  x.zero_point = r->zero_point;
+  x.scale = r->scale;
+  return x;
+}
+
+/* x = DI-Norm(h) -> codes in R_CODES with their zero point and scale. */
+static int norm_into(illm_rt_session* s, const illm_rt_dyadic* s_h, rt_channels gamma, int bits, rt_row* x,
+                     illm_rt_error* err) {
+  const illm_rt_model* m = s->model;
+  rt_requant r;
+  int status = di_norm_row(REGION(s, R_RESIDUAL, int16_t), (size_t)m->shape.hidden, *s_h, gamma, m->norm_eps,
+                           &m->settings, bits, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, err);
+  if (status) return status;
+  *x = row_of(REGION(s, R_CODES, uint8_t), bits, &r);
+  return ILLM_RT_OK;
+}
+
+/* y = DI-MatMul(x, layer linear `which`) requantized per row to out_bits codes (gate_proj, up_proj). */
+static int linear_to_codes(illm_rt_session* s, int32_t l, int which, const rt_row* x, int out_bits, int64_t* acc,
+                           uint8_t* codes, rt_row* y, illm_rt_error* err) {
+  const illm_rt_model* m = s->model;
+  const rt_linear w = layer_linear(m, l, which);
+  illm_rt_dyadic acc_scale;
+  rt_requant r;
+  int status = linear_accumulate(&w, x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t), acc, &acc_scale,
+                                 kLinearNames[which], err);
+  if (!status)
+    status = di_requant(acc, (size_t)w.out, acc_scale.m, acc_scale.k, out_bits, m->settings.mantissa_bits, codes,
+                        CODES_U8, &r, err);
+  if (!status) *y = row_of(codes, out_bits, &r);
+  return status;
+}
+
+/* h += DI-MatMul(x, layer linear `which`): the aligned accumulator goes straight into the residual add (fused
+ * epilogue; o_proj, down_proj). */
+static int linear_into_residual(illm_rt_session* s, int32_t l, int which, const rt_row* x, illm_rt_dyadic* s_h,
+                                illm_rt_error* err) {
+  const illm_rt_model* m = s->model;
+  const rt_linear w = layer_linear(m, l, which);
+  int64_t* acc = REGION(s, R_ACC, int64_t);
+  illm_rt_dyadic acc_scale;
+  int status = linear_accumulate(&w, x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t), acc, &acc_scale,
+                                 kLinearNames[which], err);
+  if (!status)
+    status = residual_add(REGION(s, R_RESIDUAL, int16_t), s_h, acc, acc_scale, (size_t)m->shape.hidden,
+                          m->settings.mantissa_bits, REGION(s, R_WORK64, int64_t), err);
+  return status;
+}
+
+static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, illm_rt_error* err) {
+  const illm_rt_model* m = s->model;
+  const illm_rt_shape* S = &m->shape;
+  const illm_rt_settings* st = &m->settings;
+  const int b_m = st->mantissa_bits, a_bits = st->a_bits;
+  const int32_t d = S->head_dim, group = S->n_heads / S->n_kv_heads;
+  int64_t* acc = REGION(s, R_ACC, int64_t);
+  int16_t* centered = REGION(s, R_CENTERED, int16_t);
+  illm_rt_dyadic acc_scale, clip;
+  rt_linear w;
+  rt_row x, gate, up;
+  rt_requant r;
+  rt_head_sink sink;
+  int32_t h;
+  int status;
+
+  /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. */
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, err);
+  if (status) return status;
+  sink.session = s;
+  sink.layer = l;
+  w = layer_linear(m, l, LIN_Q);
+  sink.is_key = 0;
+  status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "q_proj", err);
+  if (!status) status = rope_heads(s, acc, acc_scale, S->n_heads, &sink, err);
+  if (status) return status;
+  w = layer_linear(m, l, LIN_K);
+  sink.is_key = 1;
+  status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "k_proj", err);
+  if (!status) status = rope_heads(s, acc, acc_scale, S->n_kv_heads, &sink, err);
+  if (status) return status;
+  w = layer_linear(m, l, LIN_V);
+  status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "v_proj", err);
+  if (status) return status;
+  for (h = 0; h < S->n_kv_heads; ++h) {
+    const size_t slot = kv_slot(S, l, h, 1);
+    status = di_requant(acc + (size_t)h * (size_t)d, (size_t)d, acc_scale.m, acc_scale.k, a_bits, b_m,
+                        kv_codes_at(s, slot, s->position), CODES_U8, &r, err);
+    if (status) return status;
+    kv_store_meta(s, slot, s->position, &r);
+  }
+
+  clip.m = layer_scalar(m, l, 3);
+  clip.k = (int32_t)layer_scalar(m, l, 4);
+  for (h = 0; h < S->n_heads; ++h) {
+    const rt_kv_view keys = kv_view(s, kv_slot(S, l, h / group, 0)), values = kv_view(s, kv_slot(S, l, h / group, 1));
+    illm_rt_dyadic q_scale;
+    q_scale.m = REGION(s, R_Q_SCALE_M, int32_t)[h];
+    q_scale.k = REGION(s, R_Q_SCALE_K, int32_t)[h];
+    status = attention_head_row(REGION(s, R_Q_CODES, uint8_t) + (size_t)h * (size_t)d,
+                                REGION(s, R_Q_ZERO_POINTS, int32_t)[h], q_scale, &keys, &values, s->position + 1, d,
+                                clip, st, REGION(s, R_ATT_LOGITS, int64_t), REGION(s, R_ATT_SHIFTED, int64_t),
+                                REGION(s, R_ATT_PROBS, int32_t), REGION(s, R_ATT_ACC, int32_t),
+                                REGION(s, R_HEAD_VALUES, int64_t) + (size_t)h * (size_t)d,
+                                REGION(s, R_HEAD_EXPONENTS, int32_t) + h, err);
+    if (status) return status;
+  }
+  status = requantize_heads(REGION(s, R_HEAD_VALUES, int64_t), REGION(s, R_HEAD_EXPONENTS, int32_t), S->n_heads, d,
+                            a_bits, b_m, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, err);
+  if (status) return status;
+  x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
+  status = linear_into_residual(s, l, LIN_O, &x, s_h, err);
+  if (status) return status;
+
+  /* MLP half: DI-Norm -> gate/up DI-MatMul (swiglu_in_bits codes) -> DI-SwiGLU -> down_proj -> residual add. */
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, err);
+  if (!status) status = linear_to_codes(s, l, LIN_GATE, &x, st->swiglu_in_bits, acc, REGION(s, R_GATE, uint8_t), &gate, err);
+  if (!status)
+    status = linear_to_codes(s, l, LIN_UP, &x, st->swiglu_in_bits, REGION(s, R_ACC2, int64_t), REGION(s, R_UP, uint8_t), &up, err);
+  if (status) return status;
+  status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
+                         a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t),
+                         REGION(s, R_CODES, uint8_t), &r, err);
+  if (status) return status;
+  x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
+  return linear_into_residual(s, l, LIN_DOWN, &x, s_h, err);
+}
+
+int illm_rt_forward(illm_rt_session* s, int32_t token, illm_rt_error* err) {
+  const illm_rt_model* m;
+  const illm_rt_shape* S;
+  rt_tensor embed;
+  illm_rt_dyadic s_h, logit_scale;
+  rt_row x;
+  rt_linear head;
+  rt_channels final_norm;
+  int16_t* h;
+  int32_t l, c;
+  int status;
+  if (!s || !s->model) return fail(err, ILLM_RT_E_ARGUMENT, "forward: NULL session");
+  m = s->model;
+  S = &m->shape;
+  if (token < 0 || token >= S->vocab)
+    return fail_ii(err, ILLM_RT_E_TOKEN, "token id ", token, " outside the model's vocabulary [0, ", S->vocab, ")");
+  if (s->position >= s->context)
+    return fail_ii(err, ILLM_RT_E_CONTEXT, "position ", s->position, " passes the session's context of ", s->context,
+                   " positions");
+
+  /* Embedding rows are already a per-token quantized int16 residual. */
+  embed = global_tensor(m, ILLM_RT_T_EMBED_CODES);
+  h = REGION(s, R_RESIDUAL, int16_t);
+  for (c = 0; c < S->hidden; ++c) {
+    const size_t i = (size_t)token * (size_t)S->hidden + (size_t)c;
+    h[c] = embed.dtype == ILLM_RT_DT_I8 ? (int16_t)(int8_t)(embed.p[i] >= 128 ? (int)embed.p[i] - 256 : (int)embed.p[i])
+                                        : rd_i16(embed.p + 2 * i);
+  }
+  s_h = dyadic_at(global_tensor(m, ILLM_RT_T_EMBED_SCALES).p, (size_t)token);
+
+  for (l = 0; l < S->n_layers; ++l) {
+    status = forward_layer(s, l, &s_h, err);
+    if (status) return status;
+  }
+
+  /* Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits. */
+  final_norm.mantissa = global_tensor(m, ILLM_RT_T_FINAL_NORM).p;
+  final_norm.exponent = m->final_norm_exponent;
+  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, err);
+  if (status) return status;
+  head = head_linear(m);
+  status = linear_accumulate(&head, &x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t),
+                             REGION(s, R_LOGITS, int64_t), &logit_scale, "lm_head", err);
+  if (status) return status;
+  s->logits.values = REGION(s, R_LOGITS, int64_t);
+  s->logits.scale = logit_scale;
+  s->logits.vocab = S->vocab;
+  s->position += 1;
+  return ok(err);
+}
+
+int32_t illm_rt_argmax(const illm_rt_logits* logits) {
+  int32_t best = 0, v;
+  if (!logits || !logits->values || logits->vocab < 1) return -1;
+  for (v = 1; v < logits->vocab; ++v)
+    if (logits->values[v] > logits->values[best]) best = v; /* strict: ties keep the lowest id */
+  return best;
+}
+
+int illm_rt_generate(illm_rt_session* s, const int32_t* prompt, int32_t n_prompt, int32_t max_tokens,
+                     int32_t* out_ids, illm_rt_generation* result, illm_rt_token_callback callback, void* user,
+                     illm_rt_error* err) {
+  int32_t i;
+  int status;
+  if (!s || !s->model || !prompt || !result || (max_tokens > 0 && !out_ids))
+    return fail(err, ILLM_RT_E_ARGUMENT, "generate: NULL argument");
+  result->generated = 0;
+  result->prompt_tokens = n_prompt;
+  result->stopped_at_eos = 0;
+  if (n_prompt < 1) return fail(err, ILLM_RT_E_ARGUMENT, "generation needs a prompt of at least one token");
+  if (max_tokens < 0) return fail(err, ILLM_RT_E_ARGUMENT, "max_tokens must be >= 0");
+  if (n_prompt >= s->context)
+    return fail_ii(err, ILLM_RT_E_CONTEXT, "the prompt has ", n_prompt, " tokens; the context allows ", s->context,
+                   " positions");
+  for (i = 0; i < n_prompt; ++i)
+    if (prompt[i] < 0 || prompt[i] >= s->model->shape.vocab)
+      return fail_ii(err, ILLM_RT_E_TOKEN, "prompt token id ", prompt[i], " is outside the model's vocabulary [0, ",
+                     s->model->shape.vocab, ")");
+  illm_rt_session_reset(s);
+  for (i = 0; i < n_prompt; ++i) {
+    status = illm_rt_forward(s, prompt[i], err);
+    if (status) return status;
+  }
+  for (i = 0; i < max_tokens; ++i) {
+    const int32_t next = illm_rt_argmax(&s->logits);
+    if (next == s->model->shape.eos_id) {
+      result->stopped_at_eos = 1;
+      break;
+    }
+    out_ids[result->generated++] = next;
+    if (callback && callback(user, next) != 0) break;
+    if (i + 1 == max_tokens || s->position >= s->context) break;
+    status = illm_rt_forward(s, next, err);
+    if (status) return status;
+  }
+  return ok(err);
+}
+
+/* ============================================================================================================
+ * Loading: header, checksum, tensor table, then the value checks of validate_quantized_model (kernels/executor.cpp). */
+
+typedef struct {
+  int kind;
+  uint32_t layer;
+  int dtype;
+  uint64_t rows, cols;
+} rt_expected;
+
+static uint64_t element_bytes(int dtype) {
+  switch (dtype) {
+    case ILLM_RT_DT_U8: case ILLM_RT_DT_I8: return 1;
+    case ILLM_RT_DT_I16: return 2;
+    case ILLM_RT_DT_I32: case ILLM_RT_DT_U32: return 4;
+    case ILLM_RT_DT_I64: return 8;
+    default: return 0;
+  }
+}
+
+/* Bytes of a [rows][cols] tensor (U4: each row packed on its own); 0 with *overflow set when it passes 2^62. */
+static uint64_t tensor_bytes(int dtype, uint64_t rows, uint64_t cols, int* overflow) {
+  const uint64_t row_bytes = dtype == ILLM_RT_DT_U4 ? (cols + 1) / 2 : cols * element_bytes(dtype);
+  const rt_u128 total = rt_u128_mul64(rows, row_bytes);
+  if (total.hi != 0 || total.lo > ((uint64_t)1 << 62) || cols > ((uint64_t)1 << 40)) {
+    *overflow = 1;
+    return 0;
+  }
+  return total.lo;
+}
+
+static const char* kind_name(int kind) {
+  static const char* const globals[ILLM_RT_GLOBAL_TENSORS] = {
+      "embed_codes", "embed_scales", "rope_cos", "rope_sin", "final_norm", "lm_head.codes", "lm_head.zero_points",
+      "lm_head.scales", "layer_scalars"};
+  static const char* const layer_parts[3] = {"attn_norm", "ffn_norm", "swiglu_inv_alpha"};
+  static const char* const tokenizer[ILLM_RT_TOKENIZER_TENSORS] = {
+      "tokenizer.params", "tokenizer.piece_offsets", "tokenizer.piece_bytes", "tokenizer.piece_types",
+      "tokenizer.piece_ranks", "tokenizer.sorted_ids", "tokenizer.unk_surface"};
+  if (kind >= 1 && kind <= ILLM_RT_GLOBAL_TENSORS) return globals[kind - 1];
+  if (kind >= ILLM_RT_T_ATTN_NORM && kind < ILLM_RT_T_LINEAR_FIRST) return layer_parts[kind - ILLM_RT_T_ATTN_NORM];
+  if (kind >= ILLM_RT_T_LINEAR_FIRST && kind < ILLM_RT_T_ATTN_NORM + ILLM_RT_LAYER_TENSORS)
+    return kLinearNames[(kind - ILLM_RT_T_LINEAR_FIRST) / 3];
+  if (kind >= ILLM_RT_T_TOK_PARAMS && kind < ILLM_RT_T_TOK_PARAMS + ILLM_RT_TOKENIZER_TENSORS)
+    return tokenizer[kind - ILLM_RT_T_TOK_PARAMS];
+  return "tensor";
+}
+
+static int entry_fail(illm_rt_error* err, uint32_t index, const rt_expected* want, const char* what, int64_t got,
+                      int64_t expected) {
+  rt_msg m = msg_begin(err, ILLM_RT_E_LAYOUT);
+  msg_s(&m, "model.bin: tensor ");
+  msg_i(&m, index);
+  msg_s(&m, " (");
+  if (want->layer != ILLM_RT_NO_LAYER) {
+    msg_s(&m, "layers[");
+    msg_i(&m, want->layer);
+    msg_s(&m, "].");
+  }
+  msg_s(&m, kind_name(want->kind));
+  if (want->kind >= ILLM_RT_T_LINEAR_FIRST && want->kind < ILLM_RT_T_ATTN_NORM + ILLM_RT_LAYER_TENSORS) {
+    static const char* const parts[3] = {".codes", ".zero_points", ".scales"};
+    msg_s(&m, parts[(want->kind - ILLM_RT_T_LINEAR_FIRST) % 3]);
+  }
+  msg_s(&m, "): ");
+  msg_s(&m, what);
+  msg_s(&m, " ");
+  msg_i(&m, got);
+  if (expected >= 0) {
+    msg_s(&m, ", expected ");
+    msg_i(&m, expected);
+  }
+  return ILLM_RT_E_LAYOUT;
+}
+
+/* Entry `index` must be the expected tensor, inside the file, aligned, and exactly as large as its shape. The
+ * tokenizer's byte tensors have a free length (want->rows == UINT64_MAX: any). */
+static int check_entry(const illm_rt_model* m, uint32_t index, const rt_expected* want, uint64_t table_end,
+                       illm_rt_error* err) {
+  const uint8_t* e = m->data + (size_t)m->tensor_table + (size_t)index * ILLM_RT_TENSOR_ENTRY_SIZE;
+  const uint64_t offset = rd_u64(e + ILLM_RT_ENT_OFFSET), size = rd_u64(e + ILLM_RT_ENT_SIZE);
+  const uint64_t rows = rd_u32(e + ILLM_RT_ENT_ROWS), cols = rd_u32(e + ILLM_RT_ENT_COLS);
+  int overflow = 0;
+  uint64_t expected_size;
+  if (rd_u16(e + ILLM_RT_ENT_KIND) != want->kind) return entry_fail(err, index, want, "has kind", rd_u16(e + ILLM_RT_ENT_KIND), want->kind);
+  if (rd_u16(e + ILLM_RT_ENT_LAYER) != want->layer) return entry_fail(err, index, want, "has layer", rd_u16(e + ILLM_RT_ENT_LAYER), want->layer);
+  if (e[ILLM_RT_ENT_DTYPE] != want->dtype) return entry_fail(err, index, want, "has element type", e[ILLM_RT_ENT_DTYPE], want->dtype);
+  if (e[ILLM_RT_ENT_FLAGS] != 0) return entry_fail(err, index, want, "has unsupported flags", e[ILLM_RT_ENT_FLAGS], 0);
+  if (want->rows != UINT64_MAX && rows != want->rows) return entry_fail(err, index, want, "has rows", (int64_t)rows, (int64_t)want->rows);
+  if (cols != want->cols) return entry_fail(err, index, want, "has columns", (int64_t)cols, (int64_t)want->cols);
+  expected_size = tensor_bytes(want->dtype, rows, cols, &overflow);
+  if (overflow || size != expected_size)
+    return entry_fail(err, index, want, "has size", (int64_t)(size > (uint64_t)INT64_MAX ? INT64_MAX : size), (int64_t)expected_size);
+  if (offset % ILLM_RT_ALIGNMENT != 0) return entry_fail(err, index, want, "offset is not 64-byte aligned:", (int64_t)(offset & 0x7FFFFFFFFFFFFFFFu), -1);
+  if (offset < table_end || offset > m->size || size > m->size - offset)
+    return entry_fail(err, index, want, "lies outside the file: offset", (int64_t)(offset & 0x7FFFFFFFFFFFFFFFu), -1);
+  return ILLM_RT_OK;
+}
+
+static rt_expected expected(int kind, uint32_t layer, int dtype, uint64_t rows, uint64_t cols) {
+  rt_expected e;
+  e.kind = kind;
+  e.layer = layer;
+  e.dtype = dtype;
+  e.rows = rows;
+  e.cols = cols;
+  return e;
+}
+
+static int check_table(const illm_rt_model* m, illm_rt_error* err) {
+  const illm_rt_shape* S = &m->shape;
+  const illm_rt_settings* st = &m->settings;
+  const uint64_t table_end = m->tensor_table + (uint64_t)m->tensor_count * ILLM_RT_TENSOR_ENTRY_SIZE;
+  const uint64_t q_width = (uint64_t)S->n_heads * (uint64_t)S->head_dim, kv_width = (uint64_t)S->n_kv_heads * (uint64_t)S->head_dim;
+  const uint64_t outs[ILLM_RT_LINEARS] = {q_width, kv_width, kv_width, (uint64_t)S->hidden, (uint64_t)S->intermediate,
+                                         (uint64_t)S->intermediate, (uint64_t)S->hidden};
+  const uint64_t ins[ILLM_RT_LINEARS] = {(uint64_t)S->hidden, (uint64_t)S->hidden, (uint64_t)S->hidden, q_width,
+                                        (uint64_t)S->hidden, (uint64_t)S->hidden, (uint64_t)S->intermediate};
+  const int w_codes = st->w_bits <= 4 ? ILLM_RT_DT_U4 : ILLM_RT_DT_U8;
+  const uint32_t G = ILLM_RT_NO_LAYER;
+  rt_expected globals[ILLM_RT_GLOBAL_TENSORS];
+  uint32_t i, l;
+  int status, j;
+  globals[0] = expected(ILLM_RT_T_EMBED_CODES, G, st->embed_bits <= 8 ? ILLM_RT_DT_I8 : ILLM_RT_DT_I16, (uint64_t)S->vocab, (uint64_t)S->hidden);
+  globals[1] = expected(ILLM_RT_T_EMBED_SCALES, G, ILLM_RT_DT_I32, (uint64_t)S->vocab, 2);
+  globals[2] = expected(ILLM_RT_T_ROPE_COS, G, ILLM_RT_DT_I16, (uint64_t)S->max_positions, (uint64_t)S->head_dim / 2);
+  globals[3] = expected(ILLM_RT_T_ROPE_SIN, G, ILLM_RT_DT_I16, (uint64_t)S->max_positions, (uint64_t)S->head_dim / 2);
+  globals[4] = expected(ILLM_RT_T_FINAL_NORM, G, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
+  globals[5] = expected(ILLM_RT_T_LM_HEAD_CODES, G, st->head_bits <= 4 ? ILLM_RT_DT_U4 : ILLM_RT_DT_U8, (uint64_t)S->vocab, (uint64_t)S->hidden);
+  globals[6] = expected(ILLM_RT_T_LM_HEAD_ZERO_POINTS, G, ILLM_RT_DT_U8, (uint64_t)S->vocab, 1);
+  globals[7] = expected(ILLM_RT_T_LM_HEAD_SCALES, G, ILLM_RT_DT_I32, (uint64_t)S->vocab, 2);
+  globals[8] = expected(ILLM_RT_T_LAYER_SCALARS, G, ILLM_RT_DT_I64, (uint64_t)S->n_layers, ILLM_RT_LAYER_SCALAR_COUNT);
+  for (i = 0; i < ILLM_RT_GLOBAL_TENSORS; ++i) {
+    status = check_entry(m, i, &globals[i], table_end, err);
+    if (status) return status;
+  }
+  for (l = 0; l < (uint32_t)S->n_layers; ++l) {
+    rt_expected want = expected(ILLM_RT_T_ATTN_NORM, l, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
+    status = check_entry(m, layer_entry((int32_t)l, ILLM_RT_T_ATTN_NORM), &want, table_end, err);
+    if (status) return status;
+    want = expected(ILLM_RT_T_FFN_NORM, l, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
+    status = check_entry(m, layer_entry((int32_t)l, ILLM_RT_T_FFN_NORM), &want, table_end, err);
+    if (status) return status;
+    want = expected(ILLM_RT_T_SWIGLU_INV_ALPHA, l, ILLM_RT_DT_I32, (uint64_t)S->intermediate, 1);
+    status = check_entry(m, layer_entry((int32_t)l, ILLM_RT_T_SWIGLU_INV_ALPHA), &want, table_end, err);
+    if (status) return status;
+    for (j = 0; j < ILLM_RT_LINEARS; ++j) {
+      const int base = ILLM_RT_T_LINEAR_FIRST + 3 * j;
+      rt_expected parts[3];
+      int part;
+      parts[0] = expected(base, l, w_codes, outs[j], ins[j]);
+      parts[1] = expected(base + 1, l, ILLM_RT_DT_U8, outs[j], 1);
+      parts[2] = expected(base + 2, l, ILLM_RT_DT_I32, outs[j], 2);
+      for (part = 0; part < 3; ++part) {
+        status = check_entry(m, layer_entry((int32_t)l, base + part), &parts[part], table_end, err);
+        if (status) return status;
+      }
+    }
+  }
+  if (m->optional_features & ILLM_RT_FEATURE_TOKENIZER) {
+    const uint32_t first = m->tok_first_tensor;
+    rt_tensor params;
+    uint64_t vocab;
+    rt_expected want = expected(ILLM_RT_T_TOK_PARAMS, G, ILLM_RT_DT_I32, ILLM_RT_TOK_PARAM_COUNT, 1);
+    status = check_entry(m, first, &want, table_end, err);
+    if (status) return status;
+    params = tensor_at(m, first);
+    if (rd_i32(params.p) < 1 || rd_i32(params.p) > (1 << 24))
+      return fail_i(err, ILLM_RT_E_INVALID, "model.bin: tokenizer vocabulary size ", rd_i32(params.p), " outside [1, 2^24]");
+    vocab = (uint64_t)rd_i32(params.p);
+    {
+      rt_expected tok[ILLM_RT_TOKENIZER_TENSORS - 1];
+      tok[0] = expected(ILLM_RT_T_TOK_PIECE_OFFSETS, G, ILLM_RT_DT_U32, vocab + 1, 1);
+      tok[1] = expected(ILLM_RT_T_TOK_PIECE_BYTES, G, ILLM_RT_DT_U8, UINT64_MAX, 1);
+      tok[2] = expected(ILLM_RT_T_TOK_PIECE_TYPES, G, ILLM_RT_DT_U8, vocab, 1);
+      tok[3] = expected(ILLM_RT_T_TOK_PIECE_RANKS, G, ILLM_RT_DT_I32, vocab, 1);
+      tok[4] = expected(ILLM_RT_T_TOK_SORTED_IDS, G, ILLM_RT_DT_U32, vocab, 1);
+      tok[5] = expected(ILLM_RT_T_TOK_UNK_SURFACE, G, ILLM_RT_DT_U8, UINT64_MAX, 1);
+      for (i = 0; i < ILLM_RT_TOKENIZER_TENSORS - 1; ++i) {
+        status = check_entry(m, first + 1 + i, &tok[i], table_end, err);
+        if (status) return status;
+      }
+    }
+  }
+  return ILLM_RT_OK;
+}
+
+static int check_shape_and_settings(const illm_rt_model* m, illm_rt_error* err) {
+  const illm_rt_shape* s = &m->shape;
+  const illm_rt_settings* st = &m->settings;
+  int64_t q_a;
+  int status;
+#define RT_CHECK(name, value, lo, hi) \
+  if ((status = check_range(err, name, (value), (lo), (hi))) != ILLM_RT_OK) return status
+  RT_CHECK("shape.hidden", s->hidden, 1, 32768);
+  RT_CHECK("shape.n_heads", s->n_heads, 1, 4096);
+  RT_CHECK("shape.n_kv_heads", s->n_kv_heads, 1, s->n_heads);
+  if (s->n_heads % s->n_kv_heads != 0)
+    return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: shape.n_kv_heads = ", s->n_kv_heads, " does not divide n_heads = ", s->n_heads, "");
+  RT_CHECK("shape.head_dim", s->head_dim, 2, 32768);
+  if (s->head_dim % 2 != 0) return fail_i(err, ILLM_RT_E_INVALID, "model.bin: shape.head_dim = ", s->head_dim, " is odd (RoPE pairs channels)");
+  RT_CHECK("shape.intermediate", s->intermediate, 1, 1 << 20);
+  RT_CHECK("shape.n_layers", s->n_layers, 0, 4096);
+  RT_CHECK("shape.vocab", s->vocab, 1, 1 << 24);
+  RT_CHECK("shape.max_positions", s->max_positions, 1, 1 << 24);
+  RT_CHECK("settings.w_bits", st->w_bits, 2, 8);
+  RT_CHECK("settings.a_bits", st->a_bits, 2, 8);
+  RT_CHECK("settings.mantissa_bits", st->mantissa_bits, 1, 24);
+  RT_CHECK("settings.softmax_in_bits", st->softmax_in_bits, 1, 16);
+  RT_CHECK("settings.prob_bits", st->prob_bits, 1, 31);
+  RT_CHECK("settings.sigmoid_bits", st->sigmoid_bits, 1, 30);
+  RT_CHECK("settings.swiglu_in_bits", st->swiglu_in_bits, 2, 8);
+  RT_CHECK("settings.norm_frac_bits", st->norm_frac_bits, 1, 20);
+  RT_CHECK("settings.head_bits", st->head_bits, 2, 8);
+  RT_CHECK("settings.embed_bits", st->embed_bits, 2, 16);
+  RT_CHECK("settings.exp_quadratic", st->exp_quadratic, 0, 1);
+  RT_CHECK("settings.sigmoid_stable", st->sigmoid_stable, 0, 1);
+  RT_CHECK("settings.paper_conformance", st->paper_conformance, 0, 1);
+  q_a = ((int64_t)1 << st->a_bits) - 1;
+  if (!fits_int32_accumulator(s->head_dim, q_a, q_a))
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: shape.head_dim = ", s->head_dim, " overflows the int32 Q K accumulator");
+  if (((int64_t)1 << (st->prob_bits - 1)) * q_a > 2147483647)
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.prob_bits = ", st->prob_bits, " overflows the int32 P V accumulator");
+  RT_CHECK("norm_eps.m", m->norm_eps.m, 0, ((int64_t)1 << 40) - 1);
+  RT_CHECK("norm_eps.k", m->norm_eps.k, -64, 160);
+  RT_CHECK("rope_frac_bits", m->rope_frac_bits, 1, 14);
+  RT_CHECK("final_norm.exponent", m->final_norm_exponent, -64, 96);
+#undef RT_CHECK
+  return ILLM_RT_OK;
+}
+
+static int check_channel_vector(const rt_name* name, const uint8_t* mantissa, int32_t n, int64_t exponent, int64_t lo,
+                                int64_t hi, illm_rt_error* err) {
+  int32_t c;
+  for (c = 0; c < n; ++c) {
+    const int64_t v = rd_i32(mantissa + 4 * (size_t)c);
+    if (v < lo || v > hi) return fail_range(err, ILLM_RT_E_INVALID, name, ".mantissa", c, v, lo, hi);
+  }
+  if (exponent < -64 || exponent > 96) return fail_range(err, ILLM_RT_E_INVALID, name, ".exponent", -1, exponent, -64, 96);
+  return ILLM_RT_OK;
+}
+
+static int check_linear_values(const rt_linear* w, const rt_name* name, int32_t input_bits, int mantissa_bits,
+                               illm_rt_error* err) {
+  const int64_t q = ((int64_t)1 << w->bits) - 1, q_in = ((int64_t)1 << input_bits) - 1;
+  rt_scales scales;
+  int32_t exponent, j, c;
+  rt_u128 worst;
+  for (j = 0; j < w->out; ++j) {
+    const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
+    const illm_rt_dyadic s = dyadic_at(w->scales, (size_t)j);
+    if (q != (w->packed ? 15 : 255)) /* else every stored value is a valid code */
+      for (c = 0; c < w->in; ++c) {
+        const int32_t code = weight_code(w, j, c);
+        if (code > q) return fail_range(err, ILLM_RT_E_INVALID, name, ".codes", (int64_t)j * w->in + c, code, 0, q);
+      }
+    if (w->packed && (w->in & 1) && (row[w->row_bytes - 1] >> 4) != 0)
+      return fail_range(err, ILLM_RT_E_INVALID, name, ".codes padding nibble of row", j, row[w->row_bytes - 1] >> 4, 0, 0);
+    if (w->zero_points[j] > q) return fail_range(err, ILLM_RT_E_INVALID, name, ".zero_points", j, w->zero_points[j], 0, q);
+    if (s.m < 1 || s.m > ((int64_t)1 << 24) - 1)
+      return fail_range(err, ILLM_RT_E_INVALID, name, ".scales.m", j, s.m, 1, ((int64_t)1 << 24) - 1);
+  }
+  /* Section 3.6: the aligned accumulator P' = P mu (mu < 2^24) must fit int64 for this reduction length. */
+  worst = rt_u128_shl(rt_u128_mul64((uint64_t)w->in * (uint64_t)q_in, (uint64_t)q), RT_ALIGNED_MANTISSA_BITS);
+  if (worst.hi != 0 || worst.lo >= ((uint64_t)1 << 63)) {
+    rt_msg m = msg_begin(err, ILLM_RT_E_INVALID);
+    msg_s(&m, "model.bin: ");
+    msg_s(&m, name->s);
+    msg_s(&m, ": reduction length ");
+    msg_i(&m, w->in);
+    msg_s(&m, " can overflow the int64 aligned accumulator");
+    return ILLM_RT_E_INVALID;
+  }
+  /* The column alignment the executor prepares once per weight (prepare_linear). */
+  scales.pairs = w->scales;
+  scales.m = scales.k = 0;
+  exponent = alignment_exponent(&scales, (size_t)w->out, mantissa_bits);
+  for (j = 0; j < w->out; ++j)
+    if (aligned_mantissa(dyadic_at(w->scales, (size_t)j), exponent) < 0)
+      return alignment_fail(err, name->s, (size_t)j, dyadic_at(w->scales, (size_t)j).m, mantissa_bits);
+  return ILLM_RT_OK;
+}
+
+static int check_values(const illm_rt_model* m, illm_rt_error* err) {
+  const illm_rt_shape* S = &m->shape;
+  const illm_rt_settings* st = &m->settings;
+  const int64_t gamma_limit = ((int64_t)1 << 31) - 1;
+  const rt_tensor embed = global_tensor(m, ILLM_RT_T_EMBED_CODES), embed_scales = global_tensor(m, ILLM_RT_T_EMBED_SCALES);
+  const int64_t q_embed = ((int64_t)1 << (st->embed_bits - 1)) - 1;
+  const size_t table = (size_t)S->vocab * (size_t)S->hidden;
+  rt_name name;
+  rt_linear head;
+  size_t i;
+  int32_t l, v;
+  int status, j;
+  name = name_of("embed_codes");
+  for (i = 0; i < table; ++i) {
+    const int64_t code = embed.dtype == ILLM_RT_DT_I8 ? (embed.p[i] >= 128 ? (int64_t)embed.p[i] - 256 : (int64_t)embed.p[i])
+                                                      : rd_i16(embed.p + 2 * i);
+    if (code > q_embed || code < -q_embed) return fail_range(err, ILLM_RT_E_INVALID, &name, "", (int64_t)i, code, -q_embed, q_embed);
+  }
+  name = name_of("embed_scales");
+  for (v = 0; v < S->vocab; ++v) {
+    const illm_rt_dyadic s = dyadic_at(embed_scales.p, (size_t)v);
+    if (s.m < 1) return fail_range(err, ILLM_RT_E_INVALID, &name, ".m", v, s.m, 1, gamma_limit);
+  }
+  for (l = 0; l < S->n_layers; ++l) {
+    rt_name n = layer_name(l, "attn_norm");
+    status = check_channel_vector(&n, layer_tensor(m, l, ILLM_RT_T_ATTN_NORM).p, S->hidden, layer_scalar(m, l, 0), -gamma_limit, gamma_limit, err);
+    if (status) return status;
+    n = layer_name(l, "ffn_norm");
+    status = check_channel_vector(&n, layer_tensor(m, l, ILLM_RT_T_FFN_NORM).p, S->hidden, layer_scalar(m, l, 1), -gamma_limit, gamma_limit, err);
+    if (status) return status;
+    n = layer_name(l, "swiglu_inv_alpha");
+    status = check_channel_vector(&n, layer_tensor(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA).p, S->intermediate, layer_scalar(m, l, 2), 0,
+                                  ((int64_t)1 << 24) - 1, err);
+    if (status) return status;
+    for (j = 0; j < ILLM_RT_LINEARS; ++j) {
+      const rt_linear w = layer_linear(m, l, j);
+      n = layer_name(l, kLinearNames[j]);
+      status = check_linear_values(&w, &n, st->a_bits, st->mantissa_bits, err);
+      if (status) return status;
+    }
+    n = layer_name(l, "softmax_clip");
+    if (layer_scalar(m, l, 3) < 0 || layer_scalar(m, l, 3) > ((int64_t)1 << 40) - 1)
+      return fail_range(err, ILLM_RT_E_INVALID, &n, ".m", -1, layer_scalar(m, l, 3), 0, ((int64_t)1 << 40) - 1);
+    if (layer_scalar(m, l, 4) < -64 || layer_scalar(m, l, 4) > 96)
+      return fail_range(err, ILLM_RT_E_INVALID, &n, ".k", -1, layer_scalar(m, l, 4), -64, 96);
+  }
+  name = name_of("final_norm");
+  status = check_channel_vector(&name, global_tensor(m, ILLM_RT_T_FINAL_NORM).p, S->hidden, m->final_norm_exponent,
+                                -gamma_limit, gamma_limit, err);
+  if (status) return status;
+  head = head_linear(m);
+  name = name_of("lm_head");
+  return check_linear_values(&head, &name, st->head_bits, st->mantissa_bits, err);
+}
+
+int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_error* err) {
+  const uint8_t* p = (const uint8_t*)buffer;
+  uint64_t file_size, table_bytes, expected_count;
+  uint32_t version, stored_crc, computed_crc, required;
+  int32_t i;
+  int status;
+  uint64_t arena;
+  if (!model || !buffer) return fail(err, ILLM_RT_E_ARGUMENT, "load: NULL argument");
+  if (size < ILLM_RT_HEADER_SIZE)
+    return fail_i(err, ILLM_RT_E_TRUNCATED, "model.bin: truncated: ", (int64_t)size, " bytes is shorter than the 256-byte header");
+  for (i = 0; i < 8; ++i)
+    if (p[ILLM_RT_H_MAGIC + i] != (uint8_t)ILLM_RT_MAGIC_BYTES[i])
+      return fail(err, ILLM_RT_E_MAGIC, "model.bin: bad magic: not an illm model.bin file");
+  version = rd_u32(p + ILLM_RT_H_VERSION);
+  if (version != ILLM_RT_FORMAT_VERSION)
+    return fail_i(err, ILLM_RT_E_VERSION, "model.bin: format version ", version, " is not supported (this runtime reads version 1)");
+  if (rd_u32(p + ILLM_RT_H_HEADER_SIZE) != ILLM_RT_HEADER_SIZE)
+    return fail_i(err, ILLM_RT_E_LAYOUT, "model.bin: header size ", rd_u32(p + ILLM_RT_H_HEADER_SIZE), " is not 256");
+  file_size = rd_u64(p + ILLM_RT_H_FILE_SIZE);
+  if (file_size < ILLM_RT_HEADER_SIZE)
+    return fail(err, ILLM_RT_E_LAYOUT, "model.bin: the header's file size is smaller than the header");
+  if (file_size > (uint64_t)size)
+    return fail_ii(err, ILLM_RT_E_TRUNCATED, "model.bin: truncated: the header describes ",
+                   (int64_t)(file_size > (uint64_t)INT64_MAX ? INT64_MAX : file_size), " bytes, the buffer holds ",
+                   (int64_t)size, "");
+  stored_crc = rd_u32(p + ILLM_RT_H_CRC32);
+  computed_crc = illm_rt_crc32(0, p + 16, (size_t)file_size - 16);
+  if (stored_crc != computed_crc)
+    return fail_ii(err, ILLM_RT_E_CHECKSUM, "model.bin: CRC-32 mismatch (header ", stored_crc, ", computed ", computed_crc,
+                   "): the file is corrupted");
+  required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
+  if (required != 0)
+    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required,
+                  " this runtime does not implement (1: per-group weight scales, 2: online Hadamard)");
+
+  model->data = p;
+  model->size = file_size;
+  {
+    /* Header order (illm_rt_format.h). */
+    int32_t* const shape[10] = {&model->shape.hidden, &model->shape.intermediate, &model->shape.n_layers,
+                                &model->shape.n_heads, &model->shape.n_kv_heads, &model->shape.head_dim,
+                                &model->shape.vocab, &model->shape.max_positions, &model->shape.bos_id,
+                                &model->shape.eos_id};
+    int32_t* const settings[13] = {&model->settings.w_bits, &model->settings.a_bits, &model->settings.mantissa_bits,
+                                   &model->settings.softmax_in_bits, &model->settings.prob_bits,
+                                   &model->settings.sigmoid_bits, &model->settings.swiglu_in_bits,
+                                   &model->settings.norm_frac_bits, &model->settings.head_bits,
+                                   &model->settings.embed_bits, &model->settings.exp_quadratic,
+                                   &model->settings.sigmoid_stable, &model->settings.paper_conformance};
+    for (i = 0; i < 10; ++i) *shape[i] = rd_i32(p + ILLM_RT_H_SHAPE + 4 * i);
+    for (i = 0; i < 13; ++i) *settings[i] = rd_i32(p + ILLM_RT_H_SETTINGS + 4 * i);
+  }
+  model->rope_frac_bits = rd_i32(p + ILLM_RT_H_ROPE_FRAC_BITS);
+  model->norm_eps.m = rd_i64(p + ILLM_RT_H_NORM_EPS_M);
+  model->norm_eps.k = rd_i32(p + ILLM_RT_H_NORM_EPS_K);
+  model->final_norm_exponent = rd_i32(p + ILLM_RT_H_FINAL_NORM_EXPONENT);
+  model->default_context = rd_i32(p + ILLM_RT_H_CONTEXT);
+  model->header_arena_bytes = rd_u64(p + ILLM_RT_H_ARENA_BYTES);
+  model->optional_features = rd_u32(p + ILLM_RT_H_OPTIONAL_FEATURES);
+  model->tensor_count = rd_u32(p + ILLM_RT_H_TENSOR_COUNT);
+  model->tensor_table = rd_u64(p + ILLM_RT_H_TENSOR_TABLE);
+  model->has_tokenizer = 0;
+  model->tokenizer_can_encode = 0;
+  status = check_shape_and_settings(model, err);
+  if (status) return status;
+  if (model->default_context < 1 || model->default_context > model->shape.max_positions)
+    return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: header context ", model->default_context,
+                   " outside [1, max_positions = ", model->shape.max_positions, "]");
+
+  expected_count = ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS +
+                   ((model->optional_features & ILLM_RT_FEATURE_TOKENIZER) ? ILLM_RT_TOKENIZER_TENSORS : 0);
+  model->tok_first_tensor = (uint32_t)(ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS);
+  if (model->tensor_count != expected_count)
+    return fail_ii(err, ILLM_RT_E_LAYOUT, "model.bin: the table lists ", model->tensor_count, " tensors, this shape needs ",
+                   (int64_t)expected_count, "");
+  table_bytes = (uint64_t)model->tensor_count * ILLM_RT_TENSOR_ENTRY_SIZE;
+  if (model->tensor_table < ILLM_RT_HEADER_SIZE || model->tensor_table % ILLM_RT_ALIGNMENT != 0 ||
+      model->tensor_table > file_size || table_bytes > file_size - model->tensor_table)
+    return fail(err, ILLM_RT_E_LAYOUT, "model.bin: tensor table lies outside the file or is misaligned");
+  status = check_table(model, err);
+  if (status) return status;
+  status = check_values(model, err);
+  if (status) return status;
+  if (model->optional_features & ILLM_RT_FEATURE_TOKENIZER) {
+    status = illm_rt_internal_load_tokenizer(model, err);
+    if (status) return status;
+  }
+  arena = plan_regions(&model->shape, model->default_context, 0);
+  if (arena == 0 || arena != model->header_arena_bytes)
+    return fail_ii(err, ILLM_RT_E_LAYOUT, "model.bin: the header states an arena of ",
+                   (int64_t)(model->header_arena_bytes & 0x7FFFFFFFFFFFFFFFu), " bytes, this runtime needs ",
+                   (int64_t)(arena & 0x7FFFFFFFFFFFFFFFu), " for the header's context");
+  return ok(err);
+}

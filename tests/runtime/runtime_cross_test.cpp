@@ -1,0 +1,90 @@
+// The C99 runtime cross-compiled for aarch64, riscv64 and 32-bit ARM (armhf: int64 arithmetic on a 32-bit machine)
+// and run under qemu-user (issue #10): for both shared test models at W4A4, W4A8 and W8A8 the greedy ids equal
+// `illm generate --json`'s (computed in-process, see Golden) and the final-position logits (int64 values and dyadic scale) equal the C++ executor's.
+// tinybible's prompt is text, so the runtime's tokenizer runs on each target too. Programs: runtime/CMakeLists.txt.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "formats/illm_file.h"
+#include "formats/tokenizer.h"
+#include "tests/runtime/runtime_test_support.h"
+
+namespace illm::rt_testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMaxTokens = 8;
+
+struct Target {
+  const char* name;
+  const char* emulator;
+};
+const Target kTargets[] = {{"aarch64", "qemu-aarch64"}, {"riscv64", "qemu-riscv64"}, {"armhf", "qemu-arm"}};
+
+std::string prompt_option(const std::string& model) {
+  return model == "tinybible" ? "--prompt 'And it came to pass'" : "--prompt-ids 1,13,7,300";
+}
+
+fs::path scratch() { return fs::temp_directory_path() / ("illm_runtime_cross_" + std::to_string(::getpid())); }
+
+// What `illm generate --json` prints for the same options, computed in-process with the functions it calls (the
+// C++ tokenizer, converter::generate_tokens on the executor) to spare a LibTorch start per test; the host tests
+// (runtime_export_cli_test) compare with the command itself.
+struct Golden {
+  std::vector<int32_t> prompt_ids;
+  ExecutorReference reference;
+  std::string text;
+};
+
+Golden golden(const std::string& model, const std::string& bits) {
+  const formats::LoadedIllm loaded = formats::read_illm(illm_path(model, bits));
+  Golden g;
+  if (model == "tinybible") {
+    const formats::Tokenizer tokenizer = formats::Tokenizer::from_bytes(loaded.meta.tokenizer_model, model);
+    g.prompt_ids = tokenizer.encode("And it came to pass", true);
+    g.reference = executor_greedy(loaded.model, g.prompt_ids, kMaxTokens);
+    g.text = tokenizer.decode(g.reference.ids);
+  } else {
+    g.prompt_ids = {1, 13, 7, 300};
+    g.reference = executor_greedy(loaded.model, g.prompt_ids, kMaxTokens);
+  }
+  return g;
+}
+
+class CrossTargets : public ::testing::TestWithParam<std::tuple<Target, const char*, const char*>> {};
+
+TEST_P(CrossTargets, IdsAndFinalLogitsEqualTheExecutors) {
+  const auto [target, model, bits] = GetParam();
+  const fs::path program = kBinaryDir / "runtime" / "cross" / (std::string("illm_rt-") + target.name);
+  ASSERT_TRUE(fs::exists(program)) << program << " was not built: install the cross compilers (scripts/setup.sh)";
+  const CommandResult r = run_command(std::string(target.emulator) + " '" + program.string() + "' '" +
+                                          model_bin_path(model, bits).string() + "' --json --logits --max-tokens " +
+                                          std::to_string(kMaxTokens) + " " + prompt_option(model),
+                                      scratch());
+  ASSERT_EQ(r.exit_code, 0) << target.emulator << ": " << r.err;
+  const auto ours = nlohmann::json::parse(r.out);
+  const Golden g = golden(model, bits);
+  EXPECT_EQ(ours["prompt_ids"].get<std::vector<int32_t>>(), g.prompt_ids);
+  EXPECT_EQ(ours["ids"].get<std::vector<int32_t>>(), g.reference.ids);
+  EXPECT_EQ(ours["stopped_at_eos"].get<bool>(), g.reference.stopped_at_eos);
+  if (!g.text.empty()) {
+    EXPECT_EQ(ours["text"].get<std::string>(), g.text);
+  }
+  EXPECT_EQ(ours["logits"]["scale_m"].get<int64_t>(), g.reference.last_scale.m);
+  EXPECT_EQ(ours["logits"]["scale_k"].get<int32_t>(), g.reference.last_scale.k);
+  EXPECT_EQ(ours["logits"]["values"].get<std::vector<int64_t>>(), g.reference.last_logits);
+}
+
+INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargets,
+                         ::testing::Combine(::testing::ValuesIn(kTargets), ::testing::ValuesIn(kModels),
+                                            ::testing::ValuesIn(kBits)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" + std::get<1>(info.param) + "_" +
+                                  std::get<2>(info.param);
+                         });
+
+}  // namespace
+}  // namespace illm::rt_testing
