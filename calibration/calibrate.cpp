@@ -13,6 +13,7 @@
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
 #include "calibration/threads.h"
+#include "formats/llama_config.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -312,6 +313,9 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   out.embed = store.read_f32("model.embed_tokens.weight");
   out.final_norm = store.read_f32("model.norm.weight");
   out.lm_head = cfg.tie_word_embeddings ? out.embed : store.read_f32("lm_head.weight");
+  formats::check_weight_values(store.info("model.embed_tokens.weight"), out.embed);
+  formats::check_weight_values(store.info("model.norm.weight"), out.final_norm);
+  if (!cfg.tie_word_embeddings) formats::check_weight_values(store.info("lm_head.weight"), out.lm_head);
   if (static_cast<int64_t>(out.embed.size()) != V * C || static_cast<int64_t>(out.lm_head.size()) != V * C)
     throw Error(model_dir.string() + ": embedding or LM head does not have the config's shape");
   if (report) report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

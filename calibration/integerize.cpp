@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/weight_codes.h"
 #include "formats/rope_tables.h"
 
 namespace illm {
@@ -28,7 +29,8 @@ QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_
   out.out_features = in.out_features;
   out.in_features = in.in_features;
   out.bits = in.bits;
-  out.codes = std::move(in.codes);
+  out.codes = pack_weight_codes(in.bits, in.out_features, in.in_features, in.codes, what.c_str());  // storage layout
+  in.codes = {};
   out.zero_points = std::move(in.zero_points);
   out.scales.reserve(in.scales.size());
   for (int32_t r = 0; r < in.out_features; ++r) {
@@ -39,9 +41,12 @@ QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_
 }
 
 // Asymmetric per-row RTN of float rows [first, first + count) of the LM head (§7.6), ranges widened to include 0.
+// Each row's codes go into out.codes in the storage layout (packed for bits <= 4).
 void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int mantissa_bits, QuantizedLinear& out) {
   const int32_t cols = out.in_features;
   const int64_t q_max = (int64_t{1} << out.bits) - 1;
+  const size_t row_bytes = weight_row_bytes(out);
+  std::vector<uint8_t> codes(static_cast<size_t>(cols));  // one row, one code per byte
   for (int32_t k = 0; k < count; ++k) {
     const int32_t r = first + k;
     const float* row = w + static_cast<size_t>(k) * cols;
@@ -53,12 +58,12 @@ void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int 
     double s = (hi - lo) / static_cast<double>(q_max);
     if (!(s > 0)) s = 1.0;  // an all-zero row: any scale reproduces it
     const int64_t z = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
-    for (int32_t c = 0; c < cols; ++c) {
-      out.codes[static_cast<size_t>(r) * cols + c] =
-          static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
-    }
+    for (int32_t c = 0; c < cols; ++c)
+      codes[static_cast<size_t>(c)] = static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
     out.zero_points[r] = static_cast<int32_t>(z);
     out.scales[r] = dyadic_from_double(s, mantissa_bits, "lm_head row scale");
+    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, codes, "lm_head");
+    std::copy(stored.begin(), stored.end(), out.codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * row_bytes));
   }
 }
 
@@ -131,7 +136,7 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const Integ
   qm.lm_head.out_features = cm.vocab;
   qm.lm_head.in_features = cm.hidden;
   qm.lm_head.bits = settings.head_bits;
-  qm.lm_head.codes.resize(table);
+  qm.lm_head.codes.resize(static_cast<size_t>(cm.vocab) * weight_row_bytes(settings.head_bits, cm.hidden));
   qm.lm_head.zero_points.resize(cm.vocab);
   qm.lm_head.scales.resize(cm.vocab);
   const RopeTables tables = build_rope_tables(cm.rope_inv_freq, cm.max_positions, 14);

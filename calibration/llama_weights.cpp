@@ -39,8 +39,15 @@ torch::Tensor load_weight_tensor(const formats::TensorStore& store, const std::s
   }
   torch::Tensor t = torch::empty(expected_shape, dtype);
   const auto n = static_cast<size_t>(t.numel());
-  if (dtype == torch::kFloat64) store.read_into(name, std::span<double>(t.data_ptr<double>(), n));
-  else store.read_into(name, std::span<float>(t.data_ptr<float>(), n));
+  if (dtype == torch::kFloat64) {
+    const std::span<double> values(t.data_ptr<double>(), n);
+    store.read_into(name, values);
+    formats::check_weight_values(info, values);
+  } else {
+    const std::span<float> values(t.data_ptr<float>(), n);
+    store.read_into(name, values);
+    formats::check_weight_values(info, values);
+  }
   return t;
 }
 
@@ -99,10 +106,15 @@ torch::Tensor embedding_rows(const formats::LlamaConfig& config, const formats::
     if (id[i] < 0 || id[i] >= V)
       throw Error("embedding: token id " + std::to_string(id[i]) + " outside the vocabulary [0, " +
                   std::to_string(V) + ")");
-    if (dtype == torch::kFloat64)
-      store.read_range_into(name, id[i] * C, std::span<double>(rows.data_ptr<double>() + i * C, C));
-    else
-      store.read_range_into(name, id[i] * C, std::span<float>(rows.data_ptr<float>() + i * C, C));
+    if (dtype == torch::kFloat64) {
+      const std::span<double> row(rows.data_ptr<double>() + i * C, C);
+      store.read_range_into(name, id[i] * C, row);
+      formats::check_weight_values(store.info(name), row, id[i] * C);
+    } else {
+      const std::span<float> row(rows.data_ptr<float>() + i * C, C);
+      store.read_range_into(name, id[i] * C, row);
+      formats::check_weight_values(store.info(name), row, id[i] * C);
+    }
   }
   store.release(name);
   return rows.view({ids.size(0), ids.size(1), C});

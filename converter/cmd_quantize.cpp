@@ -19,13 +19,19 @@
 #include "calibration/fp_model.h"
 #include "calibration/integerize.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
+#include "converter/output_check.h"
 #include "converter/generation.h"
+#include "converter/integer_preflight.h"
 #include "converter/integer_eval.h"
 #include "converter/memory_usage.h"
+#include "converter/output_guard.h"
 #include "converter/quantize_pipeline.h"
 #include "converter/quantize_state.h"
+#include "formats/atomic_file.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -48,20 +54,6 @@ struct QuantizeOptions {
 };
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Fails before any slow work when the output cannot be written.
-void check_output_writable(const fs::path& out) {
-  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir)) throw Error("output " + out.string() + ": directory " + dir.string() + " does not exist");
-  if (fs::is_directory(out)) throw Error("output " + out.string() + " is a directory");
-  // access(W_OK) says yes to root everywhere; creating a file is the real test.
-  const fs::path probe = out.string() + ".tmp." + std::to_string(::getpid()) + ".probe";
-  std::FILE* f = std::fopen(probe.c_str(), "wb");
-  if (f == nullptr) throw Error("output " + out.string() + ": directory " + dir.string() + " is not writable");
-  std::fclose(f);
-  std::error_code ec;
-  fs::remove(probe, ec);
-}
 
 std::string format_duration(double seconds) {
   const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
@@ -134,22 +126,33 @@ int run_quantize(const QuantizeOptions& opt) {
   const Recipe recipe = load_recipe(recipe_path);
   calib::check_device(opt.device);
   SourceModel source = open_source_model(model_dir);
+  check_recipe_for_integer_model(recipe, recipe_path.string(), source.config, opt.paper);
   const fs::path output = opt.output.empty() ? fs::path(source.name + "-" + recipe_path.stem().string() + ".illm")
                                              : fs::path(opt.output);
-  check_output_writable(output);
-
-  // Data first: bad input is reported before the slow part.
   const auto calib_file = opt.calib.empty() ? find_in_model_dir(source, {"calib.jsonl", "calib.txt"})
                                             : std::optional<fs::path>(opt.calib);
   if (!calib_file) throw Error("no --calib given and " + model_dir.string() + " has neither calib.jsonl nor calib.txt");
-  if (!fs::exists(*calib_file)) throw Error("calibration file " + calib_file->string() + " does not exist");
-  const auto calib_windows = load_calibration_windows(source, *calib_file, recipe);
+  formats::require_regular_file(*calib_file, "calibration file");
   std::optional<fs::path> eval_file;
   if (!opt.no_eval) {
     eval_file = opt.eval.empty() ? find_in_model_dir(source, {"eval.jsonl", "test.txt"}) : std::optional<fs::path>(opt.eval);
-    if (eval_file && !fs::exists(*eval_file)) throw Error("evaluation file " + eval_file->string() + " does not exist");
+    if (eval_file) formats::require_regular_file(*eval_file, "evaluation file");
     if (!eval_file) log("notice: no --eval given and the model directory has neither eval.jsonl nor test.txt: skipping the metrics");
   }
+
+  // Neither the model file nor its report may overwrite an input or a file of the checkpoint.
+  OutputGuard guard;
+  guard.add_model_directory(model_dir);
+  guard.add_input(recipe_path, "the recipe");
+  guard.add_input(*calib_file, "the calibration data");
+  if (eval_file) guard.add_input(*eval_file, "the evaluation data");
+  const fs::path report_path = output.string() + ".json";
+  guard.check(output, "output");
+  guard.check(report_path, "report");
+  check_output_writable(output);
+
+  // Data first: bad input is reported before the slow part.
+  const auto calib_windows = load_calibration_windows(source, *calib_file, recipe);
   std::vector<std::vector<int32_t>> eval_windows;
   if (eval_file) {
     eval_windows = load_evaluation_windows(
@@ -276,7 +279,7 @@ int run_quantize(const QuantizeOptions& opt) {
   }
   report["generation"] = {{"prompt", prompt_text}, {"prompt_ids", prompt_ids}, {"ids", gen.tokens}, {"text", continuation}};
   report["peak_rss_bytes"] = peak_rss_bytes();
-  write_text_atomically(output.string() + ".json", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_text_atomically(report_path, report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   state.remove();  // the model file and its report are written: nothing is left to resume
 
   if (opt.json) {
@@ -325,7 +328,7 @@ CommandRun add_quantize_command(CLI::App& sub) {
                "fixture-sized models)");
   sub.add_option("--prompt", opt->prompt, "Prompt for the generated continuation (models with a tokenizer)");
   sub.add_option("--max-tokens", opt->max_tokens, "Tokens to generate after quantizing")->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)");
   sub.add_option("--device", opt->device,
                  "Where calibration runs: cpu, or cuda (needs an illm built against a CUDA-enabled LibTorch, "
                  "docs/scale.md); the model file is the same kind of file either way")

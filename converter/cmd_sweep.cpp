@@ -26,13 +26,17 @@
 #include "calibration/fp_model.h"
 #include "calibration/integerize.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/integer_eval.h"
+#include "converter/integer_preflight.h"
 #include "converter/metrics.h"
+#include "converter/output_guard.h"
 #include "converter/plot_svg.h"
 #include "converter/progress.h"
 #include "converter/quantize_pipeline.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -102,6 +106,8 @@ Clip parse_clip(const std::string& text) {
   if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
     throw Error(fmt::format("--clip: \"{}\" is neither a number nor \"none\"", text));
   if (value <= 0) throw Error(fmt::format("--clip: c = {} must be > 0 (x − max ≥ −c)", text));
+  if (value < kMinClipC || value > kMaxClipC)
+    throw Error(fmt::format("--clip: c = {} is outside [{:g}, {:g}]", text, kMinClipC, kMaxClipC));
   return {value};
 }
 
@@ -372,6 +378,27 @@ void write_results(const fs::path& out_dir, const std::vector<const Json*>& poin
   std::printf("%s; wrote %s/results.csv, results.json, sweep.svg\n", summary.c_str(), out_dir.c_str());
 }
 
+// Every file the sweep may write, checked against its inputs before any work (OutputGuard).
+void check_outputs_spare_inputs(const SweepOptions& opt, const std::vector<BitSetting>& settings,
+                                const std::vector<Clip>& clips, const SourceModel& source, const fs::path& recipe_dir,
+                                const fs::path& calib_file, const fs::path& eval_file) {
+  OutputGuard guard;
+  guard.add_model_directory(source.dir);
+  for (const BitSetting& s : settings) guard.add_input(recipe_dir / (s.name + ".json"), "a recipe of the sweep");
+  guard.add_input(calib_file, "the calibration data");
+  guard.add_input(eval_file, "the evaluation data");
+  const fs::path out_dir = opt.output;
+  for (const char* name : {"results.csv", "results.json", "sweep.svg"}) guard.check(out_dir / name, "output");
+  for (const BitSetting& s : settings) {
+    for (const Clip& c : clips) {
+      const std::string id = point_id(s.name, c);
+      guard.check(out_dir / "points" / (id + ".json"), "point file");
+      guard.check(out_dir / "points" / ("." + id + ".size.illm"), "output");
+      if (opt.keep_models) guard.check(out_dir / "models" / (id + ".illm"), "model file");
+    }
+  }
+}
+
 int run_sweep(const SweepOptions& opt) {
   const auto start = Clock::now();
   calib::set_thread_count(opt.threads);
@@ -392,12 +419,15 @@ int run_sweep(const SweepOptions& opt) {
   const auto calib_file = opt.calib.empty() ? find_in_model_dir(source, {"calib.jsonl", "calib.txt"})
                                             : std::optional<fs::path>(opt.calib);
   if (!calib_file) throw Error("no --calib given and " + model_dir.string() + " has neither calib.jsonl nor calib.txt");
-  if (!fs::exists(*calib_file)) throw Error("calibration file " + calib_file->string() + " does not exist");
+  formats::require_regular_file(*calib_file, "calibration file");
   const auto eval_file = opt.eval.empty() ? find_in_model_dir(source, {"eval.jsonl", "test.txt"})
                                           : std::optional<fs::path>(opt.eval);
   if (!eval_file) throw Error("no --eval given and " + model_dir.string() + " has neither eval.jsonl nor test.txt");
-  if (!fs::exists(*eval_file)) throw Error("evaluation file " + eval_file->string() + " does not exist");
+  formats::require_regular_file(*eval_file, "evaluation file");
+  for (const BitSetting& s : settings)
+    check_recipe_for_integer_model(s.recipe, (recipe_dir / (s.name + ".json")).string(), source.config, opt.paper);
   const fs::path out_dir = opt.output;
+  check_outputs_spare_inputs(opt, settings, clips, source, recipe_dir, *calib_file, *eval_file);
   check_output_dir(out_dir);
   const fs::path points_dir = out_dir / "points";
 
@@ -636,8 +666,7 @@ CommandRun add_sweep_command(CLI::App& sub) {
                  "same -o DIR (in parallel or one after the other) and the last one to finish writes the merged "
                  "results")
       ->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)")
-      ->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)");
   sub.add_flag("--keep-models", opt->keep_models,
                "Keep each point's .illm model in DIR/models/<bits>-c<c>.illm (default: written only to measure "
                "its size, then deleted)");

@@ -13,7 +13,10 @@
 
 #include "calibration/integerize.h"
 #include "converter/integer_eval.h"
+#include "formats/atomic_file.h"
 #include "formats/dataset.h"
+#include "formats/llama_config.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -21,26 +24,14 @@
 namespace illm::converter {
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot be read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
-
 SourceModel open_source_model(const fs::path& dir) {
-  if (!fs::is_directory(dir)) throw Error("model directory " + dir.string() + " does not exist");
+  formats::require_directory(dir, "model directory");
   SourceModel model;
   model.dir = dir;
   model.name = fs::absolute(dir).lexically_normal().filename().string();
   if (model.name.empty()) model.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   model.config = formats::load_llama_config(dir);
-  model.config_json = read_file(dir / "config.json");
+  model.config_json = formats::read_input_file(dir / "config.json", "model config");
   model.store = formats::TensorStore::open(dir);
   formats::check_llama_tensors(model.config, *model.store);
   if (fs::exists(dir / "tokenizer.model")) model.tokenizer = formats::Tokenizer::load(dir / "tokenizer.model");
@@ -66,14 +57,20 @@ QuantizedModel assemble_integer_model(const SourceModel& source, const calib::Ca
   constexpr int64_t kRows = 1024;  // rows of the embedding / head converted to float at a time
   const formats::TensorStore& store = *source.store;
   QuantizedModel model = integer_model_frame(frame, settings);
-  store.read_rows("model.embed_tokens.weight", kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+  const formats::TensorInfo& embed = store.info("model.embed_tokens.weight");
+  store.read_rows(embed.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    formats::check_weight_values(embed, rows, first * source.config.hidden_size);
     integerize_embedding_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
   });
   model.layers.reserve(static_cast<size_t>(frame.n_layers));
   for (int l = 0; l < frame.n_layers; ++l) model.layers.push_back(layer(l));
-  integerize_final_norm(model, store.read_f32("model.norm.weight"));
-  const std::string head = source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  store.read_rows(head, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+  const std::vector<float> final_norm = store.read_f32("model.norm.weight");
+  formats::check_weight_values(store.info("model.norm.weight"), final_norm);
+  integerize_final_norm(model, final_norm);
+  const formats::TensorInfo& head =
+      store.info(source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  store.read_rows(head.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    formats::check_weight_values(head, rows, first * source.config.hidden_size);
     integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
   });
   return model;
@@ -183,33 +180,7 @@ std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& m
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw Error(path.string() + ": cannot be written (" + tmp.parent_path().string() + " not writable?): " +
-                std::strerror(errno));
-  size_t done = 0;
-  bool ok = true;
-  while (ok && done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<size_t>(n);
-  }
-  // fsync before the rename: after a crash the final name never points at unwritten data.
-  ok = ok && ::fsync(fd) == 0;
-  const int saved_errno = errno;
-  ok = ::close(fd) == 0 && ok;
-  std::error_code ec;
-  if (!ok) {
-    fs::remove(tmp, ec);
-    throw Error(path.string() + ": write failed: " + std::strerror(saved_errno));
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(path.string() + ": cannot be written: " + ec.message());
-  }
+  formats::write_file_atomically(path, text);
 }
 
 }  // namespace illm::converter

@@ -77,7 +77,7 @@ std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& m
                                                          const std::vector<std::vector<int32_t>>& windows,
                                                          int count = 2, int length = 24);
 
-// Writes `text` to `path` through a temporary file and a rename (nothing half-written).
+// Writes `text` to `path` through a temporary file and a rename (nothing half-written; formats/atomic_file.h).
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace illm::converter

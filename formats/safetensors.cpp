@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -10,8 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/input_file.h"
 #include "formats/mapped_file.h"
 #include "formats/sha256.h"
+#include "formats/strict_json.h"
 #include "kernels/error.h"
 
 namespace illm::formats {
@@ -54,24 +55,19 @@ uint64_t read_le_u64(const std::byte* p) {
   return v;
 }
 
-// Parses JSON text and reports the first object key repeated within one object (nlohmann keeps the last
-// silently; a duplicated tensor name must be an error). `duplicate` holds "" when there is none.
-json parse_json_rejecting_duplicates(std::string_view text, std::string* duplicate) {
-  std::vector<std::set<std::string>> keys_per_depth;
-  duplicate->clear();
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    const size_t level = static_cast<size_t>(depth);
-    if (event == json::parse_event_t::object_start) {
-      if (keys_per_depth.size() <= level + 1) keys_per_depth.resize(level + 2);
-      keys_per_depth[level + 1].clear();
-    } else if (event == json::parse_event_t::key) {
-      if (keys_per_depth.size() <= level) keys_per_depth.resize(level + 1);
-      const std::string key = parsed.get<std::string>();
-      if (!keys_per_depth[level].insert(key).second && duplicate->empty()) *duplicate = key;
-    }
-    return true;
-  };
-  return json::parse(text.begin(), text.end(), callback);
+// JSON of a header or an index; a repeated key names the tensor ("<duplicate_why>").
+json parse_json_of(std::string_view text, const std::filesystem::path& path, const std::string& what,
+                   const std::string& duplicate_why) {
+  StrictJsonProblem problem;
+  json value;
+  try {
+    value = parse_json_strictly(text, &problem);
+  } catch (const json::exception& e) {
+    fail_file(path, what + "is not well-formed JSON: " + e.what());
+  }
+  if (problem.too_deep) fail_file(path, what + "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  if (!problem.duplicate_key.empty()) fail_tensor(path, problem.duplicate_key, duplicate_why);
+  return value;
 }
 
 struct ParsedFile {
@@ -133,10 +129,7 @@ TensorInfo parse_tensor_entry(const std::filesystem::path& path, const std::stri
   return info;
 }
 
-ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
-  ParsedFile parsed;
-  parsed.mapping = MappedFile::open(path);
-  const std::span<const std::byte> bytes = parsed.mapping->bytes();
+std::vector<TensorInfo> parse_header_and_layout(std::span<const std::byte> bytes, const std::filesystem::path& path) {
   const uint64_t file_size = bytes.size();
   if (file_size < 8)
     fail_file(path, "truncated: " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
@@ -150,17 +143,10 @@ ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
   const uint64_t data_size = file_size - data_start;
 
   const std::string_view header_text(reinterpret_cast<const char*>(bytes.data()) + 8, header_size);
-  parsed.header_digest = sha256(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), data_start));
-  json header;
-  std::string duplicate;
-  try {
-    header = parse_json_rejecting_duplicates(header_text, &duplicate);
-  } catch (const json::exception& e) {
-    fail_file(path, std::string("header is not well-formed JSON: ") + e.what());
-  }
+  const json header = parse_json_of(header_text, path, "header ", "duplicate name in the header");
   if (!header.is_object()) fail_file(path, "header is not a JSON object");
-  if (!duplicate.empty()) fail_tensor(path, duplicate, "duplicate name in the header");
 
+  std::vector<TensorInfo> tensors;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object()) fail_file(path, "'__metadata__' is not a JSON object");
@@ -168,12 +154,12 @@ ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
         if (!value.is_string()) fail_file(path, "'__metadata__' value '" + key + "' is not a string");
       continue;
     }
-    parsed.tensors.push_back(parse_tensor_entry(path, name, entry, data_start, data_size));
+    tensors.push_back(parse_tensor_entry(path, name, entry, data_start, data_size));
   }
 
   // Non-overlap: sort by start; each non-empty tensor must start at or after the previous one's end.
   std::vector<const TensorInfo*> by_offset;
-  for (const TensorInfo& t : parsed.tensors)
+  for (const TensorInfo& t : tensors)
     if (t.nbytes > 0) by_offset.push_back(&t);
   std::sort(by_offset.begin(), by_offset.end(),
             [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
@@ -185,15 +171,35 @@ ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
                   "data overlaps tensor '" + prev.name + "' (bytes " + std::to_string(cur.offset - data_start) +
                       " < " + std::to_string(prev.offset + prev.nbytes - data_start) + " in the data area)");
   }
+  return tensors;
+}
+
+ParsedFile parse_safetensors_file(const std::filesystem::path& path) {
+  require_regular_file(path, "safetensors file");
+  ParsedFile parsed;
+  parsed.mapping = MappedFile::open(path);
+  const auto bytes = parsed.mapping->bytes();
+  parsed.tensors = parse_header_and_layout(bytes, path);
+  const uint64_t data_start = 8 + read_le_u64(bytes.data());  // validated by parse_header_and_layout
+  parsed.header_digest = sha256(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), data_start));
   return parsed;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_file(path, "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+// A shard name from the index, relative to the index's directory: no absolute path, no "..", nothing empty, so
+// that an index can only point at files below its own directory.
+std::filesystem::path confined_shard_path(const std::filesystem::path& index_file, const std::string& tensor,
+                                          const std::string& shard) {
+  const std::filesystem::path relative(shard);
+  if (shard.empty()) fail_tensor(index_file, tensor, "weight_map names an empty shard file");
+  if (shard.find('\0') != std::string::npos) fail_tensor(index_file, tensor, "shard file name contains a NUL byte");
+  if (relative.is_absolute() || relative.has_root_name() || relative.has_root_directory())
+    fail_tensor(index_file, tensor,
+                "shard file '" + shard + "' is an absolute path; shards must lie in the model directory");
+  for (const auto& part : relative)
+    if (part == "..")
+      fail_tensor(index_file, tensor, "shard file '" + shard + "' leaves the model directory ('..')");
+  if (!relative.has_filename()) fail_tensor(index_file, tensor, "shard file '" + shard + "' names a directory");
+  return relative;
 }
 
 bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::F64 || d == DType::F16 || d == DType::BF16; }
@@ -331,6 +337,25 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
+std::vector<TensorInfo> parse_safetensors_bytes(std::span<const std::byte> file_bytes,
+                                               const std::filesystem::path& file) {
+  return parse_header_and_layout(file_bytes, file);
+}
+
+std::vector<std::pair<std::string, std::filesystem::path>> parse_safetensors_index(
+    std::string_view text, const std::filesystem::path& index_file) {
+  const json index = parse_json_of(text, index_file, "", "duplicate key in the index");
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail_file(index_file, "no 'weight_map' object");
+  std::vector<std::pair<std::string, std::filesystem::path>> weight_map;
+  for (const auto& [name, shard_value] : index["weight_map"].items()) {
+    if (!shard_value.is_string()) fail_tensor(index_file, name, "weight_map value is not a file name string");
+    weight_map.emplace_back(name, confined_shard_path(index_file, name, shard_value.get<std::string>()));
+  }
+  if (weight_map.empty()) fail_file(index_file, "'weight_map' is empty");
+  return weight_map;
+}
+
 TensorStore TensorStore::open(const std::filesystem::path& dir_or_file) {
   auto state = std::make_shared<State>();
   state->source = dir_or_file;
@@ -358,26 +383,17 @@ TensorStore TensorStore::open(const std::filesystem::path& dir_or_file) {
   }
 
   // Sharded: the index maps each tensor name to the shard file (relative to the index) that holds it.
-  json index;
-  std::string duplicate;
-  try {
-    index = parse_json_rejecting_duplicates(read_text_file(target), &duplicate);
-  } catch (const json::exception& e) {
-    fail_file(target, std::string("not well-formed JSON: ") + e.what());
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    fail_file(target, "no 'weight_map' object");
-  if (!duplicate.empty()) fail_tensor(target, duplicate, "duplicate key in the index");
+  const auto weight_map = parse_safetensors_index(read_input_file(target, "safetensors index"), target);
   const std::filesystem::path shard_dir = target.parent_path();
-  std::map<std::string, ParsedFile> shards;            // by shard file name as written in the index
-  std::map<std::string, size_t> mapping_index_by_shard;
-  for (const auto& [name, shard_value] : index["weight_map"].items()) {
-    if (!shard_value.is_string()) fail_tensor(target, name, "weight_map value is not a file name string");
-    const std::string shard_name = shard_value.get<std::string>();
+  std::map<std::filesystem::path, ParsedFile> shards;  // by shard path as written in the index
+  std::map<std::filesystem::path, size_t> mapping_index_by_shard;
+  for (const auto& entry : weight_map) {
+    const std::string& name = entry.first;  // not a structured binding: clang 14 cannot capture those
+    const std::filesystem::path& shard_name = entry.second;
     auto found = shards.find(shard_name);
     if (found == shards.end()) {
       const std::filesystem::path shard_path = shard_dir / shard_name;
-      if (!std::filesystem::is_regular_file(shard_path, ec))
+      if (!std::filesystem::exists(shard_path, ec))
         fail_tensor(target, name, "shard file '" + shard_path.string() + "' does not exist");
       found = shards.emplace(shard_name, parse_safetensors_file(shard_path)).first;
       mapping_index_by_shard[shard_name] = state->mappings.size();
@@ -386,9 +402,14 @@ TensorStore TensorStore::open(const std::filesystem::path& dir_or_file) {
     const std::vector<TensorInfo>& in_shard = found->second.tensors;
     auto tensor = std::find_if(in_shard.begin(), in_shard.end(), [&](const TensorInfo& t) { return t.name == name; });
     if (tensor == in_shard.end())
-      fail_tensor(target, name, "mapped to shard '" + shard_name + "', which does not contain it");
+      fail_tensor(target, name, "mapped to shard '" + shard_name.string() + "', which does not contain it");
     state->tensors[name] = State::Entry{*tensor, mapping_index_by_shard[shard_name]};
   }
+  // A shard may hold tensors the index does not list: they would be silently out of reach.
+  for (const auto& [shard_name, parsed] : shards)
+    for (const TensorInfo& t : parsed.tensors)
+      if (!state->tensors.count(t.name))
+        fail_tensor(shard_dir / shard_name, t.name, "present in the shard but not listed in " + target.string());
   return TensorStore(std::move(state));
 }
 

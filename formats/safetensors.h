@@ -2,8 +2,10 @@
 // Hugging Face safetensors reader: one .safetensors file, or a model directory holding model.safetensors or a
 // sharded model.safetensors.index.json. Files are memory-mapped once and shared by every copy of the store;
 // tensor data is only touched when read. Every header is validated on open (header length bound, JSON,
-// dtypes, shapes vs byte lengths, offsets inside the data area and non-overlapping, unique names); each
-// failure is an illm::Error naming the file, the tensor and the reason.
+// dtypes, shapes vs byte lengths, offsets inside the data area and non-overlapping, unique names); an index may
+// only name shards below its own directory, and every tensor of a shard must be listed in the index. Each
+// failure is an illm::Error naming the file, the tensor and the reason. (Weight values: check_weight_values in
+// formats/llama_config.h.)
 //
 // Reading at scale (docs/scale.md): `read_into` converts a tensor straight into the caller's buffer, hashes its
 // stored bytes in the same pass, then releases its pages from the process's resident memory, so a checkpoint is
@@ -18,6 +20,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace illm::formats {
@@ -89,5 +93,16 @@ class TensorStore {
   explicit TensorStore(std::shared_ptr<const State> state) : state_(std::move(state)) {}
   std::shared_ptr<const State> state_;
 };
+
+// What TensorStore::open checks in one safetensors file, done on its bytes (no file needed): header length,
+// JSON, dtypes, shapes vs byte lengths, offsets, overlaps, unique names. `file` names it in messages and infos.
+std::vector<TensorInfo> parse_safetensors_bytes(std::span<const std::byte> file_bytes,
+                                               const std::filesystem::path& file);
+
+// The weight_map of a model.safetensors.index.json: (tensor name, shard path relative to the index's directory),
+// in the index's order. Refuses malformed JSON, repeated keys, non-string values, an empty map, and shard paths
+// that are absolute or contain "..".
+std::vector<std::pair<std::string, std::filesystem::path>> parse_safetensors_index(
+    std::string_view text, const std::filesystem::path& index_file);
 
 }  // namespace illm::formats

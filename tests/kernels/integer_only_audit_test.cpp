@@ -96,6 +96,40 @@ TEST(IntegerOnlyAudit, LibraryHasNoFloatingPointInstructions) {
   for (const auto& v : violations) std::printf("  %s\n", v.c_str());
   EXPECT_GT(instructions, 100u);
   EXPECT_TRUE(violations.empty()) << violations.size() << " floating-point instructions (listed above)";
+#if defined(__x86_64__)
+  // The ISA microkernels were part of what was audited (their signature integer instructions are present).
+  for (const char* m : {"vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpmullq"})
+    EXPECT_GT(all_mnemonics[m], 0) << m << " missing: an ISA object file of kernels/optimized was not audited";
+#endif
+}
+
+// The ISA object files (kernels/optimized/*_avx2.cpp, *_avx512vnni.cpp) are compiled with -mavx2 / -mavx512*: any
+// inline function or template they emitted as a weak (COMDAT) symbol could be picked by the linker for every caller,
+// putting AVX-512 code on the baseline path. They must define no weak, unique or exported code symbols: only their
+// kernel tables (data).
+TEST(IntegerOnlyAudit, IsaObjectFilesShareNoCode) {
+  ASSERT_TRUE(std::filesystem::exists(kLibrary)) << kLibrary;
+  const std::string symbols = run_command("nm -A --defined-only '" + kLibrary + "' 2>&1");
+  std::istringstream lines(symbols);
+  std::string line;
+  std::vector<std::string> violations;
+  size_t isa_symbols = 0;
+  static const std::regex isa_object(R"(:[^:]*_(avx2|avx512vnni)\.cpp\.o:)");
+  while (std::getline(lines, line)) {
+    if (!std::regex_search(line, isa_object)) continue;
+    std::istringstream fields(line);  // "library.a:object.o:address type name"
+    std::string where, type, name;
+    fields >> where >> type >> name;
+    if (name.empty()) continue;
+    ++isa_symbols;
+    if (type == "W" || type == "w" || type == "V" || type == "v" || type == "u" || type == "T")
+      violations.push_back(line);
+  }
+  for (const auto& v : violations) std::printf("  %s\n", v.c_str());
+#if defined(__x86_64__)
+  EXPECT_GT(isa_symbols, 0u) << "no ISA object file found in " << kLibrary;
+#endif
+  EXPECT_TRUE(violations.empty()) << violations.size() << " shared code symbols in ISA object files (listed above)";
 }
 
 TEST(IntegerOnlyAudit, LibraryNeedsNoLibm) {
@@ -156,7 +190,7 @@ TEST(IntegerOnlyAudit, SourcesUseNoFloatTypesOrFloatHidingHeaders) {
     const auto& path = entry.path();
     if (!entry.is_regular_file()) continue;
     const std::string ext = path.extension().string();
-    if (ext != ".h" && ext != ".cpp") continue;
+    if (ext != ".h" && ext != ".cpp" && ext != ".inc") continue;
     ++files;
     std::ifstream in(path);
     std::stringstream buffer;
