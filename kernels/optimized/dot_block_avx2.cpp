@@ -39,7 +39,7 @@ inline __m256i load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_ca
 // Named accumulators c<i><j> (an array of vectors is kept in memory by the compiler), used under `if constexpr`.
 #define ILLM_COL(j)                                                                                            \
   if constexpr (NR > j) {                                                                                      \
-    const __m256i wv = load(wrow[j] + offset);                                                                 \
+    const __m256i wv = load(wstep[j]);                                                                         \
     if constexpr (KIND == Kernel::kPacked4) {                                                                  \
       const __m256i lo = _mm256_and_si256(wv, low_nibble);                                                     \
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), low_nibble);                               \
@@ -76,10 +76,16 @@ void tile(const DotBlockArgs& a, const uint8_t* x, const uint8_t* w, int32_t* c)
   alignas(32) uint8_t tail[4][kStepBytes];
   const int32_t full = bytes / kStepBytes * kStepBytes;
   for (int32_t offset = 0; offset < bytes; offset += kStepBytes) {
-    if (offset == full) {  // the last, partial step
-      for (int j = 0; j < NR; ++j) {
+    // This step's weight bytes per row: in place, or (the last, partial step) the zero-padded copies. A pointer
+    // outside its array may not even be formed, so no "tail - offset" base.
+    const uint8_t* wstep[4];
+    const bool partial = offset == full;
+    for (int j = 0; j < NR; ++j) {
+      if (partial) {
         for (int32_t q = 0; q < kStepBytes; ++q) tail[j][q] = offset + q < bytes ? wrow[j][offset + q] : 0;
-        wrow[j] = tail[j] - offset;
+        wstep[j] = tail[j];
+      } else {
+        wstep[j] = wrow[j] + offset;
       }
     }
     __m256i e0, o0 = zero, e1 = zero, o1 = zero;
