@@ -6,6 +6,7 @@
 #include <vector>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -102,9 +103,14 @@ __attribute__((target("sha,sse4.1,ssse3"))) void compress_sha_ni(std::array<uint
   _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[4]), _mm_alignr_epi8(dchg, feba, 8));
 }
 
+// CPUID leaf 7 EBX bit 29 (SHA); leaf 1 ECX bits 19 (SSE4.1) and 9 (SSSE3). Not __builtin_cpu_supports("sha"):
+// clang 14 (the sanitizer and fuzz builds) does not know that feature name.
 bool cpu_has_sha_ni() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool sse41 = (c >> 19) & 1u, ssse3 = (c >> 9) & 1u;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return sse41 && ssse3 && ((b >> 29) & 1u);
 }
 #else
 bool cpu_has_sha_ni() { return false; }
