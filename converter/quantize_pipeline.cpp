@@ -129,6 +129,20 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   j["smooth_init"] = r.smooth_init == SmoothInit::kSmoothQuant ? "smoothquant" : "identity";
   j["tie_rope_pairs"] = r.tie_rope_pairs;
   j["swiglu_in_bits"] = r.swiglu_in_bits;
+  const char* rotations[] = {"none", "hadamard", "orthogonal"};
+  j["rotation"] = rotations[static_cast<int>(r.rotation)];
+  j["rotate_heads"] = r.rotate_heads;
+  j["hadamard_down"] = r.hadamard_down;
+  j["hadamard_qk"] = r.hadamard_qk;
+  j["gptq"] = r.gptq;
+  j["gptq_damp"] = r.gptq_damp;
+  j["gptq_act_order"] = r.gptq_act_order;
+  if (r.act_clip_search) {
+    j["act_clip"] = "search";
+  } else {
+    j["act_clip"] = r.act_clip;
+  }
+  j["trip_shifts"] = r.trip_shifts;
   return j;
 }
 
