@@ -9,6 +9,7 @@
 #include "calibration/fsbr.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/rotation.h"
 #include "calibration/threads.h"
 #include "kernels/error.h"
 
@@ -106,6 +107,38 @@ double perplexity(const torch::Tensor& ids, const std::function<torch::Tensor(co
   return std::exp(nll / static_cast<double>(count));
 }
 
+void store_site_quants(const SiteQuants& sites, CalibratedLayer& layer) {
+  bool any_clip = false, any_trip = false;
+  for (const SiteQuant& s : sites) {
+    any_clip |= s.clip_ratio != 1.0;
+    any_trip |= s.trip_shifts.defined();
+  }
+  if (any_clip)
+    for (const SiteQuant& s : sites) layer.act_clip_ratios.push_back(s.clip_ratio);
+  if (any_trip)
+    for (const SiteQuant& s : sites) {
+      std::vector<int8_t> shifts;
+      if (s.trip_shifts.defined()) {
+        const torch::Tensor t = s.trip_shifts.to(torch::kInt8).contiguous();
+        shifts.assign(t.data_ptr<int8_t>(), t.data_ptr<int8_t>() + t.numel());
+      }
+      layer.trip_shifts.push_back(std::move(shifts));
+    }
+}
+
+SiteQuants load_site_quants(const CalibratedLayer& layer) {
+  SiteQuants sites;
+  for (size_t s = 0; s < layer.act_clip_ratios.size() && s < sites.size(); ++s)
+    sites[s].clip_ratio = layer.act_clip_ratios[s];
+  for (size_t s = 0; s < layer.trip_shifts.size() && s < sites.size(); ++s)
+    if (!layer.trip_shifts[s].empty())
+      sites[s].trip_shifts =
+          torch::from_blob(const_cast<int8_t*>(layer.trip_shifts[s].data()),
+                           {static_cast<int64_t>(layer.trip_shifts[s].size())}, torch::kInt8)
+              .to(torch::kInt64);
+  return sites;
+}
+
 size_t common_length(const TokenWindows& w) {
   if (w.empty()) throw Error("perplexity: no evaluation windows");
   size_t n = w[0].size();
@@ -121,7 +154,8 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   const auto start = std::chrono::steady_clock::now();
   retain_freed_memory();  // training allocates and frees the same buffers every step
   torch::manual_seed(recipe.seed);
-  const LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
+  LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
+  rotate_model(w, recipe);  // offline rotations (an exact FP transform; none by default)
   const formats::LlamaConfig& cfg = w.config;
   const BlockShape shape = shape_of(cfg);
   const ScopedThreadCount threads(intra_op_threads(shape, recipe.seq_len, options.threads));
@@ -151,6 +185,9 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   out.w_bits = recipe.w_bits;
   out.a_bits = recipe.a_bits;
   out.swiglu_in_bits = recipe.swiglu_in_bits;
+  out.hadamard_down = recipe.hadamard_down;
+  out.hadamard_qk = recipe.hadamard_qk;
+  out.trip_max_shift = recipe.trip_shifts;
   out.embed = to_vector(w.embed);
   out.final_norm = to_vector(w.final_norm);
   out.lm_head = to_vector(w.lm_head);
@@ -166,7 +203,6 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   const RotaryCosSin rot = rotary_cos_sin(cfg, recipe.seq_len, torch::kFloat32);
   torch::Tensor fp_in = embed_tokens(w, ids);
   torch::Tensor q_in = fp_in.clone();
-  const FakeQuantSettings train = training_settings(recipe);
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
     const DecoderBlockWeights& fp = w.layers[l];
     std::vector<torch::Tensor> targets;
@@ -184,7 +220,7 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
     for (int64_t i = 0; i < q_in.size(0); i += kChunk)
       q_out.push_back(fake_quant_block_forward(bc.quantized, bc.folded.alpha,
                                                q_in.narrow(0, i, std::min(kChunk, q_in.size(0) - i)), rot, shape,
-                                               train));
+                                               bc.settings));
     fp_in = fp_target;
     q_in = torch::cat(q_out, 0);
 
@@ -197,6 +233,7 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
       *linears[i] = to_calibrated(linear_weight(bc.folded.weights, i), bc.weight_quant[i], recipe.w_bits);
     layer.swiglu_alpha = to_vector(bc.folded.alpha);
     layer.softmax_clip = bc.clip_c;
+    store_site_quants(bc.settings.sites, layer);
     layer.loss_before = bc.loss_before;
     layer.loss_after = bc.loss_after;
     out.layers.push_back(std::move(layer));
@@ -207,47 +244,113 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   return out;
 }
 
+namespace {
+
+// The fake-quant model of a CalibratedModel: dequantized block weights, per-layer evaluation settings (online
+// Hadamards, site refinements, softmax clip), FP embedding / final norm / head.
+class FakeQuantModel {
+ public:
+  FakeQuantModel(const CalibratedModel& m, FakeQuantPoints points) : m_(m), shape_(shape_of(m)) {
+    for (const CalibratedLayer& l : m.layers) {
+      BlockWeights b;
+      b.attn_norm = from_vector(l.attn_norm, {m.hidden});
+      b.ffn_norm = from_vector(l.ffn_norm, {m.hidden});
+      b.wq = dequantized(l.q_proj);
+      b.wk = dequantized(l.k_proj);
+      b.wv = dequantized(l.v_proj);
+      b.wo = dequantized(l.o_proj);
+      b.w_gate = dequantized(l.gate_proj);
+      b.w_up = dequantized(l.up_proj);
+      b.w_down = dequantized(l.down_proj);
+      blocks_.push_back(b);
+      alphas_.push_back(from_vector(l.swiglu_alpha, {m.intermediate}));
+    }
+    embed_ = from_vector(m.embed, {m.vocab, m.hidden});
+    head_ = from_vector(m.lm_head, {m.vocab, m.hidden});
+    final_norm_ = from_vector(m.final_norm, {m.hidden});
+    Recipe r;
+    r.a_bits = m.a_bits;
+    r.swiglu_in_bits = m.swiglu_in_bits;
+    r.fake_quant_points = points;
+    FakeQuantSettings online;
+    attach_online_hadamards(online, m.hadamard_down, m.hadamard_qk, shape_);
+    for (const CalibratedLayer& l : m.layers) {
+      FakeQuantSettings s = evaluation_settings(r, l.softmax_clip);
+      s.hadamard_down = online.hadamard_down;
+      s.hadamard_qk = online.hadamard_qk;
+      s.sites = load_site_quants(l);
+      s.trip_max_shift = m.trip_max_shift;
+      settings_.push_back(s);
+    }
+  }
+  const BlockShape& shape() const { return shape_; }
+
+  // Logits [B, T, V] (float32) of token ids [B, T] at positions 0..T−1.
+  torch::Tensor logits(const torch::Tensor& ids) const {
+    const int64_t T = ids.size(1);
+    auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+    const torch::Tensor angles = torch::outer(torch::arange(T, opts), torch::tensor(m_.rope_inv_freq, opts));
+    const torch::Tensor emb = torch::cat({angles, angles}, -1);
+    const RotaryCosSin rot{emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+    torch::Tensor h = embed_.index_select(0, ids.reshape({-1})).reshape({ids.size(0), T, m_.hidden});
+    for (size_t l = 0; l < blocks_.size(); ++l)
+      h = fake_quant_block_forward(blocks_[l], alphas_[l], h, rot, shape_, settings_[l]);
+    return torch::matmul(rms_norm(h, final_norm_, m_.rms_norm_eps), head_.t());
+  }
+
+ private:
+  const CalibratedModel& m_;
+  BlockShape shape_;
+  std::vector<BlockWeights> blocks_;
+  std::vector<torch::Tensor> alphas_;
+  std::vector<FakeQuantSettings> settings_;
+  torch::Tensor embed_, head_, final_norm_;
+};
+
+// Calls fn(first index, ids [B, T]) for runs of up to kChunk consecutive windows of equal length.
+void for_each_chunk(const TokenWindows& windows, const std::function<void(size_t, const torch::Tensor&)>& fn) {
+  for (size_t i = 0; i < windows.size();) {
+    size_t j = i + 1;
+    while (j < windows.size() && j - i < static_cast<size_t>(kChunk) && windows[j].size() == windows[i].size()) ++j;
+    const torch::Tensor ids = windows_tensor(TokenWindows(windows.begin() + i, windows.begin() + j), j - i,
+                                             windows[i].size(), "evaluation data");
+    fn(i, ids);
+    i = j;
+  }
+}
+
+}  // namespace
+
 double fake_quant_perplexity(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options) {
   retain_freed_memory();
   torch::NoGradGuard no_grad;
-  const BlockShape shape = shape_of(m);
+  const FakeQuantModel model(m, options.points);
   const size_t T = common_length(eval);
-  const ScopedThreadCount threads(intra_op_threads(shape, static_cast<int64_t>(T), options.threads));
-  const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  const torch::Tensor angles = torch::outer(torch::arange(static_cast<int64_t>(T), opts), torch::tensor(m.rope_inv_freq, opts));
-  const torch::Tensor emb = torch::cat({angles, angles}, -1);
-  const RotaryCosSin rot{emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+  const ScopedThreadCount threads(intra_op_threads(model.shape(), static_cast<int64_t>(T), options.threads));
+  double nll = 0;
+  int64_t count = 0;
+  for_each_chunk(eval, [&](size_t, const torch::Tensor& chunk) {
+    const int64_t L = chunk.size(1);
+    const torch::Tensor logp = torch::log_softmax(model.logits(chunk).to(torch::kFloat64).narrow(1, 0, L - 1), -1);
+    nll -= logp.gather(-1, chunk.narrow(1, 1, L - 1).unsqueeze(-1)).sum().item<double>();
+    count += chunk.size(0) * (L - 1);
+  });
+  return std::exp(nll / static_cast<double>(count));
+}
 
-  std::vector<BlockWeights> blocks;
-  std::vector<torch::Tensor> alphas;
-  for (const CalibratedLayer& l : m.layers) {
-    BlockWeights b;
-    b.attn_norm = from_vector(l.attn_norm, {m.hidden});
-    b.ffn_norm = from_vector(l.ffn_norm, {m.hidden});
-    b.wq = dequantized(l.q_proj);
-    b.wk = dequantized(l.k_proj);
-    b.wv = dequantized(l.v_proj);
-    b.wo = dequantized(l.o_proj);
-    b.w_gate = dequantized(l.gate_proj);
-    b.w_up = dequantized(l.up_proj);
-    b.w_down = dequantized(l.down_proj);
-    blocks.push_back(b);
-    alphas.push_back(from_vector(l.swiglu_alpha, {m.intermediate}));
-  }
-  const torch::Tensor embed = from_vector(m.embed, {m.vocab, m.hidden});
-  const torch::Tensor head = from_vector(m.lm_head, {m.vocab, m.hidden});
-  const torch::Tensor final_norm = from_vector(m.final_norm, {m.hidden});
-  Recipe r;
-  r.a_bits = m.a_bits;
-  r.swiglu_in_bits = m.swiglu_in_bits;
-  r.fake_quant_points = options.points;
-  return perplexity(ids, [&](const torch::Tensor& chunk) {
-    torch::Tensor h = embed.index_select(0, chunk.reshape({-1})).reshape({chunk.size(0), chunk.size(1), m.hidden});
-    for (size_t l = 0; l < blocks.size(); ++l)
-      h = fake_quant_block_forward(blocks[l], alphas[l], h, rot, shape,
-                                   evaluation_settings(r, m.layers[l].softmax_clip));
-    return torch::matmul(rms_norm(h, final_norm, m.rms_norm_eps), head.t());
+void fake_quant_for_each_logits(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options,
+                                const LogitsConsumer& consume) {
+  retain_freed_memory();
+  torch::NoGradGuard no_grad;
+  const FakeQuantModel model(m, options.points);
+  const size_t T = eval.empty() ? 1 : eval[0].size();
+  const ScopedThreadCount threads(intra_op_threads(model.shape(), static_cast<int64_t>(T), options.threads));
+  for_each_chunk(eval, [&](size_t first, const torch::Tensor& chunk) {
+    const torch::Tensor logits = model.logits(chunk).to(torch::kFloat32).contiguous();
+    const int64_t per_window = logits.size(1) * logits.size(2);
+    for (int64_t b = 0; b < chunk.size(0); ++b)
+      consume(first + static_cast<size_t>(b),
+              std::span<const float>(logits.data_ptr<float>() + b * per_window, static_cast<size_t>(per_window)));
   });
 }
 

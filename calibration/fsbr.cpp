@@ -7,13 +7,18 @@
 #include <cstdio>
 #include <limits>
 
+#include "calibration/activation_clip.h"
+#include "calibration/gptq.h"
+#include "calibration/rotation.h"
 #include "calibration/threads.h"
+#include "calibration/trip.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
 namespace {
 
 constexpr int64_t kEvalChunk = 8;  // samples per no-grad forward
+constexpr int64_t kClipSearchSamples = 32;  // calibration samples of the activation clip search
 
 int group_size_of(const Recipe& r) { return r.w_granularity == WeightGranularity::kPerGroup ? r.group_size : 0; }
 
@@ -107,7 +112,9 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
   const auto start = std::chrono::steady_clock::now();
   const bool stderr_is_tty = ::isatty(STDERR_FILENO) != 0;
   const int group = group_size_of(recipe);
-  const FakeQuantSettings train = training_settings(recipe);
+  FakeQuantSettings train = training_settings(recipe);
+  attach_online_hadamards(train, recipe.hadamard_down, recipe.hadamard_qk, shape);
+  for (SiteQuant& site : train.sites) site.clip_ratio = recipe.act_clip;
 
   SmoothParams smooth = SmoothParams::identity(shape, recipe.tie_rope_pairs);
   const bool use_sq_init = recipe.method == QuantMethod::kSmoothQuant ||
@@ -117,8 +124,13 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
   std::optional<LwcParams> lwc;
   if (recipe.method == QuantMethod::kFsbr) lwc = LwcParams::init(fp, group, recipe.lwc_init);
 
+  auto fold = [&]() {
+    FoldedBlock folded = fold_smoothing(fp, smooth, shape);
+    if (train.hadamard_down) folded.weights.w_down = fold_online_down(folded.weights.w_down, *train.hadamard_down);
+    return folded;
+  };
   auto quantized_weights = [&](FoldedBlock& folded_out) {
-    folded_out = fold_smoothing(fp, smooth, shape);
+    folded_out = fold();
     return quantize_block_weights(folded_out.weights, recipe.w_bits, group, lwc ? &*lwc : nullptr);
   };
 
@@ -186,17 +198,42 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
   }
 
   torch::NoGradGuard no_grad;
-  result.folded = fold_smoothing(fp, smooth, shape);
+  result.folded = fold();
   result.folded.weights.attn_norm = result.folded.weights.attn_norm.detach();
-  result.quantized = quantize_block_weights(result.folded.weights, recipe.w_bits, group, lwc ? &*lwc : nullptr,
-                                            &result.weight_quant);
-  result.loss_after = block_loss(result.quantized, result.folded.alpha, q_in, fp_target, rope, shape, train);
+  const torch::Tensor& alpha = result.folded.alpha;
+  if (recipe.trip_shifts > 0) {
+    train.trip_max_shift = recipe.trip_shifts;
+    train.sites = calibrate_trip(result.folded.weights, alpha, q_in, rope, shape, train, recipe.a_bits,
+                                 recipe.trip_shifts);
+  }
+  if (recipe.gptq) {
+    result.quantized = gptq_quantize_block(result.folded.weights, alpha, q_in, rope, shape, train, recipe.w_bits, group,
+                                           lwc ? &*lwc : nullptr, {recipe.gptq_damp, recipe.gptq_act_order},
+                                           &result.weight_quant);
+  } else {
+    result.quantized = quantize_block_weights(result.folded.weights, recipe.w_bits, group, lwc ? &*lwc : nullptr,
+                                              &result.weight_quant);
+  }
+  if (recipe.act_clip_search) {
+    // On at most kClipSearchSamples samples: 1 + 5 losses per site.
+    const int64_t n = std::min<int64_t>(q_in.size(0), kClipSearchSamples);
+    const torch::Tensor in = q_in.narrow(0, 0, n), target = fp_target.narrow(0, 0, n);
+    const SiteLoss loss = [&](const SiteQuants& sites) {
+      FakeQuantSettings s = train;
+      s.sites = sites;
+      return block_loss(result.quantized, alpha, in, target, rope, shape, s);
+    };
+    train.sites = search_clip_ratios(loss, train.sites, clip_ratio_grid());
+  }
+  result.settings = train;
+  result.loss_after = block_loss(result.quantized, alpha, q_in, fp_target, rope, shape, train);
 
   // Softmax clip: fixed by the recipe, or searched per layer on the executor-point simulation.
   result.clip_c = recipe.clip_c;
   if (recipe.clip_search) {
-    FakeQuantSettings exec = evaluation_settings(recipe, std::nullopt);
+    FakeQuantSettings exec = train;
     exec.executor_points = true;
+    exec.clip_c.reset();
     double best = block_loss(result.quantized, result.folded.alpha, q_in, fp_target, rope, shape, exec);
     result.clip_c.reset();
     for (double c : {8.0, 10.0, 12.0, 15.0, 20.0}) {

@@ -6,6 +6,10 @@
 //                samples in a fixed order, loss = MSE(FP block(FP input), fake-quant block(quantized input)),
 //                parameters of the epoch with the lowest mean loss kept (best-epoch selection; the initial
 //                parameters are a candidate too, with their loss before training), then folded.
+// Then, in this order, the recipe's W4A4 levers on the folded block (rotations are applied to `fp` by the caller,
+// calibration/rotation.h): online down_proj Hadamard folded into w_down (before training, so FSBR learns with it),
+// TRIP channel factors (calibration/trip.h), GPTQ rounding instead of RTN (calibration/gptq.h), the activation clip
+// search (calibration/activation_clip.h), the softmax clip search.
 #include <array>
 #include <optional>
 #include <vector>
@@ -26,6 +30,9 @@ struct BlockCalibration {
   int best_epoch = -1;                               // -1: initial parameters kept (always for RTN/SmoothQuant)
   std::vector<double> epoch_losses;
   std::optional<double> clip_c;                      // chosen softmax clip (recipe value or search result)
+  // Training-point settings of this block's quantized forward: the recipe's online Hadamards, clip ratios and TRIP
+  // factors (the next block's inputs must be computed with them).
+  FakeQuantSettings settings;
   double seconds = 0;
 };
 

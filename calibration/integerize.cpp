@@ -110,7 +110,28 @@ ChannelVector channel_vector_from_floats(const std::vector<float>& values, int m
   return out;
 }
 
+void require_integer_path(const Recipe& r, const std::string& source) {
+  auto refuse = [&](const char* key, const char* what) {
+    throw Error("recipe " + source + ": key \"" + key + "\": " + what +
+                " has no integer operator yet (fake-quant simulation only); the integer model cannot be built");
+  };
+  if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
+  if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
+  if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
+  if (r.act_clip != 1.0 || r.act_clip_search) refuse("act_clip", "activation clipping");
+  if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
+}
+
 QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
+  const char* fake_only = " has no integer operator yet (fake-quant simulation only)";
+  if (cm.hadamard_down) throw Error(std::string("integerize: the online down_proj Hadamard") + fake_only);
+  if (cm.hadamard_qk) throw Error(std::string("integerize: the online q/k Hadamard") + fake_only);
+  for (size_t l = 0; l < cm.layers.size(); ++l) {
+    for (double r : cm.layers[l].act_clip_ratios)
+      if (r != 1.0) throw Error("integerize: layer " + std::to_string(l) + " activation clipping" + fake_only);
+    if (!cm.layers[l].trip_shifts.empty())
+      throw Error("integerize: layer " + std::to_string(l) + " TRIP channel factors" + fake_only);
+  }
   QuantizedModel qm;
   qm.shape.hidden = cm.hidden;
   qm.shape.intermediate = cm.intermediate;

@@ -3,7 +3,10 @@
 // dyadic number, norms and the SwiGLU divisor become integer channel vectors, the embedding and the LM head are
 // quantized by their own rules (docs/method.md §7.3, §7.6), 1/√d is folded into q_proj's row scales (§7.4) and the
 // RoPE tables are built in float64 (§7.4). After this, nothing float is needed to run the model.
+#include <string>
+
 #include "calibration/calibrated_model.h"
+#include "formats/recipe.h"
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
 
@@ -21,7 +24,11 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights: a fake-quant-only deviation).
+// (per-group weights, online Hadamards, activation clip ratios, TRIP factors: fake-quant only for now).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
+
+// Throws illm::Error naming `source` and the recipe key when a recipe asks for something integerize() refuses, so
+// that `illm quantize` reports it before calibrating.
+void require_integer_path(const Recipe& recipe, const std::string& source);
 
 }  // namespace illm

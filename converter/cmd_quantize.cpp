@@ -89,6 +89,7 @@ int run_quantize(const QuantizeOptions& opt) {
   const fs::path model_dir = opt.model.empty() ? bundled_model_dir() : fs::path(opt.model);
   const fs::path recipe_path = opt.recipe.empty() ? bundled_recipe("quick-w4a4.json") : fs::path(opt.recipe);
   const Recipe recipe = load_recipe(recipe_path);
+  require_integer_path(recipe, recipe_path.string());
   const SourceModel source = open_source_model(model_dir);
   const fs::path output = opt.output.empty() ? fs::path(source.name + "-" + recipe_path.stem().string() + ".illm")
                                              : fs::path(opt.output);
