@@ -94,8 +94,12 @@ TEST(Hadamard, FastTransformEqualsMatrixProduct) {
 TEST(Hadamard, LargeSizesPreserveInnerProducts) {
   std::mt19937_64 rng(9);
   std::uniform_int_distribution<int64_t> code(-255, 255);
+  const char* expected[] = {"Sylvester(4096)", "Paley(20) x Sylvester(256)",
+                            "blocks(8192 + 2048x2 + 512x4 + 128x8 + 128x8)"};
+  int index = 0;
   for (int64_t n : {4096, 5120, 11008}) {
     const HadamardPlan plan = plan_hadamard(n);
+    EXPECT_EQ(plan.describe(), expected[index++]);
     std::vector<int64_t> x(n), y(n);
     for (int64_t i = 0; i < n; ++i) {
       x[i] = code(rng);
