@@ -1,16 +1,22 @@
 #include "calibration/calibrate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <optional>
 
 #include <torch/torch.h>
 
+#include "calibration/activations.h"
 #include "calibration/fake_quant_block.h"
 #include "calibration/fsbr.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
 #include "calibration/rotation.h"
+#include "calibration/row_rotation.h"
 #include "calibration/threads.h"
+#include "formats/llama_config.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -63,48 +69,18 @@ BlockShape shape_of(const CalibratedModel& m) {
   return {m.hidden, m.intermediate, m.n_heads, m.n_kv_heads, m.head_dim, m.rms_norm_eps};
 }
 
-CalibratedLinear to_calibrated(const torch::Tensor& folded, const WeightQuant& q, int bits) {
+CalibratedLinear to_calibrated(const WeightQuant& q, int bits) {
   CalibratedLinear l;
-  l.out_features = static_cast<int32_t>(folded.size(0));
-  l.in_features = static_cast<int32_t>(folded.size(1));
+  l.out_features = static_cast<int32_t>(q.codes.size(0));
+  l.in_features = static_cast<int32_t>(q.codes.size(1));
   l.bits = bits;
-  l.group_size = static_cast<int32_t>(folded.size(1) / q.scale.size(1));
-  l.folded_weight = to_vector(folded);
-  const torch::Tensor codes = q.codes.to(torch::kUInt8).contiguous();
+  l.group_size = static_cast<int32_t>(q.codes.size(1) / q.scale.size(1));
+  const torch::Tensor codes = q.codes.to(torch::kCPU, torch::kUInt8).contiguous();
   l.codes.assign(codes.data_ptr<uint8_t>(), codes.data_ptr<uint8_t>() + codes.numel());
   l.scales = to_vector(q.scale);
-  const torch::Tensor zp = q.zero_point.to(torch::kInt32).contiguous();
+  const torch::Tensor zp = q.zero_point.to(torch::kCPU, torch::kInt32).contiguous();
   l.zero_points.assign(zp.data_ptr<int32_t>(), zp.data_ptr<int32_t>() + zp.numel());
   return l;
-}
-
-torch::Tensor dequantized(const CalibratedLinear& l) {
-  const int64_t groups = l.in_features / l.group_size;
-  torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(l.codes.data()), {l.out_features, groups, l.group_size},
-                                         torch::kUInt8)
-                            .to(torch::kFloat32);
-  const torch::Tensor scale = from_vector(l.scales, {l.out_features, groups, 1});
-  const torch::Tensor zero =
-      torch::from_blob(const_cast<int32_t*>(l.zero_points.data()), {l.out_features, groups, 1}, torch::kInt32)
-          .to(torch::kFloat32);
-  return ((codes - zero) * scale).reshape({l.out_features, l.in_features});
-}
-
-// Runs `fn(chunk_ids)` over chunks of windows and returns exp(mean NLL of positions 1..T−1).
-double perplexity(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& logits_of) {
-  torch::NoGradGuard no_grad;
-  double nll = 0;
-  int64_t count = 0;
-  for (int64_t i = 0; i < ids.size(0); i += kChunk) {
-    const torch::Tensor chunk = ids.narrow(0, i, std::min(kChunk, ids.size(0) - i));
-    const torch::Tensor logits = logits_of(chunk).to(torch::kFloat64);
-    const int64_t T = chunk.size(1);
-    const torch::Tensor logp = torch::log_softmax(logits.narrow(1, 0, T - 1), -1);
-    const torch::Tensor target = chunk.narrow(1, 1, T - 1).unsqueeze(-1);
-    nll -= logp.gather(-1, target).sum().item<double>();
-    count += chunk.size(0) * (T - 1);
-  }
-  return std::exp(nll / static_cast<double>(count));
 }
 
 void store_site_quants(const SiteQuants& sites, CalibratedLayer& layer) {
@@ -139,6 +115,61 @@ SiteQuants load_site_quants(const CalibratedLayer& layer) {
   return sites;
 }
 
+CalibratedLayer layer_from(BlockCalibration& bc, const Recipe& recipe) {
+  CalibratedLayer layer;
+  layer.attn_norm = to_vector(bc.folded.weights.attn_norm);
+  layer.ffn_norm = to_vector(bc.folded.weights.ffn_norm);
+  CalibratedLinear* linears[kNumLinears] = {&layer.q_proj,    &layer.k_proj,  &layer.v_proj,   &layer.o_proj,
+                                            &layer.gate_proj, &layer.up_proj, &layer.down_proj};
+  for (int i = 0; i < kNumLinears; ++i) {
+    *linears[i] = to_calibrated(bc.weight_quant[i], recipe.w_bits);
+    bc.weight_quant[i] = WeightQuant{};  // free as we go
+  }
+  layer.swiglu_alpha = to_vector(bc.folded.alpha);
+  layer.softmax_clip = bc.clip_c;
+  store_site_quants(bc.settings.sites, layer);
+  layer.loss_before = bc.loss_before;
+  layer.loss_after = bc.loss_after;
+  return layer;
+}
+
+// Every block starts from its own seed, so a resumed run draws what an uninterrupted one draws.
+uint64_t block_seed(uint64_t seed, int64_t layer) { return seed * 1000003u + static_cast<uint64_t>(layer); }
+
+torch::Device parse_device(const std::string& device) {
+  check_device(device);
+  return device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+torch::Tensor dequantized(const CalibratedLinear& l) {
+  const int64_t groups = l.in_features / l.group_size;
+  torch::Tensor codes = torch::from_blob(const_cast<uint8_t*>(l.codes.data()), {l.out_features, groups, l.group_size},
+                                         torch::kUInt8)
+                            .to(torch::kFloat32);
+  const torch::Tensor scale = from_vector(l.scales, {l.out_features, groups, 1});
+  const torch::Tensor zero =
+      torch::from_blob(const_cast<int32_t*>(l.zero_points.data()), {l.out_features, groups, 1}, torch::kInt32)
+          .to(torch::kFloat32);
+  return ((codes - zero) * scale).reshape({l.out_features, l.in_features});
+}
+
+// Runs `fn(chunk_ids)` over chunks of windows and returns exp(mean NLL of positions 1..T−1).
+double perplexity(const torch::Tensor& ids, const std::function<torch::Tensor(const torch::Tensor&)>& logits_of) {
+  torch::NoGradGuard no_grad;
+  double nll = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < ids.size(0); i += kChunk) {
+    const torch::Tensor chunk = ids.narrow(0, i, std::min(kChunk, ids.size(0) - i));
+    const torch::Tensor logits = logits_of(chunk).to(torch::kFloat64);
+    const int64_t T = chunk.size(1);
+    const torch::Tensor logp = torch::log_softmax(logits.narrow(1, 0, T - 1), -1);
+    const torch::Tensor target = chunk.narrow(1, 1, T - 1).unsqueeze(-1);
+    nll -= logp.gather(-1, target).sum().item<double>();
+    count += chunk.size(0) * (T - 1);
+  }
+  return std::exp(nll / static_cast<double>(count));
+}
+
 size_t common_length(const TokenWindows& w) {
   if (w.empty()) throw Error("perplexity: no evaluation windows");
   size_t n = w[0].size();
@@ -149,25 +180,26 @@ size_t common_length(const TokenWindows& w) {
 
 }  // namespace
 
-CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& recipe, const TokenWindows& calib,
-                          CalibrationReport* report, const CalibrateOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
-  retain_freed_memory();  // training allocates and frees the same buffers every step
-  torch::manual_seed(recipe.seed);
-  LlamaWeights w = load_llama_weights(model_dir, torch::kFloat32);
-  rotate_model(w, recipe);  // offline rotations (an exact FP transform; none by default)
-  const formats::LlamaConfig& cfg = w.config;
-  const BlockShape shape = shape_of(cfg);
-  const ScopedThreadCount threads(intra_op_threads(shape, recipe.seq_len, options.threads));
-  if (recipe.w_granularity == WeightGranularity::kPerGroup &&
-      (cfg.hidden_size % recipe.group_size != 0 || cfg.intermediate_size % recipe.group_size != 0))
-    throw Error("recipe: group_size " + std::to_string(recipe.group_size) + " does not divide hidden " +
-                std::to_string(cfg.hidden_size) + " and intermediate " + std::to_string(cfg.intermediate_size) +
-                " of " + model_dir.string());
-  if (recipe.seq_len > cfg.max_position_embeddings)
-    throw Error("recipe: seq_len " + std::to_string(recipe.seq_len) + " exceeds max_position_embeddings of " +
-                model_dir.string());
+void check_device(const std::string& device) {
+  if (device == "cpu") return;
+  if (device != "cuda") throw Error("--device " + device + ": expected cpu or cuda");
+  if (!torch::cuda::is_available()) {
+#ifdef ILLM_TORCH_CUDA
+    throw Error("--device cuda: this build uses a CUDA-enabled LibTorch, but no CUDA device is visible");
+#else
+    throw Error("--device cuda: this illm is built against a CPU-only LibTorch; rebuild with "
+                "-DILLM_TORCH_CUDA=ON -DTorch_DIR=<a CUDA LibTorch>/share/cmake/Torch (docs/scale.md)");
+#endif
+  }
+}
 
+std::filesystem::path block_inputs_file(const std::filesystem::path& work_dir, int layer, bool quantized) {
+  char name[64];
+  std::snprintf(name, sizeof name, "inputs-%03d.%s.f32", layer, quantized ? "q" : "fp");
+  return work_dir / name;
+}
+
+CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Recipe& recipe) {
   CalibratedModel out;
   out.hidden = static_cast<int32_t>(cfg.hidden_size);
   out.intermediate = static_cast<int32_t>(cfg.intermediate_size);
@@ -188,57 +220,156 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   out.hadamard_down = recipe.hadamard_down;
   out.hadamard_qk = recipe.hadamard_qk;
   out.trip_max_shift = recipe.trip_shifts;
-  out.embed = to_vector(w.embed);
-  out.final_norm = to_vector(w.final_norm);
-  out.lm_head = to_vector(w.lm_head);
-  out.tied_head = w.tied_head();
-  if (report) {
-    *report = CalibrationReport{};
-    report->method = out.method;
-  }
+  // A rotated head is W_head·diag(γ)·Q, no longer the rotated embedding E·Q.
+  out.tied_head = cfg.tie_word_embeddings && recipe.rotation == ResidualRotation::kNone;
+  return out;
+}
+
+void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStore& store, const Recipe& recipe,
+                      const TokenWindows& calib, const BlockSink& sink, const CalibrateOptions& options) {
+  retain_freed_memory();  // training allocates and frees the same buffers every step
+  const torch::Device device = parse_device(options.device);
+  const BlockShape shape = shape_of(cfg);
+  const std::string source = store.source().string();
+  if (recipe.w_granularity == WeightGranularity::kPerGroup &&
+      (cfg.hidden_size % recipe.group_size != 0 || cfg.intermediate_size % recipe.group_size != 0))
+    throw Error("recipe: group_size " + std::to_string(recipe.group_size) + " does not divide hidden " +
+                std::to_string(cfg.hidden_size) + " and intermediate " + std::to_string(cfg.intermediate_size) +
+                " of " + source);
+  if (recipe.seq_len > cfg.max_position_embeddings)
+    throw Error("recipe: seq_len " + std::to_string(recipe.seq_len) + " exceeds max_position_embeddings of " + source);
+  const int n_layers = static_cast<int>(cfg.num_hidden_layers);
+  if (options.first_block < 0 || options.first_block > n_layers)
+    throw Error("calibrate: first block " + std::to_string(options.first_block) + " outside [0, " +
+                std::to_string(n_layers) + "]");
+  const ScopedThreadCount threads(intra_op_threads(shape, recipe.seq_len, options.threads));
 
   torch::NoGradGuard no_grad;
   const torch::Tensor ids = windows_tensor(calib, static_cast<size_t>(recipe.samples),
                                            static_cast<size_t>(recipe.seq_len), "calibration data");
-  const RotaryCosSin rot = rotary_cos_sin(cfg, recipe.seq_len, torch::kFloat32);
-  torch::Tensor fp_in = embed_tokens(w, ids);
-  torch::Tensor q_in = fp_in.clone();
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const DecoderBlockWeights& fp = w.layers[l];
-    std::vector<torch::Tensor> targets;
-    for (int64_t i = 0; i < fp_in.size(0); i += kChunk)
-      targets.push_back(decoder_block_forward(cfg, fp, fp_in.narrow(0, i, std::min(kChunk, fp_in.size(0) - i)), rot));
-    const torch::Tensor fp_target = torch::cat(targets, 0);
+  const int64_t N = ids.size(0), T = ids.size(1), C = cfg.hidden_size;
+  const RotaryCosSin cpu_rot = rotary_cos_sin(cfg, recipe.seq_len, torch::kFloat32);
+  const RotaryCosSin rot{cpu_rot.cos.to(device), cpu_rot.sin.to(device)};
+  // Offline rotations (calibration/rotation.h; none by default): Q is seeded by the recipe alone, so every block of
+  // this run, a resumed run and the converter's embedding / head rows (ResidualRowRotation) use the same matrix.
+  // Costs Q's C²·8 bytes (128 MiB at C = 4096) while calibrating.
+  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, recipe.seed);
+  const bool rotates = rotation.defined() || recipe.rotate_heads;
+  const bool in_memory = options.work_dir.empty();
+  auto create = [&](int layer, bool quantized) {
+    return in_memory ? Activations::in_memory(N, T, C)
+                     : Activations::create_file(block_inputs_file(options.work_dir, layer, quantized), N, T, C);
+  };
+
+  // Inputs of earlier blocks left by a run killed between its sink and their deletion are not state.
+  if (!in_memory)
+    for (int l = 0; l < options.first_block; ++l)
+      for (bool quantized : {false, true}) {
+        std::error_code ignored;
+        std::filesystem::remove(block_inputs_file(options.work_dir, l, quantized), ignored);
+      }
+  // Inputs of the first block: the embeddings (FP and quantized trajectories start equal).
+  std::optional<Activations> fp_in, q_in;
+  if (options.first_block == 0) {
+    fp_in = create(0, false);
+    q_in = create(0, true);
+    for (int64_t i = 0; i < N; i += kChunk) {
+      const int64_t n = std::min(kChunk, N - i);
+      torch::Tensor rows = embedding_rows(cfg, store, ids.narrow(0, i, n), torch::kFloat32);
+      if (rotation.defined()) rows = rotate_embedding_rows(rows, rotation);
+      fp_in->write(i, rows);
+      q_in->write(i, rows);
+    }
+    fp_in->commit();
+    q_in->commit();
+  } else if (options.first_block < n_layers) {
+    fp_in = Activations::open_file(block_inputs_file(options.work_dir, options.first_block, false), N, T, C);
+    q_in = Activations::open_file(block_inputs_file(options.work_dir, options.first_block, true), N, T, C);
+  }
+
+  for (int l = options.first_block; l < n_layers; ++l) {
+    torch::manual_seed(block_seed(recipe.seed, l));
+    DecoderBlockWeights fp = load_block_weights(cfg, store, l, torch::kFloat32);
+    if (!device.is_cpu())
+      for (torch::Tensor* t : {&fp.attn_norm, &fp.wq, &fp.wk, &fp.wv, &fp.wo, &fp.ffn_norm, &fp.w_gate, &fp.w_up,
+                               &fp.w_down})
+        *t = t->to(device);
+    if (rotates) fp = rotate_block(fp, rotation, recipe.rotate_heads, shape);
+    const bool last = l + 1 == n_layers;
+    // The FP trajectory: block l's FP output is its reconstruction target and block l+1's FP input.
+    Activations fp_next = create(l + 1, false);
+    for (int64_t i = 0; i < N; i += kChunk) {
+      const int64_t n = std::min(kChunk, N - i);
+      fp_next.write(i, decoder_block_forward(cfg, fp, fp_in->read(i, n).to(device), rot));
+    }
+    std::optional<Activations> q_next;
+    if (!last) q_next = create(l + 1, true);
 
     BlockCalibration bc;
     {
       torch::AutoGradMode enable_grad(true);
-      bc = calibrate_block(fp, shape, rot, fp_in, q_in, fp_target, recipe, static_cast<int>(l),
-                           static_cast<int>(cfg.num_hidden_layers), options.show_progress);
+      bc = calibrate_block(fp, shape, rot, *fp_in, *q_in, fp_next, recipe, l, n_layers, options.show_progress,
+                           q_next ? &*q_next : nullptr);
     }
-    std::vector<torch::Tensor> q_out;
-    for (int64_t i = 0; i < q_in.size(0); i += kChunk)
-      q_out.push_back(fake_quant_block_forward(bc.quantized, bc.folded.alpha,
-                                               q_in.narrow(0, i, std::min(kChunk, q_in.size(0) - i)), rot, shape,
-                                               bc.settings));
-    fp_in = fp_target;
-    q_in = torch::cat(q_out, 0);
+    fp = DecoderBlockWeights{};
+    if (!last) {
+      fp_next.commit();
+      q_next->commit();
+    }
+    CalibratedBlock block;
+    block.index = l;
+    block.report = {bc.loss_before, bc.loss_after, bc.seconds, bc.seconds_per_step, bc.best_epoch, bc.epoch_losses,
+                    bc.clip_c};
+    block.layer = layer_from(bc, recipe);
+    bc = BlockCalibration{};
+    sink(std::move(block));
+    // The sink has persisted the block: its inputs are no longer part of any state.
+    fp_in.reset();
+    q_in.reset();
+    if (!in_memory) {
+      std::error_code ignored;
+      std::filesystem::remove(block_inputs_file(options.work_dir, l, false), ignored);
+      std::filesystem::remove(block_inputs_file(options.work_dir, l, true), ignored);
+    }
+    if (!last) {
+      fp_in = std::move(fp_next);
+      q_in = std::move(*q_next);
+    }
+  }
+}
 
-    CalibratedLayer layer;
-    layer.attn_norm = to_vector(bc.folded.weights.attn_norm);
-    layer.ffn_norm = to_vector(bc.folded.weights.ffn_norm);
-    CalibratedLinear* linears[kNumLinears] = {&layer.q_proj,    &layer.k_proj,  &layer.v_proj,   &layer.o_proj,
-                                              &layer.gate_proj, &layer.up_proj, &layer.down_proj};
-    for (int i = 0; i < kNumLinears; ++i)
-      *linears[i] = to_calibrated(linear_weight(bc.folded.weights, i), bc.weight_quant[i], recipe.w_bits);
-    layer.swiglu_alpha = to_vector(bc.folded.alpha);
-    layer.softmax_clip = bc.clip_c;
-    store_site_quants(bc.settings.sites, layer);
-    layer.loss_before = bc.loss_before;
-    layer.loss_after = bc.loss_after;
-    out.layers.push_back(std::move(layer));
-    if (report)
-      report->blocks.push_back({bc.loss_before, bc.loss_after, bc.seconds, bc.best_epoch, bc.epoch_losses, bc.clip_c});
+CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& recipe, const TokenWindows& calib,
+                          CalibrationReport* report, const CalibrateOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const formats::LlamaConfig cfg = formats::load_llama_config(model_dir);
+  const formats::TensorStore store = formats::TensorStore::open(model_dir);
+  formats::check_llama_tensors(cfg, store);
+  CalibratedModel out = calibrated_model_frame(cfg, recipe);
+  if (report) {
+    *report = CalibrationReport{};
+    report->method = out.method;
+  }
+  CalibrateOptions in_memory = options;
+  in_memory.work_dir.clear();
+  in_memory.first_block = 0;
+  calibrate_blocks(cfg, store, recipe, calib, [&](CalibratedBlock&& block) {
+    out.layers.push_back(std::move(block.layer));
+    if (report) report->blocks.push_back(std::move(block.report));
+  }, in_memory);
+  const int64_t C = cfg.hidden_size, V = cfg.vocab_size;
+  out.embed = store.read_f32("model.embed_tokens.weight");
+  out.final_norm = store.read_f32("model.norm.weight");
+  out.lm_head = cfg.tie_word_embeddings ? out.embed : store.read_f32("lm_head.weight");
+  formats::check_weight_values(store.info("model.embed_tokens.weight"), out.embed);
+  formats::check_weight_values(store.info("model.norm.weight"), out.final_norm);
+  if (!cfg.tie_word_embeddings) formats::check_weight_values(store.info("lm_head.weight"), out.lm_head);
+  if (static_cast<int64_t>(out.embed.size()) != V * C || static_cast<int64_t>(out.lm_head.size()) != V * C)
+    throw Error(model_dir.string() + ": embedding or LM head does not have the config's shape");
+  const ResidualRowRotation rows(recipe, C);  // what the converter does to the streamed rows (row_rotation.h)
+  if (rows.enabled()) {
+    rows.rotate_embedding_rows(out.embed);
+    rows.rotate_head_rows(out.lm_head, out.final_norm);
+    std::fill(out.final_norm.begin(), out.final_norm.end(), 1.0f);
   }
   if (report) report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

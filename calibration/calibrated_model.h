@@ -1,7 +1,7 @@
 #pragma once
 // Torch-free result of calibration: everything a converter needs to build illm::QuantizedModel
-// (kernels/quantized_model.h). Per layer: the FOLDED FP weights (FSBR/SmoothQuant smoothing applied, docs/method.md
-// §2.7), the quantized linears (per-row or per-group scale, zero point and integer codes, LWC clipping included),
+// (kernels/quantized_model.h). Per layer: the quantized linears of the FOLDED weights (FSBR/SmoothQuant smoothing
+// applied, docs/method.md §2.7; per-row or per-group scale, zero point and integer codes, LWC clipping included),
 // the site-5 divisor α kept at run time by DI-SwiGLU, the norms and the softmax clip c. Float32 throughout,
 // row-major [out][in] like PyTorch / Hugging Face.
 #include <cstdint>
@@ -16,7 +16,6 @@ struct CalibratedLinear {
   int32_t in_features = 0;
   int32_t bits = 0;
   int32_t group_size = 0;              // columns per (scale, zero point); == in_features for per-channel
-  std::vector<float> folded_weight;    // [out][in] FP weight after smoothing, before quantization
   std::vector<uint8_t> codes;          // [out][in], in [0, 2^bits − 1]
   std::vector<float> scales;           // [out][in/group_size]
   std::vector<int32_t> zero_points;    // [out][in/group_size], in [0, 2^bits − 1]
@@ -67,6 +66,7 @@ struct CalibratedModel {
 
 struct BlockReport {
   double loss_before = 0, loss_after = 0, seconds = 0;
+  double seconds_per_step = 0;  // FSBR training step (0 without training)
   int best_epoch = -1;
   std::vector<double> epoch_losses;
   std::optional<double> softmax_clip;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "calibration/fused_weight_quant.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -43,9 +44,9 @@ const torch::Tensor& linear_weight(const BlockWeights& w, int index) {
   return linear_weight(const_cast<BlockWeights&>(w), index);
 }
 
-SmoothParams SmoothParams::identity(const BlockShape& shape, bool tied_rope_pairs) {
+SmoothParams SmoothParams::identity(const BlockShape& shape, bool tied_rope_pairs, torch::Device device) {
   SmoothParams s;
-  const auto ones = [](int64_t n) { return torch::ones({n}, torch::kFloat32); };
+  const auto ones = [&](int64_t n) { return torch::ones({n}, torch::TensorOptions(torch::kFloat32).device(device)); };
   const int64_t kv = shape.n_kv_heads * shape.head_dim;
   s.s1 = ones(shape.hidden);
   s.s2 = ones(shape.hidden);
@@ -97,8 +98,9 @@ LwcParams LwcParams::init(const BlockWeights& w, int group_size, double logit) {
   for (int i = 0; i < kNumLinears; ++i) {
     const torch::Tensor& weight = linear_weight(w, i);
     const int64_t groups = group_size <= 0 ? 1 : weight.size(1) / group_size;
-    p.upper[i] = torch::full({weight.size(0), groups}, logit, torch::kFloat32);
-    p.lower[i] = torch::full({weight.size(0), groups}, logit, torch::kFloat32);
+    const auto options = torch::TensorOptions(torch::kFloat32).device(weight.device());
+    p.upper[i] = torch::full({weight.size(0), groups}, logit, options);
+    p.lower[i] = torch::full({weight.size(0), groups}, logit, options);
   }
   return p;
 }
@@ -123,6 +125,49 @@ BlockWeights quantize_block_weights(const BlockWeights& folded, int w_bits, int 
     if (integer_out) (*integer_out)[i] = std::move(wq);
   }
   return q;
+}
+
+FoldedBlock fold_and_fake_quantize_unfused(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape,
+                                           int w_bits, int group_size, const LwcParams* lwc,
+                                           std::array<WeightQuant, kNumLinears>* integer_out) {
+  FoldedBlock folded = fold_smoothing(fp, smooth, shape);
+  FoldedBlock out;
+  out.weights = quantize_block_weights(folded.weights, w_bits, group_size, lwc, integer_out);
+  out.alpha = folded.alpha;
+  return out;
+}
+
+FoldedBlock fold_and_fake_quantize(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape,
+                                   int w_bits, int group_size, const LwcParams* lwc,
+                                   std::array<WeightQuant, kNumLinears>* integer_out) {
+  if (!fp.wq.device().is_cpu() || fp.wq.scalar_type() != torch::kFloat32)
+    return fold_and_fake_quantize_unfused(fp, smooth, shape, w_bits, group_size, lwc, integer_out);
+  // The factor vectors exactly as fold_smoothing builds them (small torch ops; autograd tracks them).
+  const torch::Tensor s1 = guard_smooth(smooth.s1), s2 = guard_smooth(smooth.s2), s3 = guard_smooth(smooth.s3);
+  const torch::Tensor s4 = expand_s4(guard_smooth(smooth.s4), shape, smooth.tied_rope_pairs);
+  const torch::Tensor s5 = guard_smooth(smooth.s5), s6 = guard_smooth(smooth.s6);
+  const torch::Tensor s3_q = expand_kv_to_q(s3, shape), s4_q = expand_kv_to_q(s4, shape);
+  FoldedBlock out;
+  out.weights.attn_norm = fp.attn_norm / s1;
+  out.weights.ffn_norm = fp.ffn_norm / s2;
+  out.alpha = s5;
+  // Per linear: column factor, row factor and how the row factor applies (the order of fold_smoothing's ops).
+  struct Fold {
+    torch::Tensor col, row;
+    RowFactor mode;
+  };
+  const Fold folds[kNumLinears] = {{s1, s4_q, RowFactor::kDivide},   {s1, s4, RowFactor::kMultiply},
+                                   {s1, s3, RowFactor::kDivide},     {s3_q, {}, RowFactor::kNone},
+                                   {s2, s5, RowFactor::kMultiply},   {s2, s5 * s6, RowFactor::kDivide},
+                                   {s6, {}, RowFactor::kNone}};
+  for (int i = 0; i < kNumLinears; ++i) {
+    const torch::Tensor hi = lwc && lwc->upper[i].defined() ? torch::sigmoid(lwc->upper[i]) : torch::Tensor();
+    const torch::Tensor lo = lwc && lwc->lower[i].defined() ? torch::sigmoid(lwc->lower[i]) : torch::Tensor();
+    linear_weight(out.weights, i) = fused_fold_fake_quant(linear_weight(fp, i), folds[i].col, folds[i].row,
+                                                          folds[i].mode, hi, lo, w_bits, group_size,
+                                                          integer_out ? &(*integer_out)[i] : nullptr);
+  }
+  return out;
 }
 
 void ActStats::update(const char* which, const torch::Tensor& x) {
@@ -184,7 +229,7 @@ torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tenso
     vh = vh.repeat_interleave(group, 1);
   }
   torch::Tensor scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(d));
-  const torch::Tensor causal = torch::ones({T, T}, torch::kBool).triu(1);
+  const torch::Tensor causal = torch::ones({T, T}, torch::TensorOptions(torch::kBool).device(x.device())).triu(1);
   scores = scores.masked_fill(causal, -std::numeric_limits<float>::infinity());
   torch::Tensor probs;
   if (exec) {

@@ -42,7 +42,7 @@ const torch::Tensor& linear_weight(const BlockWeights& w, int index);
 struct SmoothParams {
   torch::Tensor s1, s2, s3, s4, s5, s6;
   bool tied_rope_pairs = true;
-  static SmoothParams identity(const BlockShape& shape, bool tied_rope_pairs);
+  static SmoothParams identity(const BlockShape& shape, bool tied_rope_pairs, torch::Device device = torch::kCPU);
   std::vector<torch::Tensor> all() const { return {s1, s2, s3, s4, s5, s6}; }
 };
 
@@ -56,7 +56,8 @@ struct FoldedBlock {
 };
 FoldedBlock fold_smoothing(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape);
 
-// LWC logits per linear ([out, in/group] each); undefined entries mean no clipping (RTN min/max).
+// LWC logits per linear ([out, in/group] each, on the weights' device); undefined entries mean no clipping (RTN
+// min/max).
 struct LwcParams {
   std::array<torch::Tensor, kNumLinears> upper, lower;
   static LwcParams init(const BlockWeights& w, int group_size, double logit);
@@ -66,6 +67,19 @@ struct LwcParams {
 // Quantizes the seven linears (dequantized values replace the weights; norms unchanged). `lwc` may be null.
 BlockWeights quantize_block_weights(const BlockWeights& folded, int w_bits, int group_size, const LwcParams* lwc,
                                     std::array<WeightQuant, kNumLinears>* integer_out = nullptr);
+
+// fold_smoothing followed by quantize_block_weights: `weights` holds the folded norms and the fake-quantized
+// (dequantized) linears, `alpha` site 5's divisor. For float32 CPU weights each linear goes through the fused
+// kernel of calibration/fused_weight_quant.h (one pass, the folded FP linears never materialized, the same values
+// bit for bit, a one-pass backward); other devices run the two steps as torch ops. The FSBR training step and
+// every final quantization of a block use this. `integer_out` receives codes, scales and zero points.
+FoldedBlock fold_and_fake_quantize(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape,
+                                   int w_bits, int group_size, const LwcParams* lwc,
+                                   std::array<WeightQuant, kNumLinears>* integer_out = nullptr);
+// The same through the two torch-op steps on any device (the reference the fused kernel is tested against).
+FoldedBlock fold_and_fake_quantize_unfused(const BlockWeights& fp, const SmoothParams& smooth, const BlockShape& shape,
+                                           int w_bits, int group_size, const LwcParams* lwc,
+                                           std::array<WeightQuant, kNumLinears>* integer_out = nullptr);
 
 struct FakeQuantSettings {
   bool quantize_activations = true;

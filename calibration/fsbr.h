@@ -10,21 +10,28 @@
 // calibration/rotation.h): online down_proj Hadamard folded into w_down (before training, so FSBR learns with it),
 // TRIP channel factors (calibration/trip.h), GPTQ rounding instead of RTN (calibration/gptq.h), the activation clip
 // search (calibration/activation_clip.h), the softmax clip search.
+//
+//
+// Activations come as calibration/activations.h stores (in memory or spilled to files, chunk by chunk), on the
+// CPU; they are moved to the block weights' device (`--device`) chunk by chunk.
 #include <array>
 #include <optional>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "calibration/activations.h"
 #include "calibration/fake_quant_block.h"
 #include "formats/recipe.h"
 
 namespace illm::calib {
 
 struct BlockCalibration {
-  FoldedBlock folded;                                // folded FP weights + site-5 α
-  std::array<WeightQuant, kNumLinears> weight_quant;  // integer codes, scales, zero points (of folded weights)
-  BlockWeights quantized;                            // folded weights replaced by their dequantized values
+  // Folded norms and site-5 α. The folded FP linears are not kept (the fused kernel never materializes them;
+  // fold_smoothing(fp, smooth, shape) gives them when needed): folded.weights holds the norms only.
+  FoldedBlock folded;
+  std::array<WeightQuant, kNumLinears> weight_quant;  // integer codes (uint8), scales, zero points
+  BlockWeights quantized;                            // folded norms + the dequantized linears
   double loss_before = 0;                            // mean block MSE with the initial parameters
   double loss_after = 0;                             // mean block MSE with the kept parameters
   int best_epoch = -1;                               // -1: initial parameters kept (always for RTN/SmoothQuant)
@@ -34,6 +41,7 @@ struct BlockCalibration {
   // factors (the next block's inputs must be computed with them).
   FakeQuantSettings settings;
   double seconds = 0;
+  double seconds_per_step = 0;                       // FSBR training step (0 without training)
 };
 
 // Intra-op threads for one block's passes on sequences of `seq_len`: `requested` only when the largest
@@ -51,19 +59,27 @@ FakeQuantSettings evaluation_settings(const Recipe& recipe, std::optional<double
 SmoothParams smoothquant_init(const BlockWeights& fp, const ActStats& stats, const BlockShape& shape, double alpha,
                               bool tied_rope_pairs);
 
+// Samples per no-grad forward (statistics, losses, block outputs).
+inline constexpr int64_t kEvalChunk = 8;
+
 // Per-input-channel abs-max statistics of the FP block on `fp_in` [N, T, C].
-ActStats collect_stats(const BlockWeights& fp, const torch::Tensor& fp_in, const RotaryCosSin& rope,
+ActStats collect_stats(const BlockWeights& fp, const Activations& fp_in, const RotaryCosSin& rope,
                        const BlockShape& shape);
 
-// Mean over samples of MSE(target[i], block(input[i])) without gradients, processed in chunks.
-double block_loss(const BlockWeights& weights, const torch::Tensor& alpha, const torch::Tensor& input,
-                  const torch::Tensor& target, const RotaryCosSin& rope, const BlockShape& shape,
-                  const FakeQuantSettings& settings);
+// Mean over samples of MSE(target[i], block(input[i])) without gradients, processed in chunks of kEvalChunk.
+// With `outputs`, the block's outputs are stored there too (one pass gives the loss and the next block's inputs).
+// `max_samples` >= 0: the mean over the first max_samples samples only.
+double block_loss(const BlockWeights& weights, const torch::Tensor& alpha, const Activations& input,
+                  const Activations& target, const RotaryCosSin& rope, const BlockShape& shape,
+                  const FakeQuantSettings& settings, Activations* outputs = nullptr, int64_t max_samples = -1);
 
 // Calibrates one block. `fp_in` gives the statistics, `q_in` the inputs of the quantized block (the previous
-// quantized blocks' outputs), `fp_target` = FP block(fp_in). Progress goes to stderr.
+// quantized blocks' outputs), `fp_target` = FP block(fp_in). With `q_out`, the calibrated block's outputs on
+// `q_in` (training fake-quant points: the next block's q_in) are stored there, from the same pass that measures
+// loss_after. Progress goes to stderr: per epoch, and within an epoch every few seconds (sample, step time, ETA).
 BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape, const RotaryCosSin& rope,
-                                 const torch::Tensor& fp_in, const torch::Tensor& q_in, const torch::Tensor& fp_target,
-                                 const Recipe& recipe, int layer, int n_layers, bool show_progress = true);
+                                 const Activations& fp_in, const Activations& q_in, const Activations& fp_target,
+                                 const Recipe& recipe, int layer, int n_layers, bool show_progress = true,
+                                 Activations* q_out = nullptr);
 
 }  // namespace illm::calib

@@ -4,12 +4,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "calibration/fsbr.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
 namespace {
-
-constexpr int64_t kChunk = 8;  // samples per no-grad forward
 
 double round_half_away(double x) { return std::copysign(std::floor(std::fabs(x) + 0.5), x); }
 
@@ -20,7 +19,7 @@ HessianAccumulator::HessianAccumulator(int64_t in_features)
 
 void HessianAccumulator::add(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor rows = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat64);
+  const torch::Tensor rows = x.detach().reshape({-1, x.size(-1)}).to(torch::kCPU, torch::kFloat64);
   if (rows.size(1) != sum_.size(0))
     throw Error("HessianAccumulator: inputs have " + std::to_string(rows.size(1)) + " features, expected " +
                 std::to_string(sum_.size(0)));
@@ -38,11 +37,12 @@ WeightQuant gptq_quantize_weight(const torch::Tensor& w, const torch::Tensor& he
   const int64_t group = group_size <= 0 ? in : group_size;
   const WeightQuant grid = quantize_weight(w.detach(), bits, group_size, upper.defined() ? upper.detach() : upper,
                                            lower.defined() ? lower.detach() : lower);
-  const torch::Tensor scale64 = grid.scale.to(torch::kFloat64).contiguous();
-  const torch::Tensor zero64 = grid.zero_point.to(torch::kFloat64).contiguous();
+  // The column loop runs on the CPU in float64 (weights on another device come back as the result).
+  const torch::Tensor scale64 = grid.scale.to(torch::kCPU, torch::kFloat64).contiguous();
+  const torch::Tensor zero64 = grid.zero_point.to(torch::kCPU, torch::kFloat64).contiguous();
 
-  torch::Tensor W = w.detach().to(torch::kFloat64).clone();
-  torch::Tensor H = hessian.detach().to(torch::kFloat64).clone();
+  torch::Tensor W = w.detach().to(torch::kCPU, torch::kFloat64).clone();
+  torch::Tensor H = hessian.detach().to(torch::kCPU, torch::kFloat64).clone();
   const torch::Tensor dead = H.diagonal() == 0;
   H.diagonal().masked_fill_(dead, 1.0);
   W.masked_fill_(dead.unsqueeze(0), 0.0);
@@ -76,16 +76,16 @@ WeightQuant gptq_quantize_weight(const torch::Tensor& w, const torch::Tensor& he
     }
   }
   WeightQuant result;
-  result.codes = codes;
+  result.codes = codes.to(w.device());
   result.scale = grid.scale;
   result.zero_point = grid.zero_point;
-  const torch::Tensor c = codes.to(grid.scale.scalar_type()).reshape({out, groups, group});
+  const torch::Tensor c = result.codes.to(grid.scale.scalar_type()).reshape({out, groups, group});
   const torch::Tensor z = grid.zero_point.to(grid.scale.scalar_type()).unsqueeze(-1);
   result.dequantized = ((c - z) * grid.scale.unsqueeze(-1)).reshape({out, in}).to(w.scalar_type());
   return result;
 }
 
-BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor& alpha, const torch::Tensor& inputs,
+BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor& alpha, const Activations& inputs,
                                  const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& settings,
                                  int w_bits, int group_size, const LwcParams* lwc, const GptqOptions& options,
                                  std::array<WeightQuant, kNumLinears>* integer_out) {
@@ -102,9 +102,10 @@ BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor
     const SiteObserver observe = [&](ActSite site, const torch::Tensor&, const torch::Tensor& after) {
       if (site == stage.site) acc.add(after);
     };
-    for (int64_t i = 0; i < inputs.size(0); i += kChunk)
-      fake_quant_block_forward(current, alpha, inputs.narrow(0, i, std::min(kChunk, inputs.size(0) - i)), rope, shape,
-                               settings, nullptr, &observe);
+    for (int64_t i = 0; i < inputs.samples(); i += kEvalChunk)
+      fake_quant_block_forward(current, alpha,
+                               inputs.read(i, std::min(kEvalChunk, inputs.samples() - i)).to(folded.wq.device()), rope,
+                               shape, settings, nullptr, &observe);
     for (int index : stage.linears) {
       const torch::Tensor upper = lwc ? lwc->upper[index] : torch::Tensor();
       const torch::Tensor lower = lwc ? lwc->lower[index] : torch::Tensor();

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "calibration/activations.h"
 #include "calibration/fake_quant_block.h"
 
 namespace illm::calib {
@@ -40,8 +41,11 @@ WeightQuant gptq_quantize_weight(const torch::Tensor& w, const torch::Tensor& he
 
 // GPTQ of the seven linears of one block, in the order data flows so that each linear's Hessian comes from the
 // inputs it will really see: q/k/v on the quantized attention-norm output, then o_proj with q/k/v rounded, then
-// gate/up, then down_proj (a no-grad pass over `inputs` [N, T, C] per stage, activations quantized by `settings`).
-BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor& alpha, const torch::Tensor& inputs,
+// gate/up, then down_proj (a no-grad pass over `inputs` per stage, activations quantized by `settings`). The inputs
+// are read chunk by chunk (kEvalChunk samples, moved to the weights' device) and each stage's Hessian accumulates
+// over the chunks: besides one chunk's activations it costs one [in, in] float64 matrix (C_f²·8 bytes for
+// down_proj: 970 MB at C_f = 11008).
+BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor& alpha, const Activations& inputs,
                                  const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& settings,
                                  int w_bits, int group_size, const LwcParams* lwc, const GptqOptions& options,
                                  std::array<WeightQuant, kNumLinears>* integer_out);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/weight_codes.h"
 #include "formats/rope_tables.h"
 
 namespace illm {
@@ -17,7 +18,8 @@ constexpr int kInvAlphaMantissaBits = 24;  // a_c ≈ 2^k_a/α_c: 24-bit mantiss
 // Round half away from zero, as every rounding of the integer side (§1.2).
 int64_t round_away(double x) { return static_cast<int64_t>(std::llround(x)); }
 
-QuantizedLinear linear_from_calibrated(const calib::CalibratedLinear& in, int mantissa_bits, double scale_factor,
+// `in` by value: integerize_layer moves the codes in (they are the largest part of a layer).
+QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_bits, double scale_factor,
                                        const std::string& what) {
   if (in.group_size != in.in_features) {
     throw Error(what + ": per-group weight scales (group_size " + std::to_string(in.group_size) +
@@ -27,8 +29,9 @@ QuantizedLinear linear_from_calibrated(const calib::CalibratedLinear& in, int ma
   out.out_features = in.out_features;
   out.in_features = in.in_features;
   out.bits = in.bits;
-  out.codes = in.codes;
-  out.zero_points = in.zero_points;
+  out.codes = pack_weight_codes(in.bits, in.out_features, in.in_features, in.codes, what.c_str());  // storage layout
+  in.codes = {};
+  out.zero_points = std::move(in.zero_points);
   out.scales.reserve(in.scales.size());
   for (int32_t r = 0; r < in.out_features; ++r) {
     const double s = static_cast<double>(in.scales[r]) * scale_factor;
@@ -37,19 +40,16 @@ QuantizedLinear linear_from_calibrated(const calib::CalibratedLinear& in, int ma
   return out;
 }
 
-// Asymmetric per-row RTN of a float matrix [rows][cols] (the LM head, §7.6), ranges widened to include 0.
-QuantizedLinear quantize_rows_asymmetric(const std::vector<float>& w, int32_t rows, int32_t cols, int bits,
-                                         int mantissa_bits) {
-  QuantizedLinear out;
-  out.out_features = rows;
-  out.in_features = cols;
-  out.bits = bits;
-  out.codes.resize(static_cast<size_t>(rows) * cols);
-  out.zero_points.resize(rows);
-  out.scales.resize(rows);
-  const int64_t q_max = (int64_t{1} << bits) - 1;
-  for (int32_t r = 0; r < rows; ++r) {
-    const float* row = w.data() + static_cast<size_t>(r) * cols;
+// Asymmetric per-row RTN of float rows [first, first + count) of the LM head (§7.6), ranges widened to include 0.
+// Each row's codes go into out.codes in the storage layout (packed for bits <= 4).
+void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int mantissa_bits, QuantizedLinear& out) {
+  const int32_t cols = out.in_features;
+  const int64_t q_max = (int64_t{1} << out.bits) - 1;
+  const size_t row_bytes = weight_row_bytes(out);
+  std::vector<uint8_t> codes(static_cast<size_t>(cols));  // one row, one code per byte
+  for (int32_t k = 0; k < count; ++k) {
+    const int32_t r = first + k;
+    const float* row = w + static_cast<size_t>(k) * cols;
     double lo = 0, hi = 0;
     for (int32_t c = 0; c < cols; ++c) {
       lo = std::min(lo, static_cast<double>(row[c]));
@@ -58,14 +58,19 @@ QuantizedLinear quantize_rows_asymmetric(const std::vector<float>& w, int32_t ro
     double s = (hi - lo) / static_cast<double>(q_max);
     if (!(s > 0)) s = 1.0;  // an all-zero row: any scale reproduces it
     const int64_t z = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
-    for (int32_t c = 0; c < cols; ++c) {
-      out.codes[static_cast<size_t>(r) * cols + c] =
-          static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
-    }
+    for (int32_t c = 0; c < cols; ++c)
+      codes[static_cast<size_t>(c)] = static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
     out.zero_points[r] = static_cast<int32_t>(z);
     out.scales[r] = dyadic_from_double(s, mantissa_bits, "lm_head row scale");
+    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, codes, "lm_head");
+    std::copy(stored.begin(), stored.end(), out.codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * row_bytes));
   }
-  return out;
+}
+
+void check_rows(const QuantizedModel& model, int32_t first, int32_t count, const char* what) {
+  if (first < 0 || count < 0 || static_cast<int64_t>(first) + count > model.shape.vocab)
+    throw Error(std::string(what) + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                ") outside the vocabulary of " + std::to_string(model.shape.vocab));
 }
 
 }  // namespace
@@ -110,10 +115,14 @@ ChannelVector channel_vector_from_floats(const std::vector<float>& values, int m
   return out;
 }
 
+namespace {
+constexpr const char* kFakeQuantOnly = " has no integer operator yet (fake-quant simulation only)";
+}  // namespace
+
 void require_integer_path(const Recipe& r, const std::string& source) {
   auto refuse = [&](const char* key, const char* what) {
-    throw Error("recipe " + source + ": key \"" + key + "\": " + what +
-                " has no integer operator yet (fake-quant simulation only); the integer model cannot be built");
+    throw Error("recipe " + source + ": key \"" + key + "\": " + what + kFakeQuantOnly +
+                "; the integer model cannot be built");
   };
   if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
   if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
@@ -122,16 +131,9 @@ void require_integer_path(const Recipe& r, const std::string& source) {
   if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
 }
 
-QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
-  const char* fake_only = " has no integer operator yet (fake-quant simulation only)";
-  if (cm.hadamard_down) throw Error(std::string("integerize: the online down_proj Hadamard") + fake_only);
-  if (cm.hadamard_qk) throw Error(std::string("integerize: the online q/k Hadamard") + fake_only);
-  for (size_t l = 0; l < cm.layers.size(); ++l) {
-    for (double r : cm.layers[l].act_clip_ratios)
-      if (r != 1.0) throw Error("integerize: layer " + std::to_string(l) + " activation clipping" + fake_only);
-    if (!cm.layers[l].trip_shifts.empty())
-      throw Error("integerize: layer " + std::to_string(l) + " TRIP channel factors" + fake_only);
-  }
+QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
+  if (cm.hadamard_down) throw Error(std::string("integerize: the online down_proj Hadamard") + kFakeQuantOnly);
+  if (cm.hadamard_qk) throw Error(std::string("integerize: the online q/k Hadamard") + kFakeQuantOnly);
   QuantizedModel qm;
   qm.shape.hidden = cm.hidden;
   qm.shape.intermediate = cm.intermediate;
@@ -145,59 +147,90 @@ QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSetting
   qm.shape.eos_id = static_cast<int32_t>(cm.eos_id);
   qm.settings = settings;
   qm.settings.swiglu_in_bits = cm.swiglu_in_bits;
-  const int bm = settings.mantissa_bits;
-  qm.norm_eps = dyadic_from_double(cm.rms_norm_eps, bm, "rms_norm_eps");
-
-  // Embedding: symmetric rows (§7.3), int16 by default.
-  const int64_t embed_q = (int64_t{1} << (settings.embed_bits - 1)) - 1;
-  qm.embed_codes.resize(static_cast<size_t>(cm.vocab) * cm.hidden);
+  qm.norm_eps = dyadic_from_double(cm.rms_norm_eps, settings.mantissa_bits, "rms_norm_eps");
+  const size_t table = static_cast<size_t>(cm.vocab) * static_cast<size_t>(cm.hidden);
+  qm.embed_codes.resize(table);
   qm.embed_scales.resize(cm.vocab);
-  for (int32_t r = 0; r < cm.vocab; ++r) {
-    const float* row = cm.embed.data() + static_cast<size_t>(r) * cm.hidden;
-    double max_abs = 0;
-    for (int32_t c = 0; c < cm.hidden; ++c) max_abs = std::max(max_abs, std::fabs(static_cast<double>(row[c])));
-    const double s = max_abs > 0 ? max_abs / static_cast<double>(embed_q) : 1.0;
-    const Dyadic d = dyadic_from_double(s, bm, "embedding row scale");
-    // Codes are computed with the emitted dyadic scale so that codes and scale agree (as DI_REQUANT does).
-    const double s_dyadic = std::ldexp(static_cast<double>(d.m), -d.k);
-    for (int32_t c = 0; c < cm.hidden; ++c) {
-      qm.embed_codes[static_cast<size_t>(r) * cm.hidden + c] =
-          static_cast<int16_t>(std::clamp<int64_t>(round_away(row[c] / s_dyadic), -embed_q, embed_q));
-    }
-    qm.embed_scales[r] = d;
-  }
-
-  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(cm.head_dim));
-  qm.layers.reserve(cm.layers.size());
-  for (size_t l = 0; l < cm.layers.size(); ++l) {
-    const calib::CalibratedLayer& in = cm.layers[l];
-    const std::string p = "layer " + std::to_string(l) + " ";
-    QuantizedLayer out;
-    out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
-    out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");
-    out.q_proj = linear_from_calibrated(in.q_proj, bm, inv_sqrt_d, p + "q_proj");  // 1/√d folded (§7.4)
-    out.k_proj = linear_from_calibrated(in.k_proj, bm, 1.0, p + "k_proj");
-    out.v_proj = linear_from_calibrated(in.v_proj, bm, 1.0, p + "v_proj");
-    out.o_proj = linear_from_calibrated(in.o_proj, bm, 1.0, p + "o_proj");
-    out.gate_proj = linear_from_calibrated(in.gate_proj, bm, 1.0, p + "gate_proj");
-    out.up_proj = linear_from_calibrated(in.up_proj, bm, 1.0, p + "up_proj");
-    out.down_proj = linear_from_calibrated(in.down_proj, bm, 1.0, p + "down_proj");
-    std::vector<float> inv_alpha(in.swiglu_alpha.size());
-    for (size_t c = 0; c < inv_alpha.size(); ++c) {
-      if (!(in.swiglu_alpha[c] > 0)) throw Error(p + "swiglu_alpha[" + std::to_string(c) + "] is not positive");
-      inv_alpha[c] = 1.0f / in.swiglu_alpha[c];
-    }
-    out.swiglu_inv_alpha = channel_vector_from_floats(inv_alpha, kInvAlphaMantissaBits, "swiglu 1/alpha");
-    out.softmax_clip = in.softmax_clip ? dyadic_from_double(*in.softmax_clip, bm, "softmax clip c") : Dyadic{0, 0};
-    qm.layers.push_back(std::move(out));
-  }
-  qm.final_norm = channel_vector_from_floats(cm.final_norm, kNormMantissaBits, "final_norm");
-  qm.lm_head = quantize_rows_asymmetric(cm.lm_head, cm.vocab, cm.hidden, settings.head_bits, bm);
-
+  qm.lm_head.out_features = cm.vocab;
+  qm.lm_head.in_features = cm.hidden;
+  qm.lm_head.bits = settings.head_bits;
+  qm.lm_head.codes.resize(static_cast<size_t>(cm.vocab) * weight_row_bytes(settings.head_bits, cm.hidden));
+  qm.lm_head.zero_points.resize(cm.vocab);
+  qm.lm_head.scales.resize(cm.vocab);
   const RopeTables tables = build_rope_tables(cm.rope_inv_freq, cm.max_positions, 14);
   qm.rope_frac_bits = tables.frac_bits;
   qm.rope_cos = tables.cos;
   qm.rope_sin = tables.sin;
+  return qm;
+}
+
+void integerize_embedding_rows(QuantizedModel& qm, int32_t first, int32_t count, const float* rows) {
+  check_rows(qm, first, count, "embedding");
+  // Symmetric rows (§7.3), int16 by default.
+  const int32_t hidden = qm.shape.hidden;
+  const int64_t embed_q = (int64_t{1} << (qm.settings.embed_bits - 1)) - 1;
+  for (int32_t k = 0; k < count; ++k) {
+    const int32_t r = first + k;
+    const float* row = rows + static_cast<size_t>(k) * hidden;
+    double max_abs = 0;
+    for (int32_t c = 0; c < hidden; ++c) max_abs = std::max(max_abs, std::fabs(static_cast<double>(row[c])));
+    const double s = max_abs > 0 ? max_abs / static_cast<double>(embed_q) : 1.0;
+    const Dyadic d = dyadic_from_double(s, qm.settings.mantissa_bits, "embedding row scale");
+    // Codes are computed with the emitted dyadic scale so that codes and scale agree (as DI_REQUANT does).
+    const double s_dyadic = std::ldexp(static_cast<double>(d.m), -d.k);
+    for (int32_t c = 0; c < hidden; ++c) {
+      qm.embed_codes[static_cast<size_t>(r) * hidden + c] =
+          static_cast<int16_t>(std::clamp<int64_t>(round_away(row[c] / s_dyadic), -embed_q, embed_q));
+    }
+    qm.embed_scales[r] = d;
+  }
+}
+
+void integerize_head_rows(QuantizedModel& qm, int32_t first, int32_t count, const float* rows) {
+  check_rows(qm, first, count, "lm_head");
+  quantize_rows_asymmetric(rows, first, count, qm.settings.mantissa_bits, qm.lm_head);
+}
+
+void integerize_final_norm(QuantizedModel& qm, const std::vector<float>& gain) {
+  qm.final_norm = channel_vector_from_floats(gain, kNormMantissaBits, "final_norm");
+}
+
+QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings& settings, int32_t head_dim,
+                                size_t l) {
+  const int bm = settings.mantissa_bits;
+  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const std::string p = "layer " + std::to_string(l) + " ";
+  for (double r : in.act_clip_ratios)
+    if (r != 1.0) throw Error("integerize: " + p + "activation clipping" + kFakeQuantOnly);
+  if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
+  QuantizedLayer out;
+  out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
+  out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");
+  out.q_proj = linear_from_calibrated(std::move(in.q_proj), bm, inv_sqrt_d, p + "q_proj");  // 1/√d folded (§7.4)
+  out.k_proj = linear_from_calibrated(std::move(in.k_proj), bm, 1.0, p + "k_proj");
+  out.v_proj = linear_from_calibrated(std::move(in.v_proj), bm, 1.0, p + "v_proj");
+  out.o_proj = linear_from_calibrated(std::move(in.o_proj), bm, 1.0, p + "o_proj");
+  out.gate_proj = linear_from_calibrated(std::move(in.gate_proj), bm, 1.0, p + "gate_proj");
+  out.up_proj = linear_from_calibrated(std::move(in.up_proj), bm, 1.0, p + "up_proj");
+  out.down_proj = linear_from_calibrated(std::move(in.down_proj), bm, 1.0, p + "down_proj");
+  std::vector<float> inv_alpha(in.swiglu_alpha.size());
+  for (size_t c = 0; c < inv_alpha.size(); ++c) {
+    if (!(in.swiglu_alpha[c] > 0)) throw Error(p + "swiglu_alpha[" + std::to_string(c) + "] is not positive");
+    inv_alpha[c] = 1.0f / in.swiglu_alpha[c];
+  }
+  out.swiglu_inv_alpha = channel_vector_from_floats(inv_alpha, kInvAlphaMantissaBits, "swiglu 1/alpha");
+  out.softmax_clip = in.softmax_clip ? dyadic_from_double(*in.softmax_clip, bm, "softmax clip c") : Dyadic{0, 0};
+  return out;
+}
+
+QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
+  QuantizedModel qm = integer_model_frame(cm, settings);
+  integerize_embedding_rows(qm, 0, cm.vocab, cm.embed.data());
+  qm.layers.reserve(cm.layers.size());
+  for (size_t l = 0; l < cm.layers.size(); ++l)
+    qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim, l));
+  integerize_final_norm(qm, cm.final_norm);
+  integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data());
   return qm;
 }
 

@@ -24,11 +24,27 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights, online Hadamards, activation clip ratios, TRIP factors: fake-quant only for now).
+// (per-group weights, online Hadamards, activation clip ratios, TRIP factors: fake-quant only for now). Composed of
+// the pieces below, which refuse them too (the frame the online Hadamards, integerize_layer the site refinements).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 
+// The pieces, for block streaming (converter/quantize_pipeline.h): nothing needs the whole float model at once.
+// The model-level part: shape, settings, ε, RoPE tables, and the embedding / LM head storage sized for their rows
+// (filled by the two row functions); `calibrated` needs its frame only (calib::calibrated_model_frame), no layers.
+QuantizedModel integer_model_frame(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
+// One calibrated layer of a model with `settings` and `head_dim` (`index` names it in messages); pass the layer
+// with std::move to move its codes instead of copying them.
+QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSettings& settings, int32_t head_dim,
+                                size_t index);
+// Embedding rows [first, first + count) from their float values ([count][hidden], row-major).
+void integerize_embedding_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
+// LM head rows [first, first + count) likewise.
+void integerize_head_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
+// The final RMSNorm gain.
+void integerize_final_norm(QuantizedModel& model, const std::vector<float>& gain);
+
 // Throws illm::Error naming `source` and the recipe key when a recipe asks for something integerize() refuses, so
-// that `illm quantize` reports it before calibrating.
+// that `illm quantize` reports it before calibrating (converter/integer_preflight.h calls it).
 void require_integer_path(const Recipe& recipe, const std::string& source);
 
 }  // namespace illm

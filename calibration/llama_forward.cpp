@@ -58,7 +58,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   const int64_t S = keys.size(2);
   // Scores = (q·kᵀ)/sqrt(d) + causal mask in one pass (baddbmm with the additive mask as its input): the T×T
   // score tensors dominate the cost of small models. Masked entries get −inf, so they vanish in the softmax.
-  auto future = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool)).triu(S - T + 1);
+  auto future = torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(S - T + 1);
   auto mask = torch::zeros({T, S}, q.options()).masked_fill_(future, -std::numeric_limits<double>::infinity());
   auto scores = torch::baddbmm(mask, q.reshape({B * H, T, d}), keys.reshape({B * H, S, d}).transpose(1, 2),
                                /*beta=*/1, /*alpha=*/1.0 / std::sqrt(static_cast<double>(d)));

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "calibration/hadamard.h"
+#include "calibration/row_rotation.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -60,7 +61,7 @@ BlockWeights rotate_block(const BlockWeights& fp, const torch::Tensor& rotation,
   torch::Tensor wq = f64(w.wq), wk = f64(w.wk), wv = f64(w.wv), wo = f64(w.wo);
   torch::Tensor w_gate = f64(w.w_gate), w_up = f64(w.w_up), w_down = f64(w.w_down);
   if (rotation.defined()) {
-    const torch::Tensor q = f64(rotation);
+    const torch::Tensor q = f64(rotation).to(wq.device());
     if (q.size(0) != shape.hidden || q.size(1) != shape.hidden)
       throw Error("rotate_block: rotation must be [" + std::to_string(shape.hidden) + ", " +
                   std::to_string(shape.hidden) + "]");
@@ -73,7 +74,7 @@ BlockWeights rotate_block(const BlockWeights& fp, const torch::Tensor& rotation,
     w_down = q.t().matmul(w_down);
   }
   if (rotate_heads) {
-    const torch::Tensor hd = normalized_hadamard(shape.head_dim);
+    const torch::Tensor hd = normalized_hadamard(shape.head_dim).to(wv.device());
     wv = block_diagonal(hd, shape.n_kv_heads).matmul(wv);          // rows of each KV head: Ĥ·W_v,j
     wo = wo.matmul(block_diagonal(hd, shape.n_heads).t());         // columns of each q head: W_o,h·Ĥᵀ
   }
@@ -87,14 +88,63 @@ BlockWeights rotate_block(const BlockWeights& fp, const torch::Tensor& rotation,
   return w;
 }
 
+torch::Tensor rotate_embedding_rows(const torch::Tensor& rows, const torch::Tensor& rotation) {
+  return f64(rows).matmul(f64(rotation).to(rows.device())).to(rows.scalar_type());
+}
+
+torch::Tensor rotate_head_rows(const torch::Tensor& rows, const torch::Tensor& final_norm,
+                               const torch::Tensor& rotation) {
+  return (f64(rows) * f64(final_norm).unsqueeze(0)).matmul(f64(rotation).to(rows.device())).to(rows.scalar_type());
+}
+
 void rotate_embedding_and_head(torch::Tensor& embed, torch::Tensor& head, torch::Tensor& final_norm,
                                const torch::Tensor& rotation) {
-  const auto dtype = embed.scalar_type();
-  const torch::Tensor q = f64(rotation);
-  const torch::Tensor new_head = (f64(head) * f64(final_norm).unsqueeze(0)).matmul(q).to(dtype);
-  embed = f64(embed).matmul(q).to(dtype);
+  const torch::Tensor new_head = rotate_head_rows(head, final_norm, rotation);
+  embed = rotate_embedding_rows(embed, rotation);
   head = new_head;
   final_norm = torch::ones_like(final_norm);
+}
+
+struct ResidualRowRotation::Impl {
+  torch::Tensor q;  // [C, C] float64
+};
+
+ResidualRowRotation::ResidualRowRotation(const Recipe& recipe, int64_t hidden) {
+  torch::Tensor q = residual_rotation(recipe.rotation, hidden, recipe.seed);
+  if (q.defined()) impl_ = std::make_unique<Impl>(Impl{std::move(q)});
+}
+ResidualRowRotation::~ResidualRowRotation() = default;
+ResidualRowRotation::ResidualRowRotation(ResidualRowRotation&&) noexcept = default;
+ResidualRowRotation& ResidualRowRotation::operator=(ResidualRowRotation&&) noexcept = default;
+
+namespace {
+
+torch::Tensor row_view(std::span<float> rows, int64_t hidden, const char* what) {
+  if (rows.size() % static_cast<size_t>(hidden) != 0)
+    throw Error(std::string(what) + ": " + std::to_string(rows.size()) + " values are not rows of " +
+                std::to_string(hidden));
+  return torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size()) / hidden, hidden}, torch::kFloat32);
+}
+
+}  // namespace
+
+void ResidualRowRotation::rotate_embedding_rows(std::span<float> rows) const {
+  if (!impl_) return;
+  torch::NoGradGuard no_grad;
+  torch::Tensor view = row_view(rows, impl_->q.size(0), "rotate_embedding_rows");
+  view.copy_(calib::rotate_embedding_rows(view, impl_->q));
+}
+
+void ResidualRowRotation::rotate_head_rows(std::span<float> rows, std::span<const float> final_norm) const {
+  if (!impl_) return;
+  torch::NoGradGuard no_grad;
+  const int64_t hidden = impl_->q.size(0);
+  if (static_cast<int64_t>(final_norm.size()) != hidden)
+    throw Error("rotate_head_rows: final norm has " + std::to_string(final_norm.size()) + " gains, hidden is " +
+                std::to_string(hidden));
+  torch::Tensor view = row_view(rows, hidden, "rotate_head_rows");
+  const torch::Tensor gain = torch::from_blob(const_cast<float*>(final_norm.data()), {hidden}, torch::kFloat32);
+  view.copy_(calib::rotate_head_rows(view, gain, impl_->q));
 }
 
 void rotate_model(LlamaWeights& w, const Recipe& recipe) {

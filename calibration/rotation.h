@@ -36,6 +36,12 @@ BlockWeights fold_norm_gains(const BlockWeights& fp);
 BlockWeights rotate_block(const BlockWeights& fp, const torch::Tensor& rotation, bool rotate_heads,
                           const BlockShape& shape);
 
+// Rows [n, C] (embedding rows, block 0's inputs) → rows·Q, computed in float64, returned in the rows' dtype.
+torch::Tensor rotate_embedding_rows(const torch::Tensor& rows, const torch::Tensor& rotation);
+// LM head rows [n, C] → (rows·diag(final_norm))·Q likewise.
+torch::Tensor rotate_head_rows(const torch::Tensor& rows, const torch::Tensor& final_norm,
+                               const torch::Tensor& rotation);
+
 // Embedding rows E·Q; LM head W_head·diag(γ)·Q with γ (final_norm) set to ones. `head` may share storage with
 // `embed` (tied checkpoints): both are replaced by new tensors.
 void rotate_embedding_and_head(torch::Tensor& embed, torch::Tensor& head, torch::Tensor& final_norm,

@@ -25,7 +25,9 @@ void set_thread_count(int n) {
 int thread_count() { return at::get_num_threads(); }
 
 void retain_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  // Up to 64 MiB per allocation: kept. Larger ones (7B-scale weights and activations, docs/scale.md) are mapped
+  // and unmapped by themselves, so what one block frees is returned instead of fragmenting a retained heap.
+  mallopt(M_MMAP_THRESHOLD, 1 << 26);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 

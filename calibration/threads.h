@@ -9,7 +9,9 @@ int thread_count();
 
 // Process-wide: keeps memory freed by LibTorch in the process instead of returning it to the kernel. Tensor ops
 // allocate and free multi-MB buffers; with glibc's defaults each one is mmapped and page-faulted in anew
-// (measured: most of the FP eval time on stories260K). Idempotent; FpModel::load and the CLI call it.
+// (measured: most of the FP eval time on stories260K). Allocations above 64 MiB are still returned at once (a
+// retained heap of 7B-scale buffers fragments and grows block after block). Idempotent; FpModel::load and the CLI
+// call it.
 void retain_freed_memory();
 
 }  // namespace illm::calib

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "calibration/fsbr.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -15,7 +16,7 @@ TripCalibrator::TripCalibrator(int64_t channels, int bits, int max_shift, double
 
 void TripCalibrator::add(const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor rows = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat64);
+  const torch::Tensor rows = x.detach().reshape({-1, x.size(-1)}).to(torch::kCPU, torch::kFloat64);
   for (int a = 0; a <= max_shift_; ++a) {
     SiteQuant site;
     site.clip_ratio = clip_ratio_;
@@ -41,7 +42,7 @@ bool trip_site(int site) {
   return site == kSiteAttnIn || site == kSiteAttnOut || site == kSiteFfnIn || site == kSiteDownIn;
 }
 
-SiteQuants calibrate_trip(const BlockWeights& weights, const torch::Tensor& alpha, const torch::Tensor& inputs,
+SiteQuants calibrate_trip(const BlockWeights& weights, const torch::Tensor& alpha, const Activations& inputs,
                           const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& settings,
                           int bits, int max_shift) {
   torch::NoGradGuard no_grad;
@@ -56,10 +57,10 @@ SiteQuants calibrate_trip(const BlockWeights& weights, const torch::Tensor& alph
   const SiteObserver observe = [&](ActSite site, const torch::Tensor& before, const torch::Tensor&) {
     if (calibrators[site]) calibrators[site]->add(before);
   };
-  constexpr int64_t kChunk = 8;
-  for (int64_t i = 0; i < inputs.size(0); i += kChunk)
-    fake_quant_block_forward(weights, alpha, inputs.narrow(0, i, std::min(kChunk, inputs.size(0) - i)), rope, shape,
-                             plain, nullptr, &observe);
+  for (int64_t i = 0; i < inputs.samples(); i += kEvalChunk)
+    fake_quant_block_forward(weights, alpha,
+                             inputs.read(i, std::min(kEvalChunk, inputs.samples() - i)).to(weights.wq.device()), rope,
+                             shape, plain, nullptr, &observe);
   SiteQuants out = settings.sites;
   for (int s = 0; s < kNumActSites; ++s)
     if (calibrators[s]) out[s].trip_shifts = calibrators[s]->shifts();

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "calibration/act_sites.h"
+#include "calibration/activations.h"
 #include "calibration/fake_quant_block.h"
 
 namespace illm::calib {
@@ -31,8 +32,9 @@ class TripCalibrator {
 bool trip_site(int site);
 
 // α per TRIP site for one block: one no-grad pass of `weights` over `inputs` with `settings` (its clip ratios
-// apply; TRIP is off during the pass). Returns `settings.sites` with the shifts set and max shift K.
-SiteQuants calibrate_trip(const BlockWeights& weights, const torch::Tensor& alpha, const torch::Tensor& inputs,
+// apply; TRIP is off during the pass), chunk by chunk (kEvalChunk samples; the statistics are (K + 1) float64 errors
+// per channel). Returns `settings.sites` with the shifts set and max shift K.
+SiteQuants calibrate_trip(const BlockWeights& weights, const torch::Tensor& alpha, const Activations& inputs,
                           const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& settings,
                           int bits, int max_shift);
 

@@ -10,12 +10,15 @@
 
 #include "calibration/fp_model.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/metrics.h"
 #include "converter/progress.h"
 #include "converter/integer_eval.h"
+#include "converter/kernel_option.h"
 #include "formats/dataset.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "formats/llama_config.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -35,6 +38,7 @@ struct EvalOptions {
   int64_t max_samples = 0;
   int threads = 0;
   int batch_size = 16;
+  std::string kernels;    // --kernels (integer executor only); empty: $ILLM_KERNELS or the fastest path
   bool json = false, float64 = false, quiet = false;
 };
 
@@ -51,7 +55,7 @@ std::optional<formats::Tokenizer> load_tokenizer(const EvalOptions& opt, const f
                                                  const fs::path& data) {
   if (is_token_jsonl(data) && opt.tokenizer.empty()) return std::nullopt;
   const fs::path path = opt.tokenizer.empty() ? model_dir / "tokenizer.model" : fs::path(opt.tokenizer);
-  if (!fs::exists(path))
+  if (opt.tokenizer.empty() && !fs::exists(path))
     throw Error(data.string() + " is text and needs a tokenizer, but " + path.string() +
                 " does not exist (pass --tokenizer FILE)");
   return formats::Tokenizer::load(path);
@@ -60,14 +64,25 @@ std::optional<formats::Tokenizer> load_tokenizer(const EvalOptions& opt, const f
 // The model being evaluated: an HF directory (FP) or an .illm file (integer executor).
 bool is_illm_file(const fs::path& model) { return fs::is_regular_file(model); }
 
+// --reference is the FP model: a Hugging Face directory, never an .illm file.
+void check_reference(const std::string& reference) {
+  if (reference.empty()) return;
+  if (fs::is_regular_file(reference))
+    throw Error("--reference " + reference + " is a file; the reference is the FP model, a Hugging Face model "
+                "directory (an .illm file goes in --model)");
+  formats::require_directory(reference, "--reference model directory");
+}
+
 // `illm eval --model OUT.illm`: the integer executor on the data, optionally against an FP reference.
 int run_eval_integer(const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
+  const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
   calib::set_thread_count(opt.threads);
   const fs::path file = opt.model;
   if (opt.data.empty()) throw Error("--data is required with an .illm model");
   const fs::path data = opt.data;
-  if (!fs::exists(data)) throw Error("data file " + data.string() + " does not exist");
+  formats::require_regular_file(data, "data file");
+  check_reference(opt.reference);
   formats::LoadedIllm loaded = formats::read_illm(file);
   const QuantizedModel& model = loaded.model;
   std::optional<formats::Tokenizer> tokenizer;
@@ -91,7 +106,7 @@ int run_eval_integer(const EvalOptions& opt) {
       throw Error("reference " + opt.reference + " has vocab " + std::to_string(reference->config().vocab_size) +
                   ", the model " + std::to_string(model.shape.vocab));
   }
-  const QualityReport q = evaluate_integer_model(model, reference.get(), windows.sequences, !opt.quiet);
+  const QualityReport q = evaluate_integer_model(model, reference.get(), windows.sequences, !opt.quiet, kernels);
   const double total_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (opt.json) {
@@ -109,6 +124,7 @@ int run_eval_integer(const EvalOptions& opt) {
     out["model"] = file.string();
     out["data"] = data.string();
     out["precision"] = "integer";
+    out["kernels"] = kernels.name;
     out["threads"] = calib::thread_count();
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
@@ -123,14 +139,15 @@ int run_eval_integer(const EvalOptions& opt) {
     }
     std::printf("predicted tokens %lld in %lld windows\n", static_cast<long long>(q.predicted_tokens),
                 static_cast<long long>(q.windows));
-    std::printf("time             %.2f s (integer executor %.2f s, %d threads)\n", total_seconds, q.seconds,
-                calib::thread_count());
+    std::printf("time             %.2f s (integer executor %.2f s, %d threads, %s kernels)\n", total_seconds,
+                q.seconds, calib::thread_count(), kernels.name);
   }
   return 0;
 }
 
 int run_eval(const EvalOptions& opt) {
   if (is_illm_file(opt.model)) return run_eval_integer(opt);
+  if (!opt.kernels.empty()) throw Error("--kernels applies to an .illm model (the integer executor), not to " + opt.model);
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -138,9 +155,10 @@ int run_eval(const EvalOptions& opt) {
   calib::set_thread_count(opt.threads);
 
   const fs::path model_dir = opt.model;
-  if (!fs::is_directory(model_dir)) throw Error("model directory " + model_dir.string() + " does not exist");
+  formats::require_directory(model_dir, "--model (an .illm file or a Hugging Face model directory)");
   const fs::path data = opt.data.empty() ? default_data(model_dir) : fs::path(opt.data);
-  if (!fs::exists(data)) throw Error("data file " + data.string() + " does not exist");
+  formats::require_regular_file(data, "data file");
+  check_reference(opt.reference);
 
   // Data before weights: bad input is reported before the slow part.
   const auto config = formats::load_llama_config(model_dir);
@@ -246,11 +264,12 @@ CommandRun add_eval_command(CLI::App& sub) {
                  "max_position_embeddings")
       ->check(CLI::PositiveNumber);
   sub.add_option("--max-samples", opt->max_samples, "Evaluate only the first N windows")->check(CLI::PositiveNumber);
-  sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
   sub.add_option("--batch-size", opt->batch_size, "Windows of equal length evaluated together")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   sub.add_flag("--float64", opt->float64, "Compute in float64 instead of float32 (reference numbers)");
+  add_kernels_option(sub, opt->kernels);
   sub.add_flag("--json", opt->json,
                "Print one JSON object on stdout (perplexity, predicted_tokens, windows, seconds, ...)");
   sub.add_flag("-q,--quiet", opt->quiet, "No progress or log lines on stderr");

@@ -1,6 +1,7 @@
 // `illm generate`: continues a prompt with the integer executor of an .illm model, streaming the output as the
 // tokens arrive (text when the file carries a tokenizer, ids otherwise), then reports the speeds.
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -12,8 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/generation.h"
+#include "converter/kernel_option.h"
 #include "formats/illm_file.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -30,6 +33,7 @@ struct GenerateOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   int threads = 0;
+  std::string kernels;  // --kernels; empty: $ILLM_KERNELS or the fastest path
   bool json = false;
   // Whether each prompt option was given at all (an empty --prompt "" is an error, not "no prompt").
   const CLI::Option* prompt_option = nullptr;
@@ -103,13 +107,16 @@ class TextStreamer {
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
 int run_generate(const GenerateOptions& opt) {
+  const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
   calib::set_thread_count(opt.threads);
   const bool has_prompt = opt.prompt_option->count() > 0, has_ids = opt.prompt_ids_option->count() > 0;
   if (has_prompt && has_ids) throw Error("give either --prompt or --prompt-ids, not both");
   if (has_prompt && opt.prompt.empty()) throw Error("--prompt is empty");
   if (has_ids && opt.prompt_ids.empty()) throw Error("--prompt-ids is empty");
-  if (opt.temperature < 0) throw Error("--temperature must be >= 0");
-  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw Error("--top-p must lie in (0, 1]");
+  if (!(opt.temperature >= 0) || !std::isfinite(opt.temperature))
+    throw Error("--temperature " + fmt::format("{}", opt.temperature) + ": must be a finite number >= 0 (0: greedy)");
+  if (!(opt.top_p > 0 && opt.top_p <= 1))
+    throw Error("--top-p " + fmt::format("{}", opt.top_p) + ": must lie in (0, 1]");
 
   const formats::LoadedIllm loaded = formats::read_illm(opt.model);
   const QuantizedModel& model = loaded.model;
@@ -137,7 +144,7 @@ int run_generate(const GenerateOptions& opt) {
   sampling.top_p = opt.top_p;
   sampling.seed = opt.seed;
 
-  Executor executor(model);
+  Executor executor(model, kernels);
   const bool stream = !opt.json;
   std::optional<TextStreamer> streamer;
   bool first_id = true;
@@ -161,6 +168,9 @@ int run_generate(const GenerateOptions& opt) {
   const double prefill_rate = per_second(result.prompt_tokens, result.prefill_seconds);
   const double decode_rate = per_second(decode_calls, result.decode_seconds);
 
+  if (opt.json && result.stopped_at_context)
+    std::fprintf(stderr, "notice: generation stopped after %zu tokens: the context of %d positions is full\n",
+                 result.tokens.size(), model.shape.max_positions);
   if (opt.json) {
     nlohmann::ordered_json j;
     j["model_file"] = opt.model;
@@ -171,6 +181,7 @@ int run_generate(const GenerateOptions& opt) {
     j["prompt_tokens"] = result.prompt_tokens;
     j["generated_tokens"] = result.tokens.size();
     j["stopped_at_eos"] = result.stopped_at_eos;
+    j["stopped_at_context"] = result.stopped_at_context;
     j["temperature"] = opt.temperature;
     j["top_p"] = opt.top_p;
     j["seed"] = opt.seed;
@@ -178,14 +189,19 @@ int run_generate(const GenerateOptions& opt) {
     j["decode_seconds"] = result.decode_seconds;
     j["prefill_tokens_per_second"] = prefill_rate;
     j["decode_tokens_per_second"] = decode_rate;
+    j["kernels"] = kernels.name;
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
   std::printf("\n");
   std::fflush(stdout);
-  std::fprintf(stderr, "prompt tokens %d, generated tokens %zu%s; prefill %.1f tokens/s, decode %.1f tokens/s\n",
-               result.prompt_tokens, result.tokens.size(), result.stopped_at_eos ? " (stopped at EOS)" : "",
-               prefill_rate, decode_rate);
+  const std::string stop = result.stopped_at_eos ? " (stopped at EOS)"
+                           : result.stopped_at_context
+                               ? fmt::format(" (stopped: the context of {} positions is full)", model.shape.max_positions)
+                               : "";
+  std::fprintf(stderr,
+               "prompt tokens %d, generated tokens %zu%s; prefill %.1f tokens/s, decode %.1f tokens/s (%s kernels)\n",
+               result.prompt_tokens, result.tokens.size(), stop.c_str(), prefill_rate, decode_rate, kernels.name);
   return 0;
 }
 
@@ -204,7 +220,8 @@ CommandRun add_generate_command(CLI::App& sub) {
   sub.add_option("--temperature", opt->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
   sub.add_option("--top-p", opt->top_p, "Nucleus sampling mass in (0, 1]")->capture_default_str();
   sub.add_option("--seed", opt->seed, "Random seed of the sampler")->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
+  add_kernels_option(sub, opt->kernels);
   sub.add_flag("--json", opt->json, "Print one JSON object (ids, text, speeds) on stdout instead of streaming");
   return [opt] { return run_generate(*opt); };
 }

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/commands.h"
+#include "converter/kernel_option.h"
+#include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
 #include "formats/illm_file.h"
 #include "formats/llama_config.h"
@@ -139,13 +141,19 @@ herr_t add_dataset_size(hid_t root, const char* name, const H5O_info_t* info, vo
 }
 
 // Stored bytes of every dataset, summed per tensor group (HDF5's own structures are the rest of the file).
-std::map<std::string, uint64_t> bytes_per_group(const fs::path& file) {
-  h5::silence_errors();
+std::map<std::string, uint64_t> bytes_per_group_unguarded(const fs::path& file) {
   h5::Handle h = h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, file.string() + ": H5Fopen");
   GroupSizes sizes;
   if (H5Ovisit2(h, H5_INDEX_NAME, H5_ITER_INC, add_dataset_size, &sizes, H5O_INFO_BASIC) < 0)
     throw Error(file.string() + ": cannot list the datasets" + (sizes.error.empty() ? "" : " (" + sizes.error + ")"));
   return sizes.bytes;
+}
+
+std::map<std::string, uint64_t> bytes_per_group(const fs::path& file) {
+  h5::silence_errors();
+  // This walk is not one of read_illm's: rehearse it in a child first (formats/hdf5_probe.h).
+  formats::rehearse_in_child(file, [&] { bytes_per_group_unguarded(file); });
+  return bytes_per_group_unguarded(file);
 }
 
 Json inspect_file(const fs::path& file) {
@@ -320,12 +328,30 @@ void print_human(const Json& j) {
                 100.0 * static_cast<double>(it->get<uint64_t>()) / static_cast<double>(file_bytes));
 }
 
+// Which kernel path would run the model here, and which paths this CPU offers.
+Json kernel_paths() {
+  Json paths = Json::object();
+  for (const KernelPath path : all_kernel_paths())
+    paths[kernel_path_name(path)] = cpu_supports(path) ? "available" : "not on this CPU: needs " + missing_cpu_features(path);
+  Json j;
+  try {
+    j["default"] = optimized_kernels().name;
+  } catch (const Error& e) {
+    j["default"] = std::string("error: ") + e.what();
+  }
+  j["paths"] = paths;
+  return j;
+}
+
 int run_inspect(const InspectOptions& opt) {
-  const Json j = inspect_file(opt.file);
+  Json j = inspect_file(opt.file);
+  j["kernels"] = kernel_paths();
   if (opt.json)
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-  else
+  else {
     print_human(j);
+    std::printf("%s\n", kernel_paths_summary().c_str());
+  }
   return 0;
 }
 

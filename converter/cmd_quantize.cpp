@@ -1,5 +1,10 @@
 // `illm quantize`: HF checkpoint → calibration (RTN / SmoothQuant / FSBR) → integer-only .illm model file, then
 // FP vs integer quality on the evaluation data and a generated continuation.
+//
+// Block streaming and resuming (docs/scale.md): calibration holds one decoder block's float weights at a time;
+// each finished block is integerized and committed at once to the work directory <output>.partial
+// (converter/quantize_state.h) together with the next block's inputs, so a killed run continues with
+// `--resume` from the next block. The model file is assembled from the committed layers at the end.
 #include <unistd.h>
 
 #include <chrono>
@@ -14,11 +19,20 @@
 #include "calibration/fp_model.h"
 #include "calibration/integerize.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
+#include "converter/output_check.h"
 #include "converter/generation.h"
+#include "converter/integer_preflight.h"
 #include "converter/integer_eval.h"
+#include "converter/memory_usage.h"
+#include "converter/output_guard.h"
 #include "converter/quantize_pipeline.h"
+#include "converter/quantize_state.h"
+#include "formats/atomic_file.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
+#include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
 
@@ -32,7 +46,8 @@ struct QuantizeOptions {
   std::string model;   // empty: bundled tinybible
   std::string recipe;  // empty: bundled quick-w4a4
   std::string calib, eval, output, prompt;
-  bool no_eval = false, paper = false, fake_quant = false, json = false, quiet = false;
+  std::string device = "cpu";
+  bool no_eval = false, paper = false, fake_quant = false, json = false, quiet = false, resume = false;
   int64_t max_eval_windows = 0;
   int max_tokens = 40;
   int threads = 0;
@@ -40,37 +55,57 @@ struct QuantizeOptions {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Fails before any slow work when the output cannot be written.
-void check_output_writable(const fs::path& out) {
-  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir)) throw Error("output " + out.string() + ": directory " + dir.string() + " does not exist");
-  if (fs::is_directory(out)) throw Error("output " + out.string() + " is a directory");
-  // access(W_OK) says yes to root everywhere; creating a file is the real test.
-  const fs::path probe = out.string() + ".tmp." + std::to_string(::getpid()) + ".probe";
-  std::FILE* f = std::fopen(probe.c_str(), "wb");
-  if (f == nullptr) throw Error("output " + out.string() + ": directory " + dir.string() + " is not writable");
-  std::fclose(f);
-  std::error_code ec;
-  fs::remove(probe, ec);
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
 }
 
 // Wall times belong in the JSON report only: the model file must be byte-identical across runs.
-nlohmann::ordered_json calibration_to_json(const calib::CalibrationReport& report, bool with_times) {
+nlohmann::ordered_json calibration_to_json(const std::string& method, const std::vector<BlockRecord>& blocks,
+                                           bool with_times) {
   nlohmann::ordered_json j;
-  j["method"] = report.method;
-  if (with_times) j["seconds"] = report.seconds;
-  nlohmann::ordered_json blocks = nlohmann::ordered_json::array();
-  for (const auto& b : report.blocks) {
-    nlohmann::ordered_json jb;
-    jb["loss_before"] = b.loss_before;
-    jb["loss_after"] = b.loss_after;
-    jb["best_epoch"] = b.best_epoch;
-    jb["epoch_losses"] = b.epoch_losses;
-    if (with_times) jb["seconds"] = b.seconds;
-    if (b.softmax_clip) jb["softmax_clip"] = *b.softmax_clip; else jb["softmax_clip"] = "none";
-    blocks.push_back(jb);
+  j["method"] = method;
+  double seconds = 0;
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const BlockRecord& b : blocks) {
+    nlohmann::ordered_json jb = block_report_json(b.report, with_times);
+    if (with_times) jb["peak_rss_bytes"] = b.peak_rss_bytes;
+    list.push_back(jb);
+    seconds += b.report.seconds;
   }
-  j["blocks"] = blocks;
+  if (with_times) j["seconds"] = seconds;
+  j["blocks"] = list;
+  return j;
+}
+
+// Everything a resumed run must share with the interrupted one for the result to be the same file.
+nlohmann::ordered_json run_identity(const SourceModel& source, const Recipe& recipe, const fs::path& calib_file,
+                                    const std::vector<std::vector<int32_t>>& calib_windows, const QuantizeOptions& opt) {
+  nlohmann::ordered_json files = nlohmann::ordered_json::array();
+  std::vector<fs::path> paths = source.store->files();
+  std::sort(paths.begin(), paths.end());
+  for (const fs::path& p : paths)
+    files.push_back({{"name", p.filename().string()},
+                     {"bytes", fs::file_size(p)},
+                     {"mtime", fs::last_write_time(p).time_since_epoch().count()}});
+  formats::Sha256 ids;
+  for (const auto& w : calib_windows) {
+    const auto n = static_cast<uint64_t>(w.size());
+    ids.update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&n), sizeof n));
+    ids.update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(w.data()), w.size() * sizeof(int32_t)));
+  }
+  const auto ids_digest = ids.finish();
+  nlohmann::ordered_json j;
+  j["tool_version"] = build_info::kVersion;
+  j["source"] = {{"name", source.name}, {"config_json", source.config_json}, {"files", files}};
+  j["recipe"] = recipe_to_json(recipe);
+  j["calib"] = {{"file", calib_file.filename().string()},
+                {"token_ids_sha256", formats::to_hex(std::span<const uint8_t>(ids_digest.data(), ids_digest.size()))}};
+  j["paper_conformance"] = opt.paper;
+  j["threads"] = calib::thread_count();
+  j["device"] = opt.device;
   return j;
 }
 
@@ -89,24 +124,35 @@ int run_quantize(const QuantizeOptions& opt) {
   const fs::path model_dir = opt.model.empty() ? bundled_model_dir() : fs::path(opt.model);
   const fs::path recipe_path = opt.recipe.empty() ? bundled_recipe("quick-w4a4.json") : fs::path(opt.recipe);
   const Recipe recipe = load_recipe(recipe_path);
-  require_integer_path(recipe, recipe_path.string());
-  const SourceModel source = open_source_model(model_dir);
+  calib::check_device(opt.device);
+  SourceModel source = open_source_model(model_dir);
+  check_recipe_for_integer_model(recipe, recipe_path.string(), source.config, opt.paper);
   const fs::path output = opt.output.empty() ? fs::path(source.name + "-" + recipe_path.stem().string() + ".illm")
                                              : fs::path(opt.output);
-  check_output_writable(output);
-
-  // Data first: bad input is reported before the slow part.
   const auto calib_file = opt.calib.empty() ? find_in_model_dir(source, {"calib.jsonl", "calib.txt"})
                                             : std::optional<fs::path>(opt.calib);
   if (!calib_file) throw Error("no --calib given and " + model_dir.string() + " has neither calib.jsonl nor calib.txt");
-  if (!fs::exists(*calib_file)) throw Error("calibration file " + calib_file->string() + " does not exist");
-  const auto calib_windows = load_calibration_windows(source, *calib_file, recipe);
+  formats::require_regular_file(*calib_file, "calibration file");
   std::optional<fs::path> eval_file;
   if (!opt.no_eval) {
     eval_file = opt.eval.empty() ? find_in_model_dir(source, {"eval.jsonl", "test.txt"}) : std::optional<fs::path>(opt.eval);
-    if (eval_file && !fs::exists(*eval_file)) throw Error("evaluation file " + eval_file->string() + " does not exist");
+    if (eval_file) formats::require_regular_file(*eval_file, "evaluation file");
     if (!eval_file) log("notice: no --eval given and the model directory has neither eval.jsonl nor test.txt: skipping the metrics");
   }
+
+  // Neither the model file nor its report may overwrite an input or a file of the checkpoint.
+  OutputGuard guard;
+  guard.add_model_directory(model_dir);
+  guard.add_input(recipe_path, "the recipe");
+  guard.add_input(*calib_file, "the calibration data");
+  if (eval_file) guard.add_input(*eval_file, "the evaluation data");
+  const fs::path report_path = output.string() + ".json";
+  guard.check(output, "output");
+  guard.check(report_path, "report");
+  check_output_writable(output);
+
+  // Data first: bad input is reported before the slow part.
+  const auto calib_windows = load_calibration_windows(source, *calib_file, recipe);
   std::vector<std::vector<int32_t>> eval_windows;
   if (eval_file) {
     eval_windows = load_evaluation_windows(
@@ -119,15 +165,55 @@ int run_quantize(const QuantizeOptions& opt) {
                   recipe.seq_len, recipe_path.stem().string().rfind("quick", 0) == 0 ? "  [quick recipe]" : ""));
   log(fmt::format("calib   {} ({} windows)", calib_file->string(), calib_windows.size()));
 
-  // Calibration → integer model.
-  calib::CalibrationReport calibration;
-  calib::CalibrateOptions calibrate_options;
-  calibrate_options.threads = opt.threads;
-  calibrate_options.show_progress = progress;
-  const calib::CalibratedModel calibrated = calib::calibrate(model_dir, recipe, calib_windows, &calibration, calibrate_options);
-  const QuantizedModel model = integerize(calibrated, integer_settings_for(recipe.w_bits, recipe.a_bits, opt.paper));
+  // Calibration, block by block, into the work directory (resumable).
+  const IntegerSettings settings = integer_settings_for(recipe.w_bits, recipe.a_bits, opt.paper);
+  const int n_layers = static_cast<int>(source.config.num_hidden_layers);
+  QuantizeState state =
+      QuantizeState::open(output, run_identity(source, recipe, *calib_file, calib_windows, opt), opt.resume);
+  if (opt.resume && !state.resumed())
+    log(fmt::format("notice: nothing to resume (no {}): starting from the first block", state.dir().string()));
+  if (state.resumed())
+    log(fmt::format("resume  {}: {} of {} blocks done, continuing with block {}", state.dir().string(),
+                    state.next_block(), n_layers, std::min(state.next_block() + 1, n_layers)));
+  const int first_block = state.next_block();
+  source.store->add_tensor_digests(state.tensor_digests());
+  const auto calibration_start = Clock::now();
+  if (first_block < n_layers) {
+    calib::CalibrateOptions calibrate_options;
+    calibrate_options.threads = opt.threads;
+    calibrate_options.show_progress = progress;
+    calibrate_options.device = opt.device;
+    calibrate_options.work_dir = state.dir();
+    calibrate_options.first_block = first_block;
+    int done_here = 0;
+    calib::calibrate_blocks(
+        source.config, *source.store, recipe, calib_windows,
+        [&](calib::CalibratedBlock&& block) {
+          const QuantizedLayer layer =
+              integerize_layer(std::move(block.layer), settings, static_cast<int32_t>(source.config.head_dim()),
+                               static_cast<size_t>(block.index));
+          const BlockRecord record{block.report, peak_rss_bytes()};
+          state.commit_block(block.index, layer, record, source.store->tensor_digests());
+          ++done_here;
+          const double per_block = seconds_since(calibration_start) / done_here;
+          log(fmt::format("[block {}/{}] done in {:.1f} s; ETA {} for the remaining {} blocks; peak RSS {}",
+                          block.index + 1, n_layers, block.report.seconds,
+                          format_duration(per_block * (n_layers - 1 - block.index)), n_layers - 1 - block.index,
+                          format_bytes(record.peak_rss_bytes)));
+        },
+        calibrate_options);
+  }
 
-  formats::IllmMetadata meta = model_metadata(source, recipe, calibration_to_json(calibration, false).dump());
+  // FP logits of the evaluation windows first (the FP model streams its blocks), then the integer model, in
+  // memory once: assembled from the committed layers, the embedding and the head.
+  std::optional<FpReference> fp_reference;
+  if (!eval_windows.empty()) fp_reference = fp_reference_logits(*calib::FpModel::load(model_dir), eval_windows, progress);
+  const calib::CalibratedModel frame = calib::calibrated_model_frame(source.config, recipe);
+  const QuantizedModel model =
+      assemble_integer_model(source, recipe, frame, settings, [&](int l) { return state.read_layer(l); });
+  source.sha256 = checkpoint_sha256(source);  // every tensor was hashed while it was read
+
+  formats::IllmMetadata meta = model_metadata(source, recipe, calibration_to_json(frame.method, state.blocks(), false).dump());
   meta.golden = record_golden_vectors(model, eval_windows.empty() ? calib_windows : eval_windows);
   formats::write_illm(output, model, meta);
   const double quantize_seconds = seconds_since(start);
@@ -138,9 +224,16 @@ int run_quantize(const QuantizeOptions& opt) {
   std::optional<QualityReport> quality;
   std::optional<double> fake_quant_ppl;
   if (!eval_windows.empty()) {
-    const auto fp = calib::FpModel::load(model_dir);
-    quality = evaluate_integer_model(model, fp.get(), eval_windows, progress);
-    if (opt.fake_quant) fake_quant_ppl = calib::fake_quant_perplexity(calibrated, eval_windows, {FakeQuantPoints::kTraining, opt.threads});
+    quality = evaluate_integer_model(model, &*fp_reference, eval_windows, progress);
+    if (opt.fake_quant) {
+      // The fake-quant simulation needs the whole calibrated float model: a second, in-memory calibration
+      // (fixture-sized models).
+      calib::CalibrateOptions in_memory;
+      in_memory.threads = opt.threads;
+      in_memory.show_progress = false;
+      fake_quant_ppl = calib::fake_quant_perplexity(calib::calibrate(model_dir, recipe, calib_windows, nullptr, in_memory),
+                                                    eval_windows, {FakeQuantPoints::kTraining, opt.threads});
+    }
     report["perplexity"] = quality->perplexity;
     report["reference_perplexity"] = quality->reference_perplexity;
     report["kl_mean"] = quality->kl_mean;
@@ -160,7 +253,9 @@ int run_quantize(const QuantizeOptions& opt) {
   report["threads"] = calib::thread_count();
   report["paper_conformance"] = opt.paper;
   report["recipe"] = recipe_to_json(recipe);
-  report["calibration"] = calibration_to_json(calibration, true);
+  report["device"] = opt.device;
+  report["resumed_from_block"] = first_block;
+  report["calibration"] = calibration_to_json(frame.method, state.blocks(), true);
 
   // A continuation of a prompt by the integer model.
   Executor executor(model);
@@ -183,7 +278,9 @@ int run_quantize(const QuantizeOptions& opt) {
     for (int32_t id : gen.tokens) continuation += (continuation.empty() ? "" : " ") + std::to_string(id);
   }
   report["generation"] = {{"prompt", prompt_text}, {"prompt_ids", prompt_ids}, {"ids", gen.tokens}, {"text", continuation}};
-  write_text_atomically(output.string() + ".json", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  report["peak_rss_bytes"] = peak_rss_bytes();
+  write_text_atomically(report_path, report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  state.remove();  // the model file and its report are written: nothing is left to resume
 
   if (opt.json) {
     std::printf("%s\n", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -202,7 +299,8 @@ int run_quantize(const QuantizeOptions& opt) {
   }
   std::printf("generation (integer executor, greedy): %s\n", prompt_text.empty() ? "[ids]" : prompt_text.c_str());
   std::printf("  → %s\n", continuation.c_str());
-  std::printf("report: %s.json   time: %.1f s\n", output.c_str(), seconds_since(start));
+  std::printf("report: %s.json   time: %.1f s   peak RSS: %s\n", output.c_str(), seconds_since(start),
+              format_bytes(peak_rss_bytes()).c_str());
   return 0;
 }
 
@@ -225,10 +323,20 @@ CommandRun add_quantize_command(CLI::App& sub) {
   sub.add_flag("--paper-conformance", opt->paper,
                "Use the paper's literal integer choices (8-bit mantissas, 8-bit softmax input and probabilities, "
                "linear DI-Exp, shared-max sigmoid) instead of the project defaults");
-  sub.add_flag("--fake-quant", opt->fake_quant, "Also report the fake-quant (simulated) perplexity");
+  sub.add_flag("--fake-quant", opt->fake_quant,
+               "Also report the fake-quant (simulated) perplexity (calibrates a second time, in memory: for "
+               "fixture-sized models)");
   sub.add_option("--prompt", opt->prompt, "Prompt for the generated continuation (models with a tokenizer)");
   sub.add_option("--max-tokens", opt->max_tokens, "Tokens to generate after quantizing")->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)")->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)");
+  sub.add_option("--device", opt->device,
+                 "Where calibration runs: cpu, or cuda (needs an illm built against a CUDA-enabled LibTorch, "
+                 "docs/scale.md); the model file is the same kind of file either way")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  sub.add_flag("--resume", opt->resume,
+               "Continue an interrupted run from its last completed block (state in <output>.partial/, kept until "
+               "the model file is written); the result is byte-identical to an uninterrupted run");
   sub.add_flag("--json", opt->json, "Print the report as one JSON object on stdout");
   sub.add_flag("-q,--quiet", opt->quiet, "No progress or log lines on stderr");
   return [opt] { return run_quantize(*opt); };

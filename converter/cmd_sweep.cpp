@@ -26,13 +26,17 @@
 #include "calibration/fp_model.h"
 #include "calibration/integerize.h"
 #include "calibration/threads.h"
+#include "converter/cli_options.h"
 #include "converter/commands.h"
 #include "converter/integer_eval.h"
+#include "converter/integer_preflight.h"
 #include "converter/metrics.h"
+#include "converter/output_guard.h"
 #include "converter/plot_svg.h"
 #include "converter/progress.h"
 #include "converter/quantize_pipeline.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -51,6 +55,7 @@ struct SweepOptions {
   std::string method;      // empty: each recipe's own
   std::string recipe_dir;  // empty: bundled configs/
   std::string calib, eval, output, shard = "0/1";
+  std::vector<std::string> merge;  // --merge: shard output directories to gather
   int64_t max_eval_windows = 0;
   int threads = 0;
   bool json = false, keep_models = false, paper = false, quiet = false;
@@ -101,6 +106,8 @@ Clip parse_clip(const std::string& text) {
   if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
     throw Error(fmt::format("--clip: \"{}\" is neither a number nor \"none\"", text));
   if (value <= 0) throw Error(fmt::format("--clip: c = {} must be > 0 (x − max ≥ −c)", text));
+  if (value < kMinClipC || value > kMaxClipC)
+    throw Error(fmt::format("--clip: c = {} is outside [{:g}, {:g}]", text, kMinClipC, kMaxClipC));
   return {value};
 }
 
@@ -317,28 +324,6 @@ std::string results_svg(const std::vector<const Json*>& points, const Json& setu
 
 // ---- One grid point ------------------------------------------------------------------------------------------
 
-// FP logits of the evaluation windows, computed once for the whole sweep (fixture-sized data: kept in memory).
-struct FpReference {
-  std::vector<std::vector<float>> logits;
-  double perplexity = 0;
-};
-
-FpReference fp_reference(const fs::path& model_dir, const std::vector<std::vector<int32_t>>& windows, int64_t vocab,
-                         bool progress) {
-  const auto fp = calib::FpModel::load(model_dir);
-  FpReference ref;
-  ref.logits.resize(windows.size());
-  PerplexityAccumulator ppl;
-  Progress bar("FP eval", static_cast<int64_t>(windows.size()), "windows", progress);
-  fp->for_each_logits(windows, 16, [&](std::size_t i, std::span<const float> logits) {
-    ref.logits[i].assign(logits.begin(), logits.end());
-    ppl.add_window(logits, windows[i], vocab);
-    bar.advance();
-  });
-  ref.perplexity = ppl.perplexity();
-  return ref;
-}
-
 struct PointQuality {
   double perplexity = 0, kl_mean = 0, top1 = 0, seconds = 0;
   int64_t predicted_tokens = 0;
@@ -366,6 +351,54 @@ void check_output_dir(const fs::path& dir) {
   if (::access((dir / "points").c_str(), W_OK) != 0) throw Error("-o " + dir.string() + " is not writable");
 }
 
+// results.csv, results.json and sweep.svg of `points` in `out_dir`, then the table on stdout (results.json with
+// `json`), ending with `summary`.
+void write_results(const fs::path& out_dir, const std::vector<const Json*>& points, const Json& setup, bool json,
+                   const std::string& summary) {
+  const Json results = results_json(points, setup);
+  write_text_atomically(out_dir / "results.csv", results_csv(points));
+  write_text_atomically(out_dir / "results.json", results.dump(2) + "\n");
+  write_text_atomically(out_dir / "sweep.svg", results_svg(points, setup));
+  if (json) {
+    std::printf("%s\n", results.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  const double fp_ppl = results["fp"]["reference_perplexity"];
+  std::printf("%s  FP perplexity %.4f on %s (%lld windows)\n", setup["source"].get<std::string>().c_str(), fp_ppl,
+              setup["eval_data"].get<std::string>().c_str(), static_cast<long long>(setup["eval_windows"].get<int64_t>()));
+  std::printf("  %-5s %-5s %-11s %11s %8s %10s %8s %10s\n", "bits", "c", "method", "perplexity", "vs FP", "KL(FP||q)",
+              "top-1", "bytes");
+  for (const Json* p : points) {
+    const double ppl = (*p)["perplexity"];
+    std::printf("  %-5s %-5s %-11s %11.4f %+7.1f%% %10.5f %7.2f%% %10lld\n", (*p)["bits"].get<std::string>().c_str(),
+                clip_of(*p).name().c_str(), (*p)["method"].get<std::string>().c_str(), ppl,
+                100 * (ppl / fp_ppl - 1), (*p)["kl_mean"].get<double>(), 100 * (*p)["top1"].get<double>(),
+                static_cast<long long>((*p)["model_bytes"].get<int64_t>()));
+  }
+  std::printf("%s; wrote %s/results.csv, results.json, sweep.svg\n", summary.c_str(), out_dir.c_str());
+}
+
+// Every file the sweep may write, checked against its inputs before any work (OutputGuard).
+void check_outputs_spare_inputs(const SweepOptions& opt, const std::vector<BitSetting>& settings,
+                                const std::vector<Clip>& clips, const SourceModel& source, const fs::path& recipe_dir,
+                                const fs::path& calib_file, const fs::path& eval_file) {
+  OutputGuard guard;
+  guard.add_model_directory(source.dir);
+  for (const BitSetting& s : settings) guard.add_input(recipe_dir / (s.name + ".json"), "a recipe of the sweep");
+  guard.add_input(calib_file, "the calibration data");
+  guard.add_input(eval_file, "the evaluation data");
+  const fs::path out_dir = opt.output;
+  for (const char* name : {"results.csv", "results.json", "sweep.svg"}) guard.check(out_dir / name, "output");
+  for (const BitSetting& s : settings) {
+    for (const Clip& c : clips) {
+      const std::string id = point_id(s.name, c);
+      guard.check(out_dir / "points" / (id + ".json"), "point file");
+      guard.check(out_dir / "points" / ("." + id + ".size.illm"), "output");
+      if (opt.keep_models) guard.check(out_dir / "models" / (id + ".illm"), "model file");
+    }
+  }
+}
+
 int run_sweep(const SweepOptions& opt) {
   const auto start = Clock::now();
   calib::set_thread_count(opt.threads);
@@ -381,16 +414,20 @@ int run_sweep(const SweepOptions& opt) {
   if (!fs::is_directory(recipe_dir)) throw Error("--recipe-dir " + recipe_dir.string() + " does not exist");
   const std::vector<BitSetting> settings = load_bit_settings(opt.bits, recipe_dir, opt.method);
   const fs::path model_dir = opt.model.empty() ? bundled_model_dir() : fs::path(opt.model);
-  const SourceModel source = open_source_model(model_dir);
+  SourceModel source = open_source_model(model_dir);
+  source.sha256 = checkpoint_sha256(source);  // the sweep's setup identity, before any calibration
   const auto calib_file = opt.calib.empty() ? find_in_model_dir(source, {"calib.jsonl", "calib.txt"})
                                             : std::optional<fs::path>(opt.calib);
   if (!calib_file) throw Error("no --calib given and " + model_dir.string() + " has neither calib.jsonl nor calib.txt");
-  if (!fs::exists(*calib_file)) throw Error("calibration file " + calib_file->string() + " does not exist");
+  formats::require_regular_file(*calib_file, "calibration file");
   const auto eval_file = opt.eval.empty() ? find_in_model_dir(source, {"eval.jsonl", "test.txt"})
                                           : std::optional<fs::path>(opt.eval);
   if (!eval_file) throw Error("no --eval given and " + model_dir.string() + " has neither eval.jsonl nor test.txt");
-  if (!fs::exists(*eval_file)) throw Error("evaluation file " + eval_file->string() + " does not exist");
+  formats::require_regular_file(*eval_file, "evaluation file");
+  for (const BitSetting& s : settings)
+    check_recipe_for_integer_model(s.recipe, (recipe_dir / (s.name + ".json")).string(), source.config, opt.paper);
   const fs::path out_dir = opt.output;
+  check_outputs_spare_inputs(opt, settings, clips, source, recipe_dir, *calib_file, *eval_file);
   check_output_dir(out_dir);
   const fs::path points_dir = out_dir / "points";
 
@@ -445,7 +482,8 @@ int run_sweep(const SweepOptions& opt) {
         calib_windows[mine[k].setting] = load_calibration_windows(source, *calib_file, settings[mine[k].setting].recipe);
     if (opt.keep_models) fs::create_directories(out_dir / "models");
 
-    const FpReference fp = fp_reference(model_dir, eval_windows, source.config.vocab_size, progress);
+    // FP logits of the evaluation windows, computed once for the whole sweep and kept (fixture-sized data).
+    const FpReference fp = fp_reference_logits(*calib::FpModel::load(model_dir), eval_windows, progress);
     log(fmt::format("FP      perplexity {:.4f} on {} ({} windows)", fp.perplexity, eval_file->filename().string(),
                     eval_windows.size()));
     // ETA: calibrations still to run × mean calibration time + points still to evaluate × mean point time.
@@ -531,33 +569,72 @@ int run_sweep(const SweepOptions& opt) {
     log("no finished points yet: nothing to write");
     return 0;
   }
-  const Json results = results_json(points, setup);
-  write_text_atomically(out_dir / "results.csv", results_csv(points));
-  write_text_atomically(out_dir / "results.json", results.dump(2) + "\n");
-  write_text_atomically(out_dir / "sweep.svg", results_svg(points, setup));
   log(fmt::format("sweep   {} computed, {} skipped (done earlier) in {:.1f} s; {} points in {}", computed,
                   mine.size() - computed, seconds_since(start), points.size(), out_dir.string()));
-
-  if (opt.json) {
-    std::printf("%s\n", results.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-    return 0;
-  }
-  const double fp_ppl = results["fp"]["reference_perplexity"];
-  std::printf("%s  FP perplexity %.4f on %s (%lld windows)\n", source.name.c_str(), fp_ppl,
-              eval_file->filename().c_str(), static_cast<long long>(eval_windows.size()));
-  std::printf("  %-5s %-5s %-11s %11s %8s %10s %8s %10s\n", "bits", "c", "method", "perplexity", "vs FP", "KL(FP||q)",
-              "top-1", "bytes");
-  for (const Json* p : points) {
-    const double ppl = (*p)["perplexity"];
-    std::printf("  %-5s %-5s %-11s %11.4f %+7.1f%% %10.5f %7.2f%% %10lld\n", (*p)["bits"].get<std::string>().c_str(),
-                clip_of(*p).name().c_str(), (*p)["method"].get<std::string>().c_str(), ppl,
-                100 * (ppl / fp_ppl - 1), (*p)["kl_mean"].get<double>(), 100 * (*p)["top1"].get<double>(),
-                static_cast<long long>((*p)["model_bytes"].get<int64_t>()));
-  }
-  std::printf("%zu computed, %zu skipped (done earlier); wrote %s/results.csv, results.json, sweep.svg\n", computed,
-              mine.size() - computed, out_dir.c_str());
+  write_results(out_dir, points, setup, opt.json,
+                fmt::format("{} computed, {} skipped (done earlier)", computed, mine.size() - computed));
   return 0;
 }
+
+// `illm sweep --merge DIR... -o OUT`: the point files of shards that ran in separate directories (a Slurm array,
+// scripts/slurm/) gathered into OUT/points, then OUT's results rebuilt exactly as a single sweep writes them.
+int run_merge(const SweepOptions& opt) {
+  const auto start = Clock::now();
+  const fs::path out_dir = opt.output;
+  std::optional<Json> setup;
+  std::map<std::string, PointFile> merged;
+  // Timings differ between runs of the same point; everything else must agree.
+  auto without_times = [](Json j) {
+    j.erase("calibration_seconds");
+    j.erase("integer_eval_seconds");
+    j.erase("threads");
+    return j;
+  };
+  std::vector<fs::path> sources;
+  for (const std::string& dir : opt.merge) sources.push_back(dir);
+  if (fs::is_directory(out_dir / "points")) sources.push_back(out_dir);
+  for (const fs::path& dir : sources) {
+    if (!fs::is_directory(dir / "points"))
+      throw Error("--merge: " + dir.string() + " has no points/ directory (not an illm sweep output directory)");
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(dir / "points"))
+      if (entry.path().extension() == ".json" && entry.path().filename().string().front() != '.')
+        files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    for (const fs::path& p : files) {
+      Json j = read_json_file(p);
+      for (const char* key : {"bits", "c", "perplexity", "reference_perplexity", "setup"})
+        if (!j.contains(key)) throw Error(fmt::format("{}: not a sweep point file (no \"{}\")", p.string(), key));
+      if (!setup) setup = j["setup"];
+      if (j["setup"] != *setup)
+        throw Error(fmt::format("--merge: {} was computed with another setup than {} ({} vs {})", p.string(),
+                                merged.begin()->second.path.string(), j["setup"].dump(), setup->dump()));
+      const std::string id = p.stem().string();
+      if (auto it = merged.find(id); it != merged.end() && without_times(it->second.json) != without_times(j))
+        throw Error(fmt::format("--merge: point {} differs between {} and {}", id, it->second.path.string(),
+                                p.string()));
+      merged[id] = {p, std::move(j)};
+    }
+  }
+  if (merged.empty()) throw Error("--merge: no sweep points in the given directories");
+  check_output_dir(out_dir);
+  for (const auto& [id, point] : merged)
+    if (fs::absolute(point.path).lexically_normal() != fs::absolute(out_dir / "points" / (id + ".json")).lexically_normal())
+      write_text_atomically(out_dir / "points" / (id + ".json"), point.json.dump(2) + "\n");
+
+  // Table order: the bit settings of --bits, then the others by name (no recipes are needed to merge).
+  std::vector<BitSetting> order;
+  for (const std::string& name : split_list(opt.bits, "--bits")) order.push_back({name, Recipe{}});
+  const auto all = read_point_files(out_dir / "points", *setup);
+  const auto points = ordered_points(all, order);
+  if (!opt.quiet)
+    std::fprintf(stderr, "merge   %zu points from %zu directories into %s in %.1f s\n", points.size(),
+                 opt.merge.size(), out_dir.c_str(), seconds_since(start));
+  write_results(out_dir, points, *setup, opt.json, fmt::format("merged {} points", points.size()));
+  return 0;
+}
+
+int run_sweep_command(const SweepOptions& opt) { return opt.merge.empty() ? run_sweep(opt) : run_merge(opt); }
 
 }  // namespace
 
@@ -589,16 +666,20 @@ CommandRun add_sweep_command(CLI::App& sub) {
                  "same -o DIR (in parallel or one after the other) and the last one to finish writes the merged "
                  "results")
       ->capture_default_str();
-  sub.add_option("--threads", opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)")
-      ->capture_default_str();
+  add_threads_option(sub, opt->threads, "CPU threads for LibTorch and OpenMP (0: all cores)");
   sub.add_flag("--keep-models", opt->keep_models,
                "Keep each point's .illm model in DIR/models/<bits>-c<c>.illm (default: written only to measure "
                "its size, then deleted)");
   sub.add_flag("--paper-conformance", opt->paper, "Use the paper's literal integer choices (see `illm quantize`)");
   sub.add_flag("--json", opt->json, "Print results.json on stdout instead of the table");
   sub.add_flag("-q,--quiet", opt->quiet, "No progress or log lines on stderr");
+  sub.add_option("--merge", opt->merge,
+                 "Merge instead of computing: gather the points/ of these sweep output directories (shards that ran "
+                 "in separate directories, e.g. a Slurm array: scripts/slurm/sweep-array.sbatch) into -o DIR and "
+                 "rebuild its results.csv, results.json and sweep.svg; the points must share one setup")
+      ->expected(1, -1);
   sub.add_option("-o,--output", opt->output, "Output directory DIR")->required();
-  return [opt] { return run_sweep(*opt); };
+  return [opt] { return run_sweep_command(*opt); };
 }
 
 }  // namespace illm::converter

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "converter/commands.h"
+#include "converter/kernel_option.h"
 #include "formats/illm_file.h"
 #include "kernels/error.h"
 #include "kernels/executor.h"
@@ -24,6 +25,7 @@ using Json = nlohmann::ordered_json;
 
 struct VerifyOptions {
   std::string file;
+  std::string kernels;  // --kernels; empty: $ILLM_KERNELS or the fastest path
   bool json = false;
 };
 
@@ -65,13 +67,14 @@ IntegerLogits replay_token_by_token(Executor& executor, const std::vector<int32_
 }
 
 int run_verify(const VerifyOptions& opt) {
+  const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
   const fs::path file = opt.file;
   formats::verify_illm_integrity(file);  // throws naming the file and, for a tensor, its path
   const formats::LoadedIllm loaded = formats::read_illm(file);
   const auto& golden = loaded.meta.golden;
   if (golden.empty()) throw Error(file.string() + ": holds no golden vectors to replay");
 
-  Executor executor(loaded.model);
+  Executor executor(loaded.model, kernels);
   Json results = Json::array();
   std::vector<std::string> failures;
   auto record = [&](size_t index, const char* path, const formats::GoldenVector& g, const IntegerLogits& replay) {
@@ -101,6 +104,7 @@ int run_verify(const VerifyOptions& opt) {
     j["file"] = file.string();
     j["integrity"] = "ok";
     j["format_version"] = loaded.meta.format_version;
+    j["kernels"] = kernels.name;
     j["golden"] = results;
     j["ok"] = failures.empty();
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -126,6 +130,7 @@ CommandRun add_verify_command(CLI::App& sub) {
       "at quantize time with the integer executor (prefill, and the first one token by token) and require every "
       "integer logit and scale to match bit for bit. Exit 0 only when everything matches.");
   sub.add_option("file", opt->file, "Model file (.illm)")->required();
+  add_kernels_option(sub, opt->kernels);
   sub.add_flag("--json", opt->json, "Print the results as one JSON object");
   return [opt] { return run_verify(*opt); };
 }

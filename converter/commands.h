@@ -21,8 +21,8 @@ struct CommandSpec {
 // Every subcommand, in `illm --help` order.
 std::span<const CommandSpec> all_commands();
 
-// Builds the `illm` app, parses argv, runs the chosen command. Errors are reported as one line
-// "illm <command>: <message>" on stderr with exit code 1; CLI11 parse errors keep CLI11's own exit codes.
+// Builds the `illm` app, parses argv, runs the chosen command. Every error, command-line parse errors included, is
+// reported as one line "illm <command>: <message>" on stderr with exit code 1 (--help and --version exit 0).
 int run_cli(int argc, char** argv);
 
 CommandRun add_eval_command(CLI::App& subcommand);      // cmd_eval.cpp

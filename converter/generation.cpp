@@ -49,10 +49,14 @@ GenerationResult generate_tokens(Executor& executor, std::span<const int32_t> pr
   using Clock = std::chrono::steady_clock;
   if (prompt.empty()) throw Error("generation needs a prompt of at least one token");
   const int32_t max_positions = executor.model().shape.max_positions;
-  if (static_cast<int32_t>(prompt.size()) >= max_positions) {
-    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model allows " +
+  // A prompt may fill the whole context: its last position still predicts one token.
+  if (prompt.size() > static_cast<size_t>(max_positions)) {
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context holds " +
                 std::to_string(max_positions) + " positions");
   }
+  if (!(options.temperature >= 0) || !std::isfinite(options.temperature))
+    throw Error("temperature must be a finite number >= 0");
+  if (!(options.top_p > 0 && options.top_p <= 1)) throw Error("top-p must lie in (0, 1]");
   GenerationResult result;
   result.prompt_tokens = static_cast<int32_t>(prompt.size());
   std::mt19937_64 rng(options.seed);
@@ -69,7 +73,11 @@ GenerationResult generate_tokens(Executor& executor, std::span<const int32_t> pr
     }
     result.tokens.push_back(next);
     if (on_token) on_token(next);
-    if (i + 1 == options.max_tokens || executor.position() >= max_positions) break;
+    if (i + 1 == options.max_tokens) break;
+    if (executor.position() >= max_positions) {  // the next token would need a position past the context
+      result.stopped_at_context = true;
+      break;
+    }
     const int32_t id = next;
     logits = executor.forward(std::span<const int32_t>(&id, 1));
   }

@@ -24,9 +24,13 @@ struct GenerationResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;   // time of all tokens after the first
   bool stopped_at_eos = false;
+  bool stopped_at_context = false;  // max_tokens not reached: the context (max_positions) is full
 };
 
-// Starts from an empty KV cache. `on_token` is called with each new id as soon as it is known.
+// Starts from an empty KV cache. `on_token` is called with each new id as soon as it is known. A prompt may fill
+// the whole context (then one token is generated); generation stops early at EOS or when the context is full.
+// Throws illm::Error for an empty or too long prompt, a temperature that is not a finite number >= 0, or a
+// top-p outside (0, 1].
 GenerationResult generate_tokens(Executor& executor, std::span<const int32_t> prompt, const SamplingOptions& options,
                                  const std::function<void(int32_t)>& on_token = {});
 

@@ -18,8 +18,13 @@ double log_sum_exp(std::span<const float> logits, double max_logit) {
   return max_logit + std::log(sum);
 }
 
+// The row's maximum; a NaN or infinite logit is an error (a perplexity of NaN would otherwise be reported).
 double max_of(std::span<const float> logits) {
   if (logits.empty()) throw Error("metrics: empty logits row");
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    if (!std::isfinite(logits[i]))
+      throw Error("metrics: logit " + std::to_string(i) + " of a row is " + (std::isnan(logits[i]) ? "NaN" : "infinite") +
+                  ": the model's output is not finite (overflow in the weights or activations)");
   return *std::max_element(logits.begin(), logits.end());
 }
 

@@ -8,7 +8,7 @@
 namespace illm::converter {
 
 // −log softmax(logits)[target], float64, max-shifted for stability. Throws illm::Error on target outside
-// [0, logits.size()).
+// [0, logits.size()) and on a NaN or infinite logit (here and in kl_divergence).
 double next_token_nll(std::span<const float> logits, int32_t target);
 
 // KL(P_ref ‖ P) = Σ p_ref·(log p_ref − log p) between the softmax distributions of two logit rows of equal size.

@@ -1,13 +1,25 @@
 #include "converter/quantize_pipeline.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <fstream>
-#include <sstream>
+#include <cerrno>
+#include <cstring>
 
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <span>
+#include <sstream>
+#include <vector>
+
+#include "calibration/integerize.h"
+#include "calibration/row_rotation.h"
 #include "converter/integer_eval.h"
+#include "formats/atomic_file.h"
 #include "formats/dataset.h"
+#include "formats/llama_config.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
 #include <illm/build_info.h>
@@ -15,47 +27,70 @@
 namespace illm::converter {
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot be read");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Hash of config.json and every *.safetensors file in name order; each file contributes its name and bytes.
-std::string source_hash(const fs::path& dir) {
-  std::vector<fs::path> files{dir / "config.json"};
-  std::vector<fs::path> tensors;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".safetensors") tensors.push_back(entry.path());
-  }
-  std::sort(tensors.begin(), tensors.end());
-  files.insert(files.end(), tensors.begin(), tensors.end());
-  formats::Sha256 hash;
-  for (const auto& f : files) {
-    hash.update(f.filename().string());
-    const formats::Sha256Digest d = formats::sha256_of_file(f);
-    hash.update(std::span<const uint8_t>(d.data(), d.size()));
-  }
-  const formats::Sha256Digest digest = hash.finish();
-  return formats::to_hex(std::span<const uint8_t>(digest.data(), digest.size()));
-}
-
-}  // namespace
-
 SourceModel open_source_model(const fs::path& dir) {
-  if (!fs::is_directory(dir)) throw Error("model directory " + dir.string() + " does not exist");
+  formats::require_directory(dir, "model directory");
   SourceModel model;
   model.dir = dir;
   model.name = fs::absolute(dir).lexically_normal().filename().string();
   if (model.name.empty()) model.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   model.config = formats::load_llama_config(dir);
-  model.config_json = read_file(dir / "config.json");
-  model.sha256 = source_hash(dir);
+  model.config_json = formats::read_input_file(dir / "config.json", "model config");
+  model.store = formats::TensorStore::open(dir);
+  formats::check_llama_tensors(model.config, *model.store);
   if (fs::exists(dir / "tokenizer.model")) model.tokenizer = formats::Tokenizer::load(dir / "tokenizer.model");
+  return model;
+}
+
+std::string checkpoint_sha256(const SourceModel& model) {
+  formats::Sha256 hash;
+  hash.update(std::string_view("config.json"));
+  const formats::Sha256Digest config = formats::sha256(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(model.config_json.data()), model.config_json.size()));
+  hash.update(std::span<const uint8_t>(config.data(), config.size()));
+  hash.update(std::string_view("safetensors"));
+  const std::array<uint8_t, 32> tensors = model.store->content_digest();
+  hash.update(std::span<const uint8_t>(tensors.data(), tensors.size()));
+  const formats::Sha256Digest digest = hash.finish();
+  return formats::to_hex(std::span<const uint8_t>(digest.data(), digest.size()));
+}
+
+QuantizedModel assemble_integer_model(const SourceModel& source, const Recipe& recipe,
+                                      const calib::CalibratedModel& frame, const IntegerSettings& settings,
+                                      const std::function<QuantizedLayer(int layer)>& layer) {
+  constexpr int64_t kRows = 1024;  // rows of the embedding / head converted to float at a time
+  const formats::TensorStore& store = *source.store;
+  const int64_t hidden = source.config.hidden_size;
+  // The recipe's offline residual rotation, the one the blocks were calibrated in (none by default): embedding rows
+  // E·Q, head rows W·diag(γ)·Q, final norm all ones. A chunk of rows is copied to transform it (kRows·C floats).
+  const calib::ResidualRowRotation rotation(recipe, hidden);
+  std::vector<float> rotated;
+  auto rows_for = [&](std::span<const float> rows, auto&& transform) -> std::span<const float> {
+    if (!rotation.enabled()) return rows;
+    rotated.assign(rows.begin(), rows.end());
+    transform(std::span<float>(rotated));
+    return rotated;
+  };
+  QuantizedModel model = integer_model_frame(frame, settings);
+  const formats::TensorInfo& embed = store.info("model.embed_tokens.weight");
+  store.read_rows(embed.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    formats::check_weight_values(embed, rows, first * hidden);
+    const std::span<const float> values =
+        rows_for(rows, [&](std::span<float> r) { rotation.rotate_embedding_rows(r); });
+    integerize_embedding_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data());
+  });
+  model.layers.reserve(static_cast<size_t>(frame.n_layers));
+  for (int l = 0; l < frame.n_layers; ++l) model.layers.push_back(layer(l));
+  const std::vector<float> final_norm = store.read_f32("model.norm.weight");
+  formats::check_weight_values(store.info("model.norm.weight"), final_norm);
+  integerize_final_norm(model, rotation.enabled() ? std::vector<float>(final_norm.size(), 1.0f) : final_norm);
+  const formats::TensorInfo& head =
+      store.info(source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  store.read_rows(head.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
+    formats::check_weight_values(head, rows, first * hidden);
+    const std::span<const float> values =
+        rows_for(rows, [&](std::span<float> r) { rotation.rotate_head_rows(r, final_norm); });
+    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data());
+  });
   return model;
 }
 
@@ -129,20 +164,23 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   j["smooth_init"] = r.smooth_init == SmoothInit::kSmoothQuant ? "smoothquant" : "identity";
   j["tie_rope_pairs"] = r.tie_rope_pairs;
   j["swiglu_in_bits"] = r.swiglu_in_bits;
+  // The W4A4 lever keys only where they differ from their defaults (off), so that a recipe without them records
+  // exactly what it recorded before they existed (model files stay byte-identical).
+  const Recipe off;
   const char* rotations[] = {"none", "hadamard", "orthogonal"};
-  j["rotation"] = rotations[static_cast<int>(r.rotation)];
-  j["rotate_heads"] = r.rotate_heads;
-  j["hadamard_down"] = r.hadamard_down;
-  j["hadamard_qk"] = r.hadamard_qk;
-  j["gptq"] = r.gptq;
-  j["gptq_damp"] = r.gptq_damp;
-  j["gptq_act_order"] = r.gptq_act_order;
+  if (r.rotation != off.rotation) j["rotation"] = rotations[static_cast<int>(r.rotation)];
+  if (r.rotate_heads != off.rotate_heads) j["rotate_heads"] = r.rotate_heads;
+  if (r.hadamard_down != off.hadamard_down) j["hadamard_down"] = r.hadamard_down;
+  if (r.hadamard_qk != off.hadamard_qk) j["hadamard_qk"] = r.hadamard_qk;
+  if (r.gptq != off.gptq) j["gptq"] = r.gptq;
+  if (r.gptq_damp != off.gptq_damp) j["gptq_damp"] = r.gptq_damp;
+  if (r.gptq_act_order != off.gptq_act_order) j["gptq_act_order"] = r.gptq_act_order;
   if (r.act_clip_search) {
     j["act_clip"] = "search";
-  } else {
+  } else if (r.act_clip != off.act_clip) {
     j["act_clip"] = r.act_clip;
   }
-  j["trip_shifts"] = r.trip_shifts;
+  if (r.trip_shifts != off.trip_shifts) j["trip_shifts"] = r.trip_shifts;
   return j;
 }
 
@@ -177,25 +215,7 @@ std::vector<formats::GoldenVector> record_golden_vectors(const QuantizedModel& m
 }
 
 void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path.string() + ": cannot be written (" + tmp.parent_path().string() + " not writable?)");
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(path.string() + ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error(path.string() + ": cannot be written: " + ec.message());
-  }
+  formats::write_file_atomically(path, text);
 }
 
 }  // namespace illm::converter

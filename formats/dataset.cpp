@@ -1,11 +1,15 @@
 #include "formats/dataset.h"
 
-#include <fstream>
+#include <climits>
+#include <cstdio>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "formats/input_file.h"
+#include "formats/strict_json.h"
 #include "formats/tokenizer.h"
+#include "formats/utf8.h"
 #include "kernels/error.h"
 
 namespace illm::formats {
@@ -13,19 +17,10 @@ namespace illm::formats {
 namespace {
 
 using nlohmann::json;
+using formats::StrictJsonProblem;
 
 [[noreturn]] void fail(const std::filesystem::path& file, const std::string& why) {
   throw Error(file.string() + ": " + why);
-}
-
-std::string read_whole_file(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) fail(file, "dataset file does not exist");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(file, "cannot open dataset file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 bool is_blank(std::string_view line) {
@@ -55,11 +50,14 @@ std::vector<std::vector<int32_t>> load_jsonl(const std::filesystem::path& file, 
     if (is_blank(line)) continue;
     const std::string where = "line " + std::to_string(line_number);
     json j;
+    StrictJsonProblem problem;
     try {
-      j = json::parse(line);
+      j = parse_json_strictly(line, &problem);
     } catch (const json::exception& e) {
       fail(file, where + ": malformed JSON: " + e.what());
     }
+    if (!problem.duplicate_key.empty()) fail(file, where + ": key \"" + problem.duplicate_key + "\" appears twice");
+    if (problem.too_deep) fail(file, where + ": nested too deeply");
     if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
       fail(file, where + ": expected an object {\"input_ids\": [...]}");
     const json& array = j["input_ids"];
@@ -70,9 +68,9 @@ std::vector<std::vector<int32_t>> load_jsonl(const std::filesystem::path& file, 
       const json& v = array[pos];
       if (!v.is_number_integer())
         fail(file, where + ", position " + std::to_string(pos) + ": token id " + v.dump() + " is not an integer");
-      const int64_t id = v.get<int64_t>();
+      const int64_t id = v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX ? -1 : v.get<int64_t>();
       if (id < 0 || id >= vocab_size)
-        fail(file, where + ", position " + std::to_string(pos) + ": token id " + std::to_string(id) +
+        fail(file, where + ", position " + std::to_string(pos) + ": token id " + v.dump() +
                        " outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
       ids.push_back(static_cast<int32_t>(id));
     }
@@ -98,13 +96,19 @@ int64_t Windows::predicted_tokens() const {
 
 Windows load_windows(const std::filesystem::path& file, const Tokenizer* tokenizer, std::optional<int64_t> seq_len,
                      int64_t vocab_size, int64_t max_positions, std::optional<int64_t> max_samples) {
+  return windows_from_bytes(read_input_file(file, "dataset file"), file, tokenizer, seq_len, vocab_size,
+                            max_positions, max_samples);
+}
+
+Windows windows_from_bytes(const std::string& text, const std::filesystem::path& file, const Tokenizer* tokenizer,
+                           std::optional<int64_t> seq_len, int64_t vocab_size, int64_t max_positions,
+                           std::optional<int64_t> max_samples) {
   if (seq_len && *seq_len < 2) fail(file, "seq_len " + std::to_string(*seq_len) + " is too small (at least 2)");
   if (seq_len && *seq_len > max_positions)
     fail(file, "seq_len " + std::to_string(*seq_len) + " exceeds the model's max_position_embeddings " +
                    std::to_string(max_positions));
   if (max_samples && *max_samples <= 0) fail(file, "max_samples must be positive");
 
-  const std::string text = read_whole_file(file);
   if (text.empty()) fail(file, "empty dataset file");
 
   Windows result;
@@ -117,6 +121,12 @@ Windows load_windows(const std::filesystem::path& file, const Tokenizer* tokeniz
   } else {
     if (tokenizer == nullptr)
       fail(file, "plain text needs a tokenizer (the model has no tokenizer.model; give one, or use token-id JSONL)");
+    if (const size_t bad = first_non_text_byte(text); bad != std::string_view::npos) {
+      char byte[8];
+      std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+      fail(file, "not UTF-8 text (byte " + std::string(byte) + " at offset " + std::to_string(bad) +
+                     "): a text dataset must be UTF-8 without NUL bytes; token ids go in a *.jsonl file");
+    }
     const int64_t window = seq_len.value_or(kDefaultTextSeqLen);
     if (window > max_positions)
       fail(file, "seq_len " + std::to_string(window) + " exceeds the model's max_position_embeddings " +

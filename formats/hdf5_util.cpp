@@ -67,7 +67,15 @@ herr_t collect_dataset(hid_t, const char* name, const H5O_info_t* info, void* op
 
 }  // namespace
 
-void silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_errors() {
+  // No HDF5 clean-up at exit: after a failed write (a full disk) libhdf5 1.10 keeps the half-closed file in its
+  // tables and its atexit handler then crashes in H5F__close_cb (measured: SIGSEGV after the error was reported).
+  // Every file is closed explicitly, so there is nothing left for that handler to do. Effective before the
+  // library's first use only, which is why it sits here, in the first call of every reader and writer.
+  static const bool once = (H5dont_atexit(), true);
+  (void)once;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 std::string last_error() {
   std::string message;
@@ -78,7 +86,16 @@ std::string last_error() {
     return 0;
   };
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walker, &message);
-  return message.empty() ? "HDF5 error" : message;
+  if (message.empty()) return "HDF5 error";
+  // A failed system call: "file write failed: time = ..., errno = 27, error message = 'File too large', ..."
+  // becomes "file write failed: File too large".
+  const std::string key = "error message = '";
+  if (const size_t at = message.find(key); at != std::string::npos) {
+    const size_t begin = at + key.size(), end = message.find('\'', begin);
+    const std::string reason = message.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    message = message.substr(0, message.find(':')) + ": " + reason;
+  }
+  return message;
 }
 
 Handle checked(hid_t id, Handle::Closer closer, const std::string& what) {
@@ -236,6 +253,19 @@ RawDataset read_raw_dataset(hid_t location, const std::string& name) {
   if (H5Tis_variable_str(type) > 0) throw Error(describe(dataset) + ": variable-length data is not part of the format");
   const hssize_t points = H5Sget_simple_extent_npoints(space);
   if (points < 0 || raw.element_size == 0) throw Error(describe(dataset) + ": bad dataspace or type");
+  // The format stores plain contiguous bytes inside the file; anything else (chunks, filters such as a deflate
+  // bomb, a dataspace larger than the file) is refused before a byte is allocated or decoded.
+  {
+    Handle plist = checked(H5Dget_create_plist(dataset), H5Pclose, describe(dataset) + ": creation properties");
+    const H5D_layout_t layout = H5Pget_layout(plist);
+    if ((layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) || H5Pget_nfilters(plist) != 0)
+      throw Error(describe(dataset) + ": chunked or filtered storage is not part of the format");
+    Handle file = checked(H5Iget_file_id(dataset), H5Fclose, describe(dataset) + ": file");
+    hsize_t file_size = 0;
+    if (H5Fget_filesize(file, &file_size) < 0 ||
+        static_cast<uint64_t>(points) > static_cast<uint64_t>(file_size) / raw.element_size)
+      throw Error(describe(dataset) + ": dataspace of " + std::to_string(points) + " elements is larger than the file");
+  }
   raw.bytes.resize(static_cast<size_t>(points) * raw.element_size);
   // Reading with the dataset's own type returns the stored bytes unconverted: exactly what was hashed.
   if (!raw.bytes.empty() && H5Dread(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.bytes.data()) < 0)

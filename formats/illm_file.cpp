@@ -6,12 +6,17 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <span>
 
+#include "formats/atomic_file.h"
+#include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
+#include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
-#include "kernels/int4_pack.h"
+#include "kernels/model_validation.h"
+#include "kernels/weight_codes.h"
 
 namespace illm::formats {
 namespace {
@@ -39,8 +44,8 @@ std::string user_block_text(int64_t version, const std::string& payload_sha256) 
 // Validates the 512-byte header and the SHA-256 of bytes [512, EOF) without involving HDF5.
 void check_user_block(const std::filesystem::path& file) {
   const std::string name = file.string();
+  require_regular_file(file, "model file");
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw Error(name + ": no such model file");
   const auto size = std::filesystem::file_size(file, ec);
   if (ec) throw Error(name + ": cannot read file size: " + ec.message());
   if (size < kIllmUserBlockSize)
@@ -121,35 +126,18 @@ void write_linear(hid_t parent, const std::string& name, const QuantizedLinear& 
   if (linear.bits < 1 || linear.bits > 8) throw Error("write_illm: " + what + ": bits " + std::to_string(linear.bits) + " outside [1, 8]");
   if (linear.out_features < 0 || linear.in_features < 0) throw Error("write_illm: " + what + ": negative shape");
   const auto out = static_cast<size_t>(linear.out_features);
-  const auto in = static_cast<size_t>(linear.in_features);
-  check_size(what + " codes", linear.codes.size(), uint64_t{out} * in);
+  const size_t row_bytes = weight_row_bytes(linear);
   check_size(what + " zero_points", linear.zero_points.size(), out);
   check_size(what + " scales", linear.scales.size(), out);
-  const int max_code = (1 << linear.bits) - 1;
-  for (size_t i = 0; i < linear.codes.size(); ++i)
-    if (linear.codes[i] > max_code)
-      throw Error("write_illm: " + what + ": code " + std::to_string(linear.codes[i]) + " at index " +
-                  std::to_string(i) + " exceeds " + std::to_string(linear.bits) + " bits");
+  // The in-memory codes are already in the file's layout (kernels/quantized_model.h): written as they are.
+  if (const auto problem = weight_codes_problem(linear)) throw Error("write_illm: " + what + ": " + *problem);
 
   Handle group = h5::create_group(parent, name);
   h5::write_int_attribute(group, "out_features", linear.out_features, H5T_STD_I32LE);
   h5::write_int_attribute(group, "in_features", linear.in_features, H5T_STD_I32LE);
   h5::write_int_attribute(group, "bits", linear.bits, H5T_STD_I32LE);
-  const bool packed = linear.bits <= 4;
-  h5::write_string_attribute(group, "packing", packed ? "int4" : "none");
-  if (packed) {
-    // Each row is packed on its own (odd rows padded with a zero nibble) so rows start on a byte.
-    const size_t row_bytes = int4_packed_size(in);
-    std::vector<uint8_t> bytes;
-    bytes.reserve(out * row_bytes);
-    for (size_t r = 0; r < out; ++r) {
-      const auto row = pack_int4_unsigned(std::span<const uint8_t>(linear.codes).subspan(r * in, in), name.c_str());
-      bytes.insert(bytes.end(), row.begin(), row.end());
-    }
-    h5::write_bytes_dataset(group, "codes", bytes, {out, row_bytes});
-  } else {
-    h5::write_bytes_dataset(group, "codes", linear.codes, {out, in});
-  }
+  h5::write_string_attribute(group, "packing", weight_codes_packed(linear.bits) ? "int4" : "none");
+  h5::write_bytes_dataset(group, "codes", linear.codes, {out, row_bytes});
   h5::write_int_dataset<int32_t>(group, "zero_points", linear.zero_points, {out});
   write_dyadics(group, "scale", linear.scales, {out});
 }
@@ -262,9 +250,8 @@ void write_user_block(const std::filesystem::path& file) {
   const int fd = ::open(file.c_str(), O_WRONLY);
   if (fd < 0) throw Error(file.string() + ": cannot reopen to write the header: " + std::strerror(errno));
   const ssize_t written = ::pwrite(fd, header.data(), header.size(), 0);
-  // fsync before the rename, so that after a crash the final name never points at unwritten data.
-  const bool ok = written == static_cast<ssize_t>(header.size()) && ::fsync(fd) == 0;
-  const int saved_errno = errno;
+  const bool ok = written == static_cast<ssize_t>(header.size());  // AtomicFile::commit fsyncs before the rename
+  const int saved_errno = written < 0 ? errno : EIO;
   ::close(fd);
   if (!ok) throw Error(file.string() + ": cannot write the header: " + std::strerror(saved_errno));
 }
@@ -305,29 +292,14 @@ QuantizedLinear read_linear(hid_t parent, const std::string& name) {
   linear.in_features = read_int32_attribute(group, "in_features", 0);
   linear.bits = static_cast<int32_t>(h5::read_int_attribute(group, "bits", 1, 8));
   const std::string packing = h5::read_string_attribute(group, "packing");
-  const bool packed = linear.bits <= 4;
+  const bool packed = weight_codes_packed(linear.bits);
   if (packing != (packed ? "int4" : "none"))
     throw Error(h5::describe(group) + ": packing '" + packing + "' does not match bits " + std::to_string(linear.bits));
   const auto out = static_cast<hsize_t>(linear.out_features);
-  const auto in = static_cast<hsize_t>(linear.in_features);
   const std::string codes_path = h5::describe(group, "codes");
-  if (packed) {
-    const size_t row_bytes = int4_packed_size(in);
-    const auto bytes = h5::read_bytes_dataset(group, "codes", {out, row_bytes});
-    linear.codes.reserve(out * in);
-    for (size_t r = 0; r < out; ++r) {
-      const auto row = unpack_int4_unsigned(std::span<const uint8_t>(bytes).subspan(r * row_bytes, row_bytes), in,
-                                            codes_path.c_str());
-      linear.codes.insert(linear.codes.end(), row.begin(), row.end());
-    }
-  } else {
-    linear.codes = h5::read_bytes_dataset(group, "codes", {out, in});
-  }
-  const int max_code = (1 << linear.bits) - 1;
-  for (size_t i = 0; i < linear.codes.size(); ++i)
-    if (linear.codes[i] > max_code)
-      throw Error(codes_path + ": code " + std::to_string(linear.codes[i]) + " at index " + std::to_string(i) +
-                  " exceeds " + std::to_string(linear.bits) + " bits");
+  // Kept in the file's layout (two 4-bit codes per byte, rows padded to a byte): the kernels read it directly.
+  linear.codes = h5::read_bytes_dataset(group, "codes", {out, weight_row_bytes(linear)});
+  if (const auto problem = weight_codes_problem(linear)) throw Error(codes_path + ": " + *problem);
   linear.zero_points = h5::read_int_dataset<int32_t>(group, "zero_points", {out});
   linear.scales = read_dyadics(group, "scale", {out});
   return linear;
@@ -463,22 +435,50 @@ IllmMetadata read_metadata(hid_t file) {
   return meta;
 }
 
-Handle open_checked_file(const std::filesystem::path& file) {
-  h5::silence_errors();
-  check_user_block(file);  // before libhdf5 sees a byte of it
+Handle open_hdf5(const std::filesystem::path& file) {
   return h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
                      file.string() + ": cannot open as HDF5");
 }
 
+// The user-block check, then `reading` on the open file: first rehearsed in a child process (formats/hdf5_probe.h),
+// then for real.
+template <typename Reading>
+auto read_checked_file(const std::filesystem::path& file, Reading&& reading) {
+  h5::silence_errors();
+  check_user_block(file);  // before libhdf5 sees a byte of it
+  rehearse_in_child(file, [&] {
+    Handle handle = open_hdf5(file);
+    (void)reading(handle);
+  });
+  Handle handle = open_hdf5(file);
+  return reading(handle);
+}
+
 }  // namespace
 
-void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
+namespace {
+
+void fsync_file(const std::filesystem::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY);
+  const bool ok = fd >= 0 && ::fsync(fd) == 0;
+  const int saved_errno = errno;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw Error(file.string() + ": cannot flush to disk: " + std::strerror(saved_errno));
+}
+
+// Writes an HDF5 file the way every illm file is written: `write(file)` into `<out>.tmp.<pid>` (fixed object
+// format, no timestamps, optional 512-byte user block), close, `finish(temporary)` (which must leave it flushed to
+// disk), rename to `out`. On any failure the temporary file is removed and illm::Error is thrown.
+void write_h5_atomically(const std::filesystem::path& out, bool user_block, const std::function<void(hid_t)>& write,
+                         const std::function<void(const std::filesystem::path&)>& finish) {
   h5::silence_errors();
-  const std::filesystem::path temporary = out.string() + ".tmp." + std::to_string(::getpid());
+  AtomicFile target(out);  // removes the temporary file on any failure below, or on a signal
+  const std::filesystem::path& temporary = target.temporary();
   try {
     {
       Handle fcpl = h5::checked(H5Pcreate(H5P_FILE_CREATE), H5Pclose, "H5Pcreate(file create)");
-      if (H5Pset_userblock(fcpl, kIllmUserBlockSize) < 0) throw Error("H5Pset_userblock: " + h5::last_error());
+      if (user_block && H5Pset_userblock(fcpl, kIllmUserBlockSize) < 0)
+        throw Error("H5Pset_userblock: " + h5::last_error());
       // The root group takes its creation properties from here: no timestamps on it either.
       if (H5Pset_obj_track_times(fcpl, 0) < 0) throw Error("H5Pset_obj_track_times(root): " + h5::last_error());
       Handle fapl = h5::checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate(file access)");
@@ -489,32 +489,71 @@ void write_illm(const std::filesystem::path& out, const QuantizedModel& model, c
       if (H5Pset_fclose_degree(fapl, H5F_CLOSE_SEMI) < 0) throw Error("H5Pset_fclose_degree: " + h5::last_error());
       Handle file = h5::checked(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, fcpl, fapl), H5Fclose,
                                 out.string() + ": cannot create the temporary file " + temporary.string());
-      write_metadata(file, meta);
-      write_model(file, model);
+      write(file);
       if (file.close() < 0) throw Error(temporary.string() + ": cannot close (flush) the file: " + h5::last_error());
     }
-    write_user_block(temporary);
-    std::filesystem::rename(temporary, out);
+    finish(temporary);
+    target.commit();
   } catch (const std::exception& e) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    if (dynamic_cast<const Error*>(&e) != nullptr) throw;
-    throw Error(out.string() + ": cannot write the model file: " + e.what());
+    // Name the destination, not the temporary file (which is gone by now).
+    std::string what = e.what();
+    if (what.rfind(temporary.string() + ": ", 0) == 0) what.erase(0, temporary.string().size() + 2);
+    if (what.rfind(out.string() + ": ", 0) == 0) throw;
+    throw Error(out.string() + (user_block ? ": cannot write the model file: " : ": cannot write the layer file: ") + what);
   }
 }
 
-LoadedIllm read_illm(const std::filesystem::path& file) {
-  Handle handle = open_checked_file(file);
-  LoadedIllm loaded;
-  loaded.meta = read_metadata(handle);
-  loaded.model = read_model(handle);
+Handle open_layer_file(const std::filesystem::path& file) {
+  h5::silence_errors();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) throw Error(file.string() + ": no such layer file");
+  return h5::checked(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose,
+                     file.string() + ": cannot open as HDF5");
+}
+
+}  // namespace
+
+void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
+  write_h5_atomically(
+      out, true,
+      [&](hid_t file) {
+        write_metadata(file, meta);
+        write_model(file, model);
+      },
+      write_user_block);
+}
+
+void write_layer_file(const std::filesystem::path& out, const QuantizedLayer& layer) {
+  write_h5_atomically(out, false, [&](hid_t file) { write_layer(file, 0, layer); }, fsync_file);
+}
+
+QuantizedLayer read_layer_file(const std::filesystem::path& file) {
+  Handle handle = open_layer_file(file);
+  return read_layer(handle, 0);
+}
+
+LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
+  LoadedIllm loaded = read_checked_file(file, [](hid_t handle) {
+    LoadedIllm read;
+    read.meta = read_metadata(handle);
+    read.model = read_model(handle);
+    return read;
+  });
+  // The executor's own validation, once, here: every reader (eval, generate, verify, inspect, exporters) refuses
+  // a file the executor would refuse, before any parallel work starts.
+  try {
+    if (check == ModelCheck::kExecutor) validate_quantized_model(loaded.model);
+  } catch (const Error& e) {
+    throw Error(file.string() + ": " + e.what());
+  }
   return loaded;
 }
 
 void verify_illm_integrity(const std::filesystem::path& file) {
-  Handle handle = open_checked_file(file);
-  read_format_version(handle);
-  h5::verify_all_dataset_checksums(handle);
+  read_checked_file(file, [](hid_t handle) {
+    read_format_version(handle);
+    return h5::verify_all_dataset_checksums(handle);
+  });
 }
 
 }  // namespace illm::formats

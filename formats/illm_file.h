@@ -39,8 +39,8 @@ struct IllmMetadata {
   friend bool operator==(const IllmMetadata&, const IllmMetadata&) = default;
 };
 
-// Writes `<out>.tmp.<pid>` and renames it to `out`; on any failure the temporary file is removed and
-// illm::Error is thrown. Identical inputs give byte-identical files.
+// Writes a temporary file beside `out` and renames it to `out` (formats/atomic_file.h); on any failure the
+// temporary file is removed and illm::Error is thrown. Identical inputs give byte-identical files.
 void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta);
 
 struct LoadedIllm {
@@ -48,9 +48,18 @@ struct LoadedIllm {
   IllmMetadata meta;
 };
 
+// One integer decoder layer in a file of its own: the per-block state of a streaming, resumable `illm quantize`
+// (converter/quantize_state.h). The layout of /model/layers/NN (group "00" at the root), every dataset
+// checksummed; written atomically (temporary file, fsync, rename).
+void write_layer_file(const std::filesystem::path& out, const QuantizedLayer& layer);
+QuantizedLayer read_layer_file(const std::filesystem::path& file);
+
 // Checks the user block (magic, version, whole-file SHA-256) before opening the file with HDF5, then reads
-// every tensor, checking its own SHA-256 and its shape against the model's shape.
-LoadedIllm read_illm(const std::filesystem::path& file);
+// every tensor, checking its own SHA-256 and its shape against the model's shape, and finally runs the executor's
+// validate_quantized_model (kernels/executor.h) on the result: a file the executor would refuse is refused here.
+// kNone reads any model the format can hold (format round-trip tests only).
+enum class ModelCheck { kExecutor, kNone };
+LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check = ModelCheck::kExecutor);
 
 // The user-block check followed by the checksum of every dataset in the file; throws illm::Error naming the
 // file and, for a tensor checksum failure, the tensor's path.

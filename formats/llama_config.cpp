@@ -1,12 +1,15 @@
 #include "formats/llama_config.h"
 
+#include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
 #include <numbers>
-#include <sstream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "formats/input_file.h"
+#include "formats/strict_json.h"
 #include "kernels/error.h"
 
 namespace illm::formats {
@@ -23,6 +26,8 @@ int64_t required_positive_int(const json& j, const std::string& field, const std
   if (!j.contains(field)) fail_field(source, field, "missing");
   const json& v = j[field];
   if (!v.is_number_integer()) fail_field(source, field, "must be an integer");
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX))
+    fail_field(source, field, "= " + v.dump() + " is too large (at most " + std::to_string(INT32_MAX) + ")");
   const int64_t value = v.get<int64_t>();
   if (value <= 0) fail_field(source, field, "must be positive, got " + std::to_string(value));
   return value;
@@ -31,16 +36,22 @@ int64_t required_positive_int(const json& j, const std::string& field, const std
 double number_or(const json& j, const std::string& field, double fallback, const std::filesystem::path& source) {
   if (!j.contains(field) || j[field].is_null()) return fallback;
   if (!j[field].is_number()) fail_field(source, field, "must be a number");
-  return j[field].get<double>();
+  const double value = j[field].get<double>();
+  if (!std::isfinite(value)) fail_field(source, field, "must be a finite number");
+  return value;
 }
 
 // bos/eos ids: an integer, a list of integers (the first counts) or null (keep the default).
 int64_t token_id_or(const json& j, const std::string& field, int64_t fallback, const std::filesystem::path& source) {
   if (!j.contains(field) || j[field].is_null()) return fallback;
   const json& v = j[field];
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int64_t>();
-  fail_field(source, field, "must be an integer or a list of integers");
+  const json& first = v.is_array() && !v.empty() ? v[0] : v;
+  if (!first.is_number_integer()) fail_field(source, field, "must be an integer or a list of integers");
+  if (first.is_number_unsigned() && first.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX))
+    fail_field(source, field, "= " + first.dump() + " is outside the vocabulary");
+  const int64_t id = first.get<int64_t>();
+  if (id < 0) fail_field(source, field, "= " + std::to_string(id) + " is negative");
+  return id;
 }
 
 void require_false_if_present(const json& j, const std::string& field, const std::filesystem::path& source) {
@@ -65,7 +76,8 @@ std::optional<RopeScaling> parse_rope_scaling(const json& j, const std::filesyst
   if (!rs.contains("factor") || !rs["factor"].is_number())
     fail_field(source, "rope_scaling.factor", "missing or not a number");
   scaling.factor = rs["factor"].get<double>();
-  if (!(scaling.factor > 0)) fail_field(source, "rope_scaling.factor", "must be positive");
+  if (!(scaling.factor > 0) || !std::isfinite(scaling.factor))
+    fail_field(source, "rope_scaling.factor", "must be a positive finite number");
   if (type == "llama3") {
     for (const char* key : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
       if (!rs.contains(key) || !rs[key].is_number())
@@ -75,12 +87,18 @@ std::optional<RopeScaling> parse_rope_scaling(const json& j, const std::filesyst
     if (!rs["original_max_position_embeddings"].is_number_integer())
       fail_field(source, "rope_scaling.original_max_position_embeddings", "must be an integer");
     scaling.original_max_position_embeddings = rs["original_max_position_embeddings"].get<int64_t>();
-    if (!(scaling.low_freq_factor > 0) || !(scaling.high_freq_factor > scaling.low_freq_factor))
+    if (!(scaling.low_freq_factor > 0) || !(scaling.high_freq_factor > scaling.low_freq_factor) ||
+        !std::isfinite(scaling.high_freq_factor))
       fail_field(source, "rope_scaling", "needs 0 < low_freq_factor < high_freq_factor");
     if (scaling.original_max_position_embeddings <= 0)
       fail_field(source, "rope_scaling.original_max_position_embeddings", "must be positive");
   }
   return scaling;
+}
+
+// model.layers.N.self_attn.rotary_emb.inv_freq: a buffer of older conversions, derived from the config.
+bool is_rotary_buffer(const std::string& name) {
+  return name.rfind("model.layers.", 0) == 0 && name.ends_with(".self_attn.rotary_emb.inv_freq");
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
@@ -92,12 +110,7 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 }  // namespace
 
 LlamaConfig parse_llama_config(const std::string& json_text, const std::filesystem::path& source) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(source.string() + ": not well-formed JSON: " + e.what());
-  }
+  const json j = parse_json_strictly_or_throw(json_text, source.string(), "model config");
   if (!j.is_object()) throw Error(source.string() + ": not a JSON object");
 
   if (j.contains("model_type")) {
@@ -171,11 +184,7 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::filesyst
 LlamaConfig load_llama_config(const std::filesystem::path& config_json_or_dir) {
   std::filesystem::path path = config_json_or_dir;
   if (std::filesystem::is_directory(path)) path /= "config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open (model config.json)");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_llama_config(text.str(), path);
+  return parse_llama_config(read_input_file(path, "model config"), path);
 }
 
 void check_llama_tensors(const LlamaConfig& cfg, const TensorStore& store) {
@@ -197,26 +206,83 @@ void check_llama_tensors(const LlamaConfig& cfg, const TensorStore& store) {
                   " is not floating-point");
   };
 
-  expect("model.embed_tokens.weight", {cfg.vocab_size, hidden});
+  std::set<std::string> expected;
+  auto expect_named = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    expect(name, shape);
+    expected.insert(name);
+  };
+  expect_named("model.embed_tokens.weight", {cfg.vocab_size, hidden});
   for (int64_t layer = 0; layer < cfg.num_hidden_layers; ++layer) {
     const std::string p = "model.layers." + std::to_string(layer) + ".";
-    expect(p + "input_layernorm.weight", {hidden});
-    expect(p + "self_attn.q_proj.weight", {q_rows, hidden});
-    expect(p + "self_attn.k_proj.weight", {kv_rows, hidden});
-    expect(p + "self_attn.v_proj.weight", {kv_rows, hidden});
-    expect(p + "self_attn.o_proj.weight", {hidden, q_rows});
-    expect(p + "post_attention_layernorm.weight", {hidden});
-    expect(p + "mlp.gate_proj.weight", {inter, hidden});
-    expect(p + "mlp.up_proj.weight", {inter, hidden});
-    expect(p + "mlp.down_proj.weight", {hidden, inter});
+    expect_named(p + "input_layernorm.weight", {hidden});
+    expect_named(p + "self_attn.q_proj.weight", {q_rows, hidden});
+    expect_named(p + "self_attn.k_proj.weight", {kv_rows, hidden});
+    expect_named(p + "self_attn.v_proj.weight", {kv_rows, hidden});
+    expect_named(p + "self_attn.o_proj.weight", {hidden, q_rows});
+    expect_named(p + "post_attention_layernorm.weight", {hidden});
+    expect_named(p + "mlp.gate_proj.weight", {inter, hidden});
+    expect_named(p + "mlp.up_proj.weight", {inter, hidden});
+    expect_named(p + "mlp.down_proj.weight", {hidden, inter});
   }
-  expect("model.norm.weight", {hidden});
-  if (!cfg.tie_word_embeddings || store.contains("lm_head.weight")) expect("lm_head.weight", {cfg.vocab_size, hidden});
-  // Layers beyond num_hidden_layers mean the config and the weights disagree.
-  const std::string extra = "model.layers." + std::to_string(cfg.num_hidden_layers) + ".input_layernorm.weight";
-  if (store.contains(extra))
-    throw Error(store.source().string() + ": tensor '" + extra + "': present, but " + cfg.source.string() +
-                " says num_hidden_layers = " + std::to_string(cfg.num_hidden_layers));
+  expect_named("model.norm.weight", {hidden});
+  if (!cfg.tie_word_embeddings) {
+    expect_named("lm_head.weight", {cfg.vocab_size, hidden});
+  } else if (store.contains("lm_head.weight")) {
+    // Tied: Hugging Face uses the embedding as the head and never reads lm_head.weight. A copy of the embedding is
+    // harmless; anything else would be silently dropped, so it is refused.
+    expect_named("lm_head.weight", {cfg.vocab_size, hidden});
+    const TensorInfo& head = store.info("lm_head.weight");
+    const TensorInfo& embed = store.info("model.embed_tokens.weight");
+    const auto a = store.raw("lm_head.weight"), b = store.raw("model.embed_tokens.weight");
+    if (head.dtype != embed.dtype || a.size() != b.size() || !std::equal(a.begin(), a.end(), b.begin()))
+      throw Error(head.file.string() + ": tensor 'lm_head.weight': differs from model.embed_tokens.weight, but " +
+                  cfg.source.string() + " says tie_word_embeddings = true, so it would be ignored (set "
+                  "tie_word_embeddings to false to use it, or remove the tensor)");
+  }
+  // Anything else would be silently ignored: biases, layers beyond num_hidden_layers, other architectures' tensors.
+  // The one exception: old conversions store RoPE's inverse frequencies, which are recomputed from the config.
+  for (const std::string& name : store.names()) {
+    if (expected.count(name) || is_rotary_buffer(name)) continue;
+    const TensorInfo& info = store.info(name);
+    std::string why = "not used by LlamaForCausalLM with this config";
+    if (name.ends_with(".bias")) why = "a bias, which LLaMA projections do not have";
+    const std::string layers = "model.layers.";
+    if (name.rfind(layers, 0) == 0) {
+      const std::string rest = name.substr(layers.size());
+      const size_t dot = rest.find('.');
+      const std::string index = rest.substr(0, dot);
+      if (!index.empty() && index.size() < 10 && index.find_first_not_of("0123456789") == std::string::npos &&
+          std::stoll(index) >= cfg.num_hidden_layers)
+        why = "layer " + index + " is beyond num_hidden_layers = " + std::to_string(cfg.num_hidden_layers);
+    }
+    throw Error(info.file.string() + ": tensor '" + name + "': " + why + " (" + cfg.source.string() +
+                "); refusing to ignore it");
+  }
+}
+
+namespace {
+
+template <typename T>
+void check_values(const TensorInfo& info, std::span<const T> values, int64_t first) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
+    if (std::fabs(v) <= kMaxWeightMagnitude) continue;
+    char text[48];
+    std::snprintf(text, sizeof text, "%.6g", v);
+    throw Error(info.file.string() + ": tensor '" + info.name + "': element " + std::to_string(first + static_cast<int64_t>(i)) + " is " +
+                (std::isnan(v) ? std::string("NaN") : std::string(text)) +
+                (std::isfinite(v) ? ", beyond the ±65504 a model weight may hold" : ", not a finite number") +
+                " (corrupted checkpoint?)");
+  }
+}
+
+}  // namespace
+
+void check_weight_values(const TensorInfo& info, std::span<const float> values, int64_t first) {
+  check_values(info, values, first);
+}
+void check_weight_values(const TensorInfo& info, std::span<const double> values, int64_t first) {
+  check_values(info, values, first);
 }
 
 std::vector<double> rope_inverse_frequencies(const LlamaConfig& cfg) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,18 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::filesyst
 // Every tensor LlamaForCausalLM needs is present, floating-point, with the shape the config implies
 // (lm_head.weight may be absent when the embeddings are tied). Errors name the file, tensor and both shapes.
 void check_llama_tensors(const LlamaConfig& cfg, const TensorStore& store);
+
+// The largest magnitude a weight may have: float16's largest finite value. Checkpoints are trained and shipped in
+// 16-bit formats and hold weights far below it; far beyond it the integer path's dyadic scales leave their range
+// (a weight of 3e38 made DI-Exp refuse a scale exponent of −65, naming no tensor).
+inline constexpr double kMaxWeightMagnitude = 65504.0;
+
+// Every element of a weight tensor read from `info` is finite and within ±kMaxWeightMagnitude; otherwise throws
+// illm::Error naming the file, the tensor, the element and its value ("NaN in embed_tokens" would otherwise end
+// as a NaN perplexity, or a model file written from it).
+// `first`: the element index of values[0] in the tensor (a part read on its own, e.g. embedding rows).
+void check_weight_values(const TensorInfo& info, std::span<const float> values, int64_t first = 0);
+void check_weight_values(const TensorInfo& info, std::span<const double> values, int64_t first = 0);
 
 // RoPE inverse frequencies θ_i, i < head_dim/2, as Hugging Face computes them (default, "linear" and
 // "llama3" rope_scaling), in float64.

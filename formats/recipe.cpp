@@ -1,17 +1,21 @@
 #include "formats/recipe.h"
 
-#include <fstream>
+#include <climits>
+#include <cmath>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "formats/input_file.h"
+#include "formats/strict_json.h"
 #include "kernels/error.h"
 
 namespace illm {
 namespace {
 
+using formats::StrictJsonProblem;
 using nlohmann::json;
+constexpr int kIntMax = INT_MAX;
 
 const std::set<std::string>& schema_keys() {
   static const std::set<std::string> keys = {
@@ -27,16 +31,27 @@ const std::set<std::string>& schema_keys() {
   throw Error("recipe " + source + ": key \"" + key + "\": " + why);
 }
 
-int get_int(const json& j, const std::string& key, const std::string& source) {
+// An integer in [low, high]; anything else (a fraction, 10^12, a string) is named with the value given.
+int get_int(const json& j, const std::string& key, const std::string& source, int low, int high) {
   const json& v = j.at(key);
-  if (!v.is_number_integer()) fail(source, key, "must be an integer");
+  std::string range = "[";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "[" + std::to_string(...)
+  range += std::to_string(low);
+  range += ", ";
+  range += std::to_string(high);
+  range += "]";
+  if (!v.is_number_integer()) fail(source, key, "must be an integer in " + range + ", got " + v.dump());
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(high)
+                                               : v.get<int64_t>() >= low && v.get<int64_t>() <= high;
+  if (!in_range || v.get<int64_t>() < low) fail(source, key, "must be in " + range + ", got " + v.dump());
   return v.get<int>();
 }
 
 double get_number(const json& j, const std::string& key, const std::string& source) {
   const json& v = j.at(key);
   if (!v.is_number()) fail(source, key, "must be a number");
-  return v.get<double>();
+  const double value = v.get<double>();
+  if (!std::isfinite(value)) fail(source, key, "must be a finite number");
+  return value;
 }
 
 std::string get_string(const json& j, const std::string& key, const std::string& source) {
@@ -63,12 +78,15 @@ const char* to_string(QuantMethod m) {
 }
 
 Recipe parse_recipe_json(const std::string& json_text, const std::string& source) {
+  StrictJsonProblem problem;
   json j;
   try {
-    j = json::parse(json_text);
+    j = formats::parse_json_strictly(json_text, &problem);
   } catch (const json::exception& e) {
     throw Error("recipe " + source + ": not valid JSON: " + e.what());
   }
+  if (problem.too_deep) throw Error("recipe " + source + ": nested too deeply");
+  if (!problem.duplicate_key.empty()) fail(source, problem.duplicate_key, "appears twice (each key at most once)");
   if (!j.is_object()) throw Error("recipe " + source + ": top level must be a JSON object");
   for (const auto& item : j.items()) {
     if (!schema_keys().count(item.key())) fail(source, item.key(), "not a recipe key (see configs/README.md)");
@@ -82,23 +100,24 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
   else if (method == "fsbr") r.method = QuantMethod::kFsbr;
   else fail(source, "method", "must be \"rtn\", \"smoothquant\" or \"fsbr\", got \"" + method + "\"");
 
-  if (j.contains("w_bits")) r.w_bits = get_int(j, "w_bits", source);
-  if (j.contains("a_bits")) r.a_bits = get_int(j, "a_bits", source);
+  if (j.contains("w_bits")) r.w_bits = get_int(j, "w_bits", source, 2, 8);
+  if (j.contains("a_bits")) r.a_bits = get_int(j, "a_bits", source, 2, 8);
   if (j.contains("w_granularity")) {
     const std::string g = get_string(j, "w_granularity", source);
     if (g == "per_channel") r.w_granularity = WeightGranularity::kPerChannel;
     else if (g == "per_group") r.w_granularity = WeightGranularity::kPerGroup;
     else fail(source, "w_granularity", "must be \"per_channel\" or \"per_group\", got \"" + g + "\"");
   }
-  if (j.contains("group_size")) r.group_size = get_int(j, "group_size", source);
-  if (j.contains("epochs")) r.epochs = get_int(j, "epochs", source);
+  if (j.contains("group_size")) r.group_size = get_int(j, "group_size", source, 2, kIntMax);
+  if (j.contains("epochs")) r.epochs = get_int(j, "epochs", source, 0, kIntMax);
   if (j.contains("lr_smooth")) r.lr_smooth = get_number(j, "lr_smooth", source);
   if (j.contains("lr_lwc")) r.lr_lwc = get_number(j, "lr_lwc", source);
-  if (j.contains("samples")) r.samples = get_int(j, "samples", source);
-  if (j.contains("seq_len")) r.seq_len = get_int(j, "seq_len", source);
+  if (j.contains("samples")) r.samples = get_int(j, "samples", source, 1, kIntMax);
+  if (j.contains("seq_len")) r.seq_len = get_int(j, "seq_len", source, 2, kIntMax);
   if (j.contains("seed")) {
     const json& v = j.at("seed");
-    if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(source, "seed", "must be a non-negative integer");
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+      fail(source, "seed", "must be an integer in [0, 2^64 - 1], got " + v.dump());
     r.seed = v.get<uint64_t>();
   }
   if (j.contains("sq_alpha")) r.sq_alpha = get_number(j, "sq_alpha", source);
@@ -114,7 +133,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
         fail(source, "clip_c", "must be a number, \"search\" or \"none\"");
       }
     } else if (v.is_number()) {
-      r.clip_c = v.get<double>();
+      r.clip_c = get_number(j, "clip_c", source);
     } else {
       fail(source, "clip_c", "must be a number, \"search\" or \"none\"");
     }
@@ -127,7 +146,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
     else fail(source, "smooth_init", "must be \"smoothquant\" or \"identity\", got \"" + s + "\"");
   }
   if (j.contains("tie_rope_pairs")) r.tie_rope_pairs = get_bool(j, "tie_rope_pairs", source);
-  if (j.contains("swiglu_in_bits")) r.swiglu_in_bits = get_int(j, "swiglu_in_bits", source);
+  if (j.contains("swiglu_in_bits")) r.swiglu_in_bits = get_int(j, "swiglu_in_bits", source, 2, 16);
   if (j.contains("fake_quant_points")) {
     const std::string s = get_string(j, "fake_quant_points", source);
     if (s == "training") r.fake_quant_points = FakeQuantPoints::kTraining;
@@ -151,10 +170,10 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
   if (j.contains("act_clip")) {
     const json& v = j.at("act_clip");
     if (v.is_string() && v.get<std::string>() == "search") r.act_clip_search = true;
-    else if (v.is_number()) r.act_clip = v.get<double>();
+    else if (v.is_number()) r.act_clip = get_number(j, "act_clip", source);
     else fail(source, "act_clip", "must be a number in (0, 1] or \"search\"");
   }
-  if (j.contains("trip_shifts")) r.trip_shifts = get_int(j, "trip_shifts", source);
+  if (j.contains("trip_shifts")) r.trip_shifts = get_int(j, "trip_shifts", source, 0, 8);
   validate_recipe(r, source);
   return r;
 }
@@ -173,7 +192,8 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   if (!(r.lr_smooth >= 0)) fail(source, "lr_smooth", "must be >= 0");
   if (!(r.lr_lwc >= 0)) fail(source, "lr_lwc", "must be >= 0");
   if (!(r.sq_alpha >= 0 && r.sq_alpha <= 1)) fail(source, "sq_alpha", "must be in [0, 1]");
-  if (r.clip_c && !(*r.clip_c > 0)) fail(source, "clip_c", "must be > 0");
+  if (r.clip_c && !(*r.clip_c >= kMinClipC && *r.clip_c <= kMaxClipC))
+    fail(source, "clip_c", "must be in [0.001, 1000000], got " + std::to_string(*r.clip_c));
   if (!(r.gptq_damp > 0 && r.gptq_damp <= 1)) fail(source, "gptq_damp", "must be in (0, 1]");
   if (!(r.act_clip > 0 && r.act_clip <= 1)) fail(source, "act_clip", "must be in (0, 1] or \"search\"");
   if (r.trip_shifts < 0 || r.trip_shifts > 8)
@@ -181,11 +201,7 @@ void validate_recipe(const Recipe& r, const std::string& source) {
 }
 
 Recipe load_recipe(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("recipe " + path.string() + ": cannot open file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_recipe_json(ss.str(), path.string());
+  return parse_recipe_json(formats::read_input_file(path, "recipe"), path.string());
 }
 
 }  // namespace illm

@@ -53,6 +53,11 @@ struct Recipe {
   std::string description;
 };
 
+// The softmax clip constants a recipe (or `illm sweep --clip`) may give: clipping x − max at −c below 1e-3 keeps
+// only the maximum, above 1e6 clips nothing, and in between the integer clip constant stays in its dyadic range.
+inline constexpr double kMinClipC = 1e-3;
+inline constexpr double kMaxClipC = 1e6;
+
 const char* to_string(QuantMethod m);
 
 // Parses and validates a recipe. `source` names the file in error messages.

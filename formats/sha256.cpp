@@ -1,8 +1,13 @@
 #include "formats/sha256.h"
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/error.h"
 
@@ -26,11 +31,8 @@ constexpr std::array<uint32_t, 8> kInitialState = {0x6a09e667, 0xbb67ae85, 0x3c6
 
 constexpr uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-}  // namespace
-
-Sha256::Sha256() : state_(kInitialState) {}
-
-void Sha256::compress(const uint8_t* block) {
+// FIPS 180-4 §6.2.2 on one 64-byte block, in portable C++.
+void compress_portable(std::array<uint32_t, 8>& state, const uint8_t* block) {
   std::array<uint32_t, 64> w{};
   for (int t = 0; t < 16; ++t)
     w[t] = (uint32_t{block[4 * t]} << 24) | (uint32_t{block[4 * t + 1]} << 16) | (uint32_t{block[4 * t + 2]} << 8) |
@@ -40,8 +42,8 @@ void Sha256::compress(const uint8_t* block) {
     const uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
     w[t] = w[t - 16] + s0 + w[t - 7] + s1;
   }
-  uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
-  uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
+  uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+  uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
   for (int t = 0; t < 64; ++t) {
     const uint32_t big_sigma1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
     const uint32_t choose = (e & f) ^ (~e & g);
@@ -58,14 +60,75 @@ void Sha256::compress(const uint8_t* block) {
     b = a;
     a = t1 + t2;
   }
-  state_[0] += a;
-  state_[1] += b;
-  state_[2] += c;
-  state_[3] += d;
-  state_[4] += e;
-  state_[5] += f;
-  state_[6] += g;
-  state_[7] += h;
+  state[0] += a;
+  state[1] += b;
+  state[2] += c;
+  state[3] += d;
+  state[4] += e;
+  state[5] += f;
+  state[6] += g;
+  state[7] += h;
+}
+
+#if defined(__x86_64__)
+// The same compression with the x86 SHA extensions (SHA-NI): the state lives as ABEF/CDGH word pairs, two rounds
+// per sha256rnds2, the message schedule by sha256msg1/msg2 (W[t] = σ1(W[t−2]) + W[t−7] + σ0(W[t−15]) + W[t−16],
+// four words at a time).
+__attribute__((target("sha,sse4.1,ssse3"))) void compress_sha_ni(std::array<uint32_t, 8>& state, const uint8_t* block) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);  // big-endian words
+  __m128i cdab = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[0])), 0xB1);
+  __m128i hgfe = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&state[4])), 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, hgfe, 8);
+  __m128i cdgh = _mm_blend_epi16(hgfe, cdab, 0xF0);
+  const __m128i abef_in = abef, cdgh_in = cdgh;
+  __m128i w[16];
+  for (int i = 0; i < 16; ++i) {
+    if (i < 4) {
+      w[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * i)), byte_swap);
+    } else {
+      const __m128i t = _mm_add_epi32(_mm_sha256msg1_epu32(w[i - 4], w[i - 3]), _mm_alignr_epi8(w[i - 1], w[i - 2], 4));
+      w[i] = _mm_sha256msg2_epu32(t, w[i - 1]);
+    }
+    __m128i message = _mm_add_epi32(w[i], _mm_loadu_si128(reinterpret_cast<const __m128i*>(&kRoundConstants[4 * i])));
+    cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
+    message = _mm_shuffle_epi32(message, 0x0E);
+    abef = _mm_sha256rnds2_epu32(abef, cdgh, message);
+  }
+  abef = _mm_add_epi32(abef, abef_in);
+  cdgh = _mm_add_epi32(cdgh, cdgh_in);
+  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[0]), _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&state[4]), _mm_alignr_epi8(dchg, feba, 8));
+}
+
+bool cpu_has_sha_ni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+}
+#else
+bool cpu_has_sha_ni() { return false; }
+#endif
+
+std::atomic<bool> force_portable{false};
+
+bool use_sha_ni() {
+  static const bool available = cpu_has_sha_ni();
+  return available && !force_portable.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+const char* sha256_implementation() { return use_sha_ni() ? "sha-ni" : "portable"; }
+void sha256_force_portable(bool on) { force_portable.store(on); }
+
+Sha256::Sha256() : state_(kInitialState) {}
+
+void Sha256::compress(const uint8_t* block) {
+#if defined(__x86_64__)
+  if (use_sha_ni()) return compress_sha_ni(state_, block);
+#endif
+  compress_portable(state_, block);
 }
 
 void Sha256::update(std::span<const uint8_t> bytes) {

@@ -29,6 +29,12 @@ class Sha256 {
   uint64_t total_bytes_ = 0;
 };
 
+// The compression function in use: "sha-ni" (x86 SHA extensions, chosen at run time when the CPU has them, ~10x
+// faster) or "portable". Both give the same digests (tests/formats/sha256_test.cpp).
+const char* sha256_implementation();
+// Test hook: force the portable compression function (true) or restore the automatic choice (false).
+void sha256_force_portable(bool on);
+
 // Lower-case hexadecimal of any byte string (two characters per byte).
 std::string to_hex(std::span<const uint8_t> bytes);
 

@@ -1,13 +1,13 @@
 #include "formats/tokenizer.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <utility>
 
+#include "formats/input_file.h"
+#include "formats/utf8.h"
 #include "kernels/error.h"
 
 namespace illm::formats {
@@ -15,32 +15,6 @@ namespace {
 
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";          // U+2581, SentencePiece's visible space
 constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";  // U+FFFD
-
-bool is_trail_byte(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-// Length of the well-formed UTF-8 character at the start of `s` (no overlongs, no surrogates, at most
-// U+10FFFF), or 0 when it is malformed: SentencePiece's IsValidDecodeUTF8.
-size_t valid_utf8_length(std::string_view s) {
-  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
-  if (s.empty()) return 0;
-  const unsigned char lead = b(0);
-  if (lead < 0x80) return 1;
-  if ((lead & 0xE0) == 0xC0 && s.size() >= 2 && is_trail_byte(b(1))) {
-    const uint32_t cp = ((lead & 0x1Fu) << 6) | (b(1) & 0x3Fu);
-    return cp >= 0x80 ? 2 : 0;
-  }
-  if ((lead & 0xF0) == 0xE0 && s.size() >= 3 && is_trail_byte(b(1)) && is_trail_byte(b(2))) {
-    const uint32_t cp = ((lead & 0x0Fu) << 12) | ((b(1) & 0x3Fu) << 6) | (b(2) & 0x3Fu);
-    return (cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF)) ? 3 : 0;
-  }
-  if ((lead & 0xF8) == 0xF0 && s.size() >= 4 && is_trail_byte(b(1)) && is_trail_byte(b(2)) &&
-      is_trail_byte(b(3))) {
-    const uint32_t cp =
-        ((lead & 0x07u) << 18) | ((b(1) & 0x3Fu) << 12) | ((b(2) & 0x3Fu) << 6) | (b(3) & 0x3Fu);
-    return (cp >= 0x10000 && cp <= 0x10FFFF) ? 4 : 0;
-  }
-  return 0;
-}
 
 // Byte length of a UTF-8 character judged by its lead byte only (SentencePiece's OneCharLen), clipped to
 // what is left. Used on normalized text, which is already well-formed.
@@ -88,12 +62,7 @@ std::string replace_space_symbols(std::string_view piece) {
 }  // namespace
 
 Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_model) {
-  const std::string origin = tokenizer_model.string();
-  std::ifstream in(tokenizer_model, std::ios::binary);
-  if (!in) throw Error("tokenizer '" + origin + "': cannot open: " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error("tokenizer '" + origin + "': read error");
-  return from_bytes(std::move(bytes), origin);
+  return from_bytes(read_input_file(tokenizer_model, "tokenizer"), tokenizer_model.string());
 }
 
 Tokenizer Tokenizer::from_bytes(std::string bytes, const std::string& origin) {

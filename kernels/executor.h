@@ -1,16 +1,22 @@
 #pragma once
 // The integer executor: the whole integer-only forward pass of a LLaMA decoder (docs/method.md §7.7, §9.1), prefill and
 // token-by-token decode over an integer KV cache, returning the LM head's aligned accumulator with its per-token
-// dyadic scale. Integer-only (kernels/ audit). Exact definition: docs/integer-semantics.md "## Executor".
+// dyadic scale. The forward pass is a sequence of calls of the kernel set's operators (kernels/kernel_set.h): with
+// reference_kernels() it is the specification, with an optimized set the same code path runs fast kernels, bit for
+// bit equal. Integer-only (kernels/ audit). Exact definition: docs/integer-semantics.md "## Executor".
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "kernels/dyadic.h"
+#include "kernels/kernel_set.h"
 #include "kernels/kv_cache.h"
-#include "kernels/optimized/di_matmul_fast.h"
+#include "kernels/model_validation.h"
+#include "kernels/operator_profiler.h"
+#include "kernels/prepared_linear.h"
 #include "kernels/quantized_model.h"
+#include "kernels/quantized_tensor.h"
 #include "kernels/reference/rope.h"
 
 namespace illm {
@@ -26,13 +32,12 @@ struct IntegerLogits {
 // Integer argmax of one row (the row's scale is common to the row, so no scale is needed); ties → lowest id.
 int32_t argmax_row(const IntegerLogits& logits, int32_t row);
 
-// Checks everything the executor relies on: shapes, bit widths, table sizes, code and zero-point ranges, scale
-// mantissas, and the §3.6 accumulator bounds. Throws illm::Error naming the field (e.g. "layers[1].k_proj.bits").
-void validate_quantized_model(const QuantizedModel& model);
-
 class Executor {
  public:
-  // Validates the model (validate_quantized_model) and prepares its weights. `model` must outlive the executor.
+  // Validates the model once (validate_quantized_model) and prepares its linears (alignment and code sums; the codes
+  // stay where they are, in the model's storage layout). `model` must outlive the executor.
+  Executor(const QuantizedModel& model, const KernelSet& kernels);
+  // With optimized_kernels() (the fastest path of this CPU, or the one ILLM_KERNELS names).
   explicit Executor(const QuantizedModel& model);
 
   // Runs token_ids at positions position(), position() + 1, … and appends their keys and values to the cache:
@@ -48,16 +53,32 @@ class Executor {
   static int32_t argmax_last(const IntegerLogits& logits);
 
   const QuantizedModel& model() const { return model_; }
+  const KernelSet& kernels() const { return kernels_; }
+  // Reports the begin and end of every operator call to `profiler` (nullptr: none). Not thread-safe.
+  void set_profiler(OperatorProfiler* profiler) { profiler_ = profiler; }
 
  private:
   struct PreparedLayer {
     PreparedLinear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
   };
+  // Tensors of one forward call, kept between calls so that their storage is reused.
+  struct Workspace {
+    ResidualStream h;
+    QuantizedActivation x, attended, gate, up, mixed;
+    AlignedAccumulator acc;
+    PerHeadActivation q, k, v;
+  };
+  template <typename Call>
+  void run(Operator op, const char* detail, Call&& call);
+
   const QuantizedModel& model_;
+  const KernelSet& kernels_;
   std::vector<PreparedLayer> layers_;
   PreparedLinear lm_head_;
   RopeTableView rope_;
   KvCache cache_;
+  Workspace ws_;
+  OperatorProfiler* profiler_ = nullptr;
 };
 
 }  // namespace illm

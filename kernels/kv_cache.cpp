@@ -34,6 +34,11 @@ void KvCache::append(HeadStore& store, int32_t position, const HeadCodes& entry,
     throw Error(std::string("KV cache: ") + which + " has " + std::to_string(entry.codes.size()) +
                 " codes, expected head_dim " + std::to_string(head_dim_));
   store.codes.insert(store.codes.end(), entry.codes.begin(), entry.codes.end());
+  int32_t sum = 0;
+  for (const uint8_t code : entry.codes) sum += code;
+  store.code_sums.push_back(sum);
+  store.scale_m.push_back(entry.scale.m);
+  store.scale_k.push_back(entry.scale.k);
   store.zero_points.push_back(entry.zero_point);
   store.scales.push_back(entry.scale);
   ++store.length;
@@ -63,6 +68,9 @@ void KvCache::rollback() {
       s.codes.resize(static_cast<size_t>(length_) * head_dim_);
       s.zero_points.resize(length_);
       s.scales.resize(length_);
+      s.code_sums.resize(length_);
+      s.scale_m.resize(length_);
+      s.scale_k.resize(length_);
       s.length = length_;
     }
 }
@@ -73,6 +81,9 @@ void KvCache::reset() {
       s.codes.clear();
       s.zero_points.clear();
       s.scales.clear();
+      s.code_sums.clear();
+      s.scale_m.clear();
+      s.scale_k.clear();
       s.length = 0;
     }
   length_ = 0;
@@ -83,6 +94,9 @@ KvHeadView KvCache::view(const HeadStore& store) const {
   v.codes = store.codes;
   v.zero_points = store.zero_points;
   v.scales = store.scales;
+  v.code_sums = store.code_sums;
+  v.scale_m = store.scale_m;
+  v.scale_k = store.scale_k;
   v.length = store.length;
   v.head_dim = head_dim_;
   return v;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/dyadic.h"
+#include "kernels/quantized_tensor.h"  // HeadCodes
 
 namespace illm {
 
@@ -15,16 +16,12 @@ struct KvHeadView {
   std::span<const uint8_t> codes;         // [length][head_dim]
   std::span<const int32_t> zero_points;   // [length]
   std::span<const Dyadic> scales;         // [length]
+  std::span<const int32_t> code_sums;     // [length]: Σ_c codes of each token (for the optimized Q·Kᵀ)
+  std::span<const int64_t> scale_m;       // [length]: scales[t].m, and below scales[t].k, as plain arrays
+  std::span<const int32_t> scale_k;       //           (the optimized attention's vectorized alignment reads them)
   int32_t length = 0;
   int32_t head_dim = 0;
   const uint8_t* row(int32_t token) const { return codes.data() + static_cast<size_t>(token) * head_dim; }
-};
-
-// One quantized head vector to append: codes (head_dim of them), zero point, scale.
-struct HeadCodes {
-  std::span<const uint8_t> codes;
-  int32_t zero_point = 0;
-  Dyadic scale;
 };
 
 class KvCache {
@@ -59,6 +56,9 @@ class KvCache {
     std::vector<uint8_t> codes;
     std::vector<int32_t> zero_points;
     std::vector<Dyadic> scales;
+    std::vector<int32_t> code_sums;
+    std::vector<int64_t> scale_m;
+    std::vector<int32_t> scale_k;
     int32_t length = 0;
   };
   size_t index(int32_t layer, int32_t kv_head) const;  // checks the range

@@ -4,6 +4,7 @@
 // Calibration (calibration/) fills it, the model file (formats/illm_file.*) stores and loads it, the
 // executor (kernels/executor.*) runs it. The executor never reads files. Names of the numerics follow
 // docs/integer-semantics.md and docs/method.md (section numbers in comments).
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -61,20 +62,41 @@ inline IntegerSettings paper_conformance_settings(IntegerSettings base = {}) {
 }
 
 // A linear layer y = x · Wᵀ with W quantized per output row, asymmetric (LWC, §1.3):
-// W[r][c] ≈ scale[r] · (codes[r*in + c] − zero_point[r]).
+// W[r][c] ≈ scale[r] · (code(r, c) − zero_point[r]).
+//
+// `codes` holds the codes in the storage layout of the model file (docs/model-format.md), and this is the only copy
+// of them: the kernels read this layout directly.
+//   bits <= 4: two codes per byte, each row packed on its own: row r occupies bytes [r·R, (r+1)·R) with
+//              R = ⌈in/2⌉; code 2i of the row is the low nibble of byte i, code 2i+1 the high nibble; an odd row
+//              ends with a zero high nibble.
+//   bits 5–8:  one code per byte, row-major [out][in].
+// Read codes through weight_code() / unpack_weight_row() (kernels/weight_codes.h), never by indexing `codes`.
 struct QuantizedLinear {
   int32_t out_features = 0;
   int32_t in_features = 0;
   int32_t bits = 0;
-  std::vector<uint8_t> codes;        // one unsigned code per byte, row-major [out][in]; packing is the file's concern
+  std::vector<uint8_t> codes;        // storage layout, weight_row_bytes(bits, in_features) bytes per row
   std::vector<int32_t> zero_points;  // [out], in [0, 2^bits − 1]
   std::vector<Dyadic> scales;        // [out]
 };
 
+// True when a weight of `bits` bits is stored two codes per byte.
+constexpr inline bool weight_codes_packed(int32_t bits) { return bits <= 4; }
+
+// Bytes of one stored weight row: ⌈in/2⌉ for packed codes, else in.
+constexpr inline size_t weight_row_bytes(int32_t bits, int32_t in_features) {
+  const size_t in = in_features < 0 ? 0 : static_cast<size_t>(in_features);
+  return weight_codes_packed(bits) ? in / 2 + in % 2 : in;
+}
+inline size_t weight_row_bytes(const QuantizedLinear& w) { return weight_row_bytes(w.bits, w.in_features); }
+
 // The code of weight (row, col). Code outside kernels/ (exporters, inspection, tests) reads codes through this
-// accessor, never by indexing `codes`: the in-memory layout of `codes` belongs to kernels/ and may pack codes.
+// accessor or unpack_weight_row() (kernels/weight_codes.h), never by indexing `codes`.
 inline uint8_t weight_code(const QuantizedLinear& w, int32_t row, int32_t col) {
-  return w.codes[static_cast<size_t>(row) * static_cast<size_t>(w.in_features) + static_cast<size_t>(col)];
+  const size_t row_start = static_cast<size_t>(row) * weight_row_bytes(w);
+  if (!weight_codes_packed(w.bits)) return w.codes[row_start + static_cast<size_t>(col)];
+  const uint8_t byte = w.codes[row_start + static_cast<size_t>(col) / 2];
+  return col % 2 == 0 ? static_cast<uint8_t>(byte & 0x0F) : static_cast<uint8_t>(byte >> 4);
 }
 
 // Per-channel integer vector with one common exponent: real value[c] ≈ mantissa[c] / 2^exponent.

@@ -4,6 +4,7 @@
 // QuantizedLinear (kernels/quantized_model.h). Real value of a code: (scale.m / 2^scale.k) · (code − zero_point).
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/dyadic.h"
@@ -23,6 +24,16 @@ struct QuantizedActivation {
   uint16_t at(int32_t r, int32_t c) const { return codes[static_cast<size_t>(r) * cols + c]; }
 };
 
+// Shapes `out` for rows × cols codes of `bits` bits (sizes only; the operators overwrite the contents).
+inline void resize_activation(QuantizedActivation& out, int32_t rows, int32_t cols, int32_t bits) {
+  out.rows = rows;
+  out.cols = cols;
+  out.bits = bits;
+  out.codes.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols));
+  out.zero_points.resize(static_cast<size_t>(rows));
+  out.scales.resize(static_cast<size_t>(rows));
+}
+
 // The residual stream (§7.2): per-row symmetric signed codes (int16; int8 range for 8-bit embeddings),
 // zero point 0, codes in [−(2^(bits−1) − 1), 2^(bits−1) − 1].
 struct ResidualStream {
@@ -31,6 +42,31 @@ struct ResidualStream {
   int32_t bits = 16;
   std::vector<int16_t> codes;  // [rows][cols]
   std::vector<Dyadic> scales;  // [rows]
+};
+
+// One quantized head vector: head_dim codes, zero point, scale (a row of Q, K or V for one head).
+struct HeadCodes {
+  std::span<const uint8_t> codes;
+  int32_t zero_point = 0;
+  Dyadic scale;
+};
+
+// Activations quantized per (token, head): [rows][heads][head_dim] unsigned codes of `bits` bits, one zero point
+// and one dyadic per (row, head). Used for Q, K and V (§7.4, §7.5).
+struct PerHeadActivation {
+  int32_t rows = 0;
+  int32_t heads = 0;
+  int32_t head_dim = 0;
+  int32_t bits = 0;
+  std::vector<uint8_t> codes;        // [rows][heads][head_dim]
+  std::vector<int32_t> zero_points;  // [rows][heads]
+  std::vector<Dyadic> scales;        // [rows][heads]
+
+  HeadCodes head(int32_t row, int32_t h) const {
+    const size_t index = static_cast<size_t>(row) * heads + h;
+    return HeadCodes{std::span<const uint8_t>(codes.data() + index * head_dim, static_cast<size_t>(head_dim)),
+                     zero_points[index], scales[index]};
+  }
 };
 
 // An aligned DI-MatMul accumulator P' (§3.4) handed to a fused consumer (residual add, softmax, …):

@@ -68,20 +68,9 @@ DiRequantResult requant_asymmetric(std::span<const int64_t> v, int64_t m_in, int
     lo = std::min(lo, x);
     hi = std::max(hi, x);
   }
-  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // hi >= 0 >= lo: fits
-  if (range == 0) {
-    std::fill(codes_out.begin(), codes_out.end(), Code{0});
-    return DiRequantResult{0, Dyadic{1, 0}};
-  }
-  const int normalize = std::max(0, msb(range) - 30);  // row brought below 2^31
-  const int64_t lo_n = rshr(lo, normalize), hi_n = rshr(hi, normalize);
-  const int64_t range_n = std::max<int64_t>(hi_n - lo_n, 1);
-  const int64_t q_out = (int64_t{1} << out_bits) - 1;
-  const RowConversion conv = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits);
-  const int64_t zero_point = -conv.convert(lo_n);
-  for (size_t j = 0; j < v.size(); ++j)
-    codes_out[j] = static_cast<Code>(sat(conv.convert(rshr(v[j], normalize)) + zero_point, 0, q_out));
-  return DiRequantResult{zero_point, conv.scale};
+  const RequantPlan plan = plan_requant(lo, hi, m_in, k_in, out_bits, mantissa_bits);
+  for (size_t j = 0; j < v.size(); ++j) codes_out[j] = static_cast<Code>(plan.code(v[j]));
+  return DiRequantResult{plan.zero_point, plan.scale};
 }
 
 template <typename Code>
@@ -94,22 +83,47 @@ DiRequantResult requant_symmetric(std::span<const int64_t> v, int64_t m_in, int3
     const uint64_t a = x < 0 ? uint64_t{0} - static_cast<uint64_t>(x) : static_cast<uint64_t>(x);
     max_abs = std::max(max_abs, a);
   }
-  if (max_abs == 0) {
-    std::fill(codes_out.begin(), codes_out.end(), Code{0});
-    return DiRequantResult{0, Dyadic{1, 0}};
-  }
-  const int normalize = std::max(0, msb(max_abs) - 30);
-  // rshr(max_abs, normalize) in unsigned arithmetic (max_abs may be 2^63); >= |rshr(v_j, normalize)|.
-  const uint64_t half = normalize > 0 ? uint64_t{1} << (normalize - 1) : 0;
-  const int64_t range_n = std::max<int64_t>(static_cast<int64_t>((max_abs + half) >> normalize), 1);
-  const int64_t q_out = (int64_t{1} << (out_bits - 1)) - 1;
-  const RowConversion conv = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits);
-  for (size_t j = 0; j < v.size(); ++j)
-    codes_out[j] = static_cast<Code>(sat(conv.convert(rshr(v[j], normalize)), -q_out, q_out));
-  return DiRequantResult{0, conv.scale};
+  const RequantPlan plan = plan_requant_symmetric(max_abs, m_in, k_in, out_bits, mantissa_bits);
+  for (size_t j = 0; j < v.size(); ++j) codes_out[j] = static_cast<Code>(plan.code(v[j]));
+  return DiRequantResult{0, plan.scale};
 }
 
 }  // namespace
+
+RequantPlan plan_requant(int64_t lo, int64_t hi, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits) {
+  RequantPlan plan;
+  const int64_t q_out = (int64_t{1} << out_bits) - 1;
+  plan.code_min = 0;
+  plan.code_max = q_out;
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);  // hi >= 0 >= lo: fits
+  if (range == 0) return plan;  // all-zero row: codes 0, zero point 0, scale (1, 0)
+  plan.normalize = std::max(0, msb(range) - 30);  // row brought below 2^31
+  const int64_t lo_n = rshr(lo, plan.normalize), hi_n = rshr(hi, plan.normalize);
+  const int64_t range_n = std::max<int64_t>(hi_n - lo_n, 1);
+  const RowConversion conv = plan_row(range_n, m_in, k_in - plan.normalize, q_out, out_bits, mantissa_bits);
+  plan.multiplier = conv.multiplier;
+  plan.fraction_bits = conv.fraction_bits;
+  plan.scale = conv.scale;
+  plan.zero_point = -conv.convert(lo_n);
+  return plan;
+}
+
+RequantPlan plan_requant_symmetric(uint64_t max_abs, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits) {
+  RequantPlan plan;
+  const int64_t q_out = (int64_t{1} << (out_bits - 1)) - 1;
+  plan.code_min = -q_out;
+  plan.code_max = q_out;
+  if (max_abs == 0) return plan;
+  plan.normalize = std::max(0, msb(max_abs) - 30);
+  // rshr(max_abs, normalize) in unsigned arithmetic (max_abs may be 2^63); >= |rshr(v_j, normalize)|.
+  const uint64_t half = plan.normalize > 0 ? uint64_t{1} << (plan.normalize - 1) : 0;
+  const int64_t range_n = std::max<int64_t>(static_cast<int64_t>((max_abs + half) >> plan.normalize), 1);
+  const RowConversion conv = plan_row(range_n, m_in, k_in - plan.normalize, q_out, out_bits, mantissa_bits);
+  plan.multiplier = conv.multiplier;
+  plan.fraction_bits = conv.fraction_bits;
+  plan.scale = conv.scale;
+  return plan;
+}
 
 DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
                            std::span<int32_t> codes_out) {

@@ -27,6 +27,26 @@ DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_i
 DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
                            std::span<uint8_t> codes_out);
 
+// The per-row part of DI_REQUANT, for kernels that run the per-element conversion themselves (the optimized
+// kernels; the functions above use it too). For a row whose values lie in [lo, hi] (lo <= 0 <= hi, i.e. the row's
+// min and max widened to include 0), or |v| <= max_abs for the symmetric form:
+//   code(v) = sat(rshr(rshr(v, normalize) · multiplier, fraction_bits) + zero_point, code_min, code_max)
+// with |rshr(v, normalize) · multiplier| < 2^62 (§3.4). An all-zero row has multiplier 0: every code is 0, zero
+// point 0, scale (1, 0). Arguments as for di_requant / di_requant_symmetric (not checked here).
+struct RequantPlan {
+  int normalize = 0;
+  int64_t multiplier = 0;
+  int fraction_bits = 0;
+  int64_t zero_point = 0;
+  int64_t code_min = 0, code_max = 0;
+  Dyadic scale;
+  int64_t code(int64_t v) const {
+    return sat(rshr(rshr(v, normalize) * multiplier, fraction_bits) + zero_point, code_min, code_max);
+  }
+};
+RequantPlan plan_requant(int64_t lo, int64_t hi, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits);
+RequantPlan plan_requant_symmetric(uint64_t max_abs, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits);
+
 // Symmetric DI_REQUANT_SYM of §7.2: R = max_j |v_j|, Q = 2^(out_bits−1) − 1, signed codes in [−Q, Q],
 // zero point 0 (returned as 0). Same requirements as di_requant, out_bits >= 2.
 DiRequantResult di_requant_symmetric(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits,

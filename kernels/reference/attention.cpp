@@ -5,7 +5,6 @@
 
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
-#include "kernels/optimized/di_matmul_fast.h"
 #include "kernels/reference/di_matmul.h"
 #include "kernels/reference/di_softmax.h"
 
@@ -15,17 +14,6 @@ namespace {
 constexpr int64_t kInt32Max = 2147483647;
 
 int bit_length(uint64_t x) { return x == 0 ? 0 : msb(x) + 1; }
-
-// Reused per thread: the aligned logits, the probabilities and the P·V accumulator of one row.
-struct RowScratch {
-  std::vector<int64_t> logits;
-  std::vector<int32_t> probs;
-  std::vector<int32_t> acc;
-};
-RowScratch& row_scratch() {
-  thread_local RowScratch scratch;
-  return scratch;
-}
 
 }  // namespace
 
@@ -50,10 +38,9 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
   if (query.scale.m < 1 || query.scale.m >= (int64_t{1} << 31))
     throw Error("attention: query scale mantissa " + std::to_string(query.scale.m) + " outside [1, 2^31)");
 
-  RowScratch& s = row_scratch();
-  s.logits.resize(valid_len);
-  s.probs.resize(valid_len);
-  s.acc.assign(d, 0);
+  std::vector<int64_t> logits(valid_len);
+  std::vector<int32_t> probs(valid_len);
+  std::vector<int32_t> acc(d, 0);
 
   // Q·Kᵀ over the valid keys, aligned to one exponent K2 across their per-token scales.
   const ColumnAlignment key_alignment = align_columns(keys.scales.first(valid_len), settings.mantissa_bits);
@@ -64,27 +51,39 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
     const int32_t z_k = keys.zero_points[j];
     int32_t dot = 0;
     for (int32_t c = 0; c < d; ++c) dot += (int32_t{q[c]} - z_q) * (int32_t{k[c]} - z_k);
-    s.logits[j] = int64_t{dot} * key_alignment.mantissas[j];
+    logits[j] = int64_t{dot} * key_alignment.mantissas[j];
   }
   const int64_t k_in = int64_t{query.scale.k} + key_alignment.exponent;
   if (k_in < INT32_MIN || k_in > INT32_MAX) throw Error("attention: logit exponent out of range");
-  di_clipped_softmax_row(s.logits, query.scale.m, static_cast<int32_t>(k_in), valid_len, clip, settings, s.probs);
+  di_clipped_softmax_row(logits, query.scale.m, static_cast<int32_t>(k_in), valid_len, clip, settings, probs);
 
   // Scale-ratio folding of the values' per-token scales into the probabilities, then the int32 P·V.
   const ColumnAlignment value_alignment = align_columns(values.scales.first(valid_len), settings.mantissa_bits);
   const int64_t nu_max = *std::max_element(value_alignment.mantissas.begin(), value_alignment.mantissas.end());
   if (nu_max < 1) throw Error("attention: value scales have no non-zero mantissa");
   for (int32_t j = 0; j < valid_len; ++j) {
-    const int32_t w = static_cast<int32_t>(rdiv(int64_t{s.probs[j]} * value_alignment.mantissas[j], nu_max));
+    const int32_t w = static_cast<int32_t>(rdiv(int64_t{probs[j]} * value_alignment.mantissas[j], nu_max));
     if (w == 0) continue;
     const uint8_t* v = values.row(j);
     const int32_t z_v = values.zero_points[j];
-    for (int32_t c = 0; c < d; ++c) s.acc[c] += w * (int32_t{v[c]} - z_v);
+    for (int32_t c = 0; c < d; ++c) acc[c] += w * (int32_t{v[c]} - z_v);
   }
-  for (int32_t c = 0; c < d; ++c) out[c] = int64_t{s.acc[c]} * nu_max;
+  for (int32_t c = 0; c < d; ++c) out[c] = int64_t{acc[c]} * nu_max;
   const int64_t exponent = int64_t{value_alignment.exponent} + p_out - 1;
   if (exponent < INT32_MIN || exponent > INT32_MAX) throw Error("attention: output exponent out of range");
   return static_cast<int32_t>(exponent);
+}
+
+int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents) {
+  // Common exponent: the finest, capped so that no head's left shift leaves 2^62.
+  int64_t common = INT64_MIN, cap = INT64_MAX;
+  for (size_t h = 0; h < exponents.size(); ++h) {
+    common = std::max<int64_t>(common, exponents[h]);
+    if (max_abs[h] != 0) cap = std::min<int64_t>(cap, int64_t{exponents[h]} + 62 - bit_length(max_abs[h]));
+  }
+  common = std::min(common, cap);
+  if (common < INT32_MIN || common > INT32_MAX) throw Error("attention head requant: exponent out of range");
+  return static_cast<int32_t>(common);
 }
 
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
@@ -94,38 +93,30 @@ DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<cons
     throw Error("attention head requant: " + std::to_string(values.size()) + " values, " + std::to_string(heads) +
                 " heads, " + std::to_string(codes_out.size()) + " outputs");
   const size_t d = values.size() / heads;
-  thread_local std::vector<int64_t> aligned;
-  aligned.resize(values.size());
-  // Common exponent: the finest, capped so that no head's left shift leaves 2^62.
-  int64_t common = INT64_MIN, cap = INT64_MAX;
-  for (size_t h = 0; h < heads; ++h) {
-    common = std::max<int64_t>(common, exponents[h]);
-    uint64_t max_abs = 0;
+  std::vector<int64_t> aligned(values.size());
+  std::vector<uint64_t> max_abs(heads, 0);
+  for (size_t h = 0; h < heads; ++h)
     for (size_t c = 0; c < d; ++c) {
       const int64_t v = values[h * d + c];
       if (v >= (int64_t{1} << 62) || v <= -(int64_t{1} << 62))
         throw Error("attention head requant: value outside ±2^62 in head " + std::to_string(h));
-      max_abs = std::max<uint64_t>(max_abs, static_cast<uint64_t>(v < 0 ? -v : v));
+      max_abs[h] = std::max<uint64_t>(max_abs[h], static_cast<uint64_t>(v < 0 ? -v : v));
     }
-    if (max_abs != 0) cap = std::min<int64_t>(cap, int64_t{exponents[h]} + 62 - bit_length(max_abs));
-  }
-  common = std::min(common, cap);
-  if (common < INT32_MIN || common > INT32_MAX) throw Error("attention head requant: exponent out of range");
+  const int32_t common = requantize_heads_exponent(max_abs, exponents);
   for (size_t h = 0; h < heads; ++h) {
-    const int64_t shift = common - exponents[h];  // >= 0: exact shl; < 0: rounding rshr
+    const int64_t shift = int64_t{common} - exponents[h];  // >= 0: exact shl; < 0: rounding rshr
     for (size_t c = 0; c < d; ++c) {
       const int64_t v = values[h * d + c];
       aligned[h * d + c] = shift >= 0 ? shl(v, static_cast<int>(shift))
                                       : rshr(v, static_cast<int>(std::min<int64_t>(-shift, 64)));
     }
   }
-  return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, static_cast<int32_t>(common),
-                    out_bits, mantissa_bits, codes_out);
+  return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, common, out_bits, mantissa_bits,
+                    codes_out);
 }
 
-QuantizedActivation attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
-                                    int32_t first_position, Dyadic clip, const IntegerSettings& settings,
-                                    int out_bits) {
+AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                                 int32_t first_position) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   if (d != cache.head_dim()) throw Error("attention: query head_dim differs from the cache's");
   if (query.codes.size() != static_cast<size_t>(rows) * heads * d ||
@@ -137,62 +128,48 @@ QuantizedActivation attention_layer(const PerHeadActivation& query, const KvCach
   if (heads % kv_heads != 0)
     throw Error("attention: " + std::to_string(heads) + " query heads are not a multiple of " +
                 std::to_string(kv_heads) + " KV heads");
-  const int32_t group = heads / kv_heads;
+  AttentionInputs in;
+  in.group = heads / kv_heads;
+  in.keys.resize(kv_heads);
+  in.values.resize(kv_heads);
   const int32_t keys_needed = first_position + rows;
+  for (int32_t g = 0; g < kv_heads; ++g) {
+    in.keys[g] = cache.keys(layer, g);
+    in.values[g] = cache.values(layer, g);
+    if (in.keys[g].length < keys_needed || in.values[g].length < keys_needed)
+      throw Error("attention: layer " + std::to_string(layer) + " cache holds " + std::to_string(in.keys[g].length) +
+                  " tokens, the queries need " + std::to_string(keys_needed));
+  }
+  return in;
+}
 
-  QuantizedActivation out;
-  out.rows = rows;
-  out.cols = heads * d;
-  out.bits = out_bits;
-  out.codes.resize(static_cast<size_t>(rows) * out.cols);
-  out.zero_points.resize(rows);
-  out.scales.resize(rows);
+void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+  const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
+  const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
+  const int32_t group = in.group;
+  const std::vector<KvHeadView>& key_views = in.keys;
+  const std::vector<KvHeadView>& value_views = in.values;
+  resize_activation(out, rows, heads * d, out_bits);
   std::vector<int64_t> head_values(static_cast<size_t>(rows) * out.cols);
   std::vector<int32_t> head_exponents(static_cast<size_t>(rows) * heads);
-  std::vector<KvHeadView> key_views(kv_heads), value_views(kv_heads);
-  for (int32_t g = 0; g < kv_heads; ++g) {
-    key_views[g] = cache.keys(layer, g);
-    value_views[g] = cache.values(layer, g);
-    if (key_views[g].length < keys_needed || value_views[g].length < keys_needed)
-      throw Error("attention: layer " + std::to_string(layer) + " cache holds " +
-                  std::to_string(key_views[g].length) + " tokens, the queries need " + std::to_string(keys_needed));
-  }
-  const int64_t pairs = int64_t{rows} * heads;
-  const bool parallel = pairs > 1 && pairs * keys_needed * d * 2 > parallel_work_threshold();
-  // Exceptions must not leave an OpenMP region: record the first message and rethrow afterwards.
-  std::string failure;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int64_t pair = 0; pair < pairs; ++pair) {
-    const int32_t t = static_cast<int32_t>(pair / heads), h = static_cast<int32_t>(pair % heads);
-    const size_t index = static_cast<size_t>(pair);
-    try {
+  for (int32_t t = 0; t < rows; ++t)
+    for (int32_t h = 0; h < heads; ++h) {
+      const size_t index = static_cast<size_t>(t) * heads + h;
       head_exponents[index] = attention_head_row(
           query.head(t, h), query.bits, key_views[h / group], value_views[h / group], query.bits,
           first_position + t + 1, clip, settings,
           std::span<int64_t>(head_values.data() + index * d, static_cast<size_t>(d)));
-    } catch (const Error& e) {
-#pragma omp critical(illm_attention_failure)
-      if (failure.empty()) failure = e.what();
     }
-  }
-  if (!failure.empty()) throw Error(failure);
-#pragma omp parallel for schedule(static) if (parallel && rows > 1)
   for (int32_t t = 0; t < rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * out.cols;
-    try {
-      const DiRequantResult r = requantize_heads(
-          std::span<const int64_t>(head_values.data() + offset, static_cast<size_t>(out.cols)),
-          std::span<const int32_t>(head_exponents.data() + static_cast<size_t>(t) * heads, static_cast<size_t>(heads)),
-          out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(out.cols)));
-      out.zero_points[t] = static_cast<int32_t>(r.zero_point);
-      out.scales[t] = r.scale;
-    } catch (const Error& e) {
-#pragma omp critical(illm_attention_failure)
-      if (failure.empty()) failure = e.what();
-    }
+    const DiRequantResult r = requantize_heads(
+        std::span<const int64_t>(head_values.data() + offset, static_cast<size_t>(out.cols)),
+        std::span<const int32_t>(head_exponents.data() + static_cast<size_t>(t) * heads, static_cast<size_t>(heads)),
+        out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(out.cols)));
+    out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+    out.scales[t] = r.scale;
   }
-  if (!failure.empty()) throw Error(failure);
-  return out;
 }
 
 }  // namespace illm

@@ -23,24 +23,6 @@
 
 namespace illm {
 
-// Activations quantized per (token, head): [rows][heads][head_dim] unsigned codes of `bits` bits, one zero point
-// and one dyadic per (row, head). Used for Q, K and V.
-struct PerHeadActivation {
-  int32_t rows = 0;
-  int32_t heads = 0;
-  int32_t head_dim = 0;
-  int32_t bits = 0;
-  std::vector<uint8_t> codes;        // [rows][heads][head_dim]
-  std::vector<int32_t> zero_points;  // [rows][heads]
-  std::vector<Dyadic> scales;        // [rows][heads]
-
-  HeadCodes head(int32_t row, int32_t h) const {
-    const size_t index = static_cast<size_t>(row) * heads + h;
-    return HeadCodes{std::span<const uint8_t>(codes.data() + index * head_dim, static_cast<size_t>(head_dim)),
-                     zero_points[index], scales[index]};
-  }
-};
-
 // One head's attention output for one query row, written to out (head_dim values); returns the exponent E with
 // real out_d = out_d / 2^E. valid_len = number of keys the query sees (position + 1), 1 <= valid_len <=
 // keys.length == values.length. clip: c as a dyadic (m == 0: no clipping). Throws illm::Error on bad shapes or
@@ -54,13 +36,24 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
 // (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
                                  int mantissa_bits, std::span<uint16_t> codes_out);
+// Its common exponent E from every head's max |v| (< 2^62) and exponent E_h; throws when E leaves int32.
+int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents);
+
+// The argument checks of attention_layer (shared with the optimized attention): query sizes, head_dim against the
+// cache's, the layer, heads a multiple of the KV heads, and the cache holding first_position + query.rows tokens.
+// Returns heads / kv_heads and one key and one value view of layer `layer` per KV head.
+struct AttentionInputs {
+  int32_t group = 1;
+  std::vector<KvHeadView> keys, values;
+};
+AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                                 int32_t first_position);
 
 // Causal multi-head attention (GQA: query head h reads KV head h / (heads / kv_heads)) of `query.rows` tokens at
 // positions first_position, first_position + 1, … against layer `layer` of the cache, which must already hold
-// these tokens' keys and values. Output: [rows][heads·head_dim] codes of out_bits bits, one zero point and dyadic
-// per token. OpenMP over (token, head); the result does not depend on the thread count.
-QuantizedActivation attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
-                                    int32_t first_position, Dyadic clip, const IntegerSettings& settings,
-                                    int out_bits);
+// these tokens' keys and values (the operator `attention`, kernels/kernel_set.h). Output: [rows][heads·head_dim]
+// codes of out_bits bits, one zero point and dyadic per token.
+void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
 
 }  // namespace illm

@@ -5,26 +5,17 @@
 
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
+#include "kernels/prepared_linear.h"
 #include "kernels/requant.h"
+#include "kernels/weight_codes.h"
 
 namespace illm {
 namespace {
 
 constexpr int kAlignedMantissaBits = 24;  // μ_j < 2^24 (§3.4)
 
-// The second operand, transposed: [n][k] codes with a zero point and dyadic per row n.
-template <typename Code>
-struct TransposedOperand {
-  const Code* codes;
-  int32_t n;
-  int32_t k;
-  int32_t bits;
-  std::span<const int32_t> zero_points;
-  std::span<const Dyadic> scales;
-};
-
 void check_codes_in_range(const std::string& what, const char* operand, std::span<const int32_t> zero_points,
-                          int bits, int32_t rows, int32_t cols, auto codes) {
+                          int bits, int32_t rows, int32_t cols, std::span<const uint16_t> codes) {
   if (bits < 1 || bits > 16)
     throw Error(what + ": " + operand + " has unsupported width " + std::to_string(bits) + " bits");
   const int64_t q = (int64_t{1} << bits) - 1;
@@ -45,6 +36,29 @@ void check_codes_in_range(const std::string& what, const char* operand, std::spa
                   " exceeds " + std::to_string(q));
 }
 
+// Checks of the first operand and of the shapes, shared by both forms of the second operand.
+void check_input(const QuantizedActivation& x, int32_t n, int32_t k, int k_bits, int mantissa_bits,
+                 const std::string& what) {
+  if (x.cols != k)
+    throw Error(what + ": inner sizes differ (input has " + std::to_string(x.cols) + " columns, operand " +
+                std::to_string(k) + ")");
+  if (x.rows < 0 || n < 0 || k < 0) throw Error(what + ": negative shape");
+  if (mantissa_bits < 1 || mantissa_bits > kAlignedMantissaBits)
+    throw Error(what + ": mantissa_bits " + std::to_string(mantissa_bits) + " outside [1, 24]");
+  check_codes_in_range(what, "input", x.zero_points, x.bits, x.rows, x.cols, x.codes);
+  if (x.scales.size() != static_cast<size_t>(x.rows)) throw Error(what + ": scale count does not match the row count");
+  for (int32_t t = 0; t < x.rows; ++t)
+    if (x.scales[t].m < 1 || x.scales[t].m >= (int64_t{1} << 31))
+      throw Error(what + ": input row " + std::to_string(t) + " scale mantissa " + std::to_string(x.scales[t].m) +
+                  " outside [1, 2^31)");
+  // |P'| <= K · Q1 · Q2 · 2^24 must stay below 2^63 (P' is int64).
+  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << k_bits) - 1;
+  const unsigned __int128 worst = static_cast<unsigned __int128>(k) * q1 * q2 << kAlignedMantissaBits;
+  if (worst >= (static_cast<unsigned __int128>(1) << 63))
+    throw Error(what + ": reduction length " + std::to_string(k) + " at " + std::to_string(x.bits) + "x" +
+                std::to_string(k_bits) + " bits can overflow the int64 aligned accumulator");
+}
+
 // Σ_k (x_k − z1)(w_k − z2) in Acc (int32_t when the §3.6 bound holds for the shape, else int64_t).
 template <typename Acc, typename Code>
 Acc dot_centered(const uint16_t* x, int32_t z1, const Code* w, int32_t z2, int32_t length) {
@@ -54,52 +68,39 @@ Acc dot_centered(const uint16_t* x, int32_t z1, const Code* w, int32_t z2, int32
   return sum;
 }
 
-template <typename Code>
-AlignedAccumulator accumulate(const QuantizedActivation& x, const TransposedOperand<Code>& w, int mantissa_bits,
-                              const std::string& what) {
-  if (x.cols != w.k)
-    throw Error(what + ": inner sizes differ (input has " + std::to_string(x.cols) + " columns, operand " +
-                std::to_string(w.k) + ")");
-  if (x.rows < 0 || w.n < 0 || w.k < 0) throw Error(what + ": negative shape");
-  if (mantissa_bits < 1 || mantissa_bits > kAlignedMantissaBits)
-    throw Error(what + ": mantissa_bits " + std::to_string(mantissa_bits) + " outside [1, 24]");
-  check_codes_in_range(what, "input", x.zero_points, x.bits, x.rows, x.cols, std::span<const uint16_t>(x.codes));
-  check_codes_in_range(what, "operand", w.zero_points, w.bits, w.n, w.k,
-                       std::span<const Code>(w.codes, static_cast<size_t>(w.n) * static_cast<size_t>(w.k)));
-  if (x.scales.size() != static_cast<size_t>(x.rows) || w.scales.size() != static_cast<size_t>(w.n))
-    throw Error(what + ": scale count does not match the row count");
-  for (int32_t t = 0; t < x.rows; ++t)
-    if (x.scales[t].m < 1 || x.scales[t].m >= (int64_t{1} << 31))
-      throw Error(what + ": input row " + std::to_string(t) + " scale mantissa " + std::to_string(x.scales[t].m) +
-                  " outside [1, 2^31)");
-
-  // |P'| <= K · Q1 · Q2 · 2^24 must stay below 2^63 (P' is int64).
-  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << w.bits) - 1;
-  const unsigned __int128 worst = static_cast<unsigned __int128>(w.k) * q1 * q2 << kAlignedMantissaBits;
-  if (worst >= (static_cast<unsigned __int128>(1) << 63))
-    throw Error(what + ": reduction length " + std::to_string(w.k) + " at " + std::to_string(x.bits) + "x" +
-                std::to_string(w.bits) + " bits can overflow the int64 aligned accumulator");
-  const bool use_int32 = accumulator_kind_for_bound(w.k, q1, q2) == AccumulatorKind::kInt32;
-
-  const ColumnAlignment alignment = align_columns(w.scales, mantissa_bits);
-  AlignedAccumulator out;
+// P'_tj = P_tj · μ_j for every row t of x and every row j of the second operand; `operand_row(j)` returns a pointer
+// to the k codes of row j (valid until the next call).
+template <typename RowCodes>
+void accumulate(const QuantizedActivation& x, int32_t n, int32_t k, int k_bits, std::span<const int32_t> zero_points,
+                const ColumnAlignment& alignment, RowCodes&& operand_row, AlignedAccumulator& out) {
+  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << k_bits) - 1;
+  const bool use_int32 = accumulator_kind_for_bound(k, q1, q2) == AccumulatorKind::kInt32;
   out.rows = x.rows;
-  out.cols = w.n;
-  out.values.resize(static_cast<size_t>(x.rows) * static_cast<size_t>(w.n));
-  out.scales.resize(x.rows);
-  for (int32_t t = 0; t < x.rows; ++t) {
-    const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
-    const int32_t z1 = x.zero_points[t];
-    for (int32_t j = 0; j < w.n; ++j) {
-      const Code* w_row = w.codes + static_cast<size_t>(j) * w.k;
-      const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row, z1, w_row, w.zero_points[j], w.k)}
-                                  : dot_centered<int64_t>(x_row, z1, w_row, w.zero_points[j], w.k);
-      out.values[static_cast<size_t>(t) * w.n + j] = p * alignment.mantissas[j];
+  out.cols = n;
+  out.values.assign(static_cast<size_t>(x.rows) * static_cast<size_t>(n), 0);
+  out.scales.resize(static_cast<size_t>(x.rows));
+  for (int32_t j = 0; j < n; ++j) {
+    const auto* w_row = operand_row(j);
+    for (int32_t t = 0; t < x.rows; ++t) {
+      const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
+      const int32_t z1 = x.zero_points[t];
+      const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row, z1, w_row, zero_points[j], k)}
+                                  : dot_centered<int64_t>(x_row, z1, w_row, zero_points[j], k);
+      out.values[static_cast<size_t>(t) * n + j] = p * alignment.mantissas[j];
     }
-    out.scales[t] = Dyadic{x.scales[t].m, x.scales[t].k + alignment.exponent};
   }
-  return out;
+  for (int32_t t = 0; t < x.rows; ++t) out.scales[t] = Dyadic{x.scales[t].m, x.scales[t].k + alignment.exponent};
 }
+
+// A weight's rows one at a time, unpacked from the storage layout into one code per byte.
+struct WeightRows {
+  const QuantizedLinear& w;
+  std::vector<uint8_t> row;
+  const uint8_t* operator()(int32_t j) {
+    unpack_weight_row(w, j, row);
+    return row.data();
+  }
+};
 
 }  // namespace
 
@@ -145,32 +146,43 @@ ColumnAlignment align_columns(std::span<const Dyadic> column_scales, int mantiss
 
 AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedLinear& w, int mantissa_bits,
                                         const char* what) {
-  if (w.codes.size() != static_cast<size_t>(w.out_features) * static_cast<size_t>(w.in_features))
-    throw Error(std::string(what) + ": weight has " + std::to_string(w.codes.size()) + " codes for shape " +
-                std::to_string(w.out_features) + "x" + std::to_string(w.in_features));
-  const TransposedOperand<uint8_t> op{w.codes.data(), w.out_features, w.in_features, w.bits, w.zero_points,
-                                      w.scales};
-  return accumulate(x, op, mantissa_bits, what);
+  if (const auto problem = weight_codes_problem(w)) throw Error(std::string(what) + ": weight " + *problem);
+  if (w.zero_points.size() != static_cast<size_t>(w.out_features) ||
+      w.scales.size() != static_cast<size_t>(w.out_features))
+    throw Error(std::string(what) + ": weight has " + std::to_string(w.zero_points.size()) + " zero points and " +
+                std::to_string(w.scales.size()) + " scales for " + std::to_string(w.out_features) + " rows");
+  const int64_t q = (int64_t{1} << w.bits) - 1;
+  for (int32_t j = 0; j < w.out_features; ++j)
+    if (w.zero_points[j] < 0 || w.zero_points[j] > q)
+      throw Error(std::string(what) + ": operand row " + std::to_string(j) + " zero point " +
+                  std::to_string(w.zero_points[j]) + " outside [0, " + std::to_string(q) + "]");
+  check_input(x, w.out_features, w.in_features, w.bits, mantissa_bits, what);
+  AlignedAccumulator out;
+  accumulate(x, w.out_features, w.in_features, w.bits, w.zero_points, align_columns(w.scales, mantissa_bits),
+             WeightRows{w, std::vector<uint8_t>(static_cast<size_t>(w.in_features))}, out);
+  return out;
 }
 
 AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedActivation& x2_transposed,
                                         int mantissa_bits, const char* what) {
   const QuantizedActivation& w = x2_transposed;
-  if (w.codes.size() != static_cast<size_t>(w.rows) * static_cast<size_t>(w.cols))
-    throw Error(std::string(what) + ": operand has " + std::to_string(w.codes.size()) + " codes for shape " +
-                std::to_string(w.rows) + "x" + std::to_string(w.cols));
-  const TransposedOperand<uint16_t> op{w.codes.data(), w.rows, w.cols, w.bits, w.zero_points, w.scales};
-  return accumulate(x, op, mantissa_bits, what);
+  check_codes_in_range(what, "operand", w.zero_points, w.bits, w.rows, w.cols, w.codes);
+  if (w.scales.size() != static_cast<size_t>(w.rows)) throw Error(std::string(what) + ": scale count does not match the row count");
+  check_input(x, w.rows, w.cols, w.bits, mantissa_bits, what);
+  AlignedAccumulator out;
+  accumulate(x, w.rows, w.cols, w.bits, w.zero_points, align_columns(w.scales, mantissa_bits),
+             [&](int32_t j) { return w.codes.data() + static_cast<size_t>(j) * w.cols; }, out);
+  return out;
 }
 
-QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits) {
-  QuantizedActivation y;
-  y.rows = acc.rows;
-  y.cols = acc.cols;
-  y.bits = out_bits;
-  y.codes.resize(static_cast<size_t>(acc.rows) * static_cast<size_t>(acc.cols));
-  y.zero_points.resize(acc.rows);
-  y.scales.resize(acc.rows);
+void linear_accumulate(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
+  const QuantizedLinear& weight = *w.weight;
+  accumulate(x, weight.out_features, weight.in_features, weight.bits, weight.zero_points, w.alignment,
+             WeightRows{weight, std::vector<uint8_t>(static_cast<size_t>(weight.in_features))}, out);
+}
+
+void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& y) {
+  resize_activation(y, acc.rows, acc.cols, out_bits);
   for (int32_t t = 0; t < acc.rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * acc.cols;
     const DiRequantResult r =
@@ -179,6 +191,11 @@ QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits,
     y.zero_points[t] = static_cast<int32_t>(r.zero_point);
     y.scales[t] = r.scale;
   }
+}
+
+QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits) {
+  QuantizedActivation y;
+  requantize_rows(acc, out_bits, mantissa_bits, y);
   return y;
 }
 

@@ -15,6 +15,8 @@
 
 namespace illm {
 
+struct PreparedLinear;  // kernels/prepared_linear.h
+
 enum class AccumulatorKind { kInt32, kInt64 };
 
 // int32 iff reduction_length · max_abs1 · max_abs2 <= 2^31 − 1 (§3.6 worst case of |P|).
@@ -39,7 +41,13 @@ AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const Quan
 AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedActivation& x2_transposed,
                                         int mantissa_bits, const char* what = "DI-MatMul");
 
-// Per-row DI_REQUANT of an aligned accumulator to out_bits (1..16) unsigned codes.
+// The kernel-set operator `linear` (kernels/kernel_set.h): P' of x and a prepared weight, written to out. No
+// validation: the model was validated at load (validate_quantized_model) and x comes from an operator that emits
+// codes and zero points in range, x.cols == in_features, scale mantissas in [1, 2^31).
+void linear_accumulate(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
+
+// Per-row DI_REQUANT of an aligned accumulator to out_bits (1..16) unsigned codes (the operator `requantize`).
+void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out);
 QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits);
 
 // DI-MatMul with requantized output codes.

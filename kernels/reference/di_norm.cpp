@@ -9,9 +9,7 @@
 
 namespace illm {
 namespace {
-constexpr int kNormalizedMsb = 23;          // max |Z| brought to [2^23, 2^24] ⇒ Σ Z² < 2^48 · C
-constexpr int kMaxChannels = 1 << 15;       // ⇒ Σ Z² < 2^63
-constexpr int kRinvFracBits = 30;
+constexpr int kMaxChannels = 1 << 15;       // ⇒ Σ Z² < 2^63 (max |Z| brought to [2^23, 2^24] ⇒ Σ Z² < 2^48 · C)
 constexpr int64_t kEpsCap = int64_t{1} << 61;
 constexpr int kMaxAlignedMantissaMsb = 40;  // μ_c < 2^40 ⇒ |(X − z)·μ| < 2^48
 
@@ -34,24 +32,10 @@ void check_common(const char* op, size_t channels, const ChannelVector& gamma, D
 }
 
 // The common core of §5.2 on Z (real x_c = Z_c / 2^K), in place; writes codes via DI_REQUANT.
-template <typename Code>
-DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
-                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out) {
-  uint64_t max_abs = 0;
-  for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
-  if (max_abs == 0) {
-    std::fill(codes_out.begin(), codes_out.end(), Code{0});
-    return DiRequantResult{0, Dyadic{1, 0}};
-  }
-  const int sh = msb(max_abs) - kNormalizedMsb;
-  for (int64_t& v : z) v = rshr(v, sh);
-  const int64_t k_norm = static_cast<int64_t>(k) - sh;
+}  // namespace
 
-  int64_t sum_squares = 0;
-  for (const int64_t v : z) sum_squares += v * v;  // ≤ 2^48 · 2^15
-  const int64_t channels = static_cast<int64_t>(z.size());
+int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_norm, Dyadic eps, int frac_bits) {
   const int64_t mean_square = rdiv(sum_squares, channels);
-
   // ε in the units of Z² (2^−2K): rshr(ε_m, ε_k − 2K), saturated (a huge ε^I only arises for rows far below √ε).
   int64_t eps_units = 0;
   if (eps.m > 0) {
@@ -64,20 +48,34 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
     }
   }
   const uint64_t rms = isqrt(static_cast<uint64_t>(mean_square) + static_cast<uint64_t>(eps_units));  // ≥ 2^23/√C
+  return rdiv128(static_cast<__int128>(1) << (frac_bits + kDiNormRinvFracBits), static_cast<__int128>(rms));
+}
+
+namespace {
+
+template <typename Code>
+DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
+                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out) {
+  uint64_t max_abs = 0;
+  for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
+  if (max_abs == 0) {
+    std::fill(codes_out.begin(), codes_out.end(), Code{0});
+    return DiRequantResult{0, Dyadic{1, 0}};
+  }
+  const int sh = msb(max_abs) - kDiNormNormalizedMsb;
+  for (int64_t& v : z) v = rshr(v, sh);
+  const int64_t k_norm = static_cast<int64_t>(k) - sh;
+
+  int64_t sum_squares = 0;
+  for (const int64_t v : z) sum_squares += v * v;  // ≤ 2^48 · 2^15
   const int frac_bits = settings.norm_frac_bits;
-  const int64_t inv_rms = rdiv128(static_cast<__int128>(1) << (frac_bits + kRinvFracBits), static_cast<__int128>(rms));
+  const int64_t inv_rms = di_norm_inverse_rms(sum_squares, static_cast<int64_t>(z.size()), k_norm, eps, frac_bits);
   for (size_t c = 0; c < z.size(); ++c) {
-    const int64_t normalized = rshr(z[c] * inv_rms, kRinvFracBits);  // |Z·Rinv| ≤ 2^24 · 2^(F+30)·√C / 2^23
+    const int64_t normalized = rshr(z[c] * inv_rms, kDiNormRinvFracBits);  // |Z·Rinv| ≤ 2^24 · 2^(F+30)·√C / 2^23
     z[c] = normalized * gamma.mantissa[c];
   }
   return di_requant(std::span<const int64_t>(z.data(), z.size()), 1, frac_bits + gamma.exponent, out_bits,
                     settings.mantissa_bits, codes_out);
-}
-
-std::vector<int64_t>& scratch_row(size_t n) {
-  thread_local std::vector<int64_t> row;  // reused across calls of this thread
-  row.resize(n);
-  return row;
 }
 
 template <typename Code>
@@ -87,7 +85,7 @@ DiRequantResult norm_per_token(std::span<const int16_t> residual_codes, Dyadic r
   check_common("DI-Norm", residual_codes.size(), gamma, eps, settings, codes_out.size());
   if (residual_scale.m < 1 || residual_scale.m >= (int64_t{1} << 32))
     throw Error("DI-Norm: residual scale mantissa " + std::to_string(residual_scale.m) + " outside [1, 2^32)");
-  std::vector<int64_t>& z = scratch_row(residual_codes.size());
+  std::vector<int64_t> z(residual_codes.size());
   for (size_t c = 0; c < z.size(); ++c) z[c] = static_cast<int64_t>(residual_codes[c]) * residual_scale.m;
   return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out);
 }
@@ -120,7 +118,7 @@ DiRequantResult norm_per_channel(std::span<const uint8_t> codes, std::span<const
   for (const Dyadic& s : channel_scales)
     if (static_cast<int64_t>(k_max) - s.k + msb(static_cast<uint64_t>(s.m)) >= kMaxAlignedMantissaMsb) exact = false;
   const int32_t k_common = exact ? k_max : k_min;
-  std::vector<int64_t>& z = scratch_row(codes.size());
+  std::vector<int64_t> z(codes.size());
   for (size_t c = 0; c < codes.size(); ++c) {
     const Dyadic& s = channel_scales[c];
     const int64_t aligned = exact ? shl(s.m, k_common - s.k) : rshr(s.m, s.k - k_common);
@@ -155,6 +153,23 @@ DiRequantResult di_norm_row_per_channel(std::span<const uint8_t> codes, std::spa
                                         Dyadic eps, const IntegerSettings& settings, int out_bits,
                                         std::span<int32_t> codes_out) {
   return norm_per_channel(codes, zero_points, channel_scales, gamma, eps, settings, out_bits, codes_out);
+}
+
+void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
+                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+  const size_t offset = static_cast<size_t>(t) * h.cols;
+  std::vector<uint8_t> codes(h.cols);
+  const DiRequantResult r = di_norm_row(std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma,
+                                        eps, settings, out_bits, std::span<uint8_t>(codes));
+  std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
+  out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+  out.scales[t] = r.scale;
+}
+
+void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
+                  int out_bits, QuantizedActivation& out) {
+  resize_activation(out, h.rows, h.cols, out_bits);
+  for (int32_t t = 0; t < h.rows; ++t) di_norm_token(h, t, gamma, eps, settings, out_bits, out);
 }
 
 void norm_input_per_channel(std::span<const int16_t> residual_codes, Dyadic residual_scale,

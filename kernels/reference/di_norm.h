@@ -6,6 +6,7 @@
 
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
+#include "kernels/quantized_tensor.h"
 #include "kernels/requant.h"
 
 namespace illm {
@@ -27,6 +28,21 @@ DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic resi
 DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                             const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
                             std::span<int32_t> codes_out);
+
+// Steps of the common core, for kernels that run its element loops themselves (the optimized DI-Norm):
+// Z is brought to max |Z| ∈ [2^23, 2^24] (sh = msb(max |Z|) − kDiNormNormalizedMsb), and from S = Σ Z², the
+// channel count and the exponent K of the normalized Z, Rinv = rdiv(2^(F+30), isqrt(rdiv(S, C) + ε^I)).
+inline constexpr int kDiNormNormalizedMsb = 23;
+inline constexpr int kDiNormRinvFracBits = 30;
+int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_norm, Dyadic eps, int frac_bits);
+
+// The operator `rms_norm` (kernels/kernel_set.h): di_norm_row (uint8 codes) of every row of the residual stream,
+// codes, zero points and scales written to out.
+void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
+                  int out_bits, QuantizedActivation& out);
+// Token t of di_norm_rows into row t of `out` (already shaped: resize_activation).
+void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
+                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
 
 // Paper mode (§5.1, §9.1 conformance): 8-bit codes X_c with static per-channel zero points z_c and dyadic scales
 // (m_c, k_c). Channels are aligned exactly to K = max_c k_c (μ_c = m_c · 2^(K − k_c)) when every μ_c < 2^40,

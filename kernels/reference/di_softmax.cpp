@@ -65,8 +65,7 @@ DiSoftmaxRow di_clipped_softmax_row(std::span<const int64_t> logits_aligned, int
   const __int128 clip_floor = static_cast<__int128>(v_max) - clip_units;
   const int64_t lo = clip_floor > v_min ? static_cast<int64_t>(clip_floor) : v_min;
 
-  thread_local std::vector<int64_t> shifted;  // d_j, reused across calls of this thread
-  shifted.resize(static_cast<size_t>(valid_len));
+  std::vector<int64_t> shifted(static_cast<size_t>(valid_len));  // d_j
   for (int j = 0; j < valid_len; ++j) shifted[j] = std::max(valid[j], lo) - v_max;  // ∈ [lo − v_max, 0]
 
   // Softmax input codes Y_j go straight into probs_out; they are replaced by E_j and then by P_j in place.

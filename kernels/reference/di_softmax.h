@@ -29,8 +29,7 @@ struct DiSoftmaxRow {
 //   Σ = Σ_valid E_j ;  P_j = fdiv(E_j · 2^(p_out − 1), Σ)         (exact IntDiv; p_out = settings.prob_bits)
 // Output probs_out[j] = P_j with scale 2^−(p_out−1): Σ_j P_j ≤ 2^(p_out−1); a single valid key gets
 // exactly 2^(p_out−1). Requires probs_out.size() == logits_aligned.size(), 0 <= valid_len <= size,
-// 1 <= p_out <= 31, 1 <= n_s <= 16; throws illm::Error otherwise. Allocation-free after the first call of a
-// thread (one thread-local int64 scratch row).
+// 1 <= p_out <= 31, 1 <= n_s <= 16; throws illm::Error otherwise.
 DiSoftmaxRow di_clipped_softmax_row(std::span<const int64_t> logits_aligned, int64_t m_in, int32_t k_in,
                                     int valid_len, Dyadic clip, const IntegerSettings& settings,
                                     std::span<int32_t> probs_out);

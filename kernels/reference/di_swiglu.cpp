@@ -64,10 +64,8 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
   for (const int64_t a : inv_alpha.mantissa)
     if (a < 0 || a >= kMaxInvAlpha) throw Error("DI-SwiGLU: inv_alpha mantissa " + std::to_string(a) + " outside [0, 2^24)");
 
-  thread_local std::vector<int64_t> row;  // A_c, then O_c (reused across calls of this thread)
-  thread_local std::vector<int32_t> sigma;
-  row.resize(n);
-  sigma.resize(n);
+  std::vector<int64_t> row(n);  // A_c, then O_c
+  std::vector<int32_t> sigma(n);
   for (size_t c = 0; c < n; ++c) row[c] = (static_cast<int64_t>(gate.codes[c]) - gate.zero_point) * inv_alpha.mantissa[c];
   di_sigmoid_row(std::span<const int64_t>(row.data(), n), Dyadic{gate.scale.m, gate.scale.k + inv_alpha.exponent},
                  settings, std::span<int32_t>(sigma.data(), n));
@@ -76,11 +74,45 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
     const int64_t u = static_cast<int64_t>(up.codes[c]) - up.zero_point;
     row[c] = g * sigma[c] * u;  // |g·u| ≤ 2^16 (8-bit codes), σ ≤ 2^(p_σ−1)
   }
-  const int64_t mantissa_product = gate.scale.m * up.scale.m;  // < 2^62
+  const Dyadic scale = swiglu_product_scale(gate.scale, up.scale, settings);
+  return di_requant(std::span<const int64_t>(row.data(), n), scale.m, scale.k, out_bits, settings.mantissa_bits,
+                    codes_out);
+}
+
+Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings) {
+  const int64_t mantissa_product = gate_scale.m * up_scale.m;  // < 2^62
   const int drop = std::max(0, msb(static_cast<uint64_t>(mantissa_product)) + 1 - settings.mantissa_bits);
-  const int64_t m_in = rshr(mantissa_product, drop);
-  const int32_t k_in = gate.scale.k + up.scale.k + settings.sigmoid_bits - 1 - drop;
-  return di_requant(std::span<const int64_t>(row.data(), n), m_in, k_in, out_bits, settings.mantissa_bits, codes_out);
+  return Dyadic{rshr(mantissa_product, drop), gate_scale.k + up_scale.k + settings.sigmoid_bits - 1 - drop};
+}
+
+void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation& up, int32_t t,
+                     const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
+                     QuantizedActivation& out) {
+  const size_t n = static_cast<size_t>(gate.cols), offset = static_cast<size_t>(t) * n;
+  std::vector<uint8_t> g(n), u(n), codes(n);
+  for (size_t c = 0; c < n; ++c) {
+    g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
+    u[c] = static_cast<uint8_t>(up.codes[offset + c]);
+  }
+  const DiRequantResult r = di_swiglu_row(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
+                                          SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
+                                          out_bits, std::span<uint8_t>(codes));
+  std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
+  out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+  out.scales[t] = r.scale;
+}
+
+void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivation& up) {
+  if (gate.rows != up.rows || gate.cols != up.cols)
+    throw Error("DI-SwiGLU: gate " + std::to_string(gate.rows) + "x" + std::to_string(gate.cols) + " and up " +
+                std::to_string(up.rows) + "x" + std::to_string(up.cols) + " differ");
+}
+
+void di_swiglu_rows(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
+                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+  check_swiglu_shapes(gate, up);
+  resize_activation(out, gate.rows, gate.cols, out_bits);
+  for (int32_t t = 0; t < gate.rows; ++t) di_swiglu_token(gate, up, t, inv_alpha, settings, out_bits, out);
 }
 
 }  // namespace illm

@@ -7,14 +7,13 @@
 
 namespace illm {
 
-ResidualStream embedding_lookup(std::span<const int16_t> table_codes, std::span<const Dyadic> row_scales,
-                                int32_t hidden, int32_t bits, std::span<const int32_t> token_ids) {
+void embedding_lookup(std::span<const int16_t> table_codes, std::span<const Dyadic> row_scales, int32_t hidden,
+                      int32_t bits, std::span<const int32_t> token_ids, ResidualStream& out) {
   if (hidden <= 0 || table_codes.size() != row_scales.size() * static_cast<size_t>(hidden))
     throw Error("embedding: table has " + std::to_string(table_codes.size()) + " codes for " +
                 std::to_string(row_scales.size()) + " rows of width " + std::to_string(hidden));
   if (bits < 2 || bits > 16) throw Error("embedding: unsupported width " + std::to_string(bits) + " bits");
   const int32_t vocab = static_cast<int32_t>(row_scales.size());
-  ResidualStream out;
   out.rows = static_cast<int32_t>(token_ids.size());
   out.cols = hidden;
   out.bits = bits;
@@ -29,12 +28,24 @@ ResidualStream embedding_lookup(std::span<const int16_t> table_codes, std::span<
                 out.codes.begin() + static_cast<ptrdiff_t>(t) * hidden);
     out.scales[t] = row_scales[id];
   }
+}
+
+ResidualStream embedding_lookup(std::span<const int16_t> table_codes, std::span<const Dyadic> row_scales,
+                                int32_t hidden, int32_t bits, std::span<const int32_t> token_ids) {
+  ResidualStream out;
+  embedding_lookup(table_codes, row_scales, hidden, bits, token_ids, out);
   return out;
 }
 
+void embedding_lookup(const QuantizedModel& model, std::span<const int32_t> token_ids, ResidualStream& out) {
+  embedding_lookup(model.embed_codes, model.embed_scales, model.shape.hidden, model.settings.embed_bits, token_ids,
+                   out);
+}
+
 ResidualStream embedding_lookup(const QuantizedModel& model, std::span<const int32_t> token_ids) {
-  return embedding_lookup(model.embed_codes, model.embed_scales, model.shape.hidden, model.settings.embed_bits,
-                          token_ids);
+  ResidualStream out;
+  embedding_lookup(model, token_ids, out);
+  return out;
 }
 
 }  // namespace illm

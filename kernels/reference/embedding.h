@@ -12,6 +12,10 @@ namespace illm {
 // Rows of model.embed_codes / model.embed_scales for each token id → residual stream (bits = embed_bits).
 // Throws illm::Error naming the token id when it is outside [0, vocab).
 ResidualStream embedding_lookup(const QuantizedModel& model, std::span<const int32_t> token_ids);
+// The operator `embedding` (kernels/kernel_set.h).
+void embedding_lookup(const QuantizedModel& model, std::span<const int32_t> token_ids, ResidualStream& out);
+void embedding_lookup(std::span<const int16_t> table_codes, std::span<const Dyadic> row_scales, int32_t hidden,
+                      int32_t bits, std::span<const int32_t> token_ids, ResidualStream& out);
 ResidualStream embedding_lookup(std::span<const int16_t> table_codes, std::span<const Dyadic> row_scales,
                                 int32_t hidden, int32_t bits, std::span<const int32_t> token_ids);
 

@@ -104,17 +104,17 @@ TEST(Fsbr, SameSeedGivesIdenticalFoldedWeights) {
   const CalibratedModel a = calibrate(kModel, r, calib, nullptr, quiet_single_thread());
   const CalibratedModel b = calibrate(kModel, r, calib, nullptr, quiet_single_thread());
   for (size_t l = 0; l < a.layers.size(); ++l) {
-    EXPECT_EQ(a.layers[l].down_proj.folded_weight, b.layers[l].down_proj.folded_weight) << l;
+    EXPECT_EQ(a.layers[l].down_proj.codes, b.layers[l].down_proj.codes) << l;
+    EXPECT_EQ(a.layers[l].down_proj.scales, b.layers[l].down_proj.scales) << l;
     EXPECT_EQ(a.layers[l].q_proj.codes, b.layers[l].q_proj.codes) << l;
+    EXPECT_EQ(a.layers[l].q_proj.zero_points, b.layers[l].q_proj.zero_points) << l;
     EXPECT_EQ(a.layers[l].attn_norm, b.layers[l].attn_norm) << l;
     EXPECT_EQ(a.layers[l].swiglu_alpha, b.layers[l].swiglu_alpha) << l;
   }
-  // Not vacuous: training moved the smoothing, so the folded weights differ from the FP ones.
+  // Not vacuous: training moved the smoothing, so the folded norm differs from the FP one.
   const LlamaWeights fp = load_llama_weights(kModel, torch::kFloat32);
-  const torch::Tensor folded =
-      torch::from_blob(const_cast<float*>(a.layers[0].down_proj.folded_weight.data()),
-                       fp.layers[0].w_down.sizes(), torch::kFloat32);
-  EXPECT_GT((folded - fp.layers[0].w_down).abs().max().item<double>(), 1e-6);
+  const torch::Tensor folded = torch::tensor(a.layers[0].attn_norm);
+  EXPECT_GT((folded - fp.layers[0].attn_norm).abs().max().item<double>(), 1e-6);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // Runs the built `illm` binary for the command-line tests and captures its exit code, stdout and stderr.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +51,16 @@ inline CliResult run_illm_in(const std::filesystem::path& scratch, const std::st
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return r;
+}
+
+// A failed command as the README promises it: exit code 1, exactly one line on stderr that starts with
+// "illm <command>: " (`command` may be empty for errors before a command is known) and contains `needle`.
+inline void expect_cli_error(const CliResult& r, const std::string& command, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, 1) << "stderr:\n" << r.err;
+  const std::string prefix = command.empty() ? "illm: " : "illm " + command + ": ";
+  EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << "stderr must start with '" << prefix << "':\n" << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr must be one line:\n" << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr does not mention '" << needle << "':\n" << r.err;
 }
 
 // Number of keys named `name` anywhere below the top level of `j`.

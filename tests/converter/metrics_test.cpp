@@ -68,4 +68,23 @@ TEST(Metrics, AgreementOfWindow) {
   EXPECT_EQ(argmax(tie), 0);
 }
 
+
+// Issue #8: a NaN or infinite logit is an error, not a perplexity of NaN (reported as `null` in JSON, exit 0).
+TEST(Metrics, NonFiniteLogitsAreErrors) {
+  const std::vector<float> with_nan = {0, std::nanf(""), 1}, with_inf = {0, INFINITY}, fine = {0, 1, 2};
+  EXPECT_THROW(next_token_nll(with_nan, 0), illm::Error);
+  EXPECT_THROW(next_token_nll(with_inf, 0), illm::Error);
+  EXPECT_THROW(kl_divergence(with_nan, fine), illm::Error);
+  EXPECT_THROW(kl_divergence(fine, with_nan), illm::Error);
+  PerplexityAccumulator ppl;
+  const std::vector<float> window = {0, std::nanf(""), 2, 0, 0, 0};  // 2 positions × vocab 3; row 0 is scored
+  const std::vector<int32_t> ids = {0, 1};
+  try {
+    ppl.add_window(window, ids, 3);
+    ADD_FAILURE() << "no error";
+  } catch (const illm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace

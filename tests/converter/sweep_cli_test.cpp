@@ -137,7 +137,9 @@ TEST(SweepCli, GridResumeAndShards) {
     EXPECT_EQ(p.at("predicted_tokens").get<int64_t>(), 2 * 255);
     EXPECT_GE(p.at("calibration_seconds").get<double>(), 0.0);
     bytes[p.at("bits").get<std::string>()] = p.at("model_bytes").get<int64_t>();
-    if (p.at("bits") == "w8a8") EXPECT_LT(ppl, 1.1 * fp) << "W8A8 RTN should be close to FP";
+    if (p.at("bits") == "w8a8") {
+      EXPECT_LT(ppl, 1.1 * fp) << "W8A8 RTN should be close to FP";
+    }
   }
   EXPECT_LT(bytes["w4a4"], bytes["w8a8"]) << "int4 codes are packed two per byte";
 

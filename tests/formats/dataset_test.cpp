@@ -164,5 +164,41 @@ TEST_F(DatasetFiles, TextWindowsOfSeqLenAndVocabularyCheck) {
                {"part.txt", "outside the model's vocabulary [0, 512)"});
 }
 
+
+// ---- issue #8: binary data is not text; directories and devices are not datasets ----
+
+TEST_F(DatasetFiles, BinaryDataIsNotReadAsText) {
+  const Tokenizer tokenizer = Tokenizer::load(kTinyBible / "tokenizer.model");
+  // Before: any bytes were encoded through the tokenizer's byte fallback and evaluated without a word.
+  std::string binary;
+  for (int i = 0; i < 4096; ++i) binary += static_cast<char>((i * 7919 + 13) & 0xFF);
+  const fs::path p = write("random.txt", binary);
+  expect_error([&] { load_windows(p, &tokenizer, std::nullopt, 1024, 512); },
+               {"random.txt", "not UTF-8 text", "at offset", "*.jsonl"});
+  const fs::path nul = write("nul.txt", std::string("In the beginning\0was", 21));
+  expect_error([&] { load_windows(nul, &tokenizer, std::nullopt, 1024, 512); }, {"nul.txt", "byte 0x00 at offset 16"});
+  const fs::path cut = write("cut.txt", "caf\xC3");  // a character cut at the end of the file
+  expect_error([&] { load_windows(cut, &tokenizer, std::nullopt, 1024, 512); }, {"cut.txt", "byte 0xC3 at offset 3"});
+  const fs::path overlong = write("overlong.txt", "a\xC0\xAF" "b");  // overlong '/'
+  expect_error([&] { load_windows(overlong, &tokenizer, std::nullopt, 1024, 512); }, {"byte 0xC0 at offset 1"});
+  // Well-formed multi-byte text (2-, 3- and 4-byte characters) is text.
+  const fs::path utf8 = write("utf8.txt", "Caf\xC3\xA9 \xE2\x98\x95 \xF0\x9F\x98\x80 and tabs\tand\r\nlines\n");
+  EXPECT_GT(load_windows(utf8, &tokenizer, std::nullopt, 1024, 512).predicted_tokens(), 0);
+}
+
+TEST_F(DatasetFiles, DirectoriesDevicesAndRepeatedKeys) {
+  expect_error([&] { load_jsonl(dir_); }, {dir_.string(), "dataset file is a directory"});
+  expect_error([&] { load_jsonl("/dev/zero"); }, {"/dev/zero", "dataset file is a device"});
+  const fs::path p = write("twice.jsonl", "{\"input_ids\": [1, 2], \"input_ids\": [3, 4]}\n");
+  expect_error([&] { load_jsonl(p); }, {"twice.jsonl", "line 1", "\"input_ids\" appears twice"});
+}
+
+TEST(DatasetBytes, SameRulesWithoutAFile) {
+  const Windows w = windows_from_bytes("{\"input_ids\": [1, 2, 3]}\n", "mem.jsonl", nullptr, std::nullopt, 512, 512);
+  EXPECT_EQ(w.sequences, (std::vector<std::vector<int32_t>>{{1, 2, 3}}));
+  expect_error([] { windows_from_bytes("{\"input_ids\": [1, 600]}", "mem.jsonl", nullptr, std::nullopt, 512, 512); },
+               {"mem.jsonl", "token id 600"});
+}
+
 }  // namespace
 }  // namespace illm::formats

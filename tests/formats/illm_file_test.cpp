@@ -15,6 +15,8 @@
 
 #include "formats/sha256.h"
 #include "kernels/error.h"
+#include "kernels/model_validation.h"
+#include "kernels/weight_codes.h"
 
 namespace illm::formats {
 namespace {
@@ -34,7 +36,9 @@ class Generator {
     l.out_features = out;
     l.in_features = in;
     l.bits = bits;
-    for (int32_t i = 0; i < out * in; ++i) l.codes.push_back(static_cast<uint8_t>(uniform(0, (1 << bits) - 1)));
+    std::vector<uint8_t> codes;
+    for (int32_t i = 0; i < out * in; ++i) codes.push_back(static_cast<uint8_t>(uniform(0, (1 << bits) - 1)));
+    l.codes = pack_weight_codes(bits, out, in, codes);  // the in-memory storage layout (kernels/quantized_model.h)
     for (int32_t r = 0; r < out; ++r) {
       l.zero_points.push_back(static_cast<int32_t>(uniform(0, (1 << bits) - 1)));
       l.scales.push_back(dyadic());
@@ -225,7 +229,7 @@ TEST_F(IllmFileTest, RoundTripIsEqualFieldByField) {
   const fs::path path = write_sample();
   const QuantizedModel model = make_model();
   const IllmMetadata meta = make_meta();
-  const LoadedIllm loaded = read_illm(path);
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);  // extreme values no executor would run
   expect_model_eq(loaded.model, model);
   EXPECT_EQ(loaded.meta, meta);
   EXPECT_NO_THROW(verify_illm_integrity(path));
@@ -235,7 +239,7 @@ TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {
   IllmMetadata meta;  // empty strings, no tokenizer, no golden vectors: zero-sized datasets
   const fs::path path = dir_ / "empty_meta.illm";
   write_illm(path, make_model(3), meta);
-  const LoadedIllm loaded = read_illm(path);
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
   EXPECT_EQ(loaded.meta, meta);
   expect_model_eq(loaded.model, make_model(3));
 }
@@ -318,11 +322,11 @@ TEST_F(IllmFileTest, StoredLayoutIsPackedAndNarrow) {
   H5Sclose(space);
   H5Dclose(d);
   H5Fclose(file);
-  const auto& codes = model.layers[0].down_proj.codes;
-  for (size_t r = 0; r < 8; ++r)
-    for (size_t c = 0; c < 11; ++c) {
+  const QuantizedLinear& down = model.layers[0].down_proj;
+  for (int32_t r = 0; r < 8; ++r)
+    for (int32_t c = 0; c < 11; ++c) {
       const uint8_t byte = packed[r * 6 + c / 2];
-      EXPECT_EQ(c % 2 == 0 ? (byte & 0x0F) : (byte >> 4), codes[r * 11 + c]) << "row " << r << " col " << c;
+      EXPECT_EQ(c % 2 == 0 ? (byte & 0x0F) : (byte >> 4), weight_code(down, r, c)) << "row " << r << " col " << c;
     }
   for (size_t r = 0; r < 8; ++r) EXPECT_EQ(packed[r * 6 + 5] >> 4, 0) << "padding nibble of row " << r;
 }
@@ -454,6 +458,48 @@ TEST_F(IllmFileTest, H5dumpListsTheSchema) {
         "GROUP \"lm_head\"", "GROUP \"rope\"", "GROUP \"golden\"", "ATTRIBUTE \"sha256\""})
     EXPECT_NE(output.find(expected), std::string::npos) << expected;
   EXPECT_EQ(output.find("FLOAT"), std::string::npos) << "no float datasets";
+}
+
+
+// issue #8: read_illm runs the executor's validation, so no reader (eval, generate, verify, inspect, exporters)
+// hands a model the executor would refuse to parallel code. The synthetic model above holds values no
+// calibration produces (e.g. an embedding scale mantissa of 2^38).
+TEST_F(IllmFileTest, ReaderRefusesWhatTheExecutorWouldRefuse) {
+  const fs::path path = write_sample();
+  const std::string message = error_of([&] { read_illm(path); });
+  EXPECT_NE(message.find(path.string() + ": QuantizedModel: "), std::string::npos) << message;
+  QuantizedModel model = make_model();
+  std::string reference;
+  try {
+    validate_quantized_model(model);
+  } catch (const Error& e) {
+    reference = e.what();
+  }
+  ASSERT_FALSE(reference.empty());
+  EXPECT_EQ(message, path.string() + ": " + reference);  // the executor's own message, with the file named
+}
+
+
+// Issue #8: payloads the fuzzer (fuzz_illm_hdf5) found to crash libhdf5 itself once the header SHA-256 is
+// recomputed over them (tests/fuzz/corpus/illm_hdf5/libhdf5-crash-*.payload; without AddressSanitizer the last two
+// crash with SIGSEGV). Every reader rehearses its reading in a child process first, so these are errors here.
+TEST_F(IllmFileTest, PayloadsThatCrashLibhdf5AreErrors) {
+  const fs::path corpus = fs::path(ILLM_SOURCE_DIR) / "tests" / "fuzz" / "corpus" / "illm_hdf5";
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(corpus)) {
+    if (entry.path().filename().string().rfind("libhdf5-crash-", 0) != 0) continue;
+    ++files;
+    const std::string payload = read_all(entry.path());
+    const fs::path forged = dir_ / (entry.path().stem().string() + ".illm");
+    {
+      std::ofstream out(forged, std::ios::binary);
+      out << std::string(512, '\0') << payload;
+    }
+    reseal(forged);
+    EXPECT_THROW(verify_illm_integrity(forged), Error) << entry.path();
+    EXPECT_THROW(read_illm(forged), Error) << entry.path();
+  }
+  EXPECT_EQ(files, 4);
 }
 
 }  // namespace

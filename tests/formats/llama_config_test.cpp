@@ -56,8 +56,17 @@ json stories_config_json() {
 
 LlamaConfig parse(const json& j) { return parse_llama_config(j.dump(), "test/config.json"); }
 
-// Copies `store` into dir/model.safetensors without the tensors in `drop` (independent minimal writer).
-void write_store_without(const TensorStore& store, const fs::path& dir, const std::vector<std::string>& drop) {
+// A tensor to add to a copied store: name, shape and float32 values.
+struct ExtraTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+// Copies `store` into dir/model.safetensors without the tensors in `drop` and with `extra` added (independent
+// minimal writer).
+void write_store_without(const TensorStore& store, const fs::path& dir, const std::vector<std::string>& drop,
+                         const std::vector<ExtraTensor>& extra = {}) {
   json header = json::object();
   std::string data;
   for (const std::string& name : store.names()) {
@@ -67,6 +76,11 @@ void write_store_without(const TensorStore& store, const fs::path& dir, const st
     data.append(reinterpret_cast<const char*>(raw.data()), raw.size());
     header[name] = {{"dtype", to_string(store.info(name).dtype)}, {"shape", store.info(name).shape},
                     {"data_offsets", {begin, data.size()}}};
+  }
+  for (const ExtraTensor& t : extra) {
+    const uint64_t begin = data.size();
+    data.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
   }
   const std::string text = header.dump();
   std::string bytes(8, '\0');
@@ -158,7 +172,7 @@ TEST(LlamaConfigBad, MissingOrMalformedFields) {
   expect_error([&] { parse(j); }, {"head_dim", "not supported"});
   expect_error([&] { parse_llama_config("{\"model_type\": ", "test/config.json"); },
                {"test/config.json", "not well-formed JSON"});
-  expect_error([&] { load_llama_config(kSource / "no-such-dir"); }, {"no-such-dir", "cannot open"});
+  expect_error([&] { load_llama_config(kSource / "no-such-dir"); }, {"no-such-dir", "model config does not exist"});
 }
 
 TEST(LlamaConfig, Llama3RopeScalingParsed) {
@@ -243,6 +257,97 @@ TEST(RopeFrequencies, Llama3Scaling) {
                                         3.952847075210474e-05};
   ASSERT_EQ(f.size(), expected.size());
   for (size_t i = 0; i < f.size(); ++i) EXPECT_NEAR(f[i], expected[i], 1e-15 * expected[i]) << i;
+}
+
+
+// ---- issue #8: nothing in a checkpoint is silently ignored, and nothing in a config wraps around ----
+
+TEST(LlamaTensors, UnusedTensorsAreRefusedByName) {
+  const TensorStore full = TensorStore::open(kStories);
+  const LlamaConfig cfg = load_llama_config(kStories);
+  const std::vector<float> row(64, 0.5f);
+  struct Case {
+    ExtraTensor tensor;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {{"model.layers.0.self_attn.q_proj.bias", {64}, row}, "a bias"},
+      {{"model.layers.5.input_layernorm.weight", {64}, row}, "layer 5 is beyond num_hidden_layers = 5"},
+      {{"model.layers.7.mlp.up_proj.weight", {1, 64}, row}, "layer 7 is beyond"},
+      {{"transformer.wte.weight", {1, 64}, row}, "not used by LlamaForCausalLM"},
+  };
+  for (const Case& c : cases) {
+    TempDir dir;
+    write_store_without(full, dir.path(), {}, {c.tensor});
+    expect_error([&] { check_llama_tensors(cfg, TensorStore::open(dir.path())); },
+                 {dir.path().string(), c.tensor.name, c.reason, "refusing to ignore it"});
+  }
+}
+
+TEST(LlamaTensors, TiedHeadMustBeACopyOfTheEmbedding) {
+  const TensorStore full = TensorStore::open(kStories);
+  const LlamaConfig cfg = load_llama_config(kStories);  // tie_word_embeddings: true
+  std::vector<float> embed = full.read_f32("model.embed_tokens.weight");
+  {
+    TempDir dir;  // an exact copy is what HF uses anyway: accepted
+    write_store_without(full, dir.path(), {}, {{"lm_head.weight", {512, 64}, embed}});
+    EXPECT_NO_THROW(check_llama_tensors(cfg, TensorStore::open(dir.path())));
+  }
+  embed[100] += 1.0f;
+  TempDir dir;
+  write_store_without(full, dir.path(), {}, {{"lm_head.weight", {512, 64}, embed}});
+  expect_error([&] { check_llama_tensors(cfg, TensorStore::open(dir.path())); },
+               {"lm_head.weight", "differs from model.embed_tokens.weight", "tie_word_embeddings = true"});
+}
+
+TEST(LlamaTensors, RotaryBuffersOfOldConversionsAreAccepted) {
+  const TensorStore full = TensorStore::open(kStories);
+  TempDir dir;
+  write_store_without(full, dir.path(), {}, {{"model.layers.0.self_attn.rotary_emb.inv_freq", {4}, {1, 0.1f, 0.01f, 0.001f}}});
+  EXPECT_NO_THROW(check_llama_tensors(load_llama_config(kStories), TensorStore::open(dir.path())));
+}
+
+TEST(LlamaWeights, NonFiniteAndAbsurdValuesNameTheTensor) {
+  TensorInfo info;
+  info.name = "model.embed_tokens.weight";
+  info.file = "m/model.safetensors";
+  std::vector<float> values(10, 0.25f);
+  EXPECT_NO_THROW(check_weight_values(info, values));
+  values[3] = 65504.0f;  // float16's largest value: still a weight
+  EXPECT_NO_THROW(check_weight_values(info, values));
+  values[5] = std::nanf("");
+  expect_error([&] { check_weight_values(info, values); },
+               {"m/model.safetensors", "model.embed_tokens.weight", "element 5 is NaN"});
+  values[5] = -INFINITY;
+  expect_error([&] { check_weight_values(info, values); }, {"element 5 is -inf", "not a finite number"});
+  values[5] = 3e38f;
+  expect_error([&] { check_weight_values(info, values); }, {"element 5 is 3e+38", "beyond the ±65504"});
+  const std::vector<double> wide = {0.0, -1e300};
+  expect_error([&] { check_weight_values(info, std::span<const double>(wide)); }, {"element 1 is -1e+300"});
+}
+
+TEST(LlamaConfigBad, IdsAndSizesDoNotWrapAround) {
+  json j = stories_config_json();
+  j["bos_token_id"] = -1;
+  expect_error([&] { parse(j); }, {"bos_token_id", "negative"});
+  j = stories_config_json();
+  j["eos_token_id"] = 18446744073709551615ull;
+  expect_error([&] { parse(j); }, {"eos_token_id", "outside the vocabulary"});
+  j = stories_config_json();
+  j["hidden_size"] = 18446744073709551615ull;  // read as int64 this was -1: "must be positive, got -1"
+  expect_error([&] { parse(j); }, {"hidden_size", "18446744073709551615", "too large"});
+  j = stories_config_json();
+  j["vocab_size"] = 4294967808ll;  // 2^32 + 512: would wrap to 512 as int32
+  expect_error([&] { parse(j); }, {"vocab_size", "too large"});
+}
+
+TEST(LlamaConfigBad, RepeatedKeysAndDirectories) {
+  const std::string text = R"({"model_type": "llama", "hidden_size": 64, "hidden_size": 128})";
+  expect_error([&] { parse_llama_config(text, "test/config.json"); },
+               {"test/config.json", "key \"hidden_size\" appears twice"});
+  TempDir dir;
+  fs::create_directories(dir.path() / "config.json");
+  expect_error([&] { load_llama_config(dir.path()); }, {"config.json", "model config is a directory"});
 }
 
 }  // namespace

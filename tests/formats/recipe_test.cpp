@@ -133,4 +133,51 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
 }
 
+// ---- issue #8: values are reported as given, never wrapped; a key may appear once ----
+
+TEST(Recipe, OutOfRangeIntegersAreReportedAsGiven) {
+  // 10^12 read as int wrapped to a negative value: "epochs must be >= 0".
+  const std::string e = error_of(R"({"method": "fsbr", "epochs": 1000000000000})");
+  EXPECT_NE(e.find("\"epochs\": must be in [0, 2147483647], got 1000000000000"), std::string::npos) << e;
+  const std::string s = error_of(R"({"method": "fsbr", "samples": 18446744073709551615})");
+  EXPECT_NE(s.find("got 18446744073709551615"), std::string::npos) << s;
+  const std::string w = error_of(R"({"method": "fsbr", "w_bits": 4294967300})");  // 2^32 + 4 wrapped to 4
+  EXPECT_NE(w.find("w_bits"), std::string::npos) << w;
+  EXPECT_NE(error_of(R"({"method": "fsbr", "seq_len": 2.5})").find("must be an integer"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "seed": -1})").find("seed"), std::string::npos);
+  EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "seed": 18446744073709551615})", "t").seed,
+            18446744073709551615ull);
+}
+
+TEST(Recipe, RepeatedKeysAreErrors) {
+  // nlohmann keeps the last of two equal keys: "epochs" 1 then 50 silently meant 50.
+  const std::string e = error_of(R"({"method": "fsbr", "epochs": 1, "epochs": 50})");
+  EXPECT_NE(e.find("test.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("\"epochs\": appears twice"), std::string::npos) << e;
+}
+
+TEST(Recipe, NumbersMustBeFiniteAndClipInItsRange) {
+  // JSON has no infinity: 1e999 is refused by the parser itself ("number overflow").
+  EXPECT_NE(error_of(R"({"method": "fsbr", "lr_lwc": 1e999})").find("number overflow"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "clip_c": 1e-9})").find("[0.001, 1000000]"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "fsbr", "clip_c": 1e7})").find("clip_c"), std::string::npos);
+  EXPECT_EQ(*illm::parse_recipe_json(R"({"method": "fsbr", "clip_c": 1e6})", "t").clip_c, 1e6);
+}
+
+TEST(Recipe, DirectoriesAndDevicesAreNotRecipes) {
+  const std::string dir = ILLM_SOURCE_DIR "/configs";
+  try {
+    illm::load_recipe(dir);
+    ADD_FAILURE() << "a directory was read as a recipe";
+  } catch (const illm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("recipe is a directory"), std::string::npos) << e.what();
+  }
+  try {
+    illm::load_recipe("/dev/zero");
+    ADD_FAILURE() << "/dev/zero was read as a recipe";
+  } catch (const illm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("recipe is a device"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace

@@ -333,5 +333,78 @@ TEST_F(SafetensorsBad, MissingTensorAndIntegerDtype) {
   expect_error([&] { TensorStore::open(dir_.path()); }, {dir_.path().string(), "no model.safetensors"});
 }
 
+
+// ---- issue #8: the index may only name shards inside the model directory; nothing is silently out of reach ----
+
+class SafetensorsIndex : public ::testing::Test {
+ protected:
+  // dir/model/ with an index, and dir/outside.safetensors next to it, both holding tensor "w".
+  SafetensorsIndex() {
+    fs::create_directories(model_dir());
+    fs::create_directories(model_dir() / "sub");
+    const std::string file = make_safetensors(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                              std::string(4, '\0'));
+    write_bytes(dir_.path() / "outside.safetensors", file);
+    write_bytes(model_dir() / "sub" / "inside.safetensors", file);
+  }
+  fs::path model_dir() const { return dir_.path() / "model"; }
+  void write_index(const json& weight_map) {
+    write_bytes(model_dir() / "model.safetensors.index.json", json{{"weight_map", weight_map}}.dump());
+  }
+  TempDir dir_;
+};
+
+TEST_F(SafetensorsIndex, ShardPathsLeavingTheDirectoryAreRefused) {
+  write_index({{"w", "../outside.safetensors"}});
+  expect_error([&] { TensorStore::open(model_dir()); },
+               {"model.safetensors.index.json", "tensor 'w'", "../outside.safetensors", "leaves the model directory"});
+  write_index({{"w", (dir_.path() / "outside.safetensors").string()}});
+  expect_error([&] { TensorStore::open(model_dir()); }, {"tensor 'w'", "is an absolute path"});
+  write_index({{"w", "sub/../../outside.safetensors"}});
+  expect_error([&] { TensorStore::open(model_dir()); }, {"tensor 'w'", "leaves the model directory"});
+  write_index({{"w", ""}});
+  expect_error([&] { TensorStore::open(model_dir()); }, {"tensor 'w'", "empty shard file"});
+  write_index(json::object());
+  expect_error([&] { TensorStore::open(model_dir()); }, {"model.safetensors.index.json", "'weight_map' is empty"});
+}
+
+TEST_F(SafetensorsIndex, ShardsInSubdirectoriesAreFine) {
+  write_index({{"w", "sub/inside.safetensors"}});
+  const TensorStore store = TensorStore::open(model_dir());
+  EXPECT_EQ(store.names(), std::vector<std::string>{"w"});
+  EXPECT_EQ(store.info("w").file, model_dir() / "sub" / "inside.safetensors");
+}
+
+TEST_F(SafetensorsIndex, ShardTensorsMissingFromTheIndexAreRefused) {
+  write_bytes(model_dir() / "two.safetensors",
+              make_safetensors(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                               R"("model.layers.0.self_attn.q_proj.bias":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                               std::string(8, '\0')));
+  write_index({{"w", "two.safetensors"}});
+  expect_error([&] { TensorStore::open(model_dir()); },
+               {"two.safetensors", "model.layers.0.self_attn.q_proj.bias", "not listed in"});
+}
+
+TEST(SafetensorsParsers, IndexAndHeaderWithoutFiles) {
+  const auto map = parse_safetensors_index(R"({"weight_map": {"b": "x.safetensors", "a": "y/z.safetensors"}})",
+                                           "idx.json");
+  ASSERT_EQ(map.size(), 2u);
+  EXPECT_EQ(map[0].first, "a");  // nlohmann orders object keys
+  EXPECT_EQ(map[0].second, fs::path("y/z.safetensors"));
+  expect_error([] { parse_safetensors_index(R"({"weight_map": {"a": "x", "a": "y"}})", "idx.json"); },
+               {"idx.json", "tensor 'a'", "duplicate"});
+  const std::string file = make_safetensors(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", "abcd");
+  const auto tensors =
+      parse_safetensors_bytes(std::span<const std::byte>(reinterpret_cast<const std::byte*>(file.data()), file.size()),
+                              "mem.safetensors");
+  ASSERT_EQ(tensors.size(), 1u);
+  EXPECT_EQ(tensors[0].offset, file.size() - 4);
+  EXPECT_EQ(tensors[0].nbytes, 4u);
+}
+
+TEST(SafetensorsParsers, DevicesAndDirectoriesAreNotReadAsFiles) {
+  expect_error([] { TensorStore::open("/dev/zero"); }, {"/dev/zero", "safetensors file is a device"});
+}
+
 }  // namespace
 }  // namespace illm::formats

@@ -377,7 +377,7 @@ TEST(TokenizerRefuses, GarbageAndMissingFiles) {
   expect_error([] { Tokenizer::from_bytes(std::string(12, '\xFF'), "g.model"); }, {"g.model", "varint"});
   expect_error([] { Tokenizer::from_bytes("hello world, not a model", "g.model"); }, {"g.model"});
   expect_error([] { Tokenizer::load(kSourceDir / "no/such/tokenizer.model"); },
-               {"no/such/tokenizer.model", "cannot open"});
+               {"no/such/tokenizer.model", "tokenizer does not exist"});
 }
 
 }  // namespace

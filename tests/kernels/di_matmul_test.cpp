@@ -14,6 +14,7 @@
 #include "kernels/reference/embedding.h"
 #include "kernels/reference/residual.h"
 #include "kernels/requant.h"
+#include "kernels/weight_codes.h"
 
 namespace illm {
 namespace {
@@ -41,8 +42,9 @@ QuantizedLinear random_linear(int out, int in, int bits, int mantissa_bits, std:
   w.in_features = in;
   w.bits = bits;
   const int q = (1 << bits) - 1;
-  w.codes.resize(static_cast<size_t>(out) * in);
-  for (auto& c : w.codes) c = static_cast<uint8_t>(rng() % (q + 1));
+  std::vector<uint8_t> codes(static_cast<size_t>(out) * in);
+  for (auto& c : codes) c = static_cast<uint8_t>(rng() % (q + 1));
+  w.codes = pack_weight_codes(bits, out, in, codes);  // storage layout: 4-bit codes two per byte
   const int64_t m_lo = int64_t{1} << (mantissa_bits - 1);
   for (int r = 0; r < out; ++r) {
     w.zero_points.push_back(static_cast<int32_t>(rng() % (q + 1)));
@@ -65,7 +67,7 @@ std::vector<int64_t> naive_aligned(const QuantizedActivation& x, const Quantized
       int64_t p = 0;
       for (int k = 0; k < x.cols; ++k)
         p += (int64_t{x.at(t, k)} - x.zero_points[t]) *
-             (int64_t{w.codes[static_cast<size_t>(j) * w.in_features + k]} - w.zero_points[j]);
+             (int64_t{weight_code(w, j, k)} - w.zero_points[j]);
       const int shift = k2 - w.scales[j].k;
       // μ_j = m·2^shift, or m / 2^−shift rounded half up: floor(m / 2^s + 1/2).
       const int64_t mu = shift >= 0 ? w.scales[j].m * (int64_t{1} << shift)
@@ -134,7 +136,7 @@ void check_worst_case(int inner, int bits, AccumulatorKind expected_kind) {
   w.out_features = 2;
   w.in_features = inner;
   w.bits = bits;
-  w.codes.assign(static_cast<size_t>(2) * inner, static_cast<uint8_t>(q));
+  w.codes = pack_weight_codes(bits, 2, inner, std::vector<uint8_t>(static_cast<size_t>(2) * inner, static_cast<uint8_t>(q)));
   w.zero_points = {0, 0};
   w.scales = {Dyadic{60000, 18}, Dyadic{60001, 18}};
   EXPECT_EQ(accumulator_kind(inner, bits, bits), expected_kind);
@@ -193,7 +195,7 @@ TEST(DiMatMul, ErrorVersusFloatMatmulOfDequantizedInputs) {
             long double s = 0;
             for (int k = 0; k < inner; ++k)
               s += dyadic_value(x.scales[t]) * (x.at(t, k) - x.zero_points[t]) * dyadic_value(w.scales[j]) *
-                   (w.codes[static_cast<size_t>(j) * inner + k] - w.zero_points[j]);
+                   (weight_code(w, j, k) - w.zero_points[j]);
             ideal[j] = s;
             row_max = std::max(row_max, std::fabs(s));
           }

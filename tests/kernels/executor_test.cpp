@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "kernels/optimized/parallel.h"
+#include "kernels/weight_codes.h"
 #include "tests/kernels/support/ideal_ops.h"
 #include "formats/rope_tables.h"
 
@@ -40,7 +42,7 @@ QuantizedLinear quantize_linear(const std::vector<double>& w, int out, int in, i
   q.out_features = out;
   q.in_features = in;
   q.bits = bits;
-  q.codes.resize(static_cast<size_t>(out) * in);
+  std::vector<uint8_t> codes(static_cast<size_t>(out) * in);  // one per byte; packed into q.codes below
   const int qmax = (1 << bits) - 1;
   for (int r = 0; r < out; ++r) {
     double lo = 0, hi = 0;
@@ -48,10 +50,11 @@ QuantizedLinear quantize_linear(const std::vector<double>& w, int out, int in, i
     const double s = std::max(hi - lo, 1e-12) / qmax;
     const int z = std::clamp(static_cast<int>(std::lround(-lo / s)), 0, qmax);
     for (int c = 0; c < in; ++c)
-      q.codes[r * in + c] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lround(w[r * in + c] / s)) + z, 0, qmax));
+      codes[r * in + c] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lround(w[r * in + c] / s)) + z, 0, qmax));
     q.zero_points.push_back(z);
     q.scales.push_back(to_dyadic(s * scale_factor));
   }
+  q.codes = pack_weight_codes(bits, out, in, codes);  // the storage layout (4-bit codes two per byte)
   return q;
 }
 
@@ -130,10 +133,10 @@ QuantizedModel synthetic_model(const SyntheticConfig& cfg) {
 // Float64 forward pass of the dequantized model (the ideal the integer executor approximates).
 
 std::vector<double> dequantize(const QuantizedLinear& w) {
-  std::vector<double> out(w.codes.size());
+  std::vector<double> out(static_cast<size_t>(w.out_features) * w.in_features);
   for (int r = 0; r < w.out_features; ++r)
     for (int c = 0; c < w.in_features; ++c)
-      out[r * w.in_features + c] = value(w.scales[r]) * (w.codes[r * w.in_features + c] - w.zero_points[r]);
+      out[r * w.in_features + c] = value(w.scales[r]) * (weight_code(w, r, c) - w.zero_points[r]);
   return out;
 }
 std::vector<double> channel_values(const ChannelVector& v) {
@@ -391,12 +394,22 @@ TEST(Executor, RejectsBadModels) {
   m = good;
   m.layers[1].k_proj.bits = 4;
   expect_rejected(m, "layers[1].k_proj.bits");
-  SyntheticConfig w4;
+  SyntheticConfig w6;
+  w6.w_bits = w6.a_bits = 6;
+  m = synthetic_model(w6);
+  EXPECT_NO_THROW(Executor{m});
+  m.layers[0].down_proj.codes[5] = 64;  // > 2^6 − 1 (6-bit codes are stored one per byte)
+  expect_rejected(m, "layers[0].down_proj.codes[5]");
+  SyntheticConfig w4;  // 4-bit codes are stored two per byte; odd rows end with a zero padding nibble
   w4.w_bits = w4.a_bits = 4;
+  w4.intermediate = 43;
   m = synthetic_model(w4);
   EXPECT_NO_THROW(Executor{m});
-  m.layers[0].down_proj.codes[5] = 16;  // > 2^4 − 1
-  expect_rejected(m, "layers[0].down_proj.codes[5]");
+  m.layers[0].down_proj.codes[21] |= 0x10;  // row 0 of down_proj is 22 bytes: the last high nibble is padding
+  expect_rejected(m, "layers[0].down_proj.codes row 0 padding nibble");
+  m = synthetic_model(w4);
+  m.layers[0].up_proj.codes.pop_back();
+  expect_rejected(m, "layers[0].up_proj.codes has");
   m = good;
   m.lm_head.bits = 4;
   expect_rejected(m, "lm_head.bits");

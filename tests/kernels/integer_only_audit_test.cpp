@@ -15,6 +15,21 @@
 #include <string>
 #include <vector>
 
+// The object-code audits are about the library users run: a sanitizer build (ILLM_SANITIZE, clang) instruments the
+// kernels with its own checks and type records, and clang picks other instructions than the GCC release build.
+#if defined(__SANITIZE_ADDRESS__)
+#define ILLM_SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ILLM_SANITIZER_BUILD 1
+#endif
+#endif
+#ifdef ILLM_SANITIZER_BUILD
+#define ILLM_SKIP_IN_SANITIZER_BUILD() GTEST_SKIP() << "object-code audit: release build only (this is a sanitizer build)"
+#else
+#define ILLM_SKIP_IN_SANITIZER_BUILD() (void)0
+#endif
+
 namespace {
 
 const std::string kLibrary = std::string(ILLM_BINARY_DIR) + "/libillm_kernels.a";
@@ -63,6 +78,7 @@ TEST(IntegerOnlyAudit, ClassifierSanity) {
 }
 
 TEST(IntegerOnlyAudit, LibraryHasNoFloatingPointInstructions) {
+  ILLM_SKIP_IN_SANITIZER_BUILD();
   ASSERT_TRUE(std::filesystem::exists(kLibrary)) << kLibrary;
   const std::string disassembly = run_command("objdump -d --no-show-raw-insn '" + kLibrary + "' 2>&1");
   ASSERT_NE(disassembly.find("file format"), std::string::npos) << "objdump failed:\n" << disassembly.substr(0, 500);
@@ -96,6 +112,41 @@ TEST(IntegerOnlyAudit, LibraryHasNoFloatingPointInstructions) {
   for (const auto& v : violations) std::printf("  %s\n", v.c_str());
   EXPECT_GT(instructions, 100u);
   EXPECT_TRUE(violations.empty()) << violations.size() << " floating-point instructions (listed above)";
+#if defined(__x86_64__)
+  // The ISA microkernels were part of what was audited (their signature integer instructions are present).
+  for (const char* m : {"vpdpbusd", "vpmaddubsw", "vpmaddwd", "vpmullq"})
+    EXPECT_GT(all_mnemonics[m], 0) << m << " missing: an ISA object file of kernels/optimized was not audited";
+#endif
+}
+
+// The ISA object files (kernels/optimized/*_avx2.cpp, *_avx512vnni.cpp) are compiled with -mavx2 / -mavx512*: any
+// inline function or template they emitted as a weak (COMDAT) symbol could be picked by the linker for every caller,
+// putting AVX-512 code on the baseline path. They must define no weak, unique or exported code symbols: only their
+// kernel tables (data).
+TEST(IntegerOnlyAudit, IsaObjectFilesShareNoCode) {
+  ILLM_SKIP_IN_SANITIZER_BUILD();
+  ASSERT_TRUE(std::filesystem::exists(kLibrary)) << kLibrary;
+  const std::string symbols = run_command("nm -A --defined-only '" + kLibrary + "' 2>&1");
+  std::istringstream lines(symbols);
+  std::string line;
+  std::vector<std::string> violations;
+  size_t isa_symbols = 0;
+  static const std::regex isa_object(R"(:[^:]*_(avx2|avx512vnni)\.cpp\.o:)");
+  while (std::getline(lines, line)) {
+    if (!std::regex_search(line, isa_object)) continue;
+    std::istringstream fields(line);  // "library.a:object.o:address type name"
+    std::string where, type, name;
+    fields >> where >> type >> name;
+    if (name.empty()) continue;
+    ++isa_symbols;
+    if (type == "W" || type == "w" || type == "V" || type == "v" || type == "u" || type == "T")
+      violations.push_back(line);
+  }
+  for (const auto& v : violations) std::printf("  %s\n", v.c_str());
+#if defined(__x86_64__)
+  EXPECT_GT(isa_symbols, 0u) << "no ISA object file found in " << kLibrary;
+#endif
+  EXPECT_TRUE(violations.empty()) << violations.size() << " shared code symbols in ISA object files (listed above)";
 }
 
 TEST(IntegerOnlyAudit, LibraryNeedsNoLibm) {
@@ -156,7 +207,7 @@ TEST(IntegerOnlyAudit, SourcesUseNoFloatTypesOrFloatHidingHeaders) {
     const auto& path = entry.path();
     if (!entry.is_regular_file()) continue;
     const std::string ext = path.extension().string();
-    if (ext != ".h" && ext != ".cpp") continue;
+    if (ext != ".h" && ext != ".cpp" && ext != ".inc") continue;
     ++files;
     std::ifstream in(path);
     std::stringstream buffer;

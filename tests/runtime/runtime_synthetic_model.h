@@ -12,6 +12,7 @@
 
 #include "formats/rope_tables.h"
 #include "kernels/quantized_model.h"
+#include "kernels/weight_codes.h"
 
 namespace illm::rt_testing {
 
@@ -41,7 +42,9 @@ inline QuantizedLinear random_linear(std::mt19937_64& rng, int32_t out, int32_t 
   std::uniform_int_distribution<int32_t> code(0, q), jitter(-1, 1);
   // Steps of ~1 / (2^(bits-1) sqrt(in)), times 2^gain_bits.
   const int shift = bits - 1 + static_cast<int>(std::ceil(0.5 * std::log2(static_cast<double>(in)))) - gain_bits;
-  for (int64_t i = 0; i < int64_t{out} * in; ++i) w.codes.push_back(static_cast<uint8_t>(code(rng)));
+  std::vector<uint8_t> codes;  // one per byte, then the storage layout (4-bit codes two per byte)
+  for (int64_t i = 0; i < int64_t{out} * in; ++i) codes.push_back(static_cast<uint8_t>(code(rng)));
+  w.codes = pack_weight_codes(bits, out, in, codes);
   for (int32_t r = 0; r < out; ++r) {
     w.zero_points.push_back(std::clamp(q / 2 + jitter(rng), 0, q));
     w.scales.push_back(random_scale(rng, mantissa_bits, shift));

@@ -1,0 +1,46 @@
+#include "converter/integer_preflight.h"
+
+#include <climits>
+
+#include "calibration/integerize.h"
+#include "kernels/error.h"
+#include "kernels/model_validation.h"
+
+namespace illm::converter {
+
+ModelShape integer_shape_for(const formats::LlamaConfig& config) {
+  // Config integers are at most INT32_MAX (formats/llama_config.cpp), so these narrowings are exact.
+  ModelShape shape;
+  shape.hidden = static_cast<int32_t>(config.hidden_size);
+  shape.intermediate = static_cast<int32_t>(config.intermediate_size);
+  shape.n_layers = static_cast<int32_t>(config.num_hidden_layers);
+  shape.n_heads = static_cast<int32_t>(config.num_attention_heads);
+  shape.n_kv_heads = static_cast<int32_t>(config.num_key_value_heads);
+  shape.head_dim = static_cast<int32_t>(config.head_dim());
+  shape.vocab = static_cast<int32_t>(config.vocab_size);
+  shape.max_positions = static_cast<int32_t>(config.max_position_embeddings);
+  shape.bos_id = static_cast<int32_t>(config.bos_token_id);
+  shape.eos_id = static_cast<int32_t>(config.eos_token_id);
+  return shape;
+}
+
+void check_recipe_for_integer_model(const Recipe& recipe, const std::string& recipe_name,
+                                    const formats::LlamaConfig& config, bool paper_conformance) {
+  const std::string where = "recipe " + recipe_name + " for " + config.source.string() + ": ";
+  if (recipe.w_granularity == WeightGranularity::kPerGroup)
+    throw Error(where + "key \"w_granularity\": \"per_group\" is a fake-quant experiment; the integer model needs "
+                "\"per_channel\"");
+  if (recipe.swiglu_in_bits > 8)
+    throw Error(where + "key \"swiglu_in_bits\": " + std::to_string(recipe.swiglu_in_bits) +
+                " (no SwiGLU input quantization) is a fake-quant experiment; the integer executor needs 2..8");
+  require_integer_path(recipe, recipe_name);  // the W4A4 levers that are fake-quant only
+  IntegerSettings settings = integer_settings_for(recipe.w_bits, recipe.a_bits, paper_conformance);
+  settings.swiglu_in_bits = recipe.swiglu_in_bits;  // as integerize() sets it
+  try {
+    validate_model_settings(integer_shape_for(config), settings);
+  } catch (const Error& e) {
+    throw Error(where + "the integer model would be refused: " + e.what());
+  }
+}
+
+}  // namespace illm::converter

@@ -1,0 +1,257 @@
+// The executor's forward pass (kernels/executor.cpp) step by step; shapes in comments use T (tokens), C (hidden),
+// H / H_kv (query / key-value heads), d (head_dim), F (intermediate), V (vocab).
+#include "formats/onnx/llama_graph.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "formats/onnx/di_operators.h"
+#include "kernels/error.h"
+#include "kernels/executor.h"
+#include "kernels/reference/di_matmul.h"
+
+namespace illm::formats::onnx_export {
+namespace {
+
+constexpr int kResidualBits = 16;   // int16 residual stream (kernels/executor.cpp)
+constexpr int kRopeInputBits = 16;  // q/k requantized to int16 before the rotation
+constexpr int kAlignedMantissaBits = 24;
+
+[[noreturn]] void refuse(const std::string& field, const std::string& reason) {
+  throw Error("ONNX export: unsupported model: " + field + " " + reason);
+}
+
+std::string layer_name(size_t l, const char* part) { return "layers[" + std::to_string(l) + "]." + part; }
+
+// The aligned accumulator of a linear must stay below 2^61 (|P'| <= K·Q_in·Q_w·2^24): the graph's rounding shifts
+// add up to 2^61 to it and the DI_REQUANT range hi − lo must fit int64.
+void check_linear_bound(const std::string& name, const QuantizedLinear& w, int input_bits) {
+  const unsigned __int128 worst = static_cast<unsigned __int128>(w.in_features) * ((uint64_t{1} << input_bits) - 1) *
+                                  ((uint64_t{1} << w.bits) - 1) << kAlignedMantissaBits;
+  if (worst >= (static_cast<unsigned __int128>(1) << 61))
+    refuse(name, "has a reduction length " + std::to_string(w.in_features) + " whose aligned accumulator can reach " +
+                     "2^61 (the graph's 64-bit bound)");
+}
+
+template <typename T>
+std::string raw_bytes(const std::vector<T>& values) {
+  std::string raw(values.size() * sizeof(T), '\0');
+  std::memcpy(raw.data(), values.data(), raw.size());  // little-endian hosts, as ONNX's raw_data
+  return raw;
+}
+
+struct Accumulator {
+  Value values;  // int64 [T][out]
+  RowScale scale;
+};
+
+// DI-MatMul's aligned accumulator P' = (Σ_k (x − z1)(W − z2)) · μ_j with the weight-only alignment (μ, K2) computed
+// here by the kernel's own align_columns. Weights are stored transposed [in][out] as uint8 codes, two 4-bit codes
+// per byte when bits <= 4 (low nibble = even output column); the products run in an int32 MatMul when the §3.6
+// bound K·Q1·Q2 <= 2^31 − 1 holds (exact: every partial sum is bounded by it), else in int64.
+Accumulator linear(GraphBuilder& g, const Codes& x, int input_bits, const QuantizedLinear& w, const std::string& name,
+                   int mantissa_bits) {
+  const ColumnAlignment alignment = align_columns(w.scales, mantissa_bits);
+  const int32_t in = w.in_features, out = w.out_features;
+  const bool packed = w.bits <= 4;
+  const int32_t stored_out = packed ? (out + 1) / 2 : out;
+  std::vector<uint8_t> codes(static_cast<size_t>(in) * stored_out, 0);
+  for (int32_t c = 0; c < in; ++c)
+    for (int32_t r = 0; r < out; ++r) {
+      const uint8_t code = weight_code(w, r, c);
+      uint8_t& byte = codes[static_cast<size_t>(c) * stored_out + (packed ? r / 2 : r)];
+      byte = packed ? static_cast<uint8_t>(byte | (r % 2 == 0 ? code : code << 4)) : code;
+    }
+  const Value stored = g.initializer(name + ".codes", ElementType::kUint8, {in, stored_out}, raw_bytes(codes));
+  const ElementType acc_type =
+      accumulator_kind(in, input_bits, w.bits) == AccumulatorKind::kInt32 ? ElementType::kInt32 : ElementType::kInt64;
+  Value weights = g.cast(stored, ElementType::kInt32);
+  if (packed) {
+    const Value sixteen = g.cast(g.scalar(16), ElementType::kInt32);
+    const Value low = g.unsqueeze(g.mod(weights, sixteen), {-1});
+    const Value high = g.unsqueeze(g.div(weights, sixteen), {-1});
+    weights = g.reshape(g.concat({low, high}, -1), std::vector<int64_t>{in, 2 * stored_out});
+    if (2 * stored_out != out) weights = g.slice(weights, 1, 0, out);
+  }
+  const Value zero_points = g.initializer(name + ".zero_points", ElementType::kInt32, {out}, raw_bytes(w.zero_points));
+  const Value centered_w = g.cast(g.sub(weights, zero_points), acc_type);  // [in][out]
+  const Value centered_x = g.cast(g.sub(x.codes, x.zero_point), acc_type);
+  const Value mu = g.initializer_i64(name + ".mu", {out}, alignment.mantissas);
+  Accumulator acc;
+  acc.values = g.mul(g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64), mu);
+  acc.scale = RowScale{x.scale.m, g.add(x.scale.k, g.scalar(alignment.exponent))};
+  return acc;
+}
+
+// Per-token tensors shared by every layer.
+struct Sequence {
+  Value mask;      // bool [T][T]: key j valid for query t (j <= t)
+  Value cos, sin;  // int64 [T][1][d/2]
+  Value head_map;  // int64 [H]: query head h reads KV head h / (H / H_kv)
+};
+
+// [T][heads][1] → [heads][1][T] (one value per key, broadcast over query rows), then to query heads.
+Value keys_row(GraphBuilder& g, const Value& per_token_head, const Value& head_map) {
+  return g.gather(g.transpose(per_token_head, {1, 2, 0}), head_map, 0);
+}
+
+// Attention of every query head (GQA via head_map) over the keys 0..t: Q·Kᵀ, key alignment, DI-ClippedSoftmax,
+// value alignment with scale-ratio folding, int32 P·V, then requantize_heads (kernels/reference/attention.cpp).
+Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k, const Codes& v, const Sequence& seq,
+                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip) {
+  IntegerPrimitives& p = di.p;
+  const auto to_heads = [&](const Value& per_token) { return g.gather(g.transpose(per_token, {1, 0, 2}), seq.head_map, 0); };
+  // Centered codes as int32: |q − z| <= 255, d·Q_a² <= 2^31 − 1 (validated).
+  const Value q_c = g.cast(g.transpose(g.sub(q.codes, q.zero_point), {1, 0, 2}), ElementType::kInt32);  // [H][T][d]
+  const Value k_c = g.cast(to_heads(g.sub(k.codes, k.zero_point)), ElementType::kInt32);                 // [H][T][d]
+  const Value dots = g.cast(g.matmul(q_c, g.transpose(k_c, {0, 2, 1})), ElementType::kInt64);              // [H][T][T]
+  const DiOperators::Alignment key_alignment =
+      di.align_prefix(keys_row(g, k.scale.m, seq.head_map), keys_row(g, k.scale.k, seq.head_map), seq.mask);
+  const Value logits = g.mul(dots, key_alignment.mantissas);  // |P·μ| < 2^31·2^24
+  const RowScale query_scale{g.transpose(q.scale.m, {1, 0, 2}),
+                             g.add(g.transpose(q.scale.k, {1, 0, 2}), key_alignment.exponent)};  // [H][T][1]
+  const Value probs = di.clipped_softmax(logits, seq.mask, query_scale, clip);
+
+  const DiOperators::Alignment value_alignment =
+      di.align_prefix(keys_row(g, v.scale.m, seq.head_map), keys_row(g, v.scale.k, seq.head_map), seq.mask);
+  const Value nu = g.where(seq.mask, value_alignment.mantissas, g.scalar(0));
+  const Value nu_max = g.max(g.reduce_max_int32(nu, -1), g.scalar(1));  // ν < 2^24; >= 1 for every valid row
+  const Value folded = g.cast(p.rdiv(g.mul(probs, nu), nu_max), ElementType::kInt32);  // W_j <= P_j <= 2^30
+  const Value v_c = g.cast(to_heads(g.sub(v.codes, v.zero_point)), ElementType::kInt32);  // [H][T][d]
+  // Σ_j W_j <= 2^(p_out−1), so |acc| <= 2^(p_out−1)·Q_v <= 2^31 − 1 (validated) for every partial sum.
+  const Value acc = g.cast(g.matmul(folded, v_c), ElementType::kInt64);
+  const Value out = g.transpose(g.mul(acc, nu_max), {1, 0, 2});  // [T][H][d]
+  const Value exponents =
+      g.transpose(g.add(value_alignment.exponent, g.scalar(settings.prob_bits - 1)), {1, 0, 2});  // [T][H][1]
+  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits);
+}
+
+// q or k: DI_REQUANT_SYM of the projection to 16 bits per token, RoPE per head, DI_REQUANT per (token, head).
+Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const Sequence& seq,
+                 const QuantizedModel& model) {
+  const int32_t d = model.shape.head_dim;
+  const Codes q16 = di.requant_symmetric(acc.values, acc.scale, 31, kRopeInputBits, 61);
+  const Value per_head = g.reshape(q16.codes, std::vector<int64_t>{0, heads, d});
+  const Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
+  const RowScale scale{g.unsqueeze(q16.scale.m, {1}), g.unsqueeze(q16.scale.k, {1})};  // [T][1][1]
+  return di.requant(rotated, scale, 31, model.settings.a_bits, 32);
+}
+
+Codes split_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const QuantizedModel& model) {
+  const Value per_head = g.reshape(acc.values, std::vector<int64_t>{0, heads, model.shape.head_dim});
+  const RowScale scale{g.unsqueeze(acc.scale.m, {1}), g.unsqueeze(acc.scale.k, {1})};
+  return di.requant(per_head, scale, 31, model.settings.a_bits, 61);
+}
+
+Value table_rows(GraphBuilder& g, const std::string& name, const std::vector<int16_t>& table, int64_t rows,
+                 int64_t cols, const Value& positions) {
+  const Value stored = g.initializer(name, ElementType::kInt16, {rows, cols}, raw_bytes(table));
+  return g.unsqueeze(g.cast(g.gather(stored, positions), ElementType::kInt64), {1});  // [T][1][cols]
+}
+
+}  // namespace
+
+void check_exportable(const QuantizedModel& model) {
+  validate_quantized_model(model);
+  const ModelShape& s = model.shape;
+  const IntegerSettings& st = model.settings;
+  if (s.hidden >= (1 << 14)) refuse("shape.hidden", "= " + std::to_string(s.hidden) + " (DI-Norm's Σ Z² needs < 16384)");
+  // Every DI_REQUANT site of the forward pass: (output bits, symmetric).
+  const std::pair<int, bool> sites[] = {{st.a_bits, false},          {kResidualBits, true},   {st.softmax_in_bits, false},
+                                        {st.swiglu_in_bits, false}, {st.head_bits, false}, {kRopeInputBits, true}};
+  for (const auto& [bits, symmetric] : sites) {
+    const int64_t q = symmetric ? (int64_t{1} << (bits - 1)) - 1 : (int64_t{1} << bits) - 1;
+    const unsigned __int128 top = static_cast<unsigned __int128>(((int64_t{1} << st.mantissa_bits) - 1) * q)
+                                  << (61 - bits);
+    if (top < (static_cast<unsigned __int128>(1) << 62))
+      refuse("settings.mantissa_bits", "= " + std::to_string(st.mantissa_bits) + " is too small for the graph's " +
+                                           std::to_string(bits) + "-bit DI_REQUANT (needs (2^b_m − 1)·Q·2^(61 − bits) >= 2^62)");
+  }
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const QuantizedLayer& L = model.layers[l];
+    for (const auto& [part, w] : {std::pair<const char*, const QuantizedLinear*>{"q_proj", &L.q_proj},
+                                  {"k_proj", &L.k_proj}, {"v_proj", &L.v_proj}, {"o_proj", &L.o_proj},
+                                  {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}})
+      check_linear_bound(layer_name(l, part), *w, st.a_bits);
+  }
+  check_linear_bound("lm_head", model.lm_head, st.head_bits);
+  // Model features added later (per-group weight scales, online Hadamard rotations, …) must be refused here until
+  // the graph implements them.
+}
+
+void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
+  check_exportable(model);
+  const ModelShape& S = model.shape;
+  const IntegerSettings& settings = model.settings;
+  const int b_m = settings.mantissa_bits, a_bits = settings.a_bits;
+  IntegerPrimitives p(g);
+  DiOperators di(p, settings);
+
+  const Value input_ids = g.input(kInputIds, ElementType::kInt64, {Dim::fixed(1), Dim::named("T")});
+  // Every intermediate keeps a shape that shape inference knows in terms of T (ONNX Runtime's session set-up
+  // becomes quadratic in the node count when dimensions are unknown): no Range, no Reshape with −1.
+  const Value ids = g.squeeze(input_ids, {0});                                                       // [T]
+  const Value positions = g.sub(g.cumsum(g.add(g.mul(ids, g.scalar(0)), g.scalar(1)), 0), g.scalar(1));  // 0 … T−1
+  // Gather rejects indices >= vocab; negative ones (which Gather would wrap) are sent out of range too, so that an
+  // invalid id fails the run as it fails the executor. Positions past max_positions fail the RoPE table Gather.
+  const Value checked_ids = g.where(g.less(ids, g.scalar(0)), g.scalar(S.vocab), ids);
+
+  Sequence seq;
+  seq.mask = g.less_equal(g.unsqueeze(positions, {0}), g.unsqueeze(positions, {1}));
+  seq.cos = table_rows(g, "rope_cos", model.rope_cos, S.max_positions, S.head_dim / 2, positions);
+  seq.sin = table_rows(g, "rope_sin", model.rope_sin, S.max_positions, S.head_dim / 2, positions);
+  std::vector<int64_t> head_map;
+  for (int32_t h = 0; h < S.n_heads; ++h) head_map.push_back(h / (S.n_heads / S.n_kv_heads));
+  if (!model.layers.empty()) seq.head_map = g.vector(head_map);  // an unused initializer would be flagged
+
+  // Embedding rows: int16 symmetric codes with one dyadic per vocabulary row.
+  std::vector<int64_t> embed_m, embed_k;
+  for (const Dyadic& d : model.embed_scales) embed_m.push_back(d.m), embed_k.push_back(d.k);
+  const Value embed_codes =
+      g.initializer("embed_codes", ElementType::kInt16, {S.vocab, S.hidden}, raw_bytes(model.embed_codes));
+  Value h = g.cast(g.gather(embed_codes, checked_ids), ElementType::kInt64);  // [T][C]
+  RowScale h_scale{g.unsqueeze(g.gather(g.initializer_i64("embed_scale_m", {S.vocab}, embed_m), checked_ids), {1}),
+                   g.unsqueeze(g.gather(g.initializer_i64("embed_scale_k", {S.vocab}, embed_k), checked_ids), {1})};
+
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const QuantizedLayer& L = model.layers[l];
+    std::string prefix = std::to_string(l);
+    prefix.insert(prefix.begin(), 'l');  // (not "l" + to_string: GCC 12 warns falsely about it)
+    g.push_scope(prefix);
+    const auto name = [&](const char* part) { return prefix + "." + part; };
+
+    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits);
+    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model);
+    const Codes k = rope_heads(g, di, linear(g, x, a_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model);
+    const Codes v = split_heads(g, di, linear(g, x, a_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model);
+    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip);
+    const Accumulator o = linear(g, attended, a_bits, L.o_proj, name("o_proj"), b_m);
+    Codes residual = di.residual_add(h, h_scale, o.values, o.scale);
+    h = residual.codes, h_scale = residual.scale;
+
+    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits);
+    const int swiglu_bits = settings.swiglu_in_bits;
+    const Accumulator gate_acc = linear(g, x2, a_bits, L.gate_proj, name("gate_proj"), b_m);
+    const Accumulator up_acc = linear(g, x2, a_bits, L.up_proj, name("up_proj"), b_m);
+    const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
+    const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
+    const Codes mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits);
+    const Accumulator down = linear(g, mixed, a_bits, L.down_proj, name("down_proj"), b_m);
+    residual = di.residual_add(h, h_scale, down.values, down.scale);
+    h = residual.codes, h_scale = residual.scale;
+    g.pop_scope();
+  }
+
+  g.push_scope("head");
+  const Codes xh = di.norm(h, h_scale, model.final_norm, model.norm_eps, settings.head_bits);
+  const Accumulator logits = linear(g, xh, settings.head_bits, model.lm_head, "lm_head", b_m);
+  g.pop_scope();
+  const std::vector<Dim> per_token{Dim::fixed(1), Dim::named("T")};
+  g.output(g.unsqueeze(logits.values, {0}), kLogits, ElementType::kInt64,
+           {Dim::fixed(1), Dim::named("T"), Dim::fixed(S.vocab)});
+  g.output(g.transpose(logits.scale.m, {1, 0}), kLogitsScaleMantissa, ElementType::kInt64, per_token);
+  g.output(g.transpose(logits.scale.k, {1, 0}), kLogitsScaleExponent, ElementType::kInt64, per_token);
+}
+
+}  // namespace illm::formats::onnx_export

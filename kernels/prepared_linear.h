@@ -1,0 +1,25 @@
+#pragma once
+// A linear layer made ready once, at model load, for repeated DI-MatMul calls (docs/integer-semantics.md
+// "## DI-MatMul"): the column alignment (K2, μ_j) and the code row sums CS_j. It points at the weight's codes in
+// their storage layout (no second copy of the codes).
+#include <cstdint>
+#include <vector>
+
+#include "kernels/quantized_model.h"
+#include "kernels/reference/di_matmul.h"  // ColumnAlignment, align_columns
+
+namespace illm {
+
+struct PreparedLinear {
+  const QuantizedLinear* weight = nullptr;  // must outlive this object
+  int mantissa_bits = 16;                   // b_m of the column alignment
+  ColumnAlignment alignment;                // K2 and μ_j (§3.4, §9.1)
+  std::vector<int64_t> code_sums;           // CS_j = Σ_k W_jk
+};
+
+// Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,
+// zero points and scale mantissas are not checked again here. Throws illm::Error (naming `what`) only when the
+// column alignment fails (a scale mantissa wider than mantissa_bits) or mantissa_bits is outside [1, 24].
+PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what = "DI-MatMul");
+
+}  // namespace illm

@@ -1,0 +1,430 @@
+// Every optimized kernel path equals the reference kernels bit for bit (kernels/kernel_set.h): each operator of the
+// kernel set on randomized shapes (odd sizes, K not a multiple of any tile or block, K beyond the int32 chunk of the
+// dot blocks, extreme codes and zero points, rows beyond the 64-bit fast range of the requantization loops), and the
+// whole-model forward of the shared test models (both fixtures, W4A4/W4A8/W8A8; prefill and token-by-token decode).
+// A path this CPU cannot run is skipped with a message naming it: it is not verified on this machine.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/illm_file.h"
+#include "kernels/error.h"
+#include "kernels/executor.h"
+#include "kernels/kernel_set.h"
+#include "kernels/optimized/parallel.h"
+#include "kernels/weight_codes.h"
+
+namespace illm {
+namespace {
+
+using Rng = std::mt19937_64;
+
+int64_t uniform(Rng& rng, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+
+// A DI_REQUANT-like scale: a b_m-bit mantissa and an exponent spread over `spread` values.
+Dyadic random_scale(Rng& rng, int mantissa_bits, int32_t k_base, int32_t spread) {
+  const int64_t lo = int64_t{1} << (mantissa_bits - 1);
+  return Dyadic{uniform(rng, lo, 2 * lo - 1), k_base + static_cast<int32_t>(uniform(rng, 0, spread))};
+}
+
+// Codes with extremes mixed in: 1/4 of the rows all at the maximum, 1/8 all zero, zero points at both ends.
+QuantizedActivation random_activation(Rng& rng, int32_t rows, int32_t cols, int32_t bits) {
+  QuantizedActivation x;
+  x.rows = rows;
+  x.cols = cols;
+  x.bits = bits;
+  const int64_t q = (int64_t{1} << bits) - 1;
+  for (int32_t r = 0; r < rows; ++r) {
+    const int64_t kind = uniform(rng, 0, 7);
+    for (int32_t c = 0; c < cols; ++c)
+      x.codes.push_back(static_cast<uint16_t>(kind < 2 ? q : (kind == 2 ? 0 : uniform(rng, 0, q))));
+    x.zero_points.push_back(static_cast<int32_t>(kind == 3 ? 0 : (kind == 4 ? q : uniform(rng, 0, q))));
+    x.scales.push_back(random_scale(rng, 16, 10, 20));
+  }
+  return x;
+}
+
+QuantizedLinear random_linear(Rng& rng, int32_t out, int32_t in, int32_t bits, int mantissa_bits) {
+  const int64_t q = (int64_t{1} << bits) - 1;
+  std::vector<uint8_t> codes;
+  std::vector<int32_t> zero_points;
+  std::vector<Dyadic> scales;
+  for (int32_t r = 0; r < out; ++r) {
+    const int64_t kind = uniform(rng, 0, 7);
+    for (int32_t c = 0; c < in; ++c)
+      codes.push_back(static_cast<uint8_t>(kind == 0 ? q : (kind == 1 ? 0 : uniform(rng, 0, q))));
+    zero_points.push_back(static_cast<int32_t>(kind == 2 ? 0 : (kind == 3 ? q : uniform(rng, 0, q))));
+    scales.push_back(random_scale(rng, mantissa_bits, 5, 20));  // spread: the §9.1 cap and rshr branch
+  }
+  return make_quantized_linear(out, in, bits, codes, std::move(zero_points), std::move(scales));
+}
+
+// Values of magnitude up to 2^max_bits (some rows all zero, one value, or, if `beyond`, a value above 2^62).
+AlignedAccumulator random_accumulator(Rng& rng, int32_t rows, int32_t cols, int max_bits, bool beyond = true) {
+  AlignedAccumulator a;
+  a.rows = rows;
+  a.cols = cols;
+  for (int32_t r = 0; r < rows; ++r) {
+    const int64_t kind = uniform(rng, 0, 9);
+    const int bits = kind == 0 ? 62 : static_cast<int>(uniform(rng, 1, max_bits));
+    for (int32_t c = 0; c < cols; ++c) {
+      int64_t v = uniform(rng, -(int64_t{1} << bits) + 1, (int64_t{1} << bits) - 1);
+      if (kind == 1) v = 0;
+      if (kind == 2) v = c == 0 ? v : 0;
+      if (kind == 3) v = v < 0 ? -v : v;  // one-sided
+      if (kind == 0 && c == 0 && beyond) v = (int64_t{1} << 62) + 5;  // beyond the 64-bit fast range
+      a.values.push_back(v);
+    }
+    a.scales.push_back(random_scale(rng, 16, 20, 20));
+  }
+  return a;
+}
+
+ResidualStream random_residual(Rng& rng, int32_t rows, int32_t cols) {
+  ResidualStream h;
+  h.rows = rows;
+  h.cols = cols;
+  for (int32_t r = 0; r < rows; ++r) {
+    const int64_t kind = uniform(rng, 0, 7);
+    for (int32_t c = 0; c < cols; ++c)
+      h.codes.push_back(static_cast<int16_t>(kind == 0 ? 0 : (kind == 1 ? 32767 : uniform(rng, -32767, 32767))));
+    h.scales.push_back(random_scale(rng, 16, 10, 20));
+  }
+  return h;
+}
+
+ChannelVector random_channels(Rng& rng, int32_t n, int64_t lo, int64_t hi, int32_t exponent) {
+  ChannelVector v;
+  v.exponent = exponent;
+  for (int32_t c = 0; c < n; ++c) v.mantissa.push_back(uniform(rng, lo, hi));
+  return v;
+}
+
+void expect_equal(const QuantizedActivation& a, const QuantizedActivation& b, const std::string& what) {
+  ASSERT_EQ(a.rows, b.rows) << what;
+  ASSERT_EQ(a.cols, b.cols) << what;
+  EXPECT_EQ(a.bits, b.bits) << what;
+  EXPECT_EQ(a.codes, b.codes) << what;
+  EXPECT_EQ(a.zero_points, b.zero_points) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+void expect_equal(const AlignedAccumulator& a, const AlignedAccumulator& b, const std::string& what) {
+  ASSERT_EQ(a.rows, b.rows) << what;
+  ASSERT_EQ(a.cols, b.cols) << what;
+  EXPECT_EQ(a.values, b.values) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+void expect_equal(const PerHeadActivation& a, const PerHeadActivation& b, const std::string& what) {
+  ASSERT_EQ(a.rows, b.rows) << what;
+  ASSERT_EQ(a.heads, b.heads) << what;
+  EXPECT_EQ(a.codes, b.codes) << what;
+  EXPECT_EQ(a.zero_points, b.zero_points) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+void expect_equal(const ResidualStream& a, const ResidualStream& b, const std::string& what) {
+  ASSERT_EQ(a.rows, b.rows) << what;
+  EXPECT_EQ(a.bits, b.bits) << what;
+  EXPECT_EQ(a.codes, b.codes) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+
+IntegerSettings settings_variant(int variant, int a_bits) {
+  IntegerSettings s;
+  s.a_bits = a_bits;
+  if (variant == 1) s = paper_conformance_settings(s);  // 8-bit mantissas, linear DI-Exp, shared-max sigmoid
+  if (variant == 2) s.prob_bits = 20;                   // wider probabilities than int16
+  return s;
+}
+
+class KernelPaths : public ::testing::TestWithParam<KernelPath> {
+ protected:
+  void SetUp() override {
+    if (!cpu_supports(GetParam()))
+      GTEST_SKIP() << "kernel path '" << kernel_path_name(GetParam()) << "' NOT VERIFIED on this machine: the CPU lacks "
+                   << missing_cpu_features(GetParam());
+  }
+  const KernelSet& ref() const { return reference_kernels(); }
+  const KernelSet& opt() const { return kernels_for(GetParam()); }
+};
+
+TEST_P(KernelPaths, LinearEqualsReference) {
+  Rng rng(11);
+  int cases = 0;
+  for (const int32_t k : {1, 2, 31, 63, 64, 65, 127, 129, 192, 255, 513, 2100})
+    for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{8, 7},
+                                         std::pair{8, 6}, std::pair{7, 7}, std::pair{6, 5}, std::pair{3, 2}}) {
+      const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 9)) + (cases % 5 == 0 ? 130 : 0);
+      const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 64 : 0);
+      const int b_m = cases % 2 == 0 ? 16 : 8;
+      const QuantizedActivation x = random_activation(rng, rows, k, a_bits);
+      const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
+      const PreparedLinear p = prepare_linear(w, b_m);
+      AlignedAccumulator want, got;
+      ref().linear(x, p, want);
+      opt().linear(x, p, got);
+      expect_equal(want, got, "K " + std::to_string(k) + " A" + std::to_string(a_bits) + "W" + std::to_string(w_bits));
+      ++cases;
+    }
+  EXPECT_EQ(cases, 96);
+}
+
+// K beyond the int32-exact chunk of every dot block (33025 for 8x8-bit widened products, 65793 for vpdpbusd's
+// signed bytes): the tiles are folded into int64 chunk by chunk. All codes at the extremes: P = ±K·Q·Q.
+TEST_P(KernelPaths, LinearBeyondTheInt32ChunkEqualsReference) {
+  Rng rng(12);
+  for (const int32_t k : {40000, 70000}) {
+    QuantizedActivation x = random_activation(rng, 2, k, 8);
+    std::fill(x.codes.begin(), x.codes.end(), 255);
+    x.zero_points = {0, 255};
+    QuantizedLinear w = random_linear(rng, 3, k, 8, 16);
+    w.codes.assign(w.codes.size(), 255);
+    w.zero_points = {0, 0, 255};
+    const PreparedLinear p = prepare_linear(w, 16);
+    AlignedAccumulator want, got;
+    ref().linear(x, p, want);
+    opt().linear(x, p, got);
+    expect_equal(want, got, "K " + std::to_string(k));
+    EXPECT_EQ(got.values[0], int64_t{k} * 255 * 255 * p.alignment.mantissas[0]);
+  }
+  // 16-bit inputs (never a linear input in the executor) still give the reference result.
+  const QuantizedActivation x16 = random_activation(rng, 3, 100, 16);
+  const QuantizedLinear w8 = random_linear(rng, 5, 100, 8, 16);
+  const PreparedLinear p8 = prepare_linear(w8, 16);
+  AlignedAccumulator want, got;
+  ref().linear(x16, p8, want);
+  opt().linear(x16, p8, got);
+  expect_equal(want, got, "16-bit input");
+}
+
+TEST_P(KernelPaths, RowOperatorsEqualReference) {
+  Rng rng(13);
+  for (int variant = 0; variant < 3; ++variant)
+    for (const int32_t cols : {1, 2, 17, 64, 192, 1000}) {
+      const std::string what = "variant " + std::to_string(variant) + " cols " + std::to_string(cols);
+      const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 12));
+      const IntegerSettings s = settings_variant(variant, variant == 1 ? 8 : 4);
+      const int b_m = s.mantissa_bits;
+
+      const AlignedAccumulator acc = random_accumulator(rng, rows, cols, 50);
+      QuantizedActivation want, got;
+      for (const int out_bits : {4, 8, 16}) {
+        ref().requantize(acc, out_bits, b_m, want);
+        opt().requantize(acc, out_bits, b_m, got);
+        expect_equal(want, got, "requantize " + what);
+      }
+
+      const ResidualStream h = random_residual(rng, rows, cols);
+      const ChannelVector gamma = random_channels(rng, cols, -(int64_t{1} << 20), int64_t{1} << 20, 14);
+      const Dyadic eps{uniform(rng, 0, 1 << 16), static_cast<int32_t>(uniform(rng, 20, 40))};
+      for (const int out_bits : {4, 8}) {
+        ref().rms_norm(h, gamma, eps, s, out_bits, want);
+        opt().rms_norm(h, gamma, eps, s, out_bits, got);
+        expect_equal(want, got, "rms_norm " + what);
+      }
+
+      const AlignedAccumulator delta = random_accumulator(rng, rows, cols, 56, /*beyond=*/false);  // |d| <= 2^62
+      ResidualStream h_want, h_got = h;
+      ref().residual_add(h, delta, b_m, 16, h_want);
+      opt().residual_add(h_got, delta, b_m, 16, h_got);  // in place, as the executor calls it
+      expect_equal(h_want, h_got, "residual_add " + what);
+
+      const QuantizedActivation gate = random_activation(rng, rows, cols, 8), up = random_activation(rng, rows, cols, 8);
+      const ChannelVector inv_alpha = random_channels(rng, cols, 0, (int64_t{1} << 24) - 1, 20);
+      ref().swiglu(gate, up, inv_alpha, s, 4, want);
+      opt().swiglu(gate, up, inv_alpha, s, 4, got);
+      expect_equal(want, got, "swiglu " + what);
+    }
+}
+
+TEST_P(KernelPaths, HeadOperatorsEqualReference) {
+  Rng rng(14);
+  for (const auto& [heads, head_dim] : {std::pair{1, 2}, std::pair{3, 32}, std::pair{4, 34}, std::pair{2, 128}}) {
+    const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 9)), max_positions = 40;
+    const AlignedAccumulator acc = random_accumulator(rng, rows, heads * head_dim, 50);
+    std::vector<int16_t> cos_table, sin_table;
+    for (int32_t i = 0; i < max_positions * head_dim / 2; ++i) {
+      cos_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
+      sin_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
+    }
+    const RopeTableView rope{cos_table, sin_table, max_positions, head_dim / 2, 14};
+    for (const int bits : {4, 8}) {
+      IntegerSettings s;
+      PerHeadActivation want, got;
+      ref().rope_heads(acc, heads, head_dim, 7, rope, s, bits, want);
+      opt().rope_heads(acc, heads, head_dim, 7, rope, s, bits, got);
+      expect_equal(want, got, "rope_heads d " + std::to_string(head_dim));
+      ref().split_heads(acc, heads, head_dim, s, bits, want);
+      opt().split_heads(acc, heads, head_dim, s, bits, got);
+      expect_equal(want, got, "split_heads d " + std::to_string(head_dim));
+    }
+  }
+}
+
+// A cache of `length` random tokens for one layer (codes at the extremes for some tokens, exponents spread).
+KvCache random_cache(Rng& rng, int32_t kv_heads, int32_t head_dim, int32_t length, int32_t bits, int mantissa_bits) {
+  KvCache cache(1, kv_heads, head_dim, length);
+  const int64_t q = (int64_t{1} << bits) - 1;
+  std::vector<uint8_t> key(head_dim), value(head_dim);
+  for (int32_t t = 0; t < length; ++t) {
+    for (int32_t g = 0; g < kv_heads; ++g) {
+      const int64_t kind = uniform(rng, 0, 7);
+      for (int32_t c = 0; c < head_dim; ++c) {
+        key[c] = static_cast<uint8_t>(kind == 0 ? q : uniform(rng, 0, q));
+        value[c] = static_cast<uint8_t>(kind == 1 ? 0 : uniform(rng, 0, q));
+      }
+      const HeadCodes k{key, static_cast<int32_t>(kind == 2 ? q : uniform(rng, 0, q)),
+                        random_scale(rng, mantissa_bits, 8, 12)};
+      const HeadCodes v{value, static_cast<int32_t>(uniform(rng, 0, q)), random_scale(rng, mantissa_bits, 8, 12)};
+      cache.store(0, g, t, k, v);
+    }
+  }
+  cache.commit(length);
+  return cache;
+}
+
+TEST_P(KernelPaths, AttentionEqualsReference) {
+  Rng rng(15);
+  int cases = 0;
+  for (const auto& [heads, kv_heads, head_dim] :
+       {std::tuple{1, 1, 2}, std::tuple{6, 2, 32}, std::tuple{4, 4, 34}, std::tuple{2, 1, 128}})
+    for (const int bits : {4, 8})
+      for (int variant = 0; variant < 3; ++variant) {
+        const IntegerSettings s = settings_variant(variant, bits);
+        const int32_t first = static_cast<int32_t>(uniform(rng, 0, 20)), rows = cases % 4 == 0 ? 1 : 19;
+        const KvCache cache = random_cache(rng, kv_heads, head_dim, first + rows, bits, s.mantissa_bits);
+        PerHeadActivation q;
+        q.rows = rows;
+        q.heads = heads;
+        q.head_dim = head_dim;
+        q.bits = bits;
+        for (int32_t i = 0; i < rows * heads * head_dim; ++i)
+          q.codes.push_back(static_cast<uint8_t>(uniform(rng, 0, (1 << bits) - 1)));
+        for (int32_t i = 0; i < rows * heads; ++i) {
+          q.zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, (1 << bits) - 1)));
+          q.scales.push_back(random_scale(rng, s.mantissa_bits, 8, 10));
+        }
+        for (const Dyadic clip : {Dyadic{0, 0}, Dyadic{15 << 11, 11}, Dyadic{1, 30}}) {
+          QuantizedActivation want, got;
+          ref().attention(q, cache, 0, first, clip, s, bits, want);
+          opt().attention(q, cache, 0, first, clip, s, bits, got);
+          expect_equal(want, got, "attention case " + std::to_string(cases) + " clip m " + std::to_string(clip.m));
+        }
+        ++cases;
+      }
+  EXPECT_EQ(cases, 24);
+}
+
+// Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
+TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
+  Rng rng(16);
+  const int64_t saved_threshold = parallel_work_threshold();
+  const int saved_threads = omp_get_max_threads();
+  set_parallel_work_threshold(0);
+  const QuantizedActivation x = random_activation(rng, 37, 300, 8);
+  const QuantizedLinear w = random_linear(rng, 150, 300, 4, 16);
+  const PreparedLinear p = prepare_linear(w, 16);
+  const KvCache cache = random_cache(rng, 2, 32, 40, 8, 16);
+  PerHeadActivation q;
+  q.rows = 20, q.heads = 4, q.head_dim = 32, q.bits = 8;
+  for (int i = 0; i < 20 * 4 * 32; ++i) q.codes.push_back(static_cast<uint8_t>(uniform(rng, 0, 255)));
+  for (int i = 0; i < 20 * 4; ++i) {
+    q.zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, 255)));
+    q.scales.push_back(random_scale(rng, 16, 8, 10));
+  }
+  AlignedAccumulator acc1, acc2;
+  QuantizedActivation att1, att2;
+  omp_set_num_threads(1);
+  opt().linear(x, p, acc1);
+  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att1);
+  omp_set_num_threads(2);
+  opt().linear(x, p, acc2);
+  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att2);
+  omp_set_num_threads(saved_threads);
+  set_parallel_work_threshold(saved_threshold);
+  expect_equal(acc1, acc2, "linear");
+  expect_equal(att1, att2, "attention");
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
+
+const formats::LoadedIllm& test_model(const std::string& name) {
+  static std::map<std::string, formats::LoadedIllm> models;
+  auto it = models.find(name);
+  if (it == models.end())
+    it = models.emplace(name, formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (name + ".illm"))).first;
+  return it->second;
+}
+
+constexpr int32_t kPrefillTokens = 28, kDecodeTokens = 8;  // 28 > the 16-token attention block
+
+std::vector<int32_t> token_ids(int32_t vocab, int32_t count, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> ids{1};
+  while (static_cast<int32_t>(ids.size()) < count) ids.push_back(static_cast<int32_t>(uniform(rng, 0, vocab - 1)));
+  return ids;
+}
+
+// The reference logits of a model's prefill (computed once per model and shared by the paths).
+const IntegerLogits& reference_logits(const std::string& name) {
+  static std::map<std::string, IntegerLogits> cache;
+  auto it = cache.find(name);
+  if (it == cache.end()) {
+    const QuantizedModel& model = test_model(name).model;
+    Executor executor(model, reference_kernels());
+    it = cache.emplace(name, executor.forward(token_ids(model.shape.vocab, kPrefillTokens, 5))).first;
+  }
+  return it->second;
+}
+
+class WholeModel : public ::testing::TestWithParam<std::tuple<KernelPath, std::string>> {};
+
+TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  const QuantizedModel& model = test_model(name).model;
+  const IntegerLogits& want = reference_logits(name);
+  const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
+  Executor executor(model, kernels_for(path));
+  const IntegerLogits prefill = executor.forward(ids);
+  EXPECT_EQ(prefill.values, want.values) << name << " prefill";
+  EXPECT_EQ(prefill.scales, want.scales) << name << " prefill";
+  // Decode: the first tokens as a short prefill, then one token per call; row t must equal the reference's row t.
+  executor.reset();
+  const int32_t start = kPrefillTokens - kDecodeTokens;
+  executor.forward(std::span<const int32_t>(ids.data(), static_cast<size_t>(start)));
+  for (int32_t t = start; t < kPrefillTokens; ++t) {
+    const IntegerLogits step = executor.forward(std::span<const int32_t>(&ids[t], 1));
+    const size_t v = static_cast<size_t>(model.shape.vocab);
+    ASSERT_TRUE(std::equal(step.values.begin(), step.values.end(), want.values.begin() + static_cast<ptrdiff_t>(t * v)))
+        << name << " decode step at position " << t;
+    EXPECT_EQ(step.scales[0], want.scales[t]) << name << " decode step at position " << t;
+  }
+}
+
+const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
+
+std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
+
+INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
+INSTANTIATE_TEST_SUITE_P(
+    Paths, WholeModel,
+    ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
+                       ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
+                                         "tinybible-w4a8", "tinybible-w8a8")),
+    [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
+      std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
+      for (char& c : name)
+        if (c == '-') c = '_';
+      return name;
+    });
+
+}  // namespace
+}  // namespace illm

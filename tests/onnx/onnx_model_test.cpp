@@ -1,0 +1,162 @@
+// The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8) run by ONNX Runtime
+// must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd length
+// and on the full context (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
+// code path the exporter does not use.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/illm_file.h"
+#include "formats/onnx/llama_graph.h"
+#include "formats/onnx/onnx_export.h"
+#include "kernels/error.h"
+#include "kernels/executor.h"
+#include "onnx/support/onnx_runtime_runner.h"
+
+namespace illm {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::HostTensor;
+using testing::TensorPack;
+
+const fs::path kModels = fs::path(ILLM_BINARY_DIR) / "test_models";
+
+fs::path scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const fs::path dir = fs::temp_directory_path() / ("illm_onnx_" + std::string(info->test_suite_name()) + "_" +
+                                                    info->name() + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<int32_t> random_ids(int32_t length, int32_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+  std::vector<int32_t> ids(static_cast<size_t>(length));
+  for (int32_t& v : ids) v = id(rng);
+  if (!ids.empty()) ids[0] = 1;  // BOS first, as in every real prompt
+  return ids;
+}
+
+TensorPack ids_pack(const std::vector<int32_t>& ids) {
+  HostTensor t;
+  t.name = formats::onnx_export::kInputIds;
+  t.type = testing::kPackInt64;
+  t.dims = {1, static_cast<int64_t>(ids.size())};
+  t.values.assign(ids.begin(), ids.end());
+  return {t};
+}
+
+// The first difference between ONNX Runtime's outputs and the executor's, or "" when identical.
+std::string first_difference(const TensorPack& ort, const IntegerLogits& expected) {
+  const HostTensor& logits = testing::tensor_named(ort, formats::onnx_export::kLogits);
+  const HostTensor& m = testing::tensor_named(ort, formats::onnx_export::kLogitsScaleMantissa);
+  const HostTensor& k = testing::tensor_named(ort, formats::onnx_export::kLogitsScaleExponent);
+  const std::vector<int64_t> dims{1, expected.tokens, expected.vocab};
+  if (logits.dims != dims || logits.values.size() != expected.values.size()) return "logits have the wrong shape";
+  if (m.values.size() != expected.scales.size() || k.values.size() != expected.scales.size())
+    return "scales have the wrong shape";
+  for (int32_t t = 0; t < expected.tokens; ++t) {
+    if (m.values[t] != expected.scales[t].m || k.values[t] != expected.scales[t].k)
+      return "scale at position " + std::to_string(t) + ": onnx " + std::to_string(m.values[t]) + "/2^" +
+             std::to_string(k.values[t]) + ", executor " + std::to_string(expected.scales[t].m) + "/2^" +
+             std::to_string(expected.scales[t].k);
+    for (int32_t v = 0; v < expected.vocab; ++v) {
+      const size_t i = static_cast<size_t>(t) * expected.vocab + v;
+      if (logits.values[i] != expected.values[i])
+        return "logit at position " + std::to_string(t) + ", id " + std::to_string(v) + ": onnx " +
+               std::to_string(logits.values[i]) + ", executor " + std::to_string(expected.values[i]);
+    }
+  }
+  return "";
+}
+
+// Exports `loaded`, runs ONNX Runtime on `sequences` and the executor on each, and requires identical outputs.
+void expect_bit_exact(const formats::LoadedIllm& loaded, const std::vector<std::vector<int32_t>>& sequences,
+                      const fs::path& dir) {
+  const fs::path onnx_file = dir / "model.onnx";
+  formats::export_onnx(loaded, onnx_file);
+  std::vector<TensorPack> inputs;
+  for (const auto& ids : sequences) inputs.push_back(ids_pack(ids));
+  const testing::OnnxRuntimeRun run = testing::run_onnx_runtime(onnx_file, inputs, dir);
+  ASSERT_EQ(run.outputs.size(), sequences.size());
+  Executor executor(loaded.model);
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    executor.reset();
+    const IntegerLogits expected = executor.forward(sequences[i]);
+    EXPECT_EQ(first_difference(run.outputs[i], expected), "")
+        << sequences[i].size() << " tokens (sequence " << i << ")";
+  }
+}
+
+class ExportedTestModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ExportedTestModel, OnnxRuntimeLogitsEqualTheExecutorsOnShortOddAndFullContextSequences) {
+  const fs::path file = kModels / (GetParam() + ".illm");
+  ASSERT_TRUE(fs::exists(file)) << file << " (made by the test_models fixture)";
+  const formats::LoadedIllm loaded = formats::read_illm(file);
+  const int32_t vocab = loaded.model.shape.vocab, context = loaded.model.shape.max_positions;
+  ASSERT_EQ(context, 512);
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, {random_ids(1, vocab, 1), random_ids(77, vocab, 2), random_ids(context, vocab, 3)}, dir);
+  fs::remove_all(dir);
+}
+
+TEST(ExportedModelVariants, PaperOperatorFormsAreBitExactToo) {
+  // The paper's operator choices that need no recalibration: linear DI-Exp, shared-max sigmoid, 8-bit softmax input
+  // and probabilities, 8-bit sigmoid output (the test models use the project defaults).
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a8.illm");
+  IntegerSettings& s = loaded.model.settings;
+  s.exp_quadratic = false;
+  s.sigmoid_stable = false;
+  s.softmax_in_bits = 8;
+  s.prob_bits = 8;
+  s.sigmoid_bits = 8;
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, {random_ids(5, loaded.model.shape.vocab, 4), random_ids(130, loaded.model.shape.vocab, 5)},
+                   dir);
+  fs::remove_all(dir);
+}
+
+TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFailTheExecutor) {
+  // The checks live in the embedding and RoPE-table lookups before the first layer: a model without layers keeps the
+  // three ONNX Runtime sessions short.
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  loaded.model.layers.clear();
+  loaded.model.shape.n_layers = 0;
+  const fs::path dir = scratch_dir();
+  const fs::path onnx_file = dir / "model.onnx";
+  formats::export_onnx(loaded, onnx_file);
+  const int32_t vocab = loaded.model.shape.vocab;
+  Executor executor(loaded.model);
+  for (const std::vector<int32_t>& ids : {std::vector<int32_t>{1, vocab}, std::vector<int32_t>{1, -1},
+                                          random_ids(loaded.model.shape.max_positions + 1, vocab, 6)}) {
+    executor.reset();
+    EXPECT_THROW(executor.forward(ids), Error);
+    try {
+      testing::run_onnx_runtime(onnx_file, {ids_pack(ids)}, dir);
+      ADD_FAILURE() << "ONNX Runtime accepted " << ids.size() << " ids ending in " << ids.back();
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("Gather"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(TestModels, ExportedTestModel,
+                         ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
+                                           "tinybible-w4a8", "tinybible-w8a8"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name)
+                             if (c == '-') c = '_';
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace illm
