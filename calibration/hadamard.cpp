@@ -83,9 +83,11 @@ HadamardPlan plan_hadamard(int64_t n) {
     plan.row_l1 = n;
     return plan;
   }
-  // Paley ⊗ Sylvester with the smallest admissible base m (most butterfly stages).
+  // Paley ⊗ Sylvester with the smallest admissible base m (most butterfly stages), a small dense base only.
+  constexpr int64_t kMaxPaleyBase = 256;
   for (int k = std::countr_zero(static_cast<uint64_t>(n)); k >= 0; --k) {
     const int64_t m = n >> k;
+    if (m > kMaxPaleyBase) break;
     if (m % 4 == 0 && !is_power_of_two(m) && is_prime(m - 1)) {
       plan.kind = HadamardPlan::Kind::kPaley;
       plan.base_size = m;

@@ -8,7 +8,9 @@
 // tried in this order for a size n:
 //   1. Sylvester   n = 2^k:  H_1 = [1], H_2m = [[H_m, H_m], [H_m, −H_m]]  (H_ij = (−1)^popcount(i & j)), g = n.
 //   2. Paley ⊗ Sylvester   n = m·2^k with m = p + 1 not a power of two, p prime, p ≡ 3 (mod 4) (m = 12, 20, 24,
-//      44, 48, 60, ...; the smallest such m, i.e. the most butterfly stages):  P_m ⊗ H_(2^k), g = n. P_m is Paley's
+//      44, 48, 60, ...; the smallest such m, i.e. the most butterfly stages, and m <= 256 so that the dense base
+//      stays small: 11008 = 5504·2 has only m = 5504, a 5504² dense product per row, and takes form 3):
+//      P_m ⊗ H_(2^k), g = n. P_m is Paley's
 //      construction I: P = I + S with S = [[0, 1ᵀ], [−1, Q]], Q_ij = χ(j − i) the quadratic character modulo p.
 //      (192 = 12·16.)
 //   3. Weighted block-diagonal (any other n, e.g. 172 = 4·43): K = ⌊log2 n⌋ (K − 1 when n is odd and K is odd);
