@@ -1,5 +1,6 @@
 #include "calibration/calibrate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,8 @@
 #include "calibration/fsbr.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/rotation.h"
+#include "calibration/row_rotation.h"
 #include "calibration/threads.h"
 #include "formats/llama_config.h"
 #include "kernels/error.h"
@@ -80,6 +83,38 @@ CalibratedLinear to_calibrated(const WeightQuant& q, int bits) {
   return l;
 }
 
+void store_site_quants(const SiteQuants& sites, CalibratedLayer& layer) {
+  bool any_clip = false, any_trip = false;
+  for (const SiteQuant& s : sites) {
+    any_clip |= s.clip_ratio != 1.0;
+    any_trip |= s.trip_shifts.defined();
+  }
+  if (any_clip)
+    for (const SiteQuant& s : sites) layer.act_clip_ratios.push_back(s.clip_ratio);
+  if (any_trip)
+    for (const SiteQuant& s : sites) {
+      std::vector<int8_t> shifts;
+      if (s.trip_shifts.defined()) {
+        const torch::Tensor t = s.trip_shifts.to(torch::kInt8).contiguous();
+        shifts.assign(t.data_ptr<int8_t>(), t.data_ptr<int8_t>() + t.numel());
+      }
+      layer.trip_shifts.push_back(std::move(shifts));
+    }
+}
+
+SiteQuants load_site_quants(const CalibratedLayer& layer) {
+  SiteQuants sites;
+  for (size_t s = 0; s < layer.act_clip_ratios.size() && s < sites.size(); ++s)
+    sites[s].clip_ratio = layer.act_clip_ratios[s];
+  for (size_t s = 0; s < layer.trip_shifts.size() && s < sites.size(); ++s)
+    if (!layer.trip_shifts[s].empty())
+      sites[s].trip_shifts =
+          torch::from_blob(const_cast<int8_t*>(layer.trip_shifts[s].data()),
+                           {static_cast<int64_t>(layer.trip_shifts[s].size())}, torch::kInt8)
+              .to(torch::kInt64);
+  return sites;
+}
+
 CalibratedLayer layer_from(BlockCalibration& bc, const Recipe& recipe) {
   CalibratedLayer layer;
   layer.attn_norm = to_vector(bc.folded.weights.attn_norm);
@@ -92,6 +127,7 @@ CalibratedLayer layer_from(BlockCalibration& bc, const Recipe& recipe) {
   }
   layer.swiglu_alpha = to_vector(bc.folded.alpha);
   layer.softmax_clip = bc.clip_c;
+  store_site_quants(bc.settings.sites, layer);
   layer.loss_before = bc.loss_before;
   layer.loss_after = bc.loss_after;
   return layer;
@@ -181,7 +217,11 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.w_bits = recipe.w_bits;
   out.a_bits = recipe.a_bits;
   out.swiglu_in_bits = recipe.swiglu_in_bits;
-  out.tied_head = cfg.tie_word_embeddings;
+  out.hadamard_down = recipe.hadamard_down;
+  out.hadamard_qk = recipe.hadamard_qk;
+  out.trip_max_shift = recipe.trip_shifts;
+  // A rotated head is W_head·diag(γ)·Q, no longer the rotated embedding E·Q.
+  out.tied_head = cfg.tie_word_embeddings && recipe.rotation == ResidualRotation::kNone;
   return out;
 }
 
@@ -210,6 +250,11 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
   const int64_t N = ids.size(0), T = ids.size(1), C = cfg.hidden_size;
   const RotaryCosSin cpu_rot = rotary_cos_sin(cfg, recipe.seq_len, torch::kFloat32);
   const RotaryCosSin rot{cpu_rot.cos.to(device), cpu_rot.sin.to(device)};
+  // Offline rotations (calibration/rotation.h; none by default): Q is seeded by the recipe alone, so every block of
+  // this run, a resumed run and the converter's embedding / head rows (ResidualRowRotation) use the same matrix.
+  // Costs Q's C²·8 bytes (128 MiB at C = 4096) while calibrating.
+  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, recipe.seed);
+  const bool rotates = rotation.defined() || recipe.rotate_heads;
   const bool in_memory = options.work_dir.empty();
   auto create = [&](int layer, bool quantized) {
     return in_memory ? Activations::in_memory(N, T, C)
@@ -230,7 +275,8 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
     q_in = create(0, true);
     for (int64_t i = 0; i < N; i += kChunk) {
       const int64_t n = std::min(kChunk, N - i);
-      const torch::Tensor rows = embedding_rows(cfg, store, ids.narrow(0, i, n), torch::kFloat32);
+      torch::Tensor rows = embedding_rows(cfg, store, ids.narrow(0, i, n), torch::kFloat32);
+      if (rotation.defined()) rows = rotate_embedding_rows(rows, rotation);
       fp_in->write(i, rows);
       q_in->write(i, rows);
     }
@@ -248,6 +294,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
       for (torch::Tensor* t : {&fp.attn_norm, &fp.wq, &fp.wk, &fp.wv, &fp.wo, &fp.ffn_norm, &fp.w_gate, &fp.w_up,
                                &fp.w_down})
         *t = t->to(device);
+    if (rotates) fp = rotate_block(fp, rotation, recipe.rotate_heads, shape);
     const bool last = l + 1 == n_layers;
     // The FP trajectory: block l's FP output is its reconstruction target and block l+1's FP input.
     Activations fp_next = create(l + 1, false);
@@ -318,51 +365,123 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   if (!cfg.tie_word_embeddings) formats::check_weight_values(store.info("lm_head.weight"), out.lm_head);
   if (static_cast<int64_t>(out.embed.size()) != V * C || static_cast<int64_t>(out.lm_head.size()) != V * C)
     throw Error(model_dir.string() + ": embedding or LM head does not have the config's shape");
+  const ResidualRowRotation rows(recipe, C);  // what the converter does to the streamed rows (row_rotation.h)
+  if (rows.enabled()) {
+    rows.rotate_embedding_rows(out.embed);
+    rows.rotate_head_rows(out.lm_head, out.final_norm);
+    std::fill(out.final_norm.begin(), out.final_norm.end(), 1.0f);
+  }
   if (report) report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 
+namespace {
+
+// The fake-quant model of a CalibratedModel: dequantized block weights, per-layer evaluation settings (online
+// Hadamards, site refinements, softmax clip), FP embedding / final norm / head.
+class FakeQuantModel {
+ public:
+  FakeQuantModel(const CalibratedModel& m, FakeQuantPoints points) : m_(m), shape_(shape_of(m)) {
+    for (const CalibratedLayer& l : m.layers) {
+      BlockWeights b;
+      b.attn_norm = from_vector(l.attn_norm, {m.hidden});
+      b.ffn_norm = from_vector(l.ffn_norm, {m.hidden});
+      b.wq = dequantized(l.q_proj);
+      b.wk = dequantized(l.k_proj);
+      b.wv = dequantized(l.v_proj);
+      b.wo = dequantized(l.o_proj);
+      b.w_gate = dequantized(l.gate_proj);
+      b.w_up = dequantized(l.up_proj);
+      b.w_down = dequantized(l.down_proj);
+      blocks_.push_back(b);
+      alphas_.push_back(from_vector(l.swiglu_alpha, {m.intermediate}));
+    }
+    embed_ = from_vector(m.embed, {m.vocab, m.hidden});
+    head_ = from_vector(m.lm_head, {m.vocab, m.hidden});
+    final_norm_ = from_vector(m.final_norm, {m.hidden});
+    Recipe r;
+    r.a_bits = m.a_bits;
+    r.swiglu_in_bits = m.swiglu_in_bits;
+    r.fake_quant_points = points;
+    FakeQuantSettings online;
+    attach_online_hadamards(online, m.hadamard_down, m.hadamard_qk, shape_);
+    for (const CalibratedLayer& l : m.layers) {
+      FakeQuantSettings s = evaluation_settings(r, l.softmax_clip);
+      s.hadamard_down = online.hadamard_down;
+      s.hadamard_qk = online.hadamard_qk;
+      s.sites = load_site_quants(l);
+      s.trip_max_shift = m.trip_max_shift;
+      settings_.push_back(s);
+    }
+  }
+  const BlockShape& shape() const { return shape_; }
+
+  // Logits [B, T, V] (float32) of token ids [B, T] at positions 0..T−1.
+  torch::Tensor logits(const torch::Tensor& ids) const {
+    const int64_t T = ids.size(1);
+    auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+    const torch::Tensor angles = torch::outer(torch::arange(T, opts), torch::tensor(m_.rope_inv_freq, opts));
+    const torch::Tensor emb = torch::cat({angles, angles}, -1);
+    const RotaryCosSin rot{emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+    torch::Tensor h = embed_.index_select(0, ids.reshape({-1})).reshape({ids.size(0), T, m_.hidden});
+    for (size_t l = 0; l < blocks_.size(); ++l)
+      h = fake_quant_block_forward(blocks_[l], alphas_[l], h, rot, shape_, settings_[l]);
+    return torch::matmul(rms_norm(h, final_norm_, m_.rms_norm_eps), head_.t());
+  }
+
+ private:
+  const CalibratedModel& m_;
+  BlockShape shape_;
+  std::vector<BlockWeights> blocks_;
+  std::vector<torch::Tensor> alphas_;
+  std::vector<FakeQuantSettings> settings_;
+  torch::Tensor embed_, head_, final_norm_;
+};
+
+// Calls fn(first index, ids [B, T]) for runs of up to kChunk consecutive windows of equal length.
+void for_each_chunk(const TokenWindows& windows, const std::function<void(size_t, const torch::Tensor&)>& fn) {
+  for (size_t i = 0; i < windows.size();) {
+    size_t j = i + 1;
+    while (j < windows.size() && j - i < static_cast<size_t>(kChunk) && windows[j].size() == windows[i].size()) ++j;
+    const torch::Tensor ids = windows_tensor(TokenWindows(windows.begin() + i, windows.begin() + j), j - i,
+                                             windows[i].size(), "evaluation data");
+    fn(i, ids);
+    i = j;
+  }
+}
+
+}  // namespace
+
 double fake_quant_perplexity(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options) {
   retain_freed_memory();
   torch::NoGradGuard no_grad;
-  const BlockShape shape = shape_of(m);
+  const FakeQuantModel model(m, options.points);
   const size_t T = common_length(eval);
-  const ScopedThreadCount threads(intra_op_threads(shape, static_cast<int64_t>(T), options.threads));
-  const torch::Tensor ids = windows_tensor(eval, eval.size(), T, "evaluation data");
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  const torch::Tensor angles = torch::outer(torch::arange(static_cast<int64_t>(T), opts), torch::tensor(m.rope_inv_freq, opts));
-  const torch::Tensor emb = torch::cat({angles, angles}, -1);
-  const RotaryCosSin rot{emb.cos().to(torch::kFloat32), emb.sin().to(torch::kFloat32)};
+  const ScopedThreadCount threads(intra_op_threads(model.shape(), static_cast<int64_t>(T), options.threads));
+  double nll = 0;
+  int64_t count = 0;
+  for_each_chunk(eval, [&](size_t, const torch::Tensor& chunk) {
+    const int64_t L = chunk.size(1);
+    const torch::Tensor logp = torch::log_softmax(model.logits(chunk).to(torch::kFloat64).narrow(1, 0, L - 1), -1);
+    nll -= logp.gather(-1, chunk.narrow(1, 1, L - 1).unsqueeze(-1)).sum().item<double>();
+    count += chunk.size(0) * (L - 1);
+  });
+  return std::exp(nll / static_cast<double>(count));
+}
 
-  std::vector<BlockWeights> blocks;
-  std::vector<torch::Tensor> alphas;
-  for (const CalibratedLayer& l : m.layers) {
-    BlockWeights b;
-    b.attn_norm = from_vector(l.attn_norm, {m.hidden});
-    b.ffn_norm = from_vector(l.ffn_norm, {m.hidden});
-    b.wq = dequantized(l.q_proj);
-    b.wk = dequantized(l.k_proj);
-    b.wv = dequantized(l.v_proj);
-    b.wo = dequantized(l.o_proj);
-    b.w_gate = dequantized(l.gate_proj);
-    b.w_up = dequantized(l.up_proj);
-    b.w_down = dequantized(l.down_proj);
-    blocks.push_back(b);
-    alphas.push_back(from_vector(l.swiglu_alpha, {m.intermediate}));
-  }
-  const torch::Tensor embed = from_vector(m.embed, {m.vocab, m.hidden});
-  const torch::Tensor head = from_vector(m.lm_head, {m.vocab, m.hidden});
-  const torch::Tensor final_norm = from_vector(m.final_norm, {m.hidden});
-  Recipe r;
-  r.a_bits = m.a_bits;
-  r.swiglu_in_bits = m.swiglu_in_bits;
-  r.fake_quant_points = options.points;
-  return perplexity(ids, [&](const torch::Tensor& chunk) {
-    torch::Tensor h = embed.index_select(0, chunk.reshape({-1})).reshape({chunk.size(0), chunk.size(1), m.hidden});
-    for (size_t l = 0; l < blocks.size(); ++l)
-      h = fake_quant_block_forward(blocks[l], alphas[l], h, rot, shape,
-                                   evaluation_settings(r, m.layers[l].softmax_clip));
-    return torch::matmul(rms_norm(h, final_norm, m.rms_norm_eps), head.t());
+void fake_quant_for_each_logits(const CalibratedModel& m, const TokenWindows& eval, const FakeQuantEvalOptions& options,
+                                const LogitsConsumer& consume) {
+  retain_freed_memory();
+  torch::NoGradGuard no_grad;
+  const FakeQuantModel model(m, options.points);
+  const size_t T = eval.empty() ? 1 : eval[0].size();
+  const ScopedThreadCount threads(intra_op_threads(model.shape(), static_cast<int64_t>(T), options.threads));
+  for_each_chunk(eval, [&](size_t first, const torch::Tensor& chunk) {
+    const torch::Tensor logits = model.logits(chunk).to(torch::kFloat32).contiguous();
+    const int64_t per_window = logits.size(1) * logits.size(2);
+    for (int64_t b = 0; b < chunk.size(0); ++b)
+      consume(first + static_cast<size_t>(b),
+              std::span<const float>(logits.data_ptr<float>() + b * per_window, static_cast<size_t>(per_window)));
   });
 }
 

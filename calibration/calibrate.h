@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -75,10 +76,16 @@ struct FakeQuantEvalOptions {
   int threads = 2;
 };
 
-// Perplexity over all predicted positions (1..T−1 of every window) of the fake-quant model: quantized block
+// Perplexity over all predicted positions (1..T−1 of every window; windows may differ in length) of the fake-quant model: quantized block
 // weights (codes·scale), dynamic activation quantizers, FP embedding / final norm / head.
 double fake_quant_perplexity(const CalibratedModel& model, const TokenWindows& eval,
                              const FakeQuantEvalOptions& options = {});
+
+// The fake-quant model's logits of every window (windows may differ in length), in order: consume(index, T·vocab
+// float32 logits, row t predicting token t+1).
+using LogitsConsumer = std::function<void(size_t index, std::span<const float> logits)>;
+void fake_quant_for_each_logits(const CalibratedModel& model, const TokenWindows& eval,
+                                const FakeQuantEvalOptions& options, const LogitsConsumer& consume);
 
 // FP perplexity of the unquantized model on the same positions.
 double fp_perplexity(const std::filesystem::path& model_dir, const TokenWindows& eval, int threads = 2);

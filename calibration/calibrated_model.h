@@ -34,6 +34,10 @@ struct CalibratedLayer {
   CalibratedLinear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
   std::vector<float> swiglu_alpha;  // [C_f] site-5 α: SwiGLU = g'·σ(g'/α)·u' (all ones without site-5 smoothing)
   std::optional<double> softmax_clip;  // c; nullopt = no clipping
+  // Activation-site refinements (calibration/act_sites.h, order attn_in, q, k, v, attn_out, ffn_in, down_in); no
+  // integer operator yet: per-site clip ratios (empty = all 1) and TRIP exponents α_c (empty inner vector = none).
+  std::vector<double> act_clip_ratios;
+  std::vector<std::vector<int8_t>> trip_shifts;
   double loss_before = 0;  // block reconstruction MSE with initial parameters
   double loss_after = 0;   // ... with the kept (best-epoch) parameters
 };
@@ -48,6 +52,10 @@ struct CalibratedModel {
   // Recipe essentials.
   std::string method;  // "rtn" | "smoothquant" | "fsbr"
   int32_t w_bits = 0, a_bits = 0, swiglu_in_bits = 8;
+  // Online Hadamard transforms the model needs at run time (calibration/rotation.h; no integer operator yet) and
+  // the TRIP exponent bound K. Offline rotations are folded into the weights and need nothing here.
+  bool hadamard_down = false, hadamard_qk = false;
+  int32_t trip_max_shift = 0;
   // Unquantized FP parts (quantized by the converter's own rules: embedding rows, final norm, head).
   std::vector<float> embed;       // [vocab][hidden]
   std::vector<float> final_norm;  // [hidden]

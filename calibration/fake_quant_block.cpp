@@ -193,27 +193,36 @@ BlockObserver ActStats::observer() {
 
 torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tensor& alpha, const torch::Tensor& x,
                                        const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& st,
-                                       ActStats* stats) {
+                                       ActStats* stats, const SiteObserver* observe_sites) {
   const bool q = st.quantize_activations;
   const bool exec = q && st.executor_points;
   const int a = q ? st.a_bits : 16;
   const int sw = q ? st.swiglu_in_bits : 16;
   auto residual_q = [&](const torch::Tensor& t) { return exec ? fake_quant_per_token(t, 16, true) : t; };
+  auto site_q = [&](ActSite site, const torch::Tensor& t) {
+    torch::Tensor out = fake_quant_site(t, a, st.sites[site], st.trip_max_shift);
+    if (observe_sites) (*observe_sites)(site, t, out);
+    return out;
+  };
   const int64_t B = x.size(0), T = x.size(1), H = shape.n_heads, Hkv = shape.n_kv_heads, d = shape.head_dim;
 
   const torch::Tensor x_in = residual_q(x);
   torch::Tensor xn = rms_norm(x_in, w.attn_norm, shape.norm_eps);
   if (stats) stats->update("attn_in", xn);
-  xn = fake_quant_per_token(xn, a);
+  xn = site_q(kSiteAttnIn, xn);
   torch::Tensor qh = torch::matmul(xn, w.wq.t()).reshape({B, T, H, d}).transpose(1, 2);
   torch::Tensor kh = torch::matmul(xn, w.wk.t()).reshape({B, T, Hkv, d}).transpose(1, 2);
   torch::Tensor vh = torch::matmul(xn, w.wv.t()).reshape({B, T, Hkv, d}).transpose(1, 2);
   const RotaryCosSin rot{rope.cos.narrow(0, 0, T), rope.sin.narrow(0, 0, T)};
   qh = apply_rotary(qh, rot);
   kh = apply_rotary(kh, rot);
-  qh = fake_quant_per_token(qh, a);
-  kh = fake_quant_per_token(kh, a);
-  vh = fake_quant_per_token(vh, a);
+  if (st.hadamard_qk) {
+    qh = apply_online_hadamard(qh, *st.hadamard_qk, exec);
+    kh = apply_online_hadamard(kh, *st.hadamard_qk, exec);
+  }
+  qh = site_q(kSiteQ, qh);
+  kh = site_q(kSiteK, kh);
+  vh = site_q(kSiteV, vh);
   const int64_t group = H / Hkv;
   if (group > 1) {
     kh = kh.repeat_interleave(group, 1);
@@ -236,18 +245,19 @@ torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tenso
   }
   torch::Tensor attn = torch::matmul(probs, vh).transpose(1, 2).reshape({B, T, H * d});
   if (stats) stats->update("o_in", attn);
-  attn = fake_quant_per_token(attn, a);
+  attn = site_q(kSiteAttnOut, attn);
   const torch::Tensor h = residual_q(x_in + torch::matmul(attn, w.wo.t()));
 
   torch::Tensor hn = rms_norm(h, w.ffn_norm, shape.norm_eps);
   if (stats) stats->update("ffn_in", hn);
-  hn = fake_quant_per_token(hn, a);
+  hn = site_q(kSiteFfnIn, hn);
   const torch::Tensor g = fake_quant_per_token(torch::matmul(hn, w.w_gate.t()), sw);
   const torch::Tensor u = fake_quant_per_token(torch::matmul(hn, w.w_up.t()), sw);
   const torch::Tensor gate_arg = alpha.defined() ? g / alpha : g;
   torch::Tensor act = g * torch::sigmoid(gate_arg) * u;
   if (stats) stats->update("down_in", act);
-  act = fake_quant_per_token(act, a);
+  if (st.hadamard_down) act = apply_online_hadamard(act, *st.hadamard_down, exec);
+  act = site_q(kSiteDownIn, act);
   return h + torch::matmul(act, w.w_down.t());
 }
 

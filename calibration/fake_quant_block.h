@@ -6,12 +6,16 @@
 //   2. fake_quant_block_forward: the block with fake-quantized weights (quantize_block_weights) and dynamic
 //      activation quantizers at the points of FakeQuantSettings.
 #include <array>
+#include <functional>
+#include <memory>
 #include <optional>
 
 #include <torch/torch.h>
 
+#include "calibration/act_sites.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/online_hadamard.h"
 #include "calibration/quantizers.h"
 
 namespace illm::calib {
@@ -85,7 +89,16 @@ struct FakeQuantSettings {
   // after clipping at −c, probabilities on a 2^−15 grid, SwiGLU output per token a_bits.
   bool executor_points = false;
   std::optional<double> clip_c;  // clipped softmax (x − max ≥ −c); applied only with executor_points
+  // Online Hadamard transforms (calibration/rotation.h; null = off): down_proj input (the block's w_down must
+  // already hold W·Ĥᵀ) and q, k per head after RoPE. With executor_points the integer 16-bit-code form is simulated.
+  std::shared_ptr<const OnlineHadamard> hadamard_down, hadamard_qk;
+  // Per-site clip ratios and TRIP channel factors (calibration/act_sites.h); defaults are the plain quantizers.
+  SiteQuants sites;
+  int trip_max_shift = 0;
 };
+
+// Called at every activation site with the value before and after its quantizer (GPTQ Hessians, TRIP statistics).
+using SiteObserver = std::function<void(ActSite site, const torch::Tensor& before, const torch::Tensor& after)>;
 
 // Per-input-channel abs-max statistics of the FP block's linear inputs (SmoothQuant / FSBR init, §2.4).
 struct ActStats {
@@ -102,6 +115,6 @@ struct ActStats {
 // quantize_block_weights for quantized weights). `alpha` is site 5's divisor (undefined → 1).
 torch::Tensor fake_quant_block_forward(const BlockWeights& weights, const torch::Tensor& alpha, const torch::Tensor& x,
                                        const RotaryCosSin& rope, const BlockShape& shape, const FakeQuantSettings& settings,
-                                       ActStats* stats = nullptr);
+                                       ActStats* stats = nullptr, const SiteObserver* observe_sites = nullptr);
 
 }  // namespace illm::calib

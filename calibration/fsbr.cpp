@@ -9,11 +9,17 @@
 #include <limits>
 #include <string>
 
+#include "calibration/activation_clip.h"
+#include "calibration/gptq.h"
+#include "calibration/rotation.h"
 #include "calibration/threads.h"
+#include "calibration/trip.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
 namespace {
+
+constexpr int64_t kClipSearchSamples = 32;  // calibration samples of the activation clip search
 
 int group_size_of(const Recipe& r) { return r.w_granularity == WeightGranularity::kPerGroup ? r.group_size : 0; }
 
@@ -131,19 +137,20 @@ SmoothParams smoothquant_init(const BlockWeights& fp, const ActStats& stats, con
 
 double block_loss(const BlockWeights& weights, const torch::Tensor& alpha, const Activations& input,
                   const Activations& target, const RotaryCosSin& rope, const BlockShape& shape,
-                  const FakeQuantSettings& settings, Activations* outputs) {
+                  const FakeQuantSettings& settings, Activations* outputs, int64_t max_samples) {
   torch::NoGradGuard no_grad;
   const torch::Device device = weights.wq.device();
+  const int64_t samples = max_samples < 0 ? input.samples() : std::min(max_samples, input.samples());
   double total = 0;
-  for (int64_t i = 0; i < input.samples(); i += kEvalChunk) {
-    const int64_t n = std::min(kEvalChunk, input.samples() - i);
+  for (int64_t i = 0; i < samples; i += kEvalChunk) {
+    const int64_t n = std::min(kEvalChunk, samples - i);
     const torch::Tensor out =
         fake_quant_block_forward(weights, alpha, input.read(i, n).to(device), rope, shape, settings);
     // Per-sample MSE summed over the chunk, so the mean equals the mean of batch-1 losses.
     total += (out - target.read(i, n).to(device)).pow(2).mean({1, 2}).sum().item<double>();
     if (outputs) outputs->write(i, out);
   }
-  return total / static_cast<double>(input.samples());
+  return total / static_cast<double>(samples);
 }
 
 BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape, const RotaryCosSin& rope,
@@ -153,8 +160,10 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
   const auto start = std::chrono::steady_clock::now();
   const bool stderr_is_tty = ::isatty(STDERR_FILENO) != 0;
   const int group = group_size_of(recipe);
-  const FakeQuantSettings train = training_settings(recipe);
   const torch::Device device = fp.wq.device();
+  FakeQuantSettings train = training_settings(recipe);
+  attach_online_hadamards(train, recipe.hadamard_down, recipe.hadamard_qk, shape);
+  for (SiteQuant& site : train.sites) site.clip_ratio = recipe.act_clip;
 
   SmoothParams smooth = SmoothParams::identity(shape, recipe.tie_rope_pairs, device);
   const bool use_sq_init = recipe.method == QuantMethod::kSmoothQuant ||
@@ -163,8 +172,20 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
                                              recipe.tie_rope_pairs);
   std::optional<LwcParams> lwc;
   if (recipe.method == QuantMethod::kFsbr) lwc = LwcParams::init(fp, group, recipe.lwc_init);
+  // The folded FP linears, with the online down_proj Hadamard folded into w_down (W·Ĥᵀ) when the recipe has one.
+  auto folded_weights = [&]() {
+    FoldedBlock folded = fold_smoothing(fp, smooth, shape);
+    if (train.hadamard_down) folded.weights.w_down = fold_online_down(folded.weights.w_down, *train.hadamard_down);
+    return folded;
+  };
+  // Folding and fake quantization fused (the default path). The online down_proj Hadamard changes w_down between
+  // the two, so that recipe folds first (torch ops) and then fake-quantizes the folded weights.
   auto quantized_weights = [&](std::array<WeightQuant, kNumLinears>* integer_out = nullptr) {
-    return fold_and_fake_quantize(fp, smooth, shape, recipe.w_bits, group, lwc ? &*lwc : nullptr, integer_out);
+    if (!train.hadamard_down)
+      return fold_and_fake_quantize(fp, smooth, shape, recipe.w_bits, group, lwc ? &*lwc : nullptr, integer_out);
+    FoldedBlock folded = folded_weights();
+    folded.weights = quantize_block_weights(folded.weights, recipe.w_bits, group, lwc ? &*lwc : nullptr, integer_out);
+    return folded;
   };
   const bool trains = recipe.method == QuantMethod::kFsbr && recipe.epochs > 0;
 
@@ -234,22 +255,55 @@ BlockCalibration calibrate_block(const BlockWeights& fp, const BlockShape& shape
   }
 
   torch::NoGradGuard no_grad;
-  const FoldedBlock final_weights = quantized_weights(&result.weight_quant);
-  result.quantized = final_weights.weights;
-  result.folded.weights.attn_norm = final_weights.weights.attn_norm.detach();
-  result.folded.weights.ffn_norm = final_weights.weights.ffn_norm.detach();
-  result.folded.alpha = final_weights.alpha;
+  // TRIP statistics and GPTQ's Hessians need the folded FP weights: fold once, then quantize those. Otherwise the
+  // fused path gives the final weights directly.
+  if (recipe.trip_shifts > 0 || recipe.gptq) {
+    const FoldedBlock folded = folded_weights();
+    if (recipe.trip_shifts > 0) {
+      train.trip_max_shift = recipe.trip_shifts;
+      train.sites = calibrate_trip(folded.weights, folded.alpha, q_in, rope, shape, train, recipe.a_bits,
+                                   recipe.trip_shifts);
+    }
+    if (recipe.gptq) {
+      result.quantized = gptq_quantize_block(folded.weights, folded.alpha, q_in, rope, shape, train, recipe.w_bits,
+                                             group, lwc ? &*lwc : nullptr, {recipe.gptq_damp, recipe.gptq_act_order},
+                                             &result.weight_quant);
+    } else {
+      result.quantized = quantize_block_weights(folded.weights, recipe.w_bits, group, lwc ? &*lwc : nullptr,
+                                                &result.weight_quant);
+    }
+    result.folded.alpha = folded.alpha;
+  } else {
+    const FoldedBlock final_weights = quantized_weights(&result.weight_quant);
+    result.quantized = final_weights.weights;
+    result.folded.alpha = final_weights.alpha;
+  }
+  result.folded.weights.attn_norm = result.quantized.attn_norm.detach();
+  result.folded.weights.ffn_norm = result.quantized.ffn_norm.detach();
+  const torch::Tensor& alpha = result.folded.alpha;
+  if (recipe.act_clip_search) {
+    // On the first kClipSearchSamples samples (read chunk by chunk from the stores: one chunk resident), 1 + 5 losses
+    // per site.
+    const int64_t n = std::min<int64_t>(q_in.samples(), kClipSearchSamples);
+    const SiteLoss loss = [&](const SiteQuants& sites) {
+      FakeQuantSettings s = train;
+      s.sites = sites;
+      return block_loss(result.quantized, alpha, q_in, fp_target, rope, shape, s, nullptr, n);
+    };
+    train.sites = search_clip_ratios(loss, train.sites, clip_ratio_grid());
+  }
+  result.settings = train;
   // One pass: the kept parameters' loss and (when asked) the block's outputs for the next block.
-  result.loss_after =
-      block_loss(result.quantized, result.folded.alpha, q_in, fp_target, rope, shape, train, q_out);
+  result.loss_after = block_loss(result.quantized, alpha, q_in, fp_target, rope, shape, train, q_out);
   // Without training the initial parameters are the kept ones.
   if (!trains) result.loss_before = result.loss_after;
 
   // Softmax clip: fixed by the recipe, or searched per layer on the executor-point simulation.
   result.clip_c = recipe.clip_c;
   if (recipe.clip_search) {
-    FakeQuantSettings exec = evaluation_settings(recipe, std::nullopt);
+    FakeQuantSettings exec = train;
     exec.executor_points = true;
+    exec.clip_c.reset();
     double best = block_loss(result.quantized, result.folded.alpha, q_in, fp_target, rope, shape, exec);
     result.clip_c.reset();
     for (double c : {8.0, 10.0, 12.0, 15.0, 20.0}) {

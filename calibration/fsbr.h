@@ -6,6 +6,11 @@
 //                samples in a fixed order, loss = MSE(FP block(FP input), fake-quant block(quantized input)),
 //                parameters of the epoch with the lowest mean loss kept (best-epoch selection; the initial
 //                parameters are a candidate too, with their loss before training), then folded.
+// Then, in this order, the recipe's W4A4 levers on the folded block (rotations are applied to `fp` by the caller,
+// calibration/rotation.h): online down_proj Hadamard folded into w_down (before training, so FSBR learns with it),
+// TRIP channel factors (calibration/trip.h), GPTQ rounding instead of RTN (calibration/gptq.h), the activation clip
+// search (calibration/activation_clip.h), the softmax clip search.
+//
 //
 // Activations come as calibration/activations.h stores (in memory or spilled to files, chunk by chunk), on the
 // CPU; they are moved to the block weights' device (`--device`) chunk by chunk.
@@ -32,6 +37,9 @@ struct BlockCalibration {
   int best_epoch = -1;                               // -1: initial parameters kept (always for RTN/SmoothQuant)
   std::vector<double> epoch_losses;
   std::optional<double> clip_c;                      // chosen softmax clip (recipe value or search result)
+  // Training-point settings of this block's quantized forward: the recipe's online Hadamards, clip ratios and TRIP
+  // factors (the next block's inputs must be computed with them).
+  FakeQuantSettings settings;
   double seconds = 0;
   double seconds_per_step = 0;                       // FSBR training step (0 without training)
 };
@@ -60,9 +68,10 @@ ActStats collect_stats(const BlockWeights& fp, const Activations& fp_in, const R
 
 // Mean over samples of MSE(target[i], block(input[i])) without gradients, processed in chunks of kEvalChunk.
 // With `outputs`, the block's outputs are stored there too (one pass gives the loss and the next block's inputs).
+// `max_samples` >= 0: the mean over the first max_samples samples only.
 double block_loss(const BlockWeights& weights, const torch::Tensor& alpha, const Activations& input,
                   const Activations& target, const RotaryCosSin& rope, const BlockShape& shape,
-                  const FakeQuantSettings& settings, Activations* outputs = nullptr);
+                  const FakeQuantSettings& settings, Activations* outputs = nullptr, int64_t max_samples = -1);
 
 // Calibrates one block. `fp_in` gives the statistics, `q_in` the inputs of the quantized block (the previous
 // quantized blocks' outputs), `fp_target` = FP block(fp_in). With `q_out`, the calibrated block's outputs on

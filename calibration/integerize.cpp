@@ -115,7 +115,25 @@ ChannelVector channel_vector_from_floats(const std::vector<float>& values, int m
   return out;
 }
 
+namespace {
+constexpr const char* kFakeQuantOnly = " has no integer operator yet (fake-quant simulation only)";
+}  // namespace
+
+void require_integer_path(const Recipe& r, const std::string& source) {
+  auto refuse = [&](const char* key, const char* what) {
+    throw Error("recipe " + source + ": key \"" + key + "\": " + what + kFakeQuantOnly +
+                "; the integer model cannot be built");
+  };
+  if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
+  if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
+  if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
+  if (r.act_clip != 1.0 || r.act_clip_search) refuse("act_clip", "activation clipping");
+  if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
+}
+
 QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
+  if (cm.hadamard_down) throw Error(std::string("integerize: the online down_proj Hadamard") + kFakeQuantOnly);
+  if (cm.hadamard_qk) throw Error(std::string("integerize: the online q/k Hadamard") + kFakeQuantOnly);
   QuantizedModel qm;
   qm.shape.hidden = cm.hidden;
   qm.shape.intermediate = cm.intermediate;
@@ -182,6 +200,9 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings
   const int bm = settings.mantissa_bits;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(head_dim));
   const std::string p = "layer " + std::to_string(l) + " ";
+  for (double r : in.act_clip_ratios)
+    if (r != 1.0) throw Error("integerize: " + p + "activation clipping" + kFakeQuantOnly);
+  if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
   QuantizedLayer out;
   out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
   out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");

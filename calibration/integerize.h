@@ -3,7 +3,10 @@
 // dyadic number, norms and the SwiGLU divisor become integer channel vectors, the embedding and the LM head are
 // quantized by their own rules (docs/method.md §7.3, §7.6), 1/√d is folded into q_proj's row scales (§7.4) and the
 // RoPE tables are built in float64 (§7.4). After this, nothing float is needed to run the model.
+#include <string>
+
 #include "calibration/calibrated_model.h"
+#include "formats/recipe.h"
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
 
@@ -21,7 +24,8 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights: a fake-quant-only deviation). Composed of the pieces below.
+// (per-group weights, online Hadamards, activation clip ratios, TRIP factors: fake-quant only for now). Composed of
+// the pieces below, which refuse them too (the frame the online Hadamards, integerize_layer the site refinements).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 
 // The pieces, for block streaming (converter/quantize_pipeline.h): nothing needs the whole float model at once.
@@ -38,5 +42,9 @@ void integerize_embedding_rows(QuantizedModel& model, int32_t first, int32_t cou
 void integerize_head_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
 // The final RMSNorm gain.
 void integerize_final_norm(QuantizedModel& model, const std::vector<float>& gain);
+
+// Throws illm::Error naming `source` and the recipe key when a recipe asks for something integerize() refuses, so
+// that `illm quantize` reports it before calibrating (converter/integer_preflight.h calls it).
+void require_integer_path(const Recipe& recipe, const std::string& source);
 
 }  // namespace illm

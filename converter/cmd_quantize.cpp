@@ -210,7 +210,7 @@ int run_quantize(const QuantizeOptions& opt) {
   if (!eval_windows.empty()) fp_reference = fp_reference_logits(*calib::FpModel::load(model_dir), eval_windows, progress);
   const calib::CalibratedModel frame = calib::calibrated_model_frame(source.config, recipe);
   const QuantizedModel model =
-      assemble_integer_model(source, frame, settings, [&](int l) { return state.read_layer(l); });
+      assemble_integer_model(source, recipe, frame, settings, [&](int l) { return state.read_layer(l); });
   source.sha256 = checkpoint_sha256(source);  // every tensor was hashed while it was read
 
   formats::IllmMetadata meta = model_metadata(source, recipe, calibration_to_json(frame.method, state.blocks(), false).dump());

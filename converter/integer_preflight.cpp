@@ -33,6 +33,7 @@ void check_recipe_for_integer_model(const Recipe& recipe, const std::string& rec
   if (recipe.swiglu_in_bits > 8)
     throw Error(where + "key \"swiglu_in_bits\": " + std::to_string(recipe.swiglu_in_bits) +
                 " (no SwiGLU input quantization) is a fake-quant experiment; the integer executor needs 2..8");
+  require_integer_path(recipe, recipe_name);  // the W4A4 levers that are fake-quant only
   IntegerSettings settings = integer_settings_for(recipe.w_bits, recipe.a_bits, paper_conformance);
   settings.swiglu_in_bits = recipe.swiglu_in_bits;  // as integerize() sets it
   try {

@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
+#include <span>
 #include <sstream>
+#include <vector>
 
 #include "calibration/integerize.h"
+#include "calibration/row_rotation.h"
 #include "converter/integer_eval.h"
 #include "formats/atomic_file.h"
 #include "formats/dataset.h"
@@ -51,27 +54,42 @@ std::string checkpoint_sha256(const SourceModel& model) {
   return formats::to_hex(std::span<const uint8_t>(digest.data(), digest.size()));
 }
 
-QuantizedModel assemble_integer_model(const SourceModel& source, const calib::CalibratedModel& frame,
-                                      const IntegerSettings& settings,
+QuantizedModel assemble_integer_model(const SourceModel& source, const Recipe& recipe,
+                                      const calib::CalibratedModel& frame, const IntegerSettings& settings,
                                       const std::function<QuantizedLayer(int layer)>& layer) {
   constexpr int64_t kRows = 1024;  // rows of the embedding / head converted to float at a time
   const formats::TensorStore& store = *source.store;
+  const int64_t hidden = source.config.hidden_size;
+  // The recipe's offline residual rotation, the one the blocks were calibrated in (none by default): embedding rows
+  // E·Q, head rows W·diag(γ)·Q, final norm all ones. A chunk of rows is copied to transform it (kRows·C floats).
+  const calib::ResidualRowRotation rotation(recipe, hidden);
+  std::vector<float> rotated;
+  auto rows_for = [&](std::span<const float> rows, auto&& transform) -> std::span<const float> {
+    if (!rotation.enabled()) return rows;
+    rotated.assign(rows.begin(), rows.end());
+    transform(std::span<float>(rotated));
+    return rotated;
+  };
   QuantizedModel model = integer_model_frame(frame, settings);
   const formats::TensorInfo& embed = store.info("model.embed_tokens.weight");
   store.read_rows(embed.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
-    formats::check_weight_values(embed, rows, first * source.config.hidden_size);
-    integerize_embedding_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
+    formats::check_weight_values(embed, rows, first * hidden);
+    const std::span<const float> values =
+        rows_for(rows, [&](std::span<float> r) { rotation.rotate_embedding_rows(r); });
+    integerize_embedding_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data());
   });
   model.layers.reserve(static_cast<size_t>(frame.n_layers));
   for (int l = 0; l < frame.n_layers; ++l) model.layers.push_back(layer(l));
   const std::vector<float> final_norm = store.read_f32("model.norm.weight");
   formats::check_weight_values(store.info("model.norm.weight"), final_norm);
-  integerize_final_norm(model, final_norm);
+  integerize_final_norm(model, rotation.enabled() ? std::vector<float>(final_norm.size(), 1.0f) : final_norm);
   const formats::TensorInfo& head =
       store.info(source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   store.read_rows(head.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
-    formats::check_weight_values(head, rows, first * source.config.hidden_size);
-    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), rows.data());
+    formats::check_weight_values(head, rows, first * hidden);
+    const std::span<const float> values =
+        rows_for(rows, [&](std::span<float> r) { rotation.rotate_head_rows(r, final_norm); });
+    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data());
   });
   return model;
 }
@@ -146,6 +164,23 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   j["smooth_init"] = r.smooth_init == SmoothInit::kSmoothQuant ? "smoothquant" : "identity";
   j["tie_rope_pairs"] = r.tie_rope_pairs;
   j["swiglu_in_bits"] = r.swiglu_in_bits;
+  // The W4A4 lever keys only where they differ from their defaults (off), so that a recipe without them records
+  // exactly what it recorded before they existed (model files stay byte-identical).
+  const Recipe off;
+  const char* rotations[] = {"none", "hadamard", "orthogonal"};
+  if (r.rotation != off.rotation) j["rotation"] = rotations[static_cast<int>(r.rotation)];
+  if (r.rotate_heads != off.rotate_heads) j["rotate_heads"] = r.rotate_heads;
+  if (r.hadamard_down != off.hadamard_down) j["hadamard_down"] = r.hadamard_down;
+  if (r.hadamard_qk != off.hadamard_qk) j["hadamard_qk"] = r.hadamard_qk;
+  if (r.gptq != off.gptq) j["gptq"] = r.gptq;
+  if (r.gptq_damp != off.gptq_damp) j["gptq_damp"] = r.gptq_damp;
+  if (r.gptq_act_order != off.gptq_act_order) j["gptq_act_order"] = r.gptq_act_order;
+  if (r.act_clip_search) {
+    j["act_clip"] = "search";
+  } else if (r.act_clip != off.act_clip) {
+    j["act_clip"] = r.act_clip;
+  }
+  if (r.trip_shifts != off.trip_shifts) j["trip_shifts"] = r.trip_shifts;
   return j;
 }
 

@@ -41,10 +41,11 @@ SourceModel open_source_model(const std::filesystem::path& dir);
 std::string checkpoint_sha256(const SourceModel& model);
 
 // The integer model assembled from a finished streaming calibration: the frame, the embedding and LM head
-// integerized from the checkpoint row block by row block, and `layer(l)` for every layer (each read straight
-// into the model, so the integer model is in memory once).
-QuantizedModel assemble_integer_model(const SourceModel& source, const calib::CalibratedModel& frame,
-                                      const IntegerSettings& settings,
+// integerized from the checkpoint row block by row block (in the basis of the recipe's offline residual rotation,
+// calibration/row_rotation.h), and `layer(l)` for every layer (each read straight into the model, so the integer
+// model is in memory once).
+QuantizedModel assemble_integer_model(const SourceModel& source, const Recipe& recipe,
+                                      const calib::CalibratedModel& frame, const IntegerSettings& settings,
                                       const std::function<QuantizedLayer(int layer)>& layer);
 
 // The bundled default model directory (tinybible) and recipe directory.
@@ -64,7 +65,8 @@ std::vector<std::vector<int32_t>> load_calibration_windows(const SourceModel& mo
 std::vector<std::vector<int32_t>> load_evaluation_windows(const SourceModel& model, const std::filesystem::path& file,
                                                           std::optional<int64_t> max_windows);
 
-// Every recipe field as JSON (what was actually used, overrides included).
+// Every recipe field as JSON (what was actually used, overrides included); the W4A4 lever keys only when they
+// are not at their defaults (files from recipes without them are unchanged).
 nlohmann::ordered_json recipe_to_json(const Recipe& recipe);
 
 // The model file's metadata for `source` and `recipe` (no wall times: identical inputs give identical bytes).

@@ -22,7 +22,8 @@ const std::set<std::string>& schema_keys() {
       "method",  "w_bits",   "a_bits",     "w_granularity",  "group_size",     "epochs",
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
-      "description"};
+      "description", "rotation", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
+      "gptq_act_order", "act_clip", "trip_shifts"};
   return keys;
 }
 
@@ -57,6 +58,12 @@ std::string get_string(const json& j, const std::string& key, const std::string&
   const json& v = j.at(key);
   if (!v.is_string()) fail(source, key, "must be a string");
   return v.get<std::string>();
+}
+
+bool get_bool(const json& j, const std::string& key, const std::string& source) {
+  const json& v = j.at(key);
+  if (!v.is_boolean()) fail(source, key, "must be true or false");
+  return v.get<bool>();
 }
 
 }  // namespace
@@ -138,10 +145,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
     else if (s == "identity") r.smooth_init = SmoothInit::kIdentity;
     else fail(source, "smooth_init", "must be \"smoothquant\" or \"identity\", got \"" + s + "\"");
   }
-  if (j.contains("tie_rope_pairs")) {
-    if (!j.at("tie_rope_pairs").is_boolean()) fail(source, "tie_rope_pairs", "must be true or false");
-    r.tie_rope_pairs = j.at("tie_rope_pairs").get<bool>();
-  }
+  if (j.contains("tie_rope_pairs")) r.tie_rope_pairs = get_bool(j, "tie_rope_pairs", source);
   if (j.contains("swiglu_in_bits")) r.swiglu_in_bits = get_int(j, "swiglu_in_bits", source, 2, 16);
   if (j.contains("fake_quant_points")) {
     const std::string s = get_string(j, "fake_quant_points", source);
@@ -150,6 +154,26 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
     else fail(source, "fake_quant_points", "must be \"training\" or \"executor\", got \"" + s + "\"");
   }
   if (j.contains("description")) r.description = get_string(j, "description", source);
+  if (j.contains("rotation")) {
+    const std::string s = get_string(j, "rotation", source);
+    if (s == "none") r.rotation = ResidualRotation::kNone;
+    else if (s == "hadamard") r.rotation = ResidualRotation::kHadamard;
+    else if (s == "orthogonal") r.rotation = ResidualRotation::kOrthogonal;
+    else fail(source, "rotation", "must be \"none\", \"hadamard\" or \"orthogonal\", got \"" + s + "\"");
+  }
+  if (j.contains("rotate_heads")) r.rotate_heads = get_bool(j, "rotate_heads", source);
+  if (j.contains("hadamard_down")) r.hadamard_down = get_bool(j, "hadamard_down", source);
+  if (j.contains("hadamard_qk")) r.hadamard_qk = get_bool(j, "hadamard_qk", source);
+  if (j.contains("gptq")) r.gptq = get_bool(j, "gptq", source);
+  if (j.contains("gptq_damp")) r.gptq_damp = get_number(j, "gptq_damp", source);
+  if (j.contains("gptq_act_order")) r.gptq_act_order = get_bool(j, "gptq_act_order", source);
+  if (j.contains("act_clip")) {
+    const json& v = j.at("act_clip");
+    if (v.is_string() && v.get<std::string>() == "search") r.act_clip_search = true;
+    else if (v.is_number()) r.act_clip = get_number(j, "act_clip", source);
+    else fail(source, "act_clip", "must be a number in (0, 1] or \"search\"");
+  }
+  if (j.contains("trip_shifts")) r.trip_shifts = get_int(j, "trip_shifts", source, 0, 8);
   validate_recipe(r, source);
   return r;
 }
@@ -170,6 +194,10 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   if (!(r.sq_alpha >= 0 && r.sq_alpha <= 1)) fail(source, "sq_alpha", "must be in [0, 1]");
   if (r.clip_c && !(*r.clip_c >= kMinClipC && *r.clip_c <= kMaxClipC))
     fail(source, "clip_c", "must be in [0.001, 1000000], got " + std::to_string(*r.clip_c));
+  if (!(r.gptq_damp > 0 && r.gptq_damp <= 1)) fail(source, "gptq_damp", "must be in (0, 1]");
+  if (!(r.act_clip > 0 && r.act_clip <= 1)) fail(source, "act_clip", "must be in (0, 1] or \"search\"");
+  if (r.trip_shifts < 0 || r.trip_shifts > 8)
+    fail(source, "trip_shifts", "must be in 0..8, got " + std::to_string(r.trip_shifts));
 }
 
 Recipe load_recipe(const std::filesystem::path& path) {

@@ -14,6 +14,8 @@ enum class WeightGranularity { kPerChannel, kPerGroup };
 // executor quantizes (adds 16-bit residual/norm/softmax inputs, 8-bit SwiGLU output, clipped softmax with c).
 enum class FakeQuantPoints { kTraining, kExecutor };
 enum class SmoothInit { kSmoothQuant, kIdentity };
+// Offline residual-stream rotation (calibration/rotation.h): none, seeded random Hadamard, seeded random orthogonal.
+enum class ResidualRotation { kNone, kHadamard, kOrthogonal };
 
 struct Recipe {
   QuantMethod method = QuantMethod::kFsbr;
@@ -36,6 +38,18 @@ struct Recipe {
   bool tie_rope_pairs = true;  // §9 #16: site-4 scales tied over RoPE pairs (exact equivalence)
   int swiglu_in_bits = 8;      // gate/up output quantizer width
   FakeQuantPoints fake_quant_points = FakeQuantPoints::kTraining;
+  // W4A4 levers (configs/README.md "Rotations, GPTQ, activation clipping, TRIP"). Those marked "fake-quant only"
+  // have no integer operator yet: integerize() refuses models calibrated with them.
+  ResidualRotation rotation = ResidualRotation::kNone;  // offline; folds the RMSNorm gains
+  bool rotate_heads = false;    // offline per-head Hadamard fused into v_proj / o_proj
+  bool hadamard_down = false;   // online Hadamard on the down_proj input (fake-quant only)
+  bool hadamard_qk = false;     // online Hadamard on q and k after RoPE (fake-quant only)
+  bool gptq = false;            // GPTQ weight rounding on the block's calibration inputs
+  double gptq_damp = 0.01;      // H + damp·mean(diag H)·I
+  bool gptq_act_order = false;  // quantize columns in decreasing diag(H) order
+  double act_clip = 1.0;        // per-token activation range ratio at every site (1 = off; fake-quant only)
+  bool act_clip_search = false; // "act_clip": "search": per site, by block-output MSE (fake-quant only)
+  int trip_shifts = 0;          // TRIP power-of-two channel factors 2^0..2^K at the linear inputs (0 = off; fake-quant only)
   std::string description;
 };
 

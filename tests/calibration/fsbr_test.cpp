@@ -7,21 +7,14 @@
 #include "calibration/calibrate.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
-#include "formats/dataset.h"
-#include "formats/llama_config.h"
+#include "stories260k_data.h"
 
 namespace {
 
 using namespace illm::calib;
-const std::filesystem::path kModel = std::filesystem::path(ILLM_SOURCE_DIR) / "models" / "stories260K";
-
-// The model's token-id JSONL windows (one per line), read by the product's dataset loader.
-TokenWindows windows(const char* file) {
-  const illm::formats::LlamaConfig cfg = illm::formats::load_llama_config(kModel);
-  return illm::formats::load_windows(kModel / file, nullptr, std::nullopt, cfg.vocab_size,
-                                     cfg.max_position_embeddings)
-      .sequences;
-}
+using illm::calib::testing::quiet_single_thread;
+const std::filesystem::path kModel = illm::calib::testing::kStories260K;
+TokenWindows windows(const char* file) { return illm::calib::testing::stories260k_windows(file); }
 
 // Folding random smoothing vectors (sites 1–6, RoPE pairs tied) into the weights, with every quantizer off,
 // reproduces the FP block (the independent HF-style forward of llama_forward.h) to 1e-5; in float64.
@@ -49,14 +42,6 @@ TEST(Fsbr, FoldingWithoutQuantizationIsExact) {
     EXPECT_GT((folded.weights.w_up - w.layers[l].w_up).abs().max().item<double>(), 1e-3);
     h = expected;
   }
-}
-
-// One intra-op thread keeps these runs fast on a loaded machine (2 threads measured 10x slower there).
-CalibrateOptions quiet_single_thread() {
-  CalibrateOptions opt;
-  opt.threads = 1;
-  opt.show_progress = false;
-  return opt;
 }
 
 // Per-channel 8-bit weights and per-token 8-bit activations stay close to FP (llama.cpp's Q8_0 gives +4.6 % on

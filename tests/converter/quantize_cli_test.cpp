@@ -75,4 +75,28 @@ TEST(QuantizeCli, EndToEndOnStories260K) {
   fs::remove_all(dir);
 }
 
+// Offline rotations (issue #12) through the streaming converter: the blocks are rotated as they are loaded, the
+// embedding and head rows as the integer model is assembled (calibration/row_rotation.h). A head or embedding left
+// unrotated (or the final norm's gain lost) would wreck the model; rotated consistently, W8A8 RTN + GPTQ keeps its
+// quality, and the integer model agrees with the in-memory fake-quant calibration (--fake-quant), which rotates
+// the whole model in calibrate().
+TEST(QuantizeCli, RotatedModelThroughTheStreamingConverter) {
+  const fs::path dir = illm::testing::fresh_test_dir("illm_quantize_cli_rotated");
+  std::ofstream(dir / "rot.json") << R"({"method": "rtn", "w_bits": 8, "a_bits": 8, "samples": 4, "seq_len": 256,
+      "seed": 7, "clip_c": 15, "rotation": "orthogonal", "rotate_heads": true, "gptq": true})";
+  const CliResult r = run_illm_in(dir, "quantize --model '" + kStories + "' --recipe '" + (dir / "rot.json").string() +
+                                           "' --max-eval-windows 2 --threads 2 --fake-quant --json -o '" +
+                                           (dir / "rot.illm").string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  const double fp = report.at("reference_perplexity").get<double>();
+  const double integer = report.at("perplexity").get<double>();
+  const double fake = report.at("fake_quant_perplexity_training_points").get<double>();
+  EXPECT_GT(integer, fp * 0.95);
+  EXPECT_LT(integer, fp * 1.25);
+  EXPECT_NEAR(integer / fake, 1.0, 0.05) << "integer " << integer << ", fake-quant " << fake;
+  EXPECT_EQ(report.at("recipe").at("rotation").get<std::string>(), "orthogonal");
+  fs::remove_all(dir);
+}
+
 }  // namespace

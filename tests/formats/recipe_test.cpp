@@ -105,6 +105,33 @@ TEST(Recipe, ClipSearchAndDefaults) {
   EXPECT_EQ(n.seed, 2u);
 }
 
+// The W4A4 lever keys (configs/README.md): defaults are off, values parse, impossible values name the key.
+TEST(Recipe, LeverKeys) {
+  const Recipe d = illm::parse_recipe_json(R"({"method": "rtn"})", "t");
+  EXPECT_EQ(d.rotation, illm::ResidualRotation::kNone);
+  EXPECT_FALSE(d.rotate_heads || d.hadamard_down || d.hadamard_qk || d.gptq || d.gptq_act_order || d.act_clip_search);
+  EXPECT_DOUBLE_EQ(d.gptq_damp, 0.01);
+  EXPECT_DOUBLE_EQ(d.act_clip, 1.0);
+  EXPECT_EQ(d.trip_shifts, 0);
+  const Recipe r = illm::parse_recipe_json(R"({"method": "fsbr", "rotation": "orthogonal", "rotate_heads": true,
+      "hadamard_down": true, "hadamard_qk": true, "gptq": true, "gptq_damp": 0.05, "gptq_act_order": true,
+      "act_clip": "search", "trip_shifts": 3})", "t");
+  EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal);
+  EXPECT_TRUE(r.rotate_heads && r.hadamard_down && r.hadamard_qk && r.gptq && r.gptq_act_order && r.act_clip_search);
+  EXPECT_DOUBLE_EQ(r.gptq_damp, 0.05);
+  EXPECT_EQ(r.trip_shifts, 3);
+  EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "rotation": "hadamard"})", "t").rotation,
+            illm::ResidualRotation::kHadamard);
+  EXPECT_DOUBLE_EQ(illm::parse_recipe_json(R"({"method": "rtn", "act_clip": 0.875})", "t").act_clip, 0.875);
+  for (const char* bad : {R"({"method": "rtn", "rotation": "random"})", R"({"method": "rtn", "rotation": true})"})
+    EXPECT_NE(error_of(bad).find("\"rotation\""), std::string::npos) << bad;
+  EXPECT_NE(error_of(R"({"method": "rtn", "gptq": 1})").find("\"gptq\""), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "gptq_damp": 0})").find("gptq_damp"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": 1.5})").find("act_clip"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "trip_shifts": 9})").find("trip_shifts"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
+}
 
 // ---- issue #8: values are reported as given, never wrapped; a key may appear once ----
 
