@@ -335,6 +335,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
       fp_in = std::move(fp_next);
       q_in = std::move(*q_next);
     }
+    release_freed_memory();
   }
 }
 

@@ -31,4 +31,6 @@ void retain_freed_memory() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+void release_freed_memory() { malloc_trim(0); }
+
 }  // namespace illm::calib

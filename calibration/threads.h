@@ -13,5 +13,8 @@ int thread_count();
 // retained heap of 7B-scale buffers fragments and grows block after block). Idempotent; FpModel::load and the CLI
 // call it.
 void retain_freed_memory();
+// Returns the heap's free pages to the system (malloc_trim): called between decoder blocks, whose buffers of the
+// next block do not reuse all of the previous one's, so that retained free memory does not add up over the layers.
+void release_freed_memory();
 
 }  // namespace illm::calib
