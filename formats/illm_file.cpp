@@ -41,8 +41,9 @@ std::string user_block_text(int64_t version, const std::string& payload_sha256) 
   return text;
 }
 
-// Validates the 512-byte header and the SHA-256 of bytes [512, EOF) without involving HDF5.
-void check_user_block(const std::filesystem::path& file) {
+// Validates the 512-byte header and the SHA-256 of bytes [512, EOF) without involving HDF5; returns the header's
+// format version.
+int64_t check_user_block(const std::filesystem::path& file) {
   const std::string name = file.string();
   require_regular_file(file, "model file");
   std::error_code ec;
@@ -72,9 +73,9 @@ void check_user_block(const std::filesystem::path& file) {
       version_text.find_first_not_of("0123456789") != std::string::npos)
     throw Error(name + ": corrupted header (format_version '" + version_text + "')");
   const int64_t version = std::stoll(version_text);
-  if (version != kIllmFormatVersion)
-    throw Error(name + ": .illm format version " + std::to_string(version) + " is not supported (this build reads version " +
-                std::to_string(kIllmFormatVersion) + ")");
+  if (!illm_format_version_readable(version))
+    throw Error(name + ": .illm format version " + std::to_string(version) + " is not supported (this build reads versions " +
+                std::to_string(kIllmOldestReadableVersion) + " to " + std::to_string(kIllmFormatVersion) + ")");
 
   // The canonical header for this hash must match byte for byte (catches flips in the padding as well).
   pos = version_end + 1;
@@ -88,6 +89,7 @@ void check_user_block(const std::filesystem::path& file) {
   if (stored != computed)
     throw Error(name + ": SHA-256 of the file contents does not match its header (stored " + stored + ", computed " +
                 computed + "): the file is corrupted or truncated");
+  return version;
 }
 
 // ------------------------------------------------------------------------------------------------ writing
@@ -395,18 +397,22 @@ QuantizedModel read_model(hid_t file) {
   return model;
 }
 
-int64_t read_format_version(hid_t file) {
+// /meta/format_version, which must be readable and equal to the header's version.
+int64_t read_format_version(hid_t file, int64_t header_version) {
   Handle group = h5::open_group(file, "meta");
   const int64_t version = h5::read_int_attribute(group, "format_version");
-  if (version != kIllmFormatVersion)
+  if (illm_format_version_readable(version) && version != header_version)
     throw Error(h5::describe(group) + ": format_version " + std::to_string(version) +
-                " is not supported (this build reads version " + std::to_string(kIllmFormatVersion) + ")");
+                " differs from the header's format version " + std::to_string(header_version));
+  if (!illm_format_version_readable(version))
+    throw Error(h5::describe(group) + ": format_version " + std::to_string(version) + " is not supported (this build reads versions " +
+                std::to_string(kIllmOldestReadableVersion) + " to " + std::to_string(kIllmFormatVersion) + ")");
   return version;
 }
 
-IllmMetadata read_metadata(hid_t file) {
+IllmMetadata read_metadata(hid_t file, int64_t header_version) {
   IllmMetadata meta;
-  meta.format_version = read_format_version(file);
+  meta.format_version = read_format_version(file, header_version);
   {
     Handle group = h5::open_group(file, "meta");
     meta.tool_version = h5::read_string_attribute(group, "tool_version");
@@ -445,13 +451,13 @@ Handle open_hdf5(const std::filesystem::path& file) {
 template <typename Reading>
 auto read_checked_file(const std::filesystem::path& file, Reading&& reading) {
   h5::silence_errors();
-  check_user_block(file);  // before libhdf5 sees a byte of it
+  const int64_t header_version = check_user_block(file);  // before libhdf5 sees a byte of it
   rehearse_in_child(file, [&] {
     Handle handle = open_hdf5(file);
-    (void)reading(handle);
+    (void)reading(handle, header_version);
   });
   Handle handle = open_hdf5(file);
-  return reading(handle);
+  return reading(handle, header_version);
 }
 
 }  // namespace
@@ -533,9 +539,9 @@ QuantizedLayer read_layer_file(const std::filesystem::path& file) {
 }
 
 LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
-  LoadedIllm loaded = read_checked_file(file, [](hid_t handle) {
+  LoadedIllm loaded = read_checked_file(file, [](hid_t handle, int64_t header_version) {
     LoadedIllm read;
-    read.meta = read_metadata(handle);
+    read.meta = read_metadata(handle, header_version);
     read.model = read_model(handle);
     return read;
   });
@@ -550,8 +556,8 @@ LoadedIllm read_illm(const std::filesystem::path& file, ModelCheck check) {
 }
 
 void verify_illm_integrity(const std::filesystem::path& file) {
-  read_checked_file(file, [](hid_t handle) {
-    read_format_version(handle);
+  read_checked_file(file, [](hid_t handle, int64_t header_version) {
+    read_format_version(handle, header_version);
     return h5::verify_all_dataset_checksums(handle);
   });
 }

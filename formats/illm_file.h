@@ -12,7 +12,14 @@
 
 namespace illm::formats {
 
-inline constexpr int64_t kIllmFormatVersion = 1;
+// Version 2 (issue #12 part 2) adds optional per-model and per-layer fields for the W4A4 levers (online Hadamard
+// flags, clipped requantization ratios, TRIP factors, per-group weights); a field a file lacks reads as "off", so
+// every version-1 file reads unchanged. Files are always written at kIllmFormatVersion.
+inline constexpr int64_t kIllmFormatVersion = 2;
+inline constexpr int64_t kIllmOldestReadableVersion = 1;
+inline constexpr bool illm_format_version_readable(int64_t version) {
+  return version >= kIllmOldestReadableVersion && version <= kIllmFormatVersion;
+}
 inline constexpr size_t kIllmUserBlockSize = 512;
 // First line of the user block (`head -c 512 model.illm` shows the header as text).
 inline constexpr const char* kIllmMagic = "ILLM-MODEL-FILE\n";

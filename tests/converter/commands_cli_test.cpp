@@ -234,7 +234,7 @@ TEST_F(CommandsCli, GenerateRejectsBadPrompts) {
 TEST_F(CommandsCli, InspectShowsLayersAndBits) {
   const RunResult r = run_illm("inspect " + quote(model_));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* needle : {"version 1", "stories260K", "q_proj", "down_proj", "lm_head", "W8 A8", "int32",
+  for (const char* needle : {"version 2", "stories260K", "q_proj", "down_proj", "lm_head", "W8 A8", "int32",
                              "/2^", " = 15 ", "paper conformance: no", "source checkpoint", "block linear codes"})
     EXPECT_NE(r.out.find(needle), std::string::npos) << "missing '" << needle << "' in:\n" << r.out;
   for (int layer = 0; layer < 5; ++layer) {
@@ -247,7 +247,7 @@ TEST_F(CommandsCli, InspectJsonMatchesTheSource) {
   const RunResult r = run_illm("inspect " + quote(model_) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j.at("format_version").get<int>(), 1);
+  EXPECT_EQ(j.at("format_version").get<int>(), 2);
   EXPECT_EQ(j.at("source").at("name"), "stories260K");
   ASSERT_EQ(j.at("layers").size(), 5u);
   for (const auto& layer : j.at("layers")) {
@@ -297,6 +297,21 @@ TEST_F(CommandsCli, VerifyPassesOnFreshFile) {
   EXPECT_GE(j.at("golden").size(), 2u);  // every vector's prefill, plus the first one's decode
 }
 
+// A format-version-1 file (tests/fixtures/illm_v1: stories260K W4A4 RTN, written by the version-1 writer before the
+// schema bump; a regression lock) still reads: its integrity holds and this build's executor reproduces the golden
+// logits the version-1 build stored at quantize time.
+TEST_F(CommandsCli, VersionOneFileStillVerifies) {
+  const fs::path v1 = fs::path(ILLM_SOURCE_DIR) / "tests" / "fixtures" / "illm_v1" / "stories260K-w4a4-v1.illm";
+  const RunResult r = run_illm("verify " + quote(v1) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.at("ok").get<bool>());
+  EXPECT_GE(j.at("golden").size(), 2u);
+  const RunResult info = run_illm("inspect " + quote(v1) + " --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out).at("format_version").get<int>(), 1);
+}
+
 TEST_F(CommandsCli, VerifyCatchesFlippedByteInTheMiddle) {
   const fs::path copy = copy_model("flipped.illm");
   auto bytes = read_bytes(copy);
@@ -333,20 +348,20 @@ TEST_F(CommandsCli, BadFilesGiveOneLineErrors) {
   const fs::path missing = dir_ / "missing.illm";
   const fs::path not_illm = dir_ / "notes.illm";
   write_file(not_illm, std::string(1024, 'x'));
-  const fs::path version2 = copy_model("version2.illm");
+  const fs::path version3 = copy_model("version3.illm");
   {
-    auto bytes = read_bytes(version2);
-    const std::string key = "format_version 1";
+    auto bytes = read_bytes(version3);
+    const std::string key = "format_version 2";
     auto at = std::search(bytes.begin(), bytes.begin() + 512, key.begin(), key.end());
     ASSERT_NE(at, bytes.begin() + 512);
-    *(at + static_cast<std::ptrdiff_t>(key.size()) - 1) = '2';
-    write_bytes(version2, bytes);
+    *(at + static_cast<std::ptrdiff_t>(key.size()) - 1) = '3';
+    write_bytes(version3, bytes);
   }
   expect_one_line_error(run_illm("verify " + quote(missing)), "model file does not exist");
   expect_one_line_error(run_illm("verify " + quote(not_illm)), "not an .illm model file");
-  expect_one_line_error(run_illm("verify " + quote(version2)), "format version 2 is not supported");
+  expect_one_line_error(run_illm("verify " + quote(version3)), "format version 3 is not supported");
   // inspect and generate read the file through the same checks; one case each (every run costs a process start).
-  expect_one_line_error(run_illm("inspect " + quote(version2)), "format version 2 is not supported");
+  expect_one_line_error(run_illm("inspect " + quote(version3)), "format version 3 is not supported");
   expect_one_line_error(run_illm("generate --model " + quote(missing)), "model file does not exist");
 }
 

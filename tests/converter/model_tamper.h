@@ -27,7 +27,7 @@ inline void rewrite_header_hash(const std::filesystem::path& file) {
   in.close();
   ASSERT_GT(bytes.size(), 512u);
   const std::string hash = formats::sha256_hex(std::string_view(bytes).substr(512));
-  std::string header = std::string("ILLM-MODEL-FILE\nformat_version 1\npayload_sha256 ") + hash + "\n";
+  std::string header = std::string("ILLM-MODEL-FILE\nformat_version 2\npayload_sha256 ") + hash + "\n";
   header.resize(512, '\0');
   std::memcpy(bytes.data(), header.data(), 512);
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;

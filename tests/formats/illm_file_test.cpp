@@ -158,7 +158,7 @@ void write_header(const fs::path& path, const std::string& version, const std::s
   header.resize(512, '\0');
   overwrite(path, 0, header);
 }
-void reseal(const fs::path& path) { write_header(path, "1", to_hex(sha256_of_file(path, 512))); }
+void reseal(const fs::path& path) { write_header(path, "2", to_hex(sha256_of_file(path, 512))); }
 
 // Absolute file offset of a contiguous dataset's bytes (H5Dget_offset already counts the user block).
 uint64_t dataset_file_offset(const fs::path& path, const std::string& dataset) {
@@ -276,7 +276,7 @@ TEST_F(IllmFileTest, NoObjectCarriesATimestamp) {
 TEST_F(IllmFileTest, HeaderIsTheDocumentedUserBlock) {
   const fs::path path = write_sample();
   const std::string file = read_all(path);
-  std::string expected = "ILLM-MODEL-FILE\nformat_version 1\npayload_sha256 " +
+  std::string expected = "ILLM-MODEL-FILE\nformat_version 2\npayload_sha256 " +
                          sha256_hex(std::string_view(file).substr(512)) + "\n";
   expected.resize(512, '\0');
   EXPECT_TRUE(file.substr(0, 512) == expected);
@@ -370,27 +370,43 @@ TEST_F(IllmFileTest, FlippedHeaderByteIsCaught) {
 
 TEST_F(IllmFileTest, WrongFormatVersionIsAClearError) {
   const fs::path path = write_sample();
-  write_header(path, "2", to_hex(sha256_of_file(path, 512)));
+  write_header(path, "3", to_hex(sha256_of_file(path, 512)));
   const std::string message = error_of([&] { read_illm(path); });
-  EXPECT_NE(message.find("format version 2"), std::string::npos) << message;
+  EXPECT_NE(message.find("format version 3"), std::string::npos) << message;
   EXPECT_NE(message.find("not supported"), std::string::npos) << message;
 
-  // A consistent file whose /meta/format_version says 2 (header left at 1) is rejected as well.
+  // A consistent file whose /meta/format_version says 3 (header left at 2) is rejected as well, and so is one
+  // whose /meta says 1 under a version-2 header (both readable versions, but they disagree).
   const fs::path inner = write_sample("inner.illm");
   {
     const hid_t file = H5Fopen(inner.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     const hid_t meta = H5Gopen2(file, "/meta", H5P_DEFAULT);
     const hid_t attribute = H5Aopen(meta, "format_version", H5P_DEFAULT);
-    const int64_t two = 2;
-    EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &two), 0);
+    const int64_t three = 3;
+    EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &three), 0);
     H5Aclose(attribute);
     H5Gclose(meta);
     H5Fclose(file);
   }
   reseal(inner);
   const std::string inner_message = error_of([&] { read_illm(inner); });
-  EXPECT_NE(inner_message.find("format_version 2"), std::string::npos) << inner_message;
+  EXPECT_NE(inner_message.find("format_version 3"), std::string::npos) << inner_message;
   EXPECT_THROW(verify_illm_integrity(inner), Error);
+
+  const fs::path mixed = write_sample("mixed.illm");
+  {
+    const hid_t file = H5Fopen(mixed.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t meta = H5Gopen2(file, "/meta", H5P_DEFAULT);
+    const hid_t attribute = H5Aopen(meta, "format_version", H5P_DEFAULT);
+    const int64_t one = 1;
+    EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &one), 0);
+    H5Aclose(attribute);
+    H5Gclose(meta);
+    H5Fclose(file);
+  }
+  reseal(mixed);
+  const std::string mixed_message = error_of([&] { read_illm(mixed); });
+  EXPECT_NE(mixed_message.find("differs from the header"), std::string::npos) << mixed_message;
 }
 
 TEST_F(IllmFileTest, TruncatedFileIsCaught) {

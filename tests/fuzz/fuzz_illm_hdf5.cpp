@@ -6,7 +6,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view payload = illm::fuzz::as_text(data, size);
-  std::string file = std::string("ILLM-MODEL-FILE\nformat_version 1\npayload_sha256 ") +
+  std::string file = std::string("ILLM-MODEL-FILE\nformat_version 2\npayload_sha256 ") +
                      illm::formats::sha256_hex(payload) + "\n";
   file.resize(512, '\0');
   file.append(payload);
