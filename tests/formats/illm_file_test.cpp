@@ -160,6 +160,18 @@ void write_header(const fs::path& path, const std::string& version, const std::s
 }
 void reseal(const fs::path& path) { write_header(path, "2", to_hex(sha256_of_file(path, 512))); }
 
+// Overwrites /meta/format_version and reseals the header (at version 2).
+void set_meta_format_version(const fs::path& path, int64_t version) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  const hid_t meta = H5Gopen2(file, "/meta", H5P_DEFAULT);
+  const hid_t attribute = H5Aopen(meta, "format_version", H5P_DEFAULT);
+  EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &version), 0);
+  H5Aclose(attribute);
+  H5Gclose(meta);
+  H5Fclose(file);
+  reseal(path);
+}
+
 // Absolute file offset of a contiguous dataset's bytes (H5Dget_offset already counts the user block).
 uint64_t dataset_file_offset(const fs::path& path, const std::string& dataset) {
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -378,33 +390,13 @@ TEST_F(IllmFileTest, WrongFormatVersionIsAClearError) {
   // A consistent file whose /meta/format_version says 3 (header left at 2) is rejected as well, and so is one
   // whose /meta says 1 under a version-2 header (both readable versions, but they disagree).
   const fs::path inner = write_sample("inner.illm");
-  {
-    const hid_t file = H5Fopen(inner.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-    const hid_t meta = H5Gopen2(file, "/meta", H5P_DEFAULT);
-    const hid_t attribute = H5Aopen(meta, "format_version", H5P_DEFAULT);
-    const int64_t three = 3;
-    EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &three), 0);
-    H5Aclose(attribute);
-    H5Gclose(meta);
-    H5Fclose(file);
-  }
-  reseal(inner);
+  set_meta_format_version(inner, 3);
   const std::string inner_message = error_of([&] { read_illm(inner); });
   EXPECT_NE(inner_message.find("format_version 3"), std::string::npos) << inner_message;
   EXPECT_THROW(verify_illm_integrity(inner), Error);
 
   const fs::path mixed = write_sample("mixed.illm");
-  {
-    const hid_t file = H5Fopen(mixed.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-    const hid_t meta = H5Gopen2(file, "/meta", H5P_DEFAULT);
-    const hid_t attribute = H5Aopen(meta, "format_version", H5P_DEFAULT);
-    const int64_t one = 1;
-    EXPECT_GE(H5Awrite(attribute, H5T_NATIVE_INT64, &one), 0);
-    H5Aclose(attribute);
-    H5Gclose(meta);
-    H5Fclose(file);
-  }
-  reseal(mixed);
+  set_meta_format_version(mixed, 1);
   const std::string mixed_message = error_of([&] { read_illm(mixed); });
   EXPECT_NE(mixed_message.find("differs from the header"), std::string::npos) << mixed_message;
 }
