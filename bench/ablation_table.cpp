@@ -187,11 +187,11 @@ int main(int argc, char** argv) {
           converter::for_each_integer_logits(qm, eval, c, false);
         });
         char buf[160];
-        std::snprintf(buf, sizeof buf, "%.4f | %s | %.4f | %.2f %%", iq.ppl, pct(iq.ppl, fp).c_str(), iq.kl,
+        std::snprintf(buf, sizeof buf, "%.4f | %s | %.5f | %.2f %%", iq.ppl, pct(iq.ppl, fp).c_str(), iq.kl,
                       100 * iq.top1);
         integer_cells = buf;
       }
-      std::printf("| %s | %.0f | %.4f | %s | %.4f | %.2f %% | %s |\n", row.name.c_str(), report.seconds, fq.ppl,
+      std::printf("| %s | %.0f | %.4f | %s | %.5f | %.2f %% | %s |\n", row.name.c_str(), report.seconds, fq.ppl,
                   pct(fq.ppl, fp).c_str(), fq.kl, 100 * fq.top1, integer_cells.c_str());
       std::fflush(stdout);
     }
