@@ -367,11 +367,23 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
 // ------------------------------------------------------------------------------------------------------------------
 // Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
 
+// "<model>-<bits>" is a shared test model; "<model>-<bits>+clip" the same model with every activation site's
+// requantization clipped (ratios varying by site and layer).
 const formats::LoadedIllm& test_model(const std::string& name) {
   static std::map<std::string, formats::LoadedIllm> models;
   auto it = models.find(name);
-  if (it == models.end())
-    it = models.emplace(name, formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (name + ".illm"))).first;
+  if (it == models.end()) {
+    const size_t plus = name.find("+clip");
+    const std::string file = name.substr(0, plus);
+    formats::LoadedIllm loaded = formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (file + ".illm"));
+    if (plus != std::string::npos) {
+      const RequantClip ratios[] = {{15, 4}, {13, 4}, {14, 4}, {12, 4}, {10, 4}, {52429, 16}, {15, 4}};
+      for (size_t l = 0; l < loaded.model.layers.size(); ++l)
+        for (int site = 0; site < kNumClipSites; ++site)
+          loaded.model.layers[l].act_clip[site] = ratios[(site + l) % std::size(ratios)];
+    }
+    it = models.emplace(name, std::move(loaded)).first;
+  }
   return it->second;
 }
 
@@ -423,6 +435,15 @@ TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
   }
 }
 
+// Clipping is on in the "+clip" models: their reference logits differ from the unclipped model's.
+TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w4a8"}) {
+    const IntegerLogits& plain = reference_logits(name);
+    const IntegerLogits& clipped = reference_logits(name + "+clip");
+    EXPECT_NE(plain.values, clipped.values) << name;
+  }
+}
+
 const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
 
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
@@ -432,11 +453,12 @@ INSTANTIATE_TEST_SUITE_P(
     Paths, WholeModel,
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
-                                         "tinybible-w4a8", "tinybible-w8a8")),
+                                         "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
+                                         "tinybible-w4a8+clip")),
     [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
       std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
       for (char& c : name)
-        if (c == '-') c = '_';
+        if (c == '-' || c == '+') c = '_';
       return name;
     });
 
