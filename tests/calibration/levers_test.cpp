@@ -94,11 +94,11 @@ TEST(Levers, ActClipGivesAnIntegerModelThatAgreesWithFakeQuant) {
   auto eval = windows("eval.jsonl");
   eval.resize(2);
   for (const char* keys : {R"(, "w_bits": 4, "a_bits": 4, "act_clip": "search")",
-                           R"(, "w_bits": 4, "a_bits": 4, "act_clip": 0.875)"}) {
+                           R"(, "w_bits": 4, "a_bits": 8, "act_clip": 0.875)"}) {
     const illm::Recipe r = recipe(keys);
     EXPECT_NO_THROW(illm::require_integer_path(r, "test"));
     const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
-    const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(4, 4, false));
+    const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(r.w_bits, r.a_bits, false));
     int clipped_sites = 0;
     for (size_t l = 0; l < m.layers.size(); ++l) {
       ASSERT_EQ(m.layers[l].act_clip_ratios.size(), 7u) << keys;
