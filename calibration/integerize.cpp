@@ -14,6 +14,7 @@ namespace {
 
 constexpr int kNormMantissaBits = 16;    // γ: 16-bit mantissas, common exponent (§9.1 DI-Norm)
 constexpr int kInvAlphaMantissaBits = 24;  // a_c ≈ 2^k_a/α_c: 24-bit mantissas (§9.1 DI-SwiGLU)
+constexpr int kClipMantissaBits = 16;      // activation clip ratios off the 1/16 grid
 
 // Round half away from zero, as every rounding of the integer side (§1.2).
 int64_t round_away(double x) { return static_cast<int64_t>(std::llround(x)); }
@@ -127,7 +128,6 @@ void require_integer_path(const Recipe& r, const std::string& source) {
   if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
   if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
   if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
-  if (r.act_clip != 1.0 || r.act_clip_search) refuse("act_clip", "activation clipping");
   if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
 }
 
@@ -195,13 +195,21 @@ void integerize_final_norm(QuantizedModel& qm, const std::vector<float>& gain) {
   qm.final_norm = channel_vector_from_floats(gain, kNormMantissaBits, "final_norm");
 }
 
+RequantClip requant_clip_from_ratio(double ratio, const std::string& what) {
+  if (!(ratio > 0 && ratio <= 1)) throw Error("integerize: " + what + " clip ratio " + std::to_string(ratio) + " outside (0, 1]");
+  if (ratio == 1) return RequantClip{};  // no clipping: the plain DI_REQUANT
+  const double sixteenths = ratio * 16;
+  if (sixteenths == std::floor(sixteenths)) return RequantClip{static_cast<int64_t>(sixteenths), 4};  // the grid
+  const int64_t m = std::llround(std::ldexp(ratio, kClipMantissaBits));
+  if (m < 1) throw Error("integerize: " + what + " clip ratio " + std::to_string(ratio) + " below 2^-16");
+  return RequantClip{m, kClipMantissaBits};
+}
+
 QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings& settings, int32_t head_dim,
                                 size_t l) {
   const int bm = settings.mantissa_bits;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(head_dim));
   const std::string p = "layer " + std::to_string(l) + " ";
-  for (double r : in.act_clip_ratios)
-    if (r != 1.0) throw Error("integerize: " + p + "activation clipping" + kFakeQuantOnly);
   if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
   QuantizedLayer out;
   out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
@@ -220,6 +228,13 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings
   }
   out.swiglu_inv_alpha = channel_vector_from_floats(inv_alpha, kInvAlphaMantissaBits, "swiglu 1/alpha");
   out.softmax_clip = in.softmax_clip ? dyadic_from_double(*in.softmax_clip, bm, "softmax clip c") : Dyadic{0, 0};
+  if (!in.act_clip_ratios.empty()) {
+    if (in.act_clip_ratios.size() != static_cast<size_t>(kNumClipSites))
+      throw Error("integerize: " + p + "has " + std::to_string(in.act_clip_ratios.size()) +
+                  " activation clip ratios, expected " + std::to_string(kNumClipSites));
+    for (int site = 0; site < kNumClipSites; ++site)
+      out.act_clip[site] = requant_clip_from_ratio(in.act_clip_ratios[site], p + act_clip_site_name(site));
+  }
   return out;
 }
 

@@ -24,8 +24,8 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights, online Hadamards, activation clip ratios, TRIP factors: fake-quant only for now). Composed of
-// the pieces below, which refuse them too (the frame the online Hadamards, integerize_layer the site refinements).
+// (per-group weights, online Hadamards, TRIP factors: fake-quant only for now). Composed of the pieces below, which
+// refuse them too (the frame the online Hadamards, integerize_layer TRIP factors).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 
 // The pieces, for block streaming (converter/quantize_pipeline.h): nothing needs the whole float model at once.
@@ -36,6 +36,9 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& calibrated, con
 // with std::move to move its codes instead of copying them.
 QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSettings& settings, int32_t head_dim,
                                 size_t index);
+// An activation clip ratio r ∈ (0, 1] as the site requantization's RequantClip: r = 1 → off (m = 0), the
+// calibration grid j/16 exactly (k = 4), other ratios with a 16-bit mantissa (k = 16). Throws naming `what`.
+RequantClip requant_clip_from_ratio(double ratio, const std::string& what);
 // Embedding rows [first, first + count) from their float values ([count][hidden], row-major).
 void integerize_embedding_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
 // LM head rows [first, first + count) likewise.

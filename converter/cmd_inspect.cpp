@@ -188,6 +188,7 @@ Json inspect_file(const fs::path& file) {
   j["recipe"] = meta.recipe_json.empty() ? Json() : Json::parse(meta.recipe_json, nullptr, false);
 
   Json layers = Json::array();
+  bool any_act_clip = false;
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const QuantizedLayer& L = m.layers[l];
     Json jl;
@@ -199,12 +200,18 @@ Json inspect_file(const fs::path& file) {
     for (const auto& [name, linear] : named) linears[name] = linear_summary(*linear, st.a_bits);
     jl["linears"] = linears;
     jl["softmax_clip"] = clip_summary(L.softmax_clip);
+    Json act_clip;  // the site requantizations' clip ratios (docs/integer-semantics.md "## Clipped DI_REQUANT")
+    for (int site = 0; site < kNumClipSites; ++site)
+      act_clip[act_clip_site_name(site)] = clip_summary(Dyadic{L.act_clip[site].m, L.act_clip[site].k});
+    jl["act_clip"] = act_clip;
+    any_act_clip = any_act_clip || L.has_act_clip();
     jl["norm_exponents"] = {{"attn_norm", L.attn_norm.exponent},
                             {"ffn_norm", L.ffn_norm.exponent},
                             {"swiglu_inv_alpha", L.swiglu_inv_alpha.exponent}};
     layers.push_back(jl);
   }
   j["layers"] = layers;
+  j["act_clip"] = any_act_clip;
   const ScaleRange embed = scale_range(m.embed_scales);
   j["embedding"] = {{"bits", st.embed_bits}, {"scale_m", {embed.m_min, embed.m_max}}, {"scale_k", {embed.k_min, embed.k_max}}};
   j["final_norm_exponent"] = m.final_norm.exponent;
@@ -301,6 +308,20 @@ void print_human(const Json& j) {
     const Json& e = layer["norm_exponents"];
     std::printf("  %-5s %-28s %9d %9d %16d\n", fmt::format("{:02d}", layer["index"].get<int>()).c_str(), clip.c_str(),
                 e["attn_norm"].get<int>(), e["ffn_norm"].get<int>(), e["swiglu_inv_alpha"].get<int>());
+  }
+  if (j["act_clip"].get<bool>()) {
+    std::printf("\nper layer: activation clip ratios r = m/2^k of the site requantizations (- = off)\n  %-5s", "layer");
+    for (int site = 0; site < kNumClipSites; ++site) std::printf(" %9s", act_clip_site_name(site));
+    std::printf("\n");
+    for (const Json& layer : j["layers"]) {
+      std::printf("  %-5s", fmt::format("{:02d}", layer["index"].get<int>()).c_str());
+      for (int site = 0; site < kNumClipSites; ++site) {
+        const Json& c = layer["act_clip"][act_clip_site_name(site)];
+        const std::string text = c["clipping"].get<bool>() ? fmt::format("{:.4f}", c["value"].get<double>()) : "-";
+        std::printf(" %9s", text.c_str());
+      }
+      std::printf("\n");
+    }
   }
   std::printf("  embedding %d-bit codes, scale m %s, k %s; final_norm exponent %d; lm_head W%d A%d\n",
               j["embedding"]["bits"].get<int>(), range_text(j["embedding"]["scale_m"]).c_str(),

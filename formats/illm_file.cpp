@@ -144,6 +144,15 @@ void write_linear(hid_t parent, const std::string& name, const QuantizedLinear& 
   write_dyadics(group, "scale", linear.scales, {out});
 }
 
+// Version 2, optional: the per-site clip ratios (act_clip_m int64 [7], act_clip_k int32 [7]), written only when a
+// site is clipped (absent = every site off).
+void write_act_clip(hid_t group, const QuantizedLayer& layer) {
+  if (!layer.has_act_clip()) return;
+  std::vector<Dyadic> ratios;
+  for (const RequantClip& c : layer.act_clip) ratios.push_back(Dyadic{c.m, c.k});
+  write_dyadics(group, "act_clip", ratios, {ratios.size()});
+}
+
 void write_layer(hid_t parent, size_t index, const QuantizedLayer& layer) {
   Handle group = h5::create_group(parent, index_name(index));
   write_dyadic_attributes(group, "softmax_clip", layer.softmax_clip);
@@ -157,6 +166,7 @@ void write_layer(hid_t parent, size_t index, const QuantizedLayer& layer) {
   write_linear(group, "up_proj", layer.up_proj);
   write_linear(group, "down_proj", layer.down_proj);
   write_channel_vector(group, "swiglu_inv_alpha", layer.swiglu_inv_alpha);
+  write_act_clip(group, layer);
 }
 
 void write_shape(hid_t parent, const ModelShape& shape) {
@@ -321,6 +331,10 @@ QuantizedLayer read_layer(hid_t parent, size_t index) {
   layer.up_proj = read_linear(group, "up_proj");
   layer.down_proj = read_linear(group, "down_proj");
   layer.swiglu_inv_alpha = read_channel_vector(group, "swiglu_inv_alpha");
+  if (H5Lexists(group, "act_clip_m", H5P_DEFAULT) > 0) {
+    const std::vector<Dyadic> ratios = read_dyadics(group, "act_clip", {static_cast<hsize_t>(kNumClipSites)});
+    for (int site = 0; site < kNumClipSites; ++site) layer.act_clip[site] = RequantClip{ratios[site].m, ratios[site].k};
+  }
   return layer;
 }
 

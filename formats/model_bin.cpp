@@ -279,6 +279,22 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
                                                        "gate_proj", "up_proj", "down_proj"};
     for (int j = 0; j < ILLM_RT_LINEARS; ++j) add_linear(tensors, layer, j, *linears[j], prefix + names[j]);
   }
+  // Extension tensors (docs/model-bin.md), in required-feature-bit order, only for models that use the feature.
+  static_assert(ILLM_RT_ACT_CLIP_SITES == kNumClipSites, "the runtime and the model list the same clip sites");
+  uint32_t required_features = 0;
+  bool act_clip = false;
+  for (const QuantizedLayer& L : model.layers) act_clip = act_clip || L.has_act_clip();
+  if (act_clip) {
+    Tensor clips{ILLM_RT_T_ACT_CLIP, kNoLayer, ILLM_RT_DT_I64, static_cast<uint32_t>(s.n_layers),
+                 2 * ILLM_RT_ACT_CLIP_SITES, {}};
+    for (const QuantizedLayer& L : model.layers)
+      for (const RequantClip& c : L.act_clip) {
+        clips.payload.i64(c.m);
+        clips.payload.i64(c.k);
+      }
+    tensors.push_back(std::move(clips));
+    required_features |= ILLM_RT_FEATURE_ACT_CLIP;
+  }
   uint32_t optional_features = 0;
   if (!tokenizer_model.empty()) {
     for (Tensor& t : tokenizer_tensors(tokenizer_model, result.tokenizer)) tensors.push_back(std::move(t));
@@ -312,7 +328,7 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   put_u32(out, ILLM_RT_H_VERSION, ILLM_RT_FORMAT_VERSION);
   put_u64(out, ILLM_RT_H_FILE_SIZE, out.size());
   put_u32(out, ILLM_RT_H_HEADER_SIZE, ILLM_RT_HEADER_SIZE);
-  put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, 0);
+  put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);

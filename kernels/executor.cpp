@@ -85,42 +85,47 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       const int32_t layer = static_cast<int32_t>(l);
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x); });
+      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
       run(Operator::kRopeHeads, nullptr,
-          [&] { K.rope_heads(w.acc, S.n_heads, S.head_dim, first, rope_, settings, a_bits, w.q); });
+          [&] { K.rope_heads(w.acc, S.n_heads, S.head_dim, first, rope_, settings, a_bits, w.q, L.act_clip[kClipQ]); });
       run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
       run(Operator::kRopeHeads, nullptr,
-          [&] { K.rope_heads(w.acc, S.n_kv_heads, S.head_dim, first, rope_, settings, a_bits, w.k); });
+          [&] { K.rope_heads(w.acc, S.n_kv_heads, S.head_dim, first, rope_, settings, a_bits, w.k, L.act_clip[kClipK]); });
       run(Operator::kLinear, "v_proj", [&] { K.linear(w.x, W.v_proj, w.acc); });
-      run(Operator::kSplitHeads, nullptr, [&] { K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v); });
+      run(Operator::kSplitHeads, nullptr, [&] {
+        K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v, L.act_clip[kClipV]);
+      });
       run(Operator::kKvStore, nullptr, [&] {
         for (int32_t t = 0; t < tokens; ++t)
           for (int32_t g = 0; g < S.n_kv_heads; ++g) cache_.store(layer, g, first + t, w.k.head(t, g), w.v.head(t, g));
       });
       run(Operator::kAttention, nullptr,
-          [&] { K.attention(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended); });
+          [&] {
+            K.attention(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended,
+                        L.act_clip[kClipAttnOut]);
+          });
 
       // o_proj's aligned accumulator goes straight into the residual add (fused epilogue, §7.2).
       run(Operator::kLinear, "o_proj", [&] { K.linear(w.attended, W.o_proj, w.acc); });
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x); });
+      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
       const int swiglu_bits = settings.swiglu_in_bits;
       run(Operator::kLinear, "gate_proj", [&] { K.linear(w.x, W.gate_proj, w.acc); });
-      run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate); });
+      run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });
       run(Operator::kLinear, "up_proj", [&] { K.linear(w.x, W.up_proj, w.acc); });
-      run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.up); });
+      run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.up, RequantClip{}); });
       run(Operator::kSwiglu, nullptr,
-          [&] { K.swiglu(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed); });
+          [&] { K.swiglu(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed, L.act_clip[kClipDownIn]); });
       run(Operator::kLinear, "down_proj", [&] { K.linear(w.mixed, W.down_proj, w.acc); });
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
     }
 
     // Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits (§7.6).
     run(Operator::kRmsNorm, nullptr,
-        [&] { K.rms_norm(w.h, M.final_norm, M.norm_eps, settings, settings.head_bits, w.x); });
+        [&] { K.rms_norm(w.h, M.final_norm, M.norm_eps, settings, settings.head_bits, w.x, RequantClip{}); });
     AlignedAccumulator head;
     run(Operator::kLinear, "lm_head", [&] { K.linear(w.x, lm_head_, head); });
     cache_.commit(first + tokens);

@@ -30,6 +30,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/reference/rope.h"
+#include "kernels/requant.h"
 
 namespace illm {
 
@@ -41,26 +42,31 @@ struct KernelSet {
 
   // §7.3 Rows of the embedding table for each token id → the int16 residual stream.
   void (*embedding)(const QuantizedModel& model, std::span<const int32_t> token_ids, ResidualStream& out);
+  // The asymmetric requantizations of the activation sites take a clip ratio (`RequantClip`, kernels/requant.h;
+  // m = 0 is off, the plain DI_REQUANT bit for bit): docs/integer-semantics.md "## Clipped DI_REQUANT".
   // §5.2–5.4 DI-Norm of every row of the residual stream (γ = gamma, ε = eps) → out_bits codes per row.
   void (*rms_norm)(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
-                   int out_bits, QuantizedActivation& out);
+                   int out_bits, QuantizedActivation& out, RequantClip clip);
   // §3.2–3.6 DI-MatMul x · Wᵀ → the aligned accumulator P' (per-row dyadic (m1_t, k1_t + K2)). x.bits <= 16.
   void (*linear)(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
   // §3.4 DI_REQUANT of every row of P' → out_bits codes per row.
-  void (*requantize)(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out);
+  void (*requantize)(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
+                     RequantClip clip);
   // §7.4 q/k: P' → DI_REQUANT_SYM to 16 bits → RoPE at first_position + t → DI_REQUANT per (token, head).
   void (*rope_heads)(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, int32_t first_position,
-                     const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out);
+                     const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out,
+                     RequantClip clip);
   // §7.5 v: DI_REQUANT per (token, head) of P'.
   void (*split_heads)(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const IntegerSettings& settings,
-                      int out_bits, PerHeadActivation& out);
+                      int out_bits, PerHeadActivation& out, RequantClip clip);
   // §7.5 Causal GQA attention of the queries at first_position, … against layer `layer` of the KV cache: Q·Kᵀ,
   // DI-ClippedSoftmax (clip), value-scale folding, P·V, one DI_REQUANT per token over all heads.
   void (*attention)(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
-                    Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+                    Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                    RequantClip out_clip);
   // §6.2 DI-SwiGLU of every row (gate, up: 8-bit codes) → out_bits codes.
   void (*swiglu)(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
-                 const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+                 const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip);
   // §7.2 Residual add of P' (zero point 0), DI_REQUANT_SYM to out_bits; `out` may be `h`.
   void (*residual_add)(const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
                        ResidualStream& out);

@@ -61,6 +61,11 @@ std::string layer_name(size_t l, const char* part) { return "layers[" + std::to_
 
 }  // namespace
 
+const char* act_clip_site_name(int site) {
+  static const char* const names[kNumClipSites] = {"attn_in", "q", "k", "v", "attn_out", "ffn_in", "down_in"};
+  return site >= 0 && site < kNumClipSites ? names[site] : "?";
+}
+
 void validate_model_settings(const ModelShape& s, const IntegerSettings& st) {
   check_range("shape.hidden", s.hidden, 1, 32768);
   check_range("shape.n_heads", s.n_heads, 1, 4096);
@@ -147,6 +152,10 @@ void validate_quantized_model(const QuantizedModel& model) {
     check_linear(layer_name(l, "up_proj"), L.up_proj, s.intermediate, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
     check_linear(layer_name(l, "down_proj"), L.down_proj, s.hidden, s.intermediate, st.w_bits, "settings.w_bits", st.a_bits);
     check_clip(layer_name(l, "softmax_clip"), L.softmax_clip);
+    for (int site = 0; site < kNumClipSites; ++site) {
+      const std::string name = "QuantizedModel: " + layer_name(l, "act_clip[") + act_clip_site_name(site) + "]";
+      check_requant_clip(L.act_clip[site], name.c_str());
+    }
   }
   check_channel_vector("final_norm", model.final_norm, s.hidden, -gamma_limit, gamma_limit);
   check_linear("lm_head", model.lm_head, s.vocab, s.hidden, st.head_bits, "settings.head_bits", st.head_bits);

@@ -4,12 +4,14 @@
 // Calibration (calibration/) fills it, the model file (formats/illm_file.*) stores and loads it, the
 // executor (kernels/executor.*) runs it. The executor never reads files. Names of the numerics follow
 // docs/integer-semantics.md and docs/method.md (section numbers in comments).
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "kernels/dyadic.h"  // Dyadic (m / 2^k)
+#include "kernels/dyadic.h"   // Dyadic (m / 2^k)
+#include "kernels/requant.h"  // RequantClip
 
 namespace illm {
 
@@ -106,6 +108,12 @@ struct ChannelVector {
   int32_t exponent = 0;
 };
 
+// The activation sites of a block whose asymmetric DI_REQUANT can be clipped (docs/integer-semantics.md
+// "## Clipped DI_REQUANT"; the order of calibration/act_sites.h): DI-Norm outputs (attn_in, ffn_in), the per-(token,
+// head) q, k, v codes, the attention output (attn_out) and DI-SwiGLU's output (down_in).
+enum ActClipSite { kClipAttnIn = 0, kClipQ, kClipK, kClipV, kClipAttnOut, kClipFfnIn, kClipDownIn, kNumClipSites };
+const char* act_clip_site_name(int site);
+
 struct QuantizedLayer {
   ChannelVector attn_norm;  // γ1 (FSBR site 1 folded in)
   QuantizedLinear q_proj;   // 1/√d folded into its rows (§7.4)
@@ -118,6 +126,12 @@ struct QuantizedLayer {
   QuantizedLinear down_proj;
   ChannelVector swiglu_inv_alpha;  // a_c ≈ 2^exponent / α_c, the FSBR site-5 divisor kept at run time
   Dyadic softmax_clip;             // c as a dyadic; m == 0 means "no clipping"
+  std::array<RequantClip, kNumClipSites> act_clip{};  // per-site clip ratio; all m == 0 (default): no clipping
+  bool has_act_clip() const {
+    for (const RequantClip& c : act_clip)
+      if (c.enabled()) return true;
+    return false;
+  }
 };
 
 struct QuantizedModel {

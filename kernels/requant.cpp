@@ -58,17 +58,24 @@ RowConversion plan_row(int64_t range, int64_t m_in, int32_t k_shifted, int64_t q
   return c;
 }
 
+// rshr(x·m, k) of a non-negative x (as __int128) and a ratio m/2^k <= 1: the result is <= x.
+__int128 scale_by_ratio(__int128 x, RequantClip clip) {
+  const __int128 p = x * clip.m;  // x <= 2^63, m <= 2^30
+  return clip.k == 0 ? p : (p + (__int128{1} << (clip.k - 1))) >> clip.k;
+}
+
 template <typename Code>
 DiRequantResult requant_asymmetric(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits,
-                                   int mantissa_bits, std::span<Code> codes_out) {
+                                   int mantissa_bits, std::span<Code> codes_out, RequantClip clip) {
   constexpr int max_bits = std::numeric_limits<Code>::digits < 31 ? std::numeric_limits<Code>::digits : 31;
   check_arguments("DI_REQUANT", v.size(), codes_out.size(), m_in, out_bits, max_bits, 1, mantissa_bits);
+  check_requant_clip(clip, "DI_REQUANT");
   int64_t lo = 0, hi = 0;  // the range always contains 0, so z ∈ [0, Q_o] (§9.1)
   for (const int64_t x : v) {
     lo = std::min(lo, x);
     hi = std::max(hi, x);
   }
-  const RequantPlan plan = plan_requant(lo, hi, m_in, k_in, out_bits, mantissa_bits);
+  const RequantPlan plan = plan_requant(lo, hi, m_in, k_in, out_bits, mantissa_bits, clip);
   for (size_t j = 0; j < v.size(); ++j) codes_out[j] = static_cast<Code>(plan.code(v[j]));
   return DiRequantResult{plan.zero_point, plan.scale};
 }
@@ -90,7 +97,30 @@ DiRequantResult requant_symmetric(std::span<const int64_t> v, int64_t m_in, int3
 
 }  // namespace
 
-RequantPlan plan_requant(int64_t lo, int64_t hi, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits) {
+void check_requant_clip(RequantClip clip, const char* what) {
+  if (!clip.enabled()) return;
+  if (clip.k < 0 || clip.k > 30 || clip.m < 1 || clip.m > (int64_t{1} << clip.k))
+    throw Error(std::string(what) + ": clip ratio " + std::to_string(clip.m) + "/2^" + std::to_string(clip.k) +
+                " outside (0, 1] (or exponent outside [0, 30])");
+}
+
+RequantPlan plan_requant(int64_t lo, int64_t hi, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
+                         RequantClip clip) {
+  if (clip.enabled()) {
+    // hi_c = rshr(hi·m, k), lo_c = −rshr(−lo·m, k); a row clipped to nothing keeps its range.
+    const int64_t hi_c = static_cast<int64_t>(scale_by_ratio(hi, clip));
+    const int64_t lo_c = static_cast<int64_t>(-scale_by_ratio(-static_cast<__int128>(lo), clip));
+    if (hi_c != lo_c) {
+      RequantPlan plan = plan_requant(lo_c, hi_c, m_in, k_in, out_bits, mantissa_bits);
+      // Saturation window of y = rshr(v, normalize): y·A + 2^(F−1) >= (Q_o − z)·2^F ⇔ code Q_o, and
+      // y·A + 2^(F−1) < (1 − z)·2^F ⇔ code 0 (A > 0; all terms below 2^62 in magnitude).
+      const int64_t half = int64_t{1} << (plan.fraction_bits - 1);
+      const int64_t one = int64_t{1} << plan.fraction_bits;
+      plan.input_max = cdiv((plan.code_max - plan.zero_point) * one - half, plan.multiplier);
+      plan.input_min = fdiv((1 - plan.zero_point) * one - half - 1, plan.multiplier);
+      return plan;
+    }
+  }
   RequantPlan plan;
   const int64_t q_out = (int64_t{1} << out_bits) - 1;
   plan.code_min = 0;
@@ -126,16 +156,16 @@ RequantPlan plan_requant_symmetric(uint64_t max_abs, int64_t m_in, int32_t k_in,
 }
 
 DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
-                           std::span<int32_t> codes_out) {
-  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out);
+                           std::span<int32_t> codes_out, RequantClip clip) {
+  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out, clip);
 }
 DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
-                           std::span<uint16_t> codes_out) {
-  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out);
+                           std::span<uint16_t> codes_out, RequantClip clip) {
+  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out, clip);
 }
 DiRequantResult di_requant(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits, int mantissa_bits,
-                           std::span<uint8_t> codes_out) {
-  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out);
+                           std::span<uint8_t> codes_out, RequantClip clip) {
+  return requant_asymmetric(v, m_in, k_in, out_bits, mantissa_bits, codes_out, clip);
 }
 
 DiRequantResult di_requant_symmetric(std::span<const int64_t> v, int64_t m_in, int32_t k_in, int out_bits,

@@ -140,6 +140,22 @@ static int64_t layer_scalar(const illm_rt_model* m, int32_t layer, int index) {
   return rd_i64(global_tensor(m, ILLM_RT_T_LAYER_SCALARS).p + 8 * ((size_t)layer * ILLM_RT_LAYER_SCALAR_COUNT + index));
 }
 
+/* Activation sites of a layer whose DI_REQUANT may be clipped (kernels/quantized_model.h ActClipSite order). */
+enum { SITE_ATTN_IN = 0, SITE_Q, SITE_K, SITE_V, SITE_ATTN_OUT, SITE_FFN_IN, SITE_DOWN_IN };
+
+static const illm_rt_dyadic kNoClip = {0, 0};
+
+/* The clip ratio m / 2^k of one site's requantization (m = 0: off, and always off without the feature). */
+static illm_rt_dyadic layer_clip(const illm_rt_model* m, int32_t layer, int site) {
+  illm_rt_dyadic c = kNoClip;
+  if (m->required_features & ILLM_RT_FEATURE_ACT_CLIP) {
+    const uint8_t* p = tensor_at(m, m->act_clip_tensor).p + 8 * (2 * ((size_t)layer * ILLM_RT_ACT_CLIP_SITES + site));
+    c.m = rd_i64(p);
+    c.k = (int32_t)rd_i64(p + 8);
+  }
+  return c;
+}
+
 /* ============================================================================================================
  * DI_REQUANT (kernels/requant.cpp): dynamic per-row requantization with a dyadic scale found by integer steps. */
 
@@ -246,9 +262,20 @@ static int zero_row(void* codes, rt_code_kind kind, size_t n, rt_requant* result
 }
 
 /* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. */
+/* rshr(x·m, k) of x <= 2^63 (unsigned) and a ratio m / 2^k <= 1 (m <= 2^30, k <= 30): the 128-bit product rounded
+ * half up; the result is <= x. */
+static uint64_t scale_by_ratio(uint64_t x, illm_rt_dyadic r) {
+  rt_u128 p = rt_u128_mul64(x, (uint64_t)r.m);
+  if (r.k > 0) p = rt_u128_shr(rt_u128_add(p, rt_u128_shl(rt_u128_from(1), r.k - 1)), r.k);
+  return p.lo;
+}
+
+/* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. With
+ * clip.m != 0 the range [lo, hi] becomes [-rshr(-lo m, k), rshr(hi m, k)] unless that is empty, and every value is
+ * first clamped to the saturation window [y_min, y_max] (docs/integer-semantics.md "## Clipped DI_REQUANT"). */
 static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
-                      void* codes, rt_code_kind kind, rt_requant* result, illm_rt_error* err) {
-  int64_t lo = 0, hi = 0, lo_n, hi_n, range_n, q_out, zero_point;
+                      void* codes, rt_code_kind kind, rt_requant* result, illm_rt_error* err, illm_rt_dyadic clip) {
+  int64_t lo = 0, hi = 0, lo_n, hi_n, range_n, q_out, zero_point, y_min = INT64_MIN, y_max = INT64_MAX;
   uint64_t range;
   int normalize, status;
   size_t j;
@@ -258,6 +285,15 @@ static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, in
   for (j = 0; j < n; ++j) {
     if (v[j] < lo) lo = v[j];
     if (v[j] > hi) hi = v[j];
+  }
+  if (clip.m != 0) {
+    const uint64_t hi_c = scale_by_ratio((uint64_t)hi, clip), neg_lo_c = scale_by_ratio(rt_abs_u64(lo), clip);
+    if (hi_c != 0 || neg_lo_c != 0) {
+      hi = (int64_t)hi_c;
+      lo = rt_i64_from_bits((uint64_t)0 - neg_lo_c);
+    } else {
+      clip = kNoClip; /* never clip a row to nothing */
+    }
   }
   range = (uint64_t)hi - (uint64_t)lo; /* hi >= 0 >= lo */
   if (range == 0) return zero_row(codes, kind, n, result);
@@ -271,7 +307,14 @@ static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, in
   status = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits, &conv, err);
   if (status) return status;
   zero_point = -convert(&conv, lo_n);
-  for (j = 0; j < n; ++j) store_code(codes, kind, j, rt_sat(rt_add(convert(&conv, rt_rshr(v[j], normalize)), zero_point), 0, q_out));
+  if (clip.m != 0) {
+    const int64_t one = (int64_t)1 << conv.fraction_bits, half = one >> 1;
+    y_max = -rt_fdiv(-((q_out - zero_point) * one - half), conv.multiplier); /* cdiv */
+    y_min = rt_fdiv((1 - zero_point) * one - half - 1, conv.multiplier);
+  }
+  for (j = 0; j < n; ++j)
+    store_code(codes, kind, j,
+               rt_sat(rt_add(convert(&conv, rt_sat(rt_rshr(v[j], normalize), y_min, y_max)), zero_point), 0, q_out));
   result->zero_point = zero_point;
   result->scale = conv.scale;
   return ILLM_RT_OK;
@@ -465,7 +508,7 @@ typedef struct {
 
 static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channels gamma, illm_rt_dyadic eps,
                        const illm_rt_settings* st, int out_bits, int64_t* z, uint8_t* codes, rt_requant* result,
-                       illm_rt_error* err) {
+                       illm_rt_dyadic clip, illm_rt_error* err) {
   uint64_t max_abs = 0, rms;
   int64_t k_norm, sum_squares = 0, mean_square, eps_units = 0, inv_rms;
   int sh;
@@ -498,7 +541,8 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
     const int64_t normalized = rt_rshr(rt_mul(z[c], inv_rms), RT_RINV_FRAC_BITS);
     z[c] = rt_mul(normalized, rd_i32(gamma.mantissa + 4 * c));
   }
-  return di_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, CODES_U8, result, err);
+  return di_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, CODES_U8, result, err,
+                    clip);
 }
 
 /* ============================================================================================================
@@ -624,7 +668,8 @@ static int di_clipped_softmax_row(const int64_t* logits, int32_t n, int64_t m_in
   clip_units = softmax_clip_in_logit_units(clip, m_in, k_in);
   lo = v_max - clip_units > v_min ? v_max - clip_units : v_min; /* both terms < 2^62: no overflow */
   for (j = 0; j < n; ++j) shifted[j] = (logits[j] > lo ? logits[j] : lo) - v_max;
-  status = di_requant(shifted, (size_t)n, m_in, k_in, st->softmax_in_bits, st->mantissa_bits, probs, CODES_I32, &input, err);
+  status = di_requant(shifted, (size_t)n, m_in, k_in, st->softmax_in_bits, st->mantissa_bits, probs, CODES_I32, &input, err,
+                      kNoClip);
   if (status) return status;
   status = di_exp_frame(input.scale.m, input.scale.k, &frame, err);
   if (status) return status;
@@ -684,7 +729,7 @@ static int di_sigmoid_row(const int64_t* a, size_t n, illm_rt_dyadic scale, cons
 
 static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
                          const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, uint8_t* codes,
-                         rt_requant* result, illm_rt_error* err) {
+                         rt_requant* result, illm_rt_dyadic clip, illm_rt_error* err) {
   illm_rt_dyadic sigmoid_scale;
   int64_t mantissa_product, m_in, k_in;
   int drop, status;
@@ -709,7 +754,7 @@ static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_a
   m_in = rt_rshr(mantissa_product, drop);
   k_in = (int64_t)gate->scale.k + up->scale.k + st->sigmoid_bits - 1 - drop;
   if (k_in < INT32_MIN || k_in > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU: exponent out of range");
-  return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err);
+  return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err, clip);
 }
 
 /* ============================================================================================================
@@ -827,7 +872,7 @@ static int attention_head_row(const uint8_t* q, int64_t z_q, illm_rt_dyadic q_sc
 /* All heads of one token brought to one exponent and requantized once (requantize_heads). */
 static int requantize_heads(const int64_t* values, const int32_t* exponents, int32_t heads, int32_t d, int out_bits,
                             int mantissa_bits, int64_t* aligned, uint8_t* codes, rt_requant* result,
-                            illm_rt_error* err) {
+                            illm_rt_dyadic clip, illm_rt_error* err) {
   int64_t common = INT64_MIN, cap = INT64_MAX;
   int32_t h, c;
   for (h = 0; h < heads; ++h) {
@@ -850,7 +895,8 @@ static int requantize_heads(const int64_t* values, const int32_t* exponents, int
       aligned[i] = shift >= 0 ? rt_shl(values[i], shift > 64 ? 64 : (int)shift) : rt_rshr(values[i], (int)(-shift < 64 ? -shift : 64));
     }
   }
-  return di_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, CODES_U8, result, err);
+  return di_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, CODES_U8, result, err,
+                    clip);
 }
 
 /* ============================================================================================================
@@ -1028,7 +1074,7 @@ static uint8_t* sink_codes(const rt_head_sink* sink, int32_t h) {
 }
 
 static int rope_heads(illm_rt_session* s, const int64_t* acc, illm_rt_dyadic acc_scale, int32_t heads,
-                      const rt_head_sink* sink, illm_rt_error* err) {
+                      const rt_head_sink* sink, illm_rt_dyadic clip, illm_rt_error* err) {
   const illm_rt_model* m = s->model;
   const int32_t d = m->shape.head_dim, width = heads * d;
   int32_t* rotated = REGION(s, R_WORK32, int32_t);
@@ -1042,7 +1088,7 @@ static int rope_heads(illm_rt_session* s, const int64_t* acc, illm_rt_dyadic acc
   for (h = 0; h < heads; ++h) {
     for (c = 0; c < d; ++c) head[c] = rotated[h * d + c];
     status = di_requant(head, (size_t)d, q16.scale.m, q16.scale.k, m->settings.a_bits, m->settings.mantissa_bits,
-                        sink_codes(sink, h), CODES_U8, &r, err);
+                        sink_codes(sink, h), CODES_U8, &r, err, clip);
     if (status) return status;
     sink_head(sink, h, &r);
   }
@@ -1067,11 +1113,12 @@ static rt_row row_of(const uint8_t* codes, int bits, const rt_requant* r) {
 
 /* x = DI-Norm(h) -> codes in R_CODES with their zero point and scale. */
 static int norm_into(illm_rt_session* s, const illm_rt_dyadic* s_h, rt_channels gamma, int bits, rt_row* x,
-                     illm_rt_error* err) {
+                     illm_rt_dyadic clip, illm_rt_error* err) {
   const illm_rt_model* m = s->model;
   rt_requant r;
   int status = di_norm_row(REGION(s, R_RESIDUAL, int16_t), (size_t)m->shape.hidden, *s_h, gamma, m->norm_eps,
-                           &m->settings, bits, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, err);
+                           &m->settings, bits, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, clip,
+                           err);
   if (status) return status;
   *x = row_of(REGION(s, R_CODES, uint8_t), bits, &r);
   return ILLM_RT_OK;
@@ -1088,7 +1135,7 @@ static int linear_to_codes(illm_rt_session* s, int32_t l, int which, const rt_ro
                                  kLinearNames[which], err);
   if (!status)
     status = di_requant(acc, (size_t)w.out, acc_scale.m, acc_scale.k, out_bits, m->settings.mantissa_bits, codes,
-                        CODES_U8, &r, err);
+                        CODES_U8, &r, err, kNoClip);
   if (!status) *y = row_of(codes, out_bits, &r);
   return status;
 }
@@ -1126,19 +1173,19 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   int status;
 
   /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. */
-  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, err);
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, layer_clip(m, l, SITE_ATTN_IN), err);
   if (status) return status;
   sink.session = s;
   sink.layer = l;
   w = layer_linear(m, l, LIN_Q);
   sink.is_key = 0;
   status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "q_proj", err);
-  if (!status) status = rope_heads(s, acc, acc_scale, S->n_heads, &sink, err);
+  if (!status) status = rope_heads(s, acc, acc_scale, S->n_heads, &sink, layer_clip(m, l, SITE_Q), err);
   if (status) return status;
   w = layer_linear(m, l, LIN_K);
   sink.is_key = 1;
   status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "k_proj", err);
-  if (!status) status = rope_heads(s, acc, acc_scale, S->n_kv_heads, &sink, err);
+  if (!status) status = rope_heads(s, acc, acc_scale, S->n_kv_heads, &sink, layer_clip(m, l, SITE_K), err);
   if (status) return status;
   w = layer_linear(m, l, LIN_V);
   status = linear_accumulate(&w, &x, b_m, centered, acc, &acc_scale, "v_proj", err);
@@ -1146,7 +1193,7 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   for (h = 0; h < S->n_kv_heads; ++h) {
     const size_t slot = kv_slot(S, l, h, 1);
     status = di_requant(acc + (size_t)h * (size_t)d, (size_t)d, acc_scale.m, acc_scale.k, a_bits, b_m,
-                        kv_codes_at(s, slot, s->position), CODES_U8, &r, err);
+                        kv_codes_at(s, slot, s->position), CODES_U8, &r, err, layer_clip(m, l, SITE_V));
     if (status) return status;
     kv_store_meta(s, slot, s->position, &r);
   }
@@ -1167,21 +1214,22 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
     if (status) return status;
   }
   status = requantize_heads(REGION(s, R_HEAD_VALUES, int64_t), REGION(s, R_HEAD_EXPONENTS, int32_t), S->n_heads, d,
-                            a_bits, b_m, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, err);
+                            a_bits, b_m, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r,
+                            layer_clip(m, l, SITE_ATTN_OUT), err);
   if (status) return status;
   x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
   status = linear_into_residual(s, l, LIN_O, &x, s_h, err);
   if (status) return status;
 
   /* MLP half: DI-Norm -> gate/up DI-MatMul (swiglu_in_bits codes) -> DI-SwiGLU -> down_proj -> residual add. */
-  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, err);
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, layer_clip(m, l, SITE_FFN_IN), err);
   if (!status) status = linear_to_codes(s, l, LIN_GATE, &x, st->swiglu_in_bits, acc, REGION(s, R_GATE, uint8_t), &gate, err);
   if (!status)
     status = linear_to_codes(s, l, LIN_UP, &x, st->swiglu_in_bits, REGION(s, R_ACC2, int64_t), REGION(s, R_UP, uint8_t), &up, err);
   if (status) return status;
   status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
                          a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t),
-                         REGION(s, R_CODES, uint8_t), &r, err);
+                         REGION(s, R_CODES, uint8_t), &r, layer_clip(m, l, SITE_DOWN_IN), err);
   if (status) return status;
   x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
   return linear_into_residual(s, l, LIN_DOWN, &x, s_h, err);
@@ -1225,7 +1273,7 @@ int illm_rt_forward(illm_rt_session* s, int32_t token, illm_rt_error* err) {
   /* Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits. */
   final_norm.mantissa = global_tensor(m, ILLM_RT_T_FINAL_NORM).p;
   final_norm.exponent = m->final_norm_exponent;
-  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, err);
+  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, err);
   if (status) return status;
   head = head_linear(m);
   status = linear_accumulate(&head, &x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t),
@@ -1444,6 +1492,11 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
       }
     }
   }
+  if (m->required_features & ILLM_RT_FEATURE_ACT_CLIP) {
+    const rt_expected want = expected(ILLM_RT_T_ACT_CLIP, G, ILLM_RT_DT_I64, (uint64_t)S->n_layers, 2 * ILLM_RT_ACT_CLIP_SITES);
+    status = check_entry(m, m->act_clip_tensor, &want, table_end, err);
+    if (status) return status;
+  }
   if (m->optional_features & ILLM_RT_FEATURE_TOKENIZER) {
     const uint32_t first = m->tok_first_tensor;
     rt_tensor params;
@@ -1613,6 +1666,18 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
       return fail_range(err, ILLM_RT_E_INVALID, &n, ".m", -1, layer_scalar(m, l, 3), 0, ((int64_t)1 << 40) - 1);
     if (layer_scalar(m, l, 4) < -64 || layer_scalar(m, l, 4) > 96)
       return fail_range(err, ILLM_RT_E_INVALID, &n, ".k", -1, layer_scalar(m, l, 4), -64, 96);
+    n = layer_name(l, "act_clip");
+    for (j = 0; j < ILLM_RT_ACT_CLIP_SITES; ++j) {
+      const uint8_t* p;
+      int64_t cm, ck;
+      if (!(m->required_features & ILLM_RT_FEATURE_ACT_CLIP)) break;
+      p = tensor_at(m, m->act_clip_tensor).p + 8 * (2 * ((size_t)l * ILLM_RT_ACT_CLIP_SITES + (size_t)j));
+      cm = rd_i64(p);
+      ck = rd_i64(p + 8);
+      if (cm == 0) continue;
+      if (ck < 0 || ck > 30) return fail_range(err, ILLM_RT_E_INVALID, &n, ".k", j, ck, 0, 30);
+      if (cm < 1 || cm > ((int64_t)1 << ck)) return fail_range(err, ILLM_RT_E_INVALID, &n, ".m", j, cm, 1, (int64_t)1 << ck);
+    }
   }
   name = name_of("final_norm");
   status = check_channel_vector(&name, global_tensor(m, ILLM_RT_T_FINAL_NORM).p, S->hidden, m->final_norm_exponent,
@@ -1654,9 +1719,10 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     return fail_ii(err, ILLM_RT_E_CHECKSUM, "model.bin: CRC-32 mismatch (header ", stored_crc, ", computed ", computed_crc,
                    "): the file is corrupted");
   required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
-  if (required != 0)
-    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required,
+  if ((required & ~ILLM_RT_FEATURE_ACT_CLIP) != 0)
+    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~ILLM_RT_FEATURE_ACT_CLIP,
                   " this runtime does not implement (1: per-group weight scales, 2: online Hadamard)");
+  model->required_features = required;
 
   model->data = p;
   model->size = file_size;
@@ -1692,9 +1758,15 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: header context ", model->default_context,
                    " outside [1, max_positions = ", model->shape.max_positions, "]");
 
-  expected_count = ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS +
-                   ((model->optional_features & ILLM_RT_FEATURE_TOKENIZER) ? ILLM_RT_TOKENIZER_TENSORS : 0);
-  model->tok_first_tensor = (uint32_t)(ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS);
+  {
+    /* Extension tensors follow the layers (illm_rt_format.h), then the tokenizer. */
+    const uint64_t extensions_first = ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS;
+    const uint64_t extensions = (required & ILLM_RT_FEATURE_ACT_CLIP) ? 1 : 0;
+    model->act_clip_tensor = (uint32_t)extensions_first;
+    expected_count = extensions_first + extensions +
+                     ((model->optional_features & ILLM_RT_FEATURE_TOKENIZER) ? ILLM_RT_TOKENIZER_TENSORS : 0);
+    model->tok_first_tensor = (uint32_t)(extensions_first + extensions);
+  }
   if (model->tensor_count != expected_count)
     return fail_ii(err, ILLM_RT_E_LAYOUT, "model.bin: the table lists ", model->tensor_count, " tensors, this shape needs ",
                    (int64_t)expected_count, "");

@@ -83,6 +83,8 @@ typedef struct {
   int32_t default_context;     /* the header's session context (<= shape.max_positions) */
   uint64_t header_arena_bytes; /* the header's arena size for that context (checked against illm_rt_arena_size) */
   uint32_t optional_features;
+  uint32_t required_features;  /* ILLM_RT_FEATURE_ACT_CLIP or 0 */
+  uint32_t act_clip_tensor;    /* table index of ILLM_RT_T_ACT_CLIP (required_features & ILLM_RT_FEATURE_ACT_CLIP) */
   /* Tokenizer (optional_features & ILLM_RT_FEATURE_TOKENIZER). */
   int has_tokenizer;
   int tokenizer_can_encode;    /* 0: decode only (the exporter found pieces the runtime's encoder does not handle) */
@@ -92,6 +94,7 @@ typedef struct {
 } illm_rt_model;
 
 #define ILLM_RT_FEATURE_TOKENIZER 1u /* optional_features: the file carries a tokenizer */
+#define ILLM_RT_FEATURE_ACT_CLIP 4u  /* required_features bit 2: clipped activation requantization (ILLM_RT_T_ACT_CLIP) */
 
 /* One forward pass's output: logit[v] = values[v] * scale.m / 2^scale.k (values live in the session's arena and
  * are overwritten by the next forward call). */

@@ -67,6 +67,11 @@
 #define ILLM_RT_T_LAYER_SCALARS 9       /* i64 [n_layers][5]: attn_norm, ffn_norm, swiglu_inv_alpha exponents,
                                            softmax clip m, clip k */
 #define ILLM_RT_GLOBAL_TENSORS 9
+/* Extension tensors (one per required feature that has one, in feature-bit order), after the per-layer tensors and
+ * before the tokenizer's. */
+#define ILLM_RT_T_ACT_CLIP 10           /* i64 [n_layers][14]: clip ratio (m, k) of the 7 activation sites attn_in, q,
+                                           k, v, attn_out, ffn_in, down_in (m = 0: off); required feature bit 2 */
+#define ILLM_RT_ACT_CLIP_SITES 7
 
 #define ILLM_RT_T_ATTN_NORM 16          /* i32 [hidden] */
 #define ILLM_RT_T_FFN_NORM 17           /* i32 [hidden] */

@@ -23,8 +23,17 @@ DiOperators::DiOperators(IntegerPrimitives& primitives, const IntegerSettings& s
 
 // ------------------------------------------------------------------------------------------------ DI_REQUANT
 
-Codes DiOperators::requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits) {
-  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false, value_bits);
+Codes DiOperators::requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits,
+                           RequantClip clip) {
+  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false, value_bits, clip);
+}
+
+// rshr(x·m, k) of 0 <= x < 2^63 without 128 bits: x = q·2^k + r gives q·m + rshr(r·m, k) (r·m < 2^60, q·m <= x).
+Value DiOperators::scale_by_ratio(const Value& x, RequantClip clip) {
+  if (clip.k == 0) return g.mul(x, g.scalar(clip.m));  // m = 1
+  const Value q = p.floor_div_pow2(x, clip.k);
+  const Value r = g.sub(x, g.mul(q, g.scalar(int64_t{1} << clip.k)));
+  return g.add(g.mul(q, g.scalar(clip.m)), p.rshr(g.mul(r, g.scalar(clip.m)), clip.k));
 }
 
 Codes DiOperators::requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits,
@@ -33,7 +42,7 @@ Codes DiOperators::requant_symmetric(const Value& v, const RowScale& in, int m_i
 }
 
 Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in,
-                               int m_in_bits, int out_bits, bool symmetric, int value_bits) {
+                               int m_in_bits, int out_bits, bool symmetric, int value_bits, RequantClip clip) {
   using Magnitude = IntegerPrimitives::Magnitude;
   if (value_bits < 1 || value_bits > 62) throw Error("ONNX export: DI_REQUANT of values beyond 2^62");
   // v + 2^(L−1) (L <= 32) stays below 2^61 when |v| < 2^60: the cheaper biased floor division applies.
@@ -60,6 +69,13 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
   } else {
     lo = known_range ? known_range->lo : g.min(g.reduce_min(v, -1), g.scalar(0));  // the range always contains 0
     hi = known_range ? known_range->hi : g.max(g.reduce_max(v, -1), g.scalar(0));
+    if (clip.enabled()) {  // the clipped range, unless it is empty (then the row keeps its range)
+      check_requant_clip(clip, "ONNX export: DI_REQUANT");
+      const Value hi_c = scale_by_ratio(hi, clip), neg_lo_c = scale_by_ratio(g.neg(lo), clip);
+      const Value empty = g.equal(g.add(hi_c, neg_lo_c), g.scalar(0));
+      hi = g.where(empty, hi, hi_c);
+      lo = g.where(empty, lo, g.neg(neg_lo_c));
+    }
     range = g.sub(hi, lo);  // < 2^63 since |v| < 2^62
   }
   const Value all_zero = g.equal(range, g.scalar(0));
@@ -87,14 +103,23 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
                                  p.to_int64(g.greater_equal(g.mul(division.remainder, g.scalar(2)), m_y)));
   const auto convert = [&](const Value& x) { return p.rshr(g.mul(x, multiplier), fraction_bits); };  // |x·A| < 2^61
 
-  const Value converted = convert(p.rshr(v, normalize, signed_values));
   Value codes, zero_point;
   if (symmetric) {
-    codes = p.clamp(converted, -q_out, q_out);
+    codes = p.clamp(convert(p.rshr(v, normalize, signed_values)), -q_out, q_out);
     zero_point = g.scalar(0);
   } else {
     zero_point = g.neg(convert(lo_n));
-    codes = p.clamp(g.add(converted, zero_point), 0, q_out);
+    Value normalized = p.rshr(v, normalize, signed_values);
+    if (clip.enabled()) {
+      // The saturation window: y >= cdiv((Q − z)·2^F − 2^(F−1), A) codes Q, y <= fdiv((1 − z)·2^F − 2^(F−1) − 1, A)
+      // codes 0; clamping to it changes no code and keeps |y·A| < 2^62 for values beyond the clipped range.
+      const Value one = g.scalar(int64_t{1} << fraction_bits), half = g.scalar(int64_t{1} << (fraction_bits - 1));
+      const Value y_max = p.cdiv(g.sub(g.mul(g.sub(g.scalar(q_out), zero_point), one), half), multiplier);
+      const Value low = g.sub(g.sub(g.mul(g.sub(g.scalar(1), zero_point), one), half), g.scalar(1));
+      const Value y_min = g.neg(p.cdiv(g.neg(low), multiplier));  // fdiv(low, A)
+      normalized = g.min(g.max(normalized, y_min), y_max);
+    }
+    codes = p.clamp(g.add(convert(normalized), zero_point), 0, q_out);
   }
   // An all-zero row (R = 0) already gives codes 0 and zero point 0 above (v = lo = 0); only its scale is special.
   Codes out;
@@ -122,7 +147,7 @@ Value DiOperators::norm_epsilon_units(Dyadic eps, const Value& k_norm) {
 }
 
 Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVector& gamma, Dyadic eps,
-                        int out_bits) {
+                        int out_bits, RequantClip clip) {
   const int64_t channels = static_cast<int64_t>(gamma.mantissa.size());
   if (channels < 1 || channels >= (int64_t{1} << 14))
     throw Error("ONNX export: DI-Norm over " + std::to_string(channels) + " channels (the graph supports 1 … 16383)");
@@ -141,7 +166,7 @@ Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVe
   const Value inv_rms = p.rdiv(g.scalar(int64_t{1} << (frac_bits + 30)), rms);
   const Value y = p.rshr(g.mul(zn, inv_rms), 30);  // |Z·Rinv| <= 2^(F+31)·√C < 2^58
   const Value w = g.mul(y, g.vector(gamma.mantissa));  // |W| < 2^(F+1)·√C·2^31 < 2^59
-  return requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits, 59);
+  return requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits, 59, clip);
 }
 
 // ---------------------------------------------------------------------------------------------------- DI-Exp
@@ -237,7 +262,8 @@ Value DiOperators::clipped_softmax(const Value& logits, const Value& mask, const
 
 // -------------------------------------------------------------------------------------------------- DI-SwiGLU
 
-Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits) {
+Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
+                          RequantClip clip) {
   const Value g_c = g.sub(gate.codes, gate.zero_point);
   const Value u_c = g.sub(up.codes, up.zero_point);
   const Value argument = g.mul(g_c, g.vector(inv_alpha.mantissa));  // |g·a| < 2^32
@@ -265,7 +291,7 @@ Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVecto
   const Value m_in = p.rshr(mantissa_product, drop, IntegerPrimitives::Magnitude::kNonNegative);
   const Value k_in =
       g.sub(g.add(g.add(gate.scale.k, up.scale.k), g.scalar(settings_.sigmoid_bits - 1)), drop);
-  return requant(product, RowScale{m_in, k_in}, b_m + 1, out_bits, 46);
+  return requant(product, RowScale{m_in, k_in}, b_m + 1, out_bits, 46, clip);
 }
 
 // ----------------------------------------------------------------------------------------------- residual add
@@ -332,7 +358,7 @@ DiOperators::Alignment DiOperators::align_prefix(const Value& m, const Value& k,
 }
 
 Codes DiOperators::requantize_heads(const Value& values, const Value& exponents, int64_t heads, int64_t head_dim,
-                                    int out_bits) {
+                                    int out_bits, RequantClip clip) {
   // E = min(max_h E_h, min over non-zero heads of E_h + 62 − bitlength(max |v_h|)); each head to E (shl for
   // E_h <= E, rshr otherwise; values < 2^55, so right shifts past 62 give 0 too), then one DI_REQUANT per row.
   const Value max_abs = g.reduce_max(g.abs(values), -1);
@@ -343,7 +369,7 @@ Codes DiOperators::requantize_heads(const Value& values, const Value& exponents,
   const Value aligned = p.shift_round(values, g.sub(exponents, common), 62, 62);
   const Value rows = g.reshape(aligned, std::vector<int64_t>{0, heads * head_dim});
   const Value common_row = g.squeeze(common, {2});  // [rows][1]
-  return requant(rows, RowScale{g.scalar(1), common_row}, 1, out_bits);
+  return requant(rows, RowScale{g.scalar(1), common_row}, 1, out_bits, 62, clip);
 }
 
 }  // namespace illm::formats::onnx_export

@@ -39,12 +39,16 @@ class DiOperators {
   // (|v| < 2^value_bits, value_bits <= 62) with input scale `in` (1 <= m_in < 2^m_in_bits, m_in_bits <= 31). Throws
   // illm::Error when the setting needs a negative shift in the code multiplier's division
   // ((2^b_m − 1)·Q·2^(61 − out_bits) < 2^62).
-  Codes requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62);
+  // `clip` (asymmetric only): the clipped DI_REQUANT (docs/integer-semantics.md "## Clipped DI_REQUANT"), a constant
+  // of the graph; off adds no node.
+  Codes requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62,
+                RequantClip clip = {});
   Codes requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62);
 
   // DI-Norm per token (kernels di_norm_row) of int16-range residual codes h [rows][C] with scale `h_scale`
   // (m < 2^31); C < 2^14.
-  Codes norm(const Value& h, const RowScale& h_scale, const ChannelVector& gamma, Dyadic eps, int out_bits);
+  Codes norm(const Value& h, const RowScale& h_scale, const ChannelVector& gamma, Dyadic eps, int out_bits,
+             RequantClip clip = {});
 
   // DI-Exp: the frame of a per-row scale (1 <= m < 2^40), the promotion x·2^P (or rshr(x, −P)) and E(x) for
   // promoted x <= 0.
@@ -58,7 +62,8 @@ class DiOperators {
   Value clipped_softmax(const Value& logits, const Value& mask, const RowScale& in, Dyadic clip);
 
   // DI-SwiGLU of gate and up codes (swiglu_in_bits wide) with a_c ≈ 1/α_c, requantized to out_bits.
-  Codes swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits);
+  Codes swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
+               RequantClip clip = {});
 
   // The fused residual add (kernels residual_add with an aligned accumulator, z_d = 0) → int16-range codes.
   Codes residual_add(const Value& h, const RowScale& h_scale, const Value& delta, const RowScale& delta_scale);
@@ -76,14 +81,16 @@ class DiOperators {
 
   // requantize_heads (kernels/reference/attention.h): values [rows][heads][d] with exponents [rows][heads][1]
   // (|v| < 2^62) → one DI_REQUANT per row over heads·d → codes [rows][heads·d].
-  Codes requantize_heads(const Value& values, const Value& exponents, int64_t heads, int64_t head_dim, int out_bits);
+  Codes requantize_heads(const Value& values, const Value& exponents, int64_t heads, int64_t head_dim, int out_bits,
+                         RequantClip clip = {});
 
  private:
   struct Range {
     Value lo, hi;  // min(0, min v) and max(0, max v) of each row
   };
   Codes requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in, int m_in_bits,
-                    int out_bits, bool symmetric, int value_bits);
+                    int out_bits, bool symmetric, int value_bits, RequantClip clip = {});
+  Value scale_by_ratio(const Value& x, RequantClip clip);
   Value clip_in_logit_units(Dyadic clip, const RowScale& in);
   Value norm_epsilon_units(Dyadic eps, const Value& k_norm);
   IntegerSettings settings_;

@@ -99,7 +99,7 @@ Value keys_row(GraphBuilder& g, const Value& per_token_head, const Value& head_m
 // Attention of every query head (GQA via head_map) over the keys 0..t: Q·Kᵀ, key alignment, DI-ClippedSoftmax,
 // value alignment with scale-ratio folding, int32 P·V, then requantize_heads (kernels/reference/attention.cpp).
 Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k, const Codes& v, const Sequence& seq,
-                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip) {
+                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip, RequantClip out_clip) {
   IntegerPrimitives& p = di.p;
   const auto to_heads = [&](const Value& per_token) { return g.gather(g.transpose(per_token, {1, 0, 2}), seq.head_map, 0); };
   // Centered codes as int32: |q − z| <= 255, d·Q_a² <= 2^31 − 1 (validated).
@@ -124,24 +124,25 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
   const Value out = g.transpose(g.mul(acc, nu_max), {1, 0, 2});  // [T][H][d]
   const Value exponents =
       g.transpose(g.add(value_alignment.exponent, g.scalar(settings.prob_bits - 1)), {1, 0, 2});  // [T][H][1]
-  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits);
+  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits, out_clip);
 }
 
 // q or k: DI_REQUANT_SYM of the projection to 16 bits per token, RoPE per head, DI_REQUANT per (token, head).
 Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const Sequence& seq,
-                 const QuantizedModel& model) {
+                 const QuantizedModel& model, RequantClip clip) {
   const int32_t d = model.shape.head_dim;
   const Codes q16 = di.requant_symmetric(acc.values, acc.scale, 31, kRopeInputBits, 61);
   const Value per_head = g.reshape(q16.codes, std::vector<int64_t>{0, heads, d});
   const Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
   const RowScale scale{g.unsqueeze(q16.scale.m, {1}), g.unsqueeze(q16.scale.k, {1})};  // [T][1][1]
-  return di.requant(rotated, scale, 31, model.settings.a_bits, 32);
+  return di.requant(rotated, scale, 31, model.settings.a_bits, 32, clip);
 }
 
-Codes split_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const QuantizedModel& model) {
+Codes split_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const QuantizedModel& model,
+                  RequantClip clip) {
   const Value per_head = g.reshape(acc.values, std::vector<int64_t>{0, heads, model.shape.head_dim});
   const RowScale scale{g.unsqueeze(acc.scale.m, {1}), g.unsqueeze(acc.scale.k, {1})};
-  return di.requant(per_head, scale, 31, model.settings.a_bits, 61);
+  return di.requant(per_head, scale, 31, model.settings.a_bits, 61, clip);
 }
 
 Value table_rows(GraphBuilder& g, const std::string& name, const std::vector<int16_t>& table, int64_t rows,
@@ -221,22 +222,25 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     g.push_scope(prefix);
     const auto name = [&](const char* part) { return prefix + "." + part; };
 
-    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits);
-    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model);
-    const Codes k = rope_heads(g, di, linear(g, x, a_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model);
-    const Codes v = split_heads(g, di, linear(g, x, a_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model);
-    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip);
+    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits, L.act_clip[kClipAttnIn]);
+    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model,
+                               L.act_clip[kClipQ]);
+    const Codes k = rope_heads(g, di, linear(g, x, a_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
+                               L.act_clip[kClipK]);
+    const Codes v = split_heads(g, di, linear(g, x, a_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
+                                L.act_clip[kClipV]);
+    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, L.act_clip[kClipAttnOut]);
     const Accumulator o = linear(g, attended, a_bits, L.o_proj, name("o_proj"), b_m);
     Codes residual = di.residual_add(h, h_scale, o.values, o.scale);
     h = residual.codes, h_scale = residual.scale;
 
-    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits);
+    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits, L.act_clip[kClipFfnIn]);
     const int swiglu_bits = settings.swiglu_in_bits;
     const Accumulator gate_acc = linear(g, x2, a_bits, L.gate_proj, name("gate_proj"), b_m);
     const Accumulator up_acc = linear(g, x2, a_bits, L.up_proj, name("up_proj"), b_m);
     const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
     const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
-    const Codes mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits);
+    const Codes mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn]);
     const Accumulator down = linear(g, mixed, a_bits, L.down_proj, name("down_proj"), b_m);
     residual = di.residual_add(h, h_scale, down.values, down.scale);
     h = residual.codes, h_scale = residual.scale;

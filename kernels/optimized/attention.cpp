@@ -73,7 +73,7 @@ void fold_value_scales(const int32_t* probs, const int64_t* nu, int32_t valid, i
 
 void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                      int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
-                     QuantizedActivation& out) {
+                     QuantizedActivation& out, RequantClip out_clip) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
   if (query.bits < 1 || query.bits > 8) throw Error("attention: code widths must be in [1, 8]");
@@ -200,7 +200,7 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
                             aligned.data() + static_cast<size_t>(h) * d);
     }
     const DiRequantResult r = requant_row(isa.rows, aligned.data(), out.cols, 1, common, out_bits,
-                                          settings.mantissa_bits, out.codes.data() + offset_t);
+                                          settings.mantissa_bits, out.codes.data() + offset_t, out_clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   });

@@ -14,11 +14,12 @@
 #include "kernels/optimized/isa.h"
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
+#include "kernels/requant.h"
 
 namespace illm::optimized {
 
 void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                      int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
-                     QuantizedActivation& out);
+                     QuantizedActivation& out, RequantClip out_clip);
 
 }  // namespace illm::optimized

@@ -22,32 +22,34 @@ void linear(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumu
 }
 
 template <const Isa& kIsa>
-void requantize_op(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out) {
-  requantize(kIsa.rows, acc, out_bits, mantissa_bits, out);
+void requantize_op(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
+                   RequantClip clip) {
+  requantize(kIsa.rows, acc, out_bits, mantissa_bits, out, clip);
 }
 
 template <const Isa& kIsa>
 void rope_heads_op(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, int32_t first_position,
-                   const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out) {
-  rope_heads(kIsa.rows, acc, heads, head_dim, first_position, rope, settings, out_bits, out);
+                   const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out,
+                   RequantClip clip) {
+  rope_heads(kIsa.rows, acc, heads, head_dim, first_position, rope, settings, out_bits, out, clip);
 }
 
 template <const Isa& kIsa>
 void split_heads_op(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const IntegerSettings& settings,
-                    int out_bits, PerHeadActivation& out) {
-  split_heads(kIsa.rows, acc, heads, head_dim, settings, out_bits, out);
+                    int out_bits, PerHeadActivation& out, RequantClip clip) {
+  split_heads(kIsa.rows, acc, heads, head_dim, settings, out_bits, out, clip);
 }
 
 template <const Isa& kIsa>
 void rms_norm_op(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
-                 int out_bits, QuantizedActivation& out) {
-  rms_norm(kIsa.rows, h, gamma, eps, settings, out_bits, out);
+                 int out_bits, QuantizedActivation& out, RequantClip clip) {
+  rms_norm(kIsa.rows, h, gamma, eps, settings, out_bits, out, clip);
 }
 
 template <const Isa& kIsa>
 void swiglu_op(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
-               const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
-  swiglu(kIsa.rows, gate, up, inv_alpha, settings, out_bits, out);
+               const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
+  swiglu(kIsa.rows, gate, up, inv_alpha, settings, out_bits, out, clip);
 }
 
 template <const Isa& kIsa>
@@ -58,8 +60,9 @@ void residual_add_op(const ResidualStream& h, const AlignedAccumulator& delta, i
 
 template <const Isa& kIsa>
 void attention(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
-               Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
-  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out);
+               Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+               RequantClip out_clip) {
+  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, out_clip);
 }
 
 template <const Isa& kIsa>

@@ -1,5 +1,7 @@
 #include "kernels/optimized/requant_rows.h"
 
+#include <limits>
+
 namespace illm::optimized {
 namespace {
 
@@ -37,15 +39,18 @@ RequantElements requant_elements(const RequantPlan& plan) {
   e.zero_point = plan.zero_point;
   e.code_min = plan.code_min;
   e.code_max = plan.code_max;
+  e.clamp_input = plan.input_min != std::numeric_limits<int64_t>::min() || plan.input_max != std::numeric_limits<int64_t>::max();
+  e.input_min = plan.input_min;
+  e.input_max = plan.input_max;
   return e;
 }
 
 template <typename Code>
 DiRequantResult requant_row(const RowKernels& k, const int64_t* v, int32_t n, int64_t m_in, int32_t k_in, int out_bits,
-                            int mantissa_bits, Code* out) {
+                            int mantissa_bits, Code* out, RequantClip clip) {
   int64_t lo = 0, hi = 0;
   k.range(v, n, &lo, &hi);
-  const RequantPlan plan = plan_requant(lo, hi, m_in, k_in, out_bits, mantissa_bits);
+  const RequantPlan plan = plan_requant(lo, hi, m_in, k_in, out_bits, mantissa_bits, clip);
   convert(k, v, n, plan, lo > -kFastLimit && hi < kFastLimit, out);
   return DiRequantResult{plan.zero_point, plan.scale};
 }
@@ -60,11 +65,11 @@ DiRequantResult requant_row_symmetric(const RowKernels& k, const int64_t* v, int
 }
 
 template DiRequantResult requant_row<uint8_t>(const RowKernels&, const int64_t*, int32_t, int64_t, int32_t, int, int,
-                                              uint8_t*);
+                                              uint8_t*, RequantClip);
 template DiRequantResult requant_row<uint16_t>(const RowKernels&, const int64_t*, int32_t, int64_t, int32_t, int, int,
-                                               uint16_t*);
+                                               uint16_t*, RequantClip);
 template DiRequantResult requant_row<int32_t>(const RowKernels&, const int64_t*, int32_t, int64_t, int32_t, int, int,
-                                              int32_t*);
+                                              int32_t*, RequantClip);
 template DiRequantResult requant_row_symmetric<int16_t>(const RowKernels&, const int64_t*, int32_t, int64_t, int32_t,
                                                         int, int, int16_t*);
 template DiRequantResult requant_row_symmetric<int32_t>(const RowKernels&, const int64_t*, int32_t, int64_t, int32_t,

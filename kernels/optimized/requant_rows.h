@@ -14,7 +14,7 @@ RequantElements requant_elements(const RequantPlan& plan);
 
 template <typename Code>
 DiRequantResult requant_row(const RowKernels& k, const int64_t* v, int32_t n, int64_t m_in, int32_t k_in, int out_bits,
-                            int mantissa_bits, Code* out);
+                            int mantissa_bits, Code* out, RequantClip clip = {});
 template <typename Code>
 DiRequantResult requant_row_symmetric(const RowKernels& k, const int64_t* v, int32_t n, int64_t m_in, int32_t k_in,
                                       int out_bits, int mantissa_bits, Code* out);

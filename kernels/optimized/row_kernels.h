@@ -12,12 +12,15 @@ namespace illm::optimized {
 // The per-element part of a DI_REQUANT plan (kernels/requant.h RequantPlan):
 //   code(v) = sat(rshr(rshr(v, normalize) · multiplier, fraction_bits) + zero_point, code_min, code_max)
 // The element loops use 64-bit arithmetic: exact for |v| <= 2^62 (the caller checks the row range first).
+// clamp_input: a clipped plan's saturation window [input_min, input_max] is applied to rshr(v, normalize).
 struct RequantElements {
   int32_t normalize = 0;
   int32_t fraction_bits = 1;
   int64_t multiplier = 0;
   int64_t zero_point = 0;
   int64_t code_min = 0, code_max = 0;
+  bool clamp_input = false;
+  int64_t input_min = 0, input_max = 0;
 };
 
 // DI-ClippedSoftmax between the clipped row and the division (docs/integer-semantics.md): the input codes

@@ -33,7 +33,7 @@ void check_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
 // DI-Norm per token (§5.4) with the element loops in the row kernels; the per-row scalars are the reference's
 // (kDiNormNormalizedMsb, di_norm_inverse_rms). max |Z| = max |h|·m_h since m_h >= 1.
 void rms_norm(const RowKernels& k, const ResidualStream& h, const ChannelVector& gamma, Dyadic eps,
-              const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+              const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
   if (gamma.mantissa.size() != static_cast<size_t>(h.cols))
     throw Error("DI-Norm: gamma has " + std::to_string(gamma.mantissa.size()) + " entries for " +
                 std::to_string(h.cols) + " channels");
@@ -58,19 +58,19 @@ void rms_norm(const RowKernels& k, const ResidualStream& h, const ChannelVector&
     const int64_t inv_rms = di_norm_inverse_rms(sum_squares, h.cols, int64_t{scale.k} - shift, eps, frac_bits);
     k.norm_apply(z.data(), h.cols, inv_rms, gamma.mantissa.data(), w.data());
     const DiRequantResult r = requant_row(k, w.data(), h.cols, 1, frac_bits + gamma.exponent, out_bits,
-                                          settings.mantissa_bits, out.codes.data() + offset);
+                                          settings.mantissa_bits, out.codes.data() + offset, clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   });
 }
 
 void requantize(const RowKernels& k, const AlignedAccumulator& acc, int out_bits, int mantissa_bits,
-                QuantizedActivation& out) {
+                QuantizedActivation& out, RequantClip clip) {
   resize_activation(out, acc.rows, acc.cols, out_bits);
   parallel_for(acc.rows, int64_t{acc.cols} * 8, [&](int64_t t) {
     const size_t offset = static_cast<size_t>(t) * acc.cols;
     const DiRequantResult r = requant_row(k, acc.values.data() + offset, acc.cols, acc.scales[t].m, acc.scales[t].k,
-                                          out_bits, mantissa_bits, out.codes.data() + offset);
+                                          out_bits, mantissa_bits, out.codes.data() + offset, clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   });
@@ -78,7 +78,7 @@ void requantize(const RowKernels& k, const AlignedAccumulator& acc, int out_bits
 
 void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
                 int32_t first_position, const RopeTableView& rope, const IntegerSettings& settings, int out_bits,
-                PerHeadActivation& out) {
+                PerHeadActivation& out, RequantClip clip) {
   check_heads(acc, heads, head_dim, "rope_heads");
   resize_per_head(out, acc.rows, heads, head_dim, out_bits);
   parallel_for(acc.rows, int64_t{acc.cols} * 16, [&](int64_t t) {
@@ -96,7 +96,7 @@ void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t head
       const size_t index = static_cast<size_t>(t) * heads + h;
       const DiRequantResult r =
           requant_row(k, wide.data() + static_cast<size_t>(h) * head_dim, head_dim, q16.scale.m, q16.scale.k,
-                      out_bits, settings.mantissa_bits, out.codes.data() + index * head_dim);
+                      out_bits, settings.mantissa_bits, out.codes.data() + index * head_dim, clip);
       out.zero_points[index] = static_cast<int32_t>(r.zero_point);
       out.scales[index] = r.scale;
     }
@@ -104,7 +104,7 @@ void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t head
 }
 
 void split_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
-                 const IntegerSettings& settings, int out_bits, PerHeadActivation& out) {
+                 const IntegerSettings& settings, int out_bits, PerHeadActivation& out, RequantClip clip) {
   check_heads(acc, heads, head_dim, "split_heads");
   resize_per_head(out, acc.rows, heads, head_dim, out_bits);
   parallel_for(acc.rows, int64_t{acc.cols} * 8, [&](int64_t t) {
@@ -112,7 +112,7 @@ void split_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t hea
       const size_t index = static_cast<size_t>(t) * heads + h;
       const DiRequantResult r =
           requant_row(k, acc.values.data() + index * head_dim, head_dim, acc.scales[t].m, acc.scales[t].k, out_bits,
-                      settings.mantissa_bits, out.codes.data() + index * head_dim);
+                      settings.mantissa_bits, out.codes.data() + index * head_dim, clip);
       out.zero_points[index] = static_cast<int32_t>(r.zero_point);
       out.scales[index] = r.scale;
     }
@@ -122,7 +122,8 @@ void split_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t hea
 // DI-SwiGLU (§6.2) with the stable sigmoid's element loops in the row kernels; other settings (the paper's
 // shared-max sigmoid) and promotions outside the fast loop's bounds use the reference row.
 void swiglu(const RowKernels& k, const QuantizedActivation& gate, const QuantizedActivation& up,
-            const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+            const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+            RequantClip clip) {
   check_swiglu_shapes(gate, up);
   if (inv_alpha.mantissa.size() != static_cast<size_t>(gate.cols))
     throw Error("DI-SwiGLU: inv_alpha has " + std::to_string(inv_alpha.mantissa.size()) + " entries for " +
@@ -136,7 +137,7 @@ void swiglu(const RowKernels& k, const QuantizedActivation& gate, const Quantize
     const int64_t abs_t = -frame.t;
     // |A_c| <= 255·max a_c < 2^32: the promotion limit 2^(61 − P) holds for P <= 28.
     if (!settings.sigmoid_stable || abs_t < kMinT || abs_t >= kMaxT || frame.promote > 28 || frame.promote < -40) {
-      di_swiglu_token(gate, up, static_cast<int32_t>(t), inv_alpha, settings, out_bits, out);
+      di_swiglu_token(gate, up, static_cast<int32_t>(t), inv_alpha, settings, out_bits, out, clip);
       return;
     }
     thread_local std::vector<uint8_t> g, u;
@@ -165,7 +166,7 @@ void swiglu(const RowKernels& k, const QuantizedActivation& gate, const Quantize
     k.swiglu_products(g.data(), gate.zero_points[t], u.data(), up.zero_points[t], e.data(), n, products.data());
     const Dyadic scale = swiglu_product_scale(gate.scales[t], up.scales[t], settings);
     const DiRequantResult r = requant_row(k, products.data(), n, scale.m, scale.k, out_bits, settings.mantissa_bits,
-                                          out.codes.data() + offset);
+                                          out.codes.data() + offset, clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   });

@@ -87,7 +87,7 @@ int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<c
 }
 
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
-                                 int mantissa_bits, std::span<uint16_t> codes_out) {
+                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip) {
   const size_t heads = exponents.size();
   if (heads == 0 || values.size() % heads != 0 || codes_out.size() != values.size())
     throw Error("attention head requant: " + std::to_string(values.size()) + " values, " + std::to_string(heads) +
@@ -112,7 +112,7 @@ DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<cons
     }
   }
   return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, common, out_bits, mantissa_bits,
-                    codes_out);
+                    codes_out, clip);
 }
 
 AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
@@ -144,7 +144,8 @@ AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& 
 }
 
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
-                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                     RequantClip out_clip) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
   const int32_t group = in.group;
@@ -166,7 +167,8 @@ void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32
     const DiRequantResult r = requantize_heads(
         std::span<const int64_t>(head_values.data() + offset, static_cast<size_t>(out.cols)),
         std::span<const int32_t>(head_exponents.data() + static_cast<size_t>(t) * heads, static_cast<size_t>(heads)),
-        out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(out.cols)));
+        out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(out.cols)),
+        out_clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   }

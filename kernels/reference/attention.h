@@ -34,8 +34,9 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
 // Per-token requantization of all heads' outputs (values [heads][head_dim], head h real value v / 2^E_h):
 // E = min(max_h E_h, min_h (E_h + 62 − bitlength(max |v_h|))) (no left shift leaves 2^62), each head brought to E
 // (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
+// `clip` clips that DI_REQUANT (site attn_out).
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
-                                 int mantissa_bits, std::span<uint16_t> codes_out);
+                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip = {});
 // Its common exponent E from every head's max |v| (< 2^62) and exponent E_h; throws when E leaves int32.
 int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents);
 
@@ -52,8 +53,9 @@ AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& 
 // Causal multi-head attention (GQA: query head h reads KV head h / (heads / kv_heads)) of `query.rows` tokens at
 // positions first_position, first_position + 1, … against layer `layer` of the cache, which must already hold
 // these tokens' keys and values (the operator `attention`, kernels/kernel_set.h). Output: [rows][heads·head_dim]
-// codes of out_bits bits, one zero point and dyadic per token.
+// codes of out_bits bits, one zero point and dyadic per token (that requantization clipped by out_clip).
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
-                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                     RequantClip out_clip = {});
 
 }  // namespace illm

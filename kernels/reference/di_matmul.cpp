@@ -181,13 +181,14 @@ void linear_accumulate(const QuantizedActivation& x, const PreparedLinear& w, Al
              WeightRows{weight, std::vector<uint8_t>(static_cast<size_t>(weight.in_features))}, out);
 }
 
-void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& y) {
+void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& y,
+                     RequantClip clip) {
   resize_activation(y, acc.rows, acc.cols, out_bits);
   for (int32_t t = 0; t < acc.rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * acc.cols;
     const DiRequantResult r =
         di_requant(std::span<const int64_t>(acc.values.data() + offset, acc.cols), acc.scales[t].m, acc.scales[t].k,
-                   out_bits, mantissa_bits, std::span<uint16_t>(y.codes.data() + offset, acc.cols));
+                   out_bits, mantissa_bits, std::span<uint16_t>(y.codes.data() + offset, acc.cols), clip);
     y.zero_points[t] = static_cast<int32_t>(r.zero_point);
     y.scales[t] = r.scale;
   }

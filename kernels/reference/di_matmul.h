@@ -12,6 +12,7 @@
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
+#include "kernels/requant.h"
 
 namespace illm {
 
@@ -46,8 +47,10 @@ AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const Quan
 // codes and zero points in range, x.cols == in_features, scale mantissas in [1, 2^31).
 void linear_accumulate(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
 
-// Per-row DI_REQUANT of an aligned accumulator to out_bits (1..16) unsigned codes (the operator `requantize`).
-void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out);
+// Per-row DI_REQUANT of an aligned accumulator to out_bits (1..16) unsigned codes (the operator `requantize`),
+// clipped by `clip` when enabled.
+void requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
+                     RequantClip clip = {});
 QuantizedActivation requantize_rows(const AlignedAccumulator& acc, int out_bits, int mantissa_bits);
 
 // DI-MatMul with requantized output codes.

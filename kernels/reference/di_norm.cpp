@@ -55,7 +55,7 @@ namespace {
 
 template <typename Code>
 DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
-                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out) {
+                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out, RequantClip clip) {
   uint64_t max_abs = 0;
   for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
   if (max_abs == 0) {
@@ -75,19 +75,19 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
     z[c] = normalized * gamma.mantissa[c];
   }
   return di_requant(std::span<const int64_t>(z.data(), z.size()), 1, frac_bits + gamma.exponent, out_bits,
-                    settings.mantissa_bits, codes_out);
+                    settings.mantissa_bits, codes_out, clip);
 }
 
 template <typename Code>
 DiRequantResult norm_per_token(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                                const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                               std::span<Code> codes_out) {
+                               std::span<Code> codes_out, RequantClip clip) {
   check_common("DI-Norm", residual_codes.size(), gamma, eps, settings, codes_out.size());
   if (residual_scale.m < 1 || residual_scale.m >= (int64_t{1} << 32))
     throw Error("DI-Norm: residual scale mantissa " + std::to_string(residual_scale.m) + " outside [1, 2^32)");
   std::vector<int64_t> z(residual_codes.size());
   for (size_t c = 0; c < z.size(); ++c) z[c] = static_cast<int64_t>(residual_codes[c]) * residual_scale.m;
-  return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out);
+  return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out, clip);
 }
 
 void check_channel_scales(const char* op, size_t channels, std::span<const int32_t> zero_points,
@@ -124,21 +124,21 @@ DiRequantResult norm_per_channel(std::span<const uint8_t> codes, std::span<const
     const int64_t aligned = exact ? shl(s.m, k_common - s.k) : rshr(s.m, s.k - k_common);
     z[c] = (static_cast<int64_t>(codes[c]) - zero_points[c]) * aligned;
   }
-  return norm_core(std::span<int64_t>(z), k_common, gamma, eps, settings, out_bits, codes_out);
+  return norm_core(std::span<int64_t>(z), k_common, gamma, eps, settings, out_bits, codes_out, RequantClip{});
 }
 
 }  // namespace
 
 DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                             const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                            std::span<uint8_t> codes_out) {
-  return norm_per_token(residual_codes, residual_scale, gamma, eps, settings, out_bits, codes_out);
+                            std::span<uint8_t> codes_out, RequantClip clip) {
+  return norm_per_token(residual_codes, residual_scale, gamma, eps, settings, out_bits, codes_out, clip);
 }
 
 DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                             const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                            std::span<int32_t> codes_out) {
-  return norm_per_token(residual_codes, residual_scale, gamma, eps, settings, out_bits, codes_out);
+                            std::span<int32_t> codes_out, RequantClip clip) {
+  return norm_per_token(residual_codes, residual_scale, gamma, eps, settings, out_bits, codes_out, clip);
 }
 
 DiRequantResult di_norm_row_per_channel(std::span<const uint8_t> codes, std::span<const int32_t> zero_points,
@@ -156,20 +156,20 @@ DiRequantResult di_norm_row_per_channel(std::span<const uint8_t> codes, std::spa
 }
 
 void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
-                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
   const size_t offset = static_cast<size_t>(t) * h.cols;
   std::vector<uint8_t> codes(h.cols);
   const DiRequantResult r = di_norm_row(std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma,
-                                        eps, settings, out_bits, std::span<uint8_t>(codes));
+                                        eps, settings, out_bits, std::span<uint8_t>(codes), clip);
   std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
 }
 
 void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
-                  int out_bits, QuantizedActivation& out) {
+                  int out_bits, QuantizedActivation& out, RequantClip clip) {
   resize_activation(out, h.rows, h.cols, out_bits);
-  for (int32_t t = 0; t < h.rows; ++t) di_norm_token(h, t, gamma, eps, settings, out_bits, out);
+  for (int32_t t = 0; t < h.rows; ++t) di_norm_token(h, t, gamma, eps, settings, out_bits, out, clip);
 }
 
 void norm_input_per_channel(std::span<const int16_t> residual_codes, Dyadic residual_scale,

@@ -24,10 +24,10 @@ namespace illm {
 // 1 <= m_h < 2^32, eps.m >= 0; throws illm::Error otherwise.
 DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                             const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                            std::span<uint8_t> codes_out);
+                            std::span<uint8_t> codes_out, RequantClip clip = {});
 DiRequantResult di_norm_row(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                             const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                            std::span<int32_t> codes_out);
+                            std::span<int32_t> codes_out, RequantClip clip = {});
 
 // Steps of the common core, for kernels that run its element loops themselves (the optimized DI-Norm):
 // Z is brought to max |Z| ∈ [2^23, 2^24] (sh = msb(max |Z|) − kDiNormNormalizedMsb), and from S = Σ Z², the
@@ -37,12 +37,12 @@ inline constexpr int kDiNormRinvFracBits = 30;
 int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_norm, Dyadic eps, int frac_bits);
 
 // The operator `rms_norm` (kernels/kernel_set.h): di_norm_row (uint8 codes) of every row of the residual stream,
-// codes, zero points and scales written to out.
+// codes, zero points and scales written to out; `clip` clips the final DI_REQUANT (sites attn_in, ffn_in).
 void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
-                  int out_bits, QuantizedActivation& out);
+                  int out_bits, QuantizedActivation& out, RequantClip clip = {});
 // Token t of di_norm_rows into row t of `out` (already shaped: resize_activation).
 void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
-                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+                   const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip = {});
 
 // Paper mode (§5.1, §9.1 conformance): 8-bit codes X_c with static per-channel zero points z_c and dyadic scales
 // (m_c, k_c). Channels are aligned exactly to K = max_c k_c (μ_c = m_c · 2^(K − k_c)) when every μ_c < 2^40,

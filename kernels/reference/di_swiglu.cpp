@@ -52,7 +52,8 @@ void di_sigmoid_row(std::span<const int64_t> a, Dyadic scale, const IntegerSetti
 }
 
 DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
-                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out) {
+                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
+                              RequantClip clip) {
   const size_t n = gate.codes.size();
   if (up.codes.size() != n || inv_alpha.mantissa.size() != n || codes_out.size() != n)
     throw Error("DI-SwiGLU: gate (" + std::to_string(n) + "), up (" + std::to_string(up.codes.size()) +
@@ -76,7 +77,7 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
   }
   const Dyadic scale = swiglu_product_scale(gate.scale, up.scale, settings);
   return di_requant(std::span<const int64_t>(row.data(), n), scale.m, scale.k, out_bits, settings.mantissa_bits,
-                    codes_out);
+                    codes_out, clip);
 }
 
 Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings) {
@@ -87,7 +88,7 @@ Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSet
 
 void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation& up, int32_t t,
                      const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
-                     QuantizedActivation& out) {
+                     QuantizedActivation& out, RequantClip clip) {
   const size_t n = static_cast<size_t>(gate.cols), offset = static_cast<size_t>(t) * n;
   std::vector<uint8_t> g(n), u(n), codes(n);
   for (size_t c = 0; c < n; ++c) {
@@ -96,7 +97,7 @@ void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation&
   }
   const DiRequantResult r = di_swiglu_row(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
                                           SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
-                                          out_bits, std::span<uint8_t>(codes));
+                                          out_bits, std::span<uint8_t>(codes), clip);
   std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
@@ -109,10 +110,10 @@ void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivat
 }
 
 void di_swiglu_rows(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
-                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
+                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
   check_swiglu_shapes(gate, up);
   resize_activation(out, gate.rows, gate.cols, out_bits);
-  for (int32_t t = 0; t < gate.rows; ++t) di_swiglu_token(gate, up, t, inv_alpha, settings, out_bits, out);
+  for (int32_t t = 0; t < gate.rows; ++t) di_swiglu_token(gate, up, t, inv_alpha, settings, out_bits, out, clip);
 }
 
 }  // namespace illm

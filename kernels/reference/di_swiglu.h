@@ -38,19 +38,21 @@ void di_sigmoid_row(std::span<const int64_t> a, Dyadic scale, const IntegerSetti
 // Requires equal lengths of gate, up, inv_alpha and codes_out, 1 <= a_c < 2^24 (a_c >= 0 allowed: 0 = σ(0)),
 // 1 <= m_g, m_u < 2^31; throws illm::Error otherwise.
 DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
-                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out);
+                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
+                              RequantClip clip = {});
 
 // The dyadic (μ, k_in) of the products O_c: m_g·m_u reduced to b_m bits (L = max(0, msb + 1 − b_m)),
 // k_in = k_g + k_u + p_σ − 1 − L.
 Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings);
 
-// The operator `swiglu` (kernels/kernel_set.h): di_swiglu_row of every row (8-bit gate and up codes) → out.
+// The operator `swiglu` (kernels/kernel_set.h): di_swiglu_row of every row (8-bit gate and up codes) → out;
+// `clip` clips the output DI_REQUANT (site down_in).
 void di_swiglu_rows(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
-                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out);
+                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip = {});
 // Token t of di_swiglu_rows into row t of `out` (already shaped: resize_activation); the shape check of both.
 void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation& up, int32_t t,
                      const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
-                     QuantizedActivation& out);
+                     QuantizedActivation& out, RequantClip clip = {});
 void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivation& up);
 
 }  // namespace illm

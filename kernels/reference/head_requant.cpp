@@ -30,7 +30,8 @@ void resize_per_head(PerHeadActivation& out, int32_t rows, int32_t heads, int32_
 }
 
 void rope_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, int32_t first_position,
-                const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out) {
+                const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out,
+                RequantClip clip) {
   check_accumulator(acc, heads, head_dim, "rope_heads");
   resize_per_head(out, acc.rows, heads, head_dim, out_bits);
   std::vector<int32_t> rotated(acc.cols);
@@ -46,7 +47,7 @@ void rope_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, 
       std::copy_n(rotated.begin() + static_cast<ptrdiff_t>(h) * head_dim, head_dim, head.begin());
       const DiRequantResult r =
           di_requant(std::span<const int64_t>(head), q16.scale.m, q16.scale.k, out_bits, settings.mantissa_bits,
-                     std::span<uint8_t>(out.codes.data() + index * head_dim, static_cast<size_t>(head_dim)));
+                     std::span<uint8_t>(out.codes.data() + index * head_dim, static_cast<size_t>(head_dim)), clip);
       out.zero_points[index] = static_cast<int32_t>(r.zero_point);
       out.scales[index] = r.scale;
     }
@@ -54,7 +55,7 @@ void rope_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, 
 }
 
 void split_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const IntegerSettings& settings,
-                 int out_bits, PerHeadActivation& out) {
+                 int out_bits, PerHeadActivation& out, RequantClip clip) {
   check_accumulator(acc, heads, head_dim, "split_heads");
   resize_per_head(out, acc.rows, heads, head_dim, out_bits);
   for (int32_t t = 0; t < acc.rows; ++t)
@@ -63,7 +64,7 @@ void split_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
       const DiRequantResult r = di_requant(
           std::span<const int64_t>(acc.values.data() + index * head_dim, static_cast<size_t>(head_dim)),
           acc.scales[t].m, acc.scales[t].k, out_bits, settings.mantissa_bits,
-          std::span<uint8_t>(out.codes.data() + index * head_dim, static_cast<size_t>(head_dim)));
+          std::span<uint8_t>(out.codes.data() + index * head_dim, static_cast<size_t>(head_dim)), clip);
       out.zero_points[index] = static_cast<int32_t>(r.zero_point);
       out.scales[index] = r.scale;
     }

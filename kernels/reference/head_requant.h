@@ -6,6 +6,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/reference/rope.h"
+#include "kernels/requant.h"
 
 namespace illm {
 
@@ -13,11 +14,13 @@ namespace illm {
 // head at position first_position + t (rope_rotate_row), then DI_REQUANT per (token, head) of the rotated values
 // (m_in, k_in = the 16-bit scale) to out_bits.
 void rope_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, int32_t first_position,
-                const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out);
+                const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out,
+                RequantClip clip = {});
 
 // v: DI_REQUANT per (token, head) of the projection's aligned accumulator to out_bits.
+// In both, `clip` clips every per-(token, head) DI_REQUANT (sites q, k, v).
 void split_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const IntegerSettings& settings,
-                 int out_bits, PerHeadActivation& out);
+                 int out_bits, PerHeadActivation& out, RequantClip clip = {});
 
 // Shapes `out` for rows × heads × head_dim codes of `bits` bits (sizes only; contents are overwritten).
 void resize_per_head(PerHeadActivation& out, int32_t rows, int32_t heads, int32_t head_dim, int32_t bits);

@@ -1,8 +1,10 @@
 // The W4A4 levers end to end on the bundled stories260K (tiny calibration: 4 windows x 64 tokens, one thread):
-// offline rotations + GPTQ give an ordinary integer model; the fake-quant-only levers (online Hadamards, activation
-// clipping, TRIP) calibrate, lower the block reconstruction error, and are refused by the integer path with a
-// message naming them; runs are deterministic.
+// offline rotations + GPTQ and activation clipping give an ordinary integer model; the fake-quant-only levers
+// (online Hadamards, TRIP) calibrate, lower the block reconstruction error, and are refused by the integer path
+// with a message naming them; runs are deterministic.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include <gtest/gtest.h>
 
@@ -52,6 +54,65 @@ TEST(Levers, OfflineRotationAndGptqGiveAnIntegerModel) {
   for (size_t l = 0; l < m.layers.size(); ++l) {
     EXPECT_EQ(m.layers[l].down_proj.codes, again.layers[l].down_proj.codes) << l;
     EXPECT_EQ(m.layers[l].q_proj.codes, again.layers[l].q_proj.codes) << l;
+  }
+}
+
+// Perplexity of the integer executor on `windows` (real logits value·m/2^k, log-softmax in double).
+double integer_perplexity(const illm::QuantizedModel& qm, const TokenWindows& windows) {
+  double nll = 0;
+  int64_t count = 0;
+  for (const auto& w : windows) {
+    illm::Executor executor(qm);
+    const std::vector<int32_t> ids(w.begin(), w.end());
+    const illm::IntegerLogits logits = executor.forward(ids);
+    for (int32_t t = 0; t + 1 < logits.tokens; ++t) {
+      const double scale = std::ldexp(static_cast<double>(logits.scales[t].m), -logits.scales[t].k);
+      const int64_t* row = logits.values.data() + static_cast<size_t>(t) * logits.vocab;
+      double max = -1e300, sum = 0;
+      for (int32_t v = 0; v < logits.vocab; ++v) max = std::max(max, row[v] * scale);
+      for (int32_t v = 0; v < logits.vocab; ++v) sum += std::exp(row[v] * scale - max);
+      nll += std::log(sum) + max - row[ids[t + 1]] * scale;
+      ++count;
+    }
+  }
+  return std::exp(nll / static_cast<double>(count));
+}
+
+TEST(Levers, ClipRatiosAreDyadicsOfTheRecipe) {
+  EXPECT_EQ(illm::requant_clip_from_ratio(1.0, "x"), (illm::RequantClip{}));  // 1: off, the plain DI_REQUANT
+  EXPECT_EQ(illm::requant_clip_from_ratio(0.9375, "x"), (illm::RequantClip{15, 4}));
+  EXPECT_EQ(illm::requant_clip_from_ratio(0.625, "x"), (illm::RequantClip{10, 4}));
+  EXPECT_EQ(illm::requant_clip_from_ratio(0.9, "x"), (illm::RequantClip{58982, 16}));  // round(0.9·2^16)
+  EXPECT_THROW(illm::requant_clip_from_ratio(0.0, "x"), illm::Error);
+  EXPECT_THROW(illm::requant_clip_from_ratio(1.5, "x"), illm::Error);
+}
+
+// act_clip (search and fixed) has an integer path: the ratios reach the model, the executor runs them, and its
+// perplexity roughly agrees with the fake-quant simulation at the executor's points.
+TEST(Levers, ActClipGivesAnIntegerModelThatAgreesWithFakeQuant) {
+  const auto calib = windows("calib.jsonl");
+  auto eval = windows("eval.jsonl");
+  eval.resize(2);
+  for (const char* keys : {R"(, "w_bits": 4, "a_bits": 4, "act_clip": "search")",
+                           R"(, "w_bits": 4, "a_bits": 8, "act_clip": 0.875)"}) {
+    const illm::Recipe r = recipe(keys);
+    EXPECT_NO_THROW(illm::require_integer_path(r, "test"));
+    const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
+    const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(r.w_bits, r.a_bits, false));
+    int clipped_sites = 0;
+    for (size_t l = 0; l < m.layers.size(); ++l) {
+      ASSERT_EQ(m.layers[l].act_clip_ratios.size(), 7u) << keys;
+      for (int site = 0; site < illm::kNumClipSites; ++site) {
+        EXPECT_EQ(qm.layers[l].act_clip[site], illm::requant_clip_from_ratio(m.layers[l].act_clip_ratios[site], "t"));
+        clipped_sites += qm.layers[l].act_clip[site].enabled();
+      }
+    }
+    EXPECT_GT(clipped_sites, 0) << keys;
+    const double fake = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kExecutor, 1});
+    const double integer = integer_perplexity(qm, eval);
+    std::printf("%s: fake-quant (executor points) %.3f, integer %.3f, %d clipped sites\n", keys, fake, integer,
+                clipped_sites);
+    EXPECT_LT(std::fabs(integer / fake - 1), 0.15) << keys << ": fake " << fake << " integer " << integer;
   }
 }
 

@@ -243,6 +243,36 @@ TEST_F(CommandsCli, InspectShowsLayersAndBits) {
   }
 }
 
+// A model with clipped site requantizations (what recipe act_clip produces): inspect names the ratios per site.
+TEST_F(CommandsCli, InspectShowsActivationClipRatios) {
+  const RunResult plain = run_illm("inspect " + quote(model_) + " --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).at("act_clip").get<bool>());
+  EXPECT_EQ(run_illm("inspect " + quote(model_)).out.find("activation clip ratios"), std::string::npos);
+
+  illm::formats::LoadedIllm loaded = illm::formats::read_illm(model_);
+  loaded.model.layers[1].act_clip[2] = illm::RequantClip{15, 4};  // layer 1, site k
+  loaded.model.layers[4].act_clip[6] = illm::RequantClip{58982, 16};  // layer 4, site down_in
+  const fs::path clipped = dir_ / "clipped.illm";
+  illm::formats::write_illm(clipped, loaded.model, loaded.meta);
+  const RunResult r = run_illm("inspect " + quote(clipped) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.at("act_clip").get<bool>());
+  const auto& k = j.at("layers")[1].at("act_clip").at("k");
+  EXPECT_TRUE(k.at("clipping").get<bool>());
+  EXPECT_EQ(k.at("m").get<int64_t>(), 15);
+  EXPECT_EQ(k.at("k").get<int>(), 4);
+  EXPECT_DOUBLE_EQ(k.at("value").get<double>(), 0.9375);
+  EXPECT_FALSE(j.at("layers")[1].at("act_clip").at("q").at("clipping").get<bool>());
+  EXPECT_DOUBLE_EQ(j.at("layers")[4].at("act_clip").at("down_in").at("value").get<double>(), 58982.0 / 65536);
+  const RunResult text = run_illm("inspect " + quote(clipped));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("activation clip ratios"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("0.9375"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("0.9000"), std::string::npos) << text.out;
+}
+
 TEST_F(CommandsCli, InspectJsonMatchesTheSource) {
   const RunResult r = run_illm("inspect " + quote(model_) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -227,6 +227,7 @@ void expect_model_eq(const QuantizedModel& a, const QuantizedModel& b) {
     expect_linear_eq(x.down_proj, y.down_proj, at + " down_proj");
     expect_channels_eq(x.swiglu_inv_alpha, y.swiglu_inv_alpha, at + " swiglu_inv_alpha");
     EXPECT_EQ(x.softmax_clip, y.softmax_clip) << at;
+    EXPECT_EQ(x.act_clip, y.act_clip) << at;
   }
   expect_channels_eq(a.final_norm, b.final_norm, "final_norm");
   expect_linear_eq(a.lm_head, b.lm_head, "lm_head");
@@ -245,6 +246,24 @@ TEST_F(IllmFileTest, RoundTripIsEqualFieldByField) {
   expect_model_eq(loaded.model, model);
   EXPECT_EQ(loaded.meta, meta);
   EXPECT_NO_THROW(verify_illm_integrity(path));
+}
+
+// Version 2, clipped requantization: the per-layer ratios round-trip; a layer without clipping has no dataset.
+TEST_F(IllmFileTest, ActivationClipRatiosRoundTripAndAreAbsentWhenOff) {
+  QuantizedModel model = make_model(5);
+  ASSERT_GE(model.layers.size(), 2u);
+  model.layers[0].act_clip = {RequantClip{15, 4}, RequantClip{}, RequantClip{13, 4}, RequantClip{52429, 16},
+                              RequantClip{10, 4}, RequantClip{16, 4}, RequantClip{1, 0}};
+  const fs::path path = dir_ / "act_clip.illm";
+  write_illm(path, model, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, model);
+  EXPECT_TRUE(loaded.model.layers[0].has_act_clip());
+  EXPECT_FALSE(loaded.model.layers[1].has_act_clip());
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GT(H5Lexists(file, "/model/layers/00/act_clip_m", H5P_DEFAULT), 0);
+  EXPECT_EQ(H5Lexists(file, "/model/layers/01/act_clip_m", H5P_DEFAULT), 0);
+  H5Fclose(file);
 }
 
 TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {

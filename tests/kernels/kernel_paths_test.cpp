@@ -24,6 +24,13 @@ namespace {
 
 using Rng = std::mt19937_64;
 
+// Clip ratios of the site requantizations: off, the calibration grid's 15/16, 13/16 and 10/16, a tiny 1/64 (most
+// values beyond the range: the saturation window) and a 16-bit mantissa.
+constexpr RequantClip kTestClips[] = {{0, 0}, {15, 4}, {13, 4}, {10, 4}, {1, 6}, {52429, 16}};
+std::string clip_name(RequantClip c) {
+  return c.enabled() ? " clip " + std::to_string(c.m) + "/2^" + std::to_string(c.k) : "";
+}
+
 int64_t uniform(Rng& rng, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
 
 // A DI_REQUANT-like scale: a b_m-bit mantissa and an exponent spread over `spread` values.
@@ -212,20 +219,22 @@ TEST_P(KernelPaths, RowOperatorsEqualReference) {
 
       const AlignedAccumulator acc = random_accumulator(rng, rows, cols, 50);
       QuantizedActivation want, got;
-      for (const int out_bits : {4, 8, 16}) {
-        ref().requantize(acc, out_bits, b_m, want);
-        opt().requantize(acc, out_bits, b_m, got);
-        expect_equal(want, got, "requantize " + what);
-      }
+      for (const int out_bits : {4, 8, 16})
+        for (const RequantClip clip : kTestClips) {
+          ref().requantize(acc, out_bits, b_m, want, clip);
+          opt().requantize(acc, out_bits, b_m, got, clip);
+          expect_equal(want, got, "requantize " + what + clip_name(clip));
+        }
 
       const ResidualStream h = random_residual(rng, rows, cols);
       const ChannelVector gamma = random_channels(rng, cols, -(int64_t{1} << 20), int64_t{1} << 20, 14);
       const Dyadic eps{uniform(rng, 0, 1 << 16), static_cast<int32_t>(uniform(rng, 20, 40))};
-      for (const int out_bits : {4, 8}) {
-        ref().rms_norm(h, gamma, eps, s, out_bits, want);
-        opt().rms_norm(h, gamma, eps, s, out_bits, got);
-        expect_equal(want, got, "rms_norm " + what);
-      }
+      for (const int out_bits : {4, 8})
+        for (const RequantClip clip : kTestClips) {
+          ref().rms_norm(h, gamma, eps, s, out_bits, want, clip);
+          opt().rms_norm(h, gamma, eps, s, out_bits, got, clip);
+          expect_equal(want, got, "rms_norm " + what + clip_name(clip));
+        }
 
       const AlignedAccumulator delta = random_accumulator(rng, rows, cols, 56, /*beyond=*/false);  // |d| <= 2^62
       ResidualStream h_want, h_got = h;
@@ -235,9 +244,11 @@ TEST_P(KernelPaths, RowOperatorsEqualReference) {
 
       const QuantizedActivation gate = random_activation(rng, rows, cols, 8), up = random_activation(rng, rows, cols, 8);
       const ChannelVector inv_alpha = random_channels(rng, cols, 0, (int64_t{1} << 24) - 1, 20);
-      ref().swiglu(gate, up, inv_alpha, s, 4, want);
-      opt().swiglu(gate, up, inv_alpha, s, 4, got);
-      expect_equal(want, got, "swiglu " + what);
+      for (const RequantClip clip : kTestClips) {
+        ref().swiglu(gate, up, inv_alpha, s, 4, want, clip);
+        opt().swiglu(gate, up, inv_alpha, s, 4, got, clip);
+        expect_equal(want, got, "swiglu " + what + clip_name(clip));
+      }
     }
 }
 
@@ -252,16 +263,17 @@ TEST_P(KernelPaths, HeadOperatorsEqualReference) {
       sin_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
     }
     const RopeTableView rope{cos_table, sin_table, max_positions, head_dim / 2, 14};
-    for (const int bits : {4, 8}) {
-      IntegerSettings s;
-      PerHeadActivation want, got;
-      ref().rope_heads(acc, heads, head_dim, 7, rope, s, bits, want);
-      opt().rope_heads(acc, heads, head_dim, 7, rope, s, bits, got);
-      expect_equal(want, got, "rope_heads d " + std::to_string(head_dim));
-      ref().split_heads(acc, heads, head_dim, s, bits, want);
-      opt().split_heads(acc, heads, head_dim, s, bits, got);
-      expect_equal(want, got, "split_heads d " + std::to_string(head_dim));
-    }
+    for (const int bits : {4, 8})
+      for (const RequantClip clip : kTestClips) {
+        IntegerSettings s;
+        PerHeadActivation want, got;
+        ref().rope_heads(acc, heads, head_dim, 7, rope, s, bits, want, clip);
+        opt().rope_heads(acc, heads, head_dim, 7, rope, s, bits, got, clip);
+        expect_equal(want, got, "rope_heads d " + std::to_string(head_dim) + clip_name(clip));
+        ref().split_heads(acc, heads, head_dim, s, bits, want, clip);
+        opt().split_heads(acc, heads, head_dim, s, bits, got, clip);
+        expect_equal(want, got, "split_heads d " + std::to_string(head_dim) + clip_name(clip));
+      }
   }
 }
 
@@ -309,10 +321,12 @@ TEST_P(KernelPaths, AttentionEqualsReference) {
           q.scales.push_back(random_scale(rng, s.mantissa_bits, 8, 10));
         }
         for (const Dyadic clip : {Dyadic{0, 0}, Dyadic{15 << 11, 11}, Dyadic{1, 30}}) {
+          const RequantClip out_clip = kTestClips[(cases + clip.k) % std::size(kTestClips)];
           QuantizedActivation want, got;
-          ref().attention(q, cache, 0, first, clip, s, bits, want);
-          opt().attention(q, cache, 0, first, clip, s, bits, got);
-          expect_equal(want, got, "attention case " + std::to_string(cases) + " clip m " + std::to_string(clip.m));
+          ref().attention(q, cache, 0, first, clip, s, bits, want, out_clip);
+          opt().attention(q, cache, 0, first, clip, s, bits, got, out_clip);
+          expect_equal(want, got, "attention case " + std::to_string(cases) + " clip m " + std::to_string(clip.m) +
+                                      clip_name(out_clip));
         }
         ++cases;
       }
@@ -340,10 +354,10 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
   QuantizedActivation att1, att2;
   omp_set_num_threads(1);
   opt().linear(x, p, acc1);
-  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att1);
+  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att1, RequantClip{13, 4});
   omp_set_num_threads(2);
   opt().linear(x, p, acc2);
-  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att2);
+  opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att2, RequantClip{13, 4});
   omp_set_num_threads(saved_threads);
   set_parallel_work_threshold(saved_threshold);
   expect_equal(acc1, acc2, "linear");
@@ -353,11 +367,23 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
 // ------------------------------------------------------------------------------------------------------------------
 // Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
 
+// "<model>-<bits>" is a shared test model; "<model>-<bits>+clip" the same model with every activation site's
+// requantization clipped (ratios varying by site and layer).
 const formats::LoadedIllm& test_model(const std::string& name) {
   static std::map<std::string, formats::LoadedIllm> models;
   auto it = models.find(name);
-  if (it == models.end())
-    it = models.emplace(name, formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (name + ".illm"))).first;
+  if (it == models.end()) {
+    const size_t plus = name.find("+clip");
+    const std::string file = name.substr(0, plus);
+    formats::LoadedIllm loaded = formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (file + ".illm"));
+    if (plus != std::string::npos) {
+      const RequantClip ratios[] = {{15, 4}, {13, 4}, {14, 4}, {12, 4}, {10, 4}, {52429, 16}, {15, 4}};
+      for (size_t l = 0; l < loaded.model.layers.size(); ++l)
+        for (int site = 0; site < kNumClipSites; ++site)
+          loaded.model.layers[l].act_clip[site] = ratios[(site + l) % std::size(ratios)];
+    }
+    it = models.emplace(name, std::move(loaded)).first;
+  }
   return it->second;
 }
 
@@ -409,6 +435,15 @@ TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
   }
 }
 
+// Clipping is on in the "+clip" models: their reference logits differ from the unclipped model's.
+TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w4a8"}) {
+    const IntegerLogits& plain = reference_logits(name);
+    const IntegerLogits& clipped = reference_logits(name + "+clip");
+    EXPECT_NE(plain.values, clipped.values) << name;
+  }
+}
+
 const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
 
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
@@ -418,11 +453,12 @@ INSTANTIATE_TEST_SUITE_P(
     Paths, WholeModel,
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
-                                         "tinybible-w4a8", "tinybible-w8a8")),
+                                         "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
+                                         "tinybible-w4a8+clip")),
     [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
       std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
       for (char& c : name)
-        if (c == '-') c = '_';
+        if (c == '-' || c == '+') c = '_';
       return name;
     });
 

@@ -107,6 +107,18 @@ TEST_P(ExportedTestModel, OnnxRuntimeLogitsEqualTheExecutorsOnShortOddAndFullCon
   fs::remove_all(dir);
 }
 
+TEST(ExportedModelVariants, ClippedActivationRequantizationIsBitExactToo) {
+  // Every site's DI_REQUANT clipped (ratios varying by site and layer; recipe act_clip makes such models).
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  const RequantClip ratios[] = {{15, 4}, {13, 4}, {10, 4}, {52429, 16}, {12, 4}, {14, 4}, {1, 2}};
+  for (size_t l = 0; l < loaded.model.layers.size(); ++l)
+    for (int site = 0; site < kNumClipSites; ++site) loaded.model.layers[l].act_clip[site] = ratios[(site + l) % 7];
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, {random_ids(3, loaded.model.shape.vocab, 6), random_ids(99, loaded.model.shape.vocab, 7)},
+                   dir);
+  fs::remove_all(dir);
+}
+
 TEST(ExportedModelVariants, PaperOperatorFormsAreBitExactToo) {
   // The paper's operator choices that need no recalibration: linear DI-Exp, shared-max sigmoid, 8-bit softmax input
   // and probabilities, 8-bit sigmoid output (the test models use the project defaults).

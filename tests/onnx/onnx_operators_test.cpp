@@ -247,12 +247,20 @@ TEST(OnnxDiRequant, AsymmetricAndSymmetricMatchTheKernelAtEveryWidth) {
     struct Site {
       int bits;
       bool symmetric;
+      RequantClip clip;  // clipped DI_REQUANT (asymmetric)
+      std::string name() const {
+        return (symmetric ? "sym" : "asym") + std::to_string(bits) +
+               (clip.enabled() ? "_clip" + std::to_string(clip.m) + "_" + std::to_string(clip.k) : "");
+      }
     };
-    const std::vector<Site> sites{{4, false}, {8, false}, {16, false}, {8, true}, {16, true}};
+    const std::vector<Site> sites{{4, false, {}},        {8, false, {}},        {16, false, {}},
+                                  {8, true, {}},         {16, true, {}},        {4, false, {15, 4}},
+                                  {8, false, {13, 4}},   {8, false, {1, 6}},    {4, false, {52429, 16}},
+                                  {16, false, {10, 4}}};
     for (const Site& s : sites) {
       const ox::Codes c = s.symmetric ? graph.di().requant_symmetric(vv, in, 31, s.bits)
-                                      : graph.di().requant(vv, in, 31, s.bits);
-      const std::string name = (s.symmetric ? "sym" : "asym") + std::to_string(s.bits);
+                                      : graph.di().requant(vv, in, 31, s.bits, 62, s.clip);
+      const std::string name = s.name();
       graph.output(c.codes, name + "_codes", {rows, cols});
       graph.output(s.symmetric ? graph.g().mul(c.scale.m, graph.g().scalar(0)) : c.zero_point, name + "_z", {rows, 1});
       graph.output(c.scale.m, name + "_m", {rows, 1});
@@ -266,11 +274,11 @@ TEST(OnnxDiRequant, AsymmetricAndSymmetricMatchTheKernelAtEveryWidth) {
         const std::span<const int64_t> row(v.data() + r * cols, static_cast<size_t>(cols));
         const DiRequantResult res =
             s.symmetric ? di_requant_symmetric(row, m[r], static_cast<int32_t>(k[r]), s.bits, b_m, row_codes)
-                        : di_requant(row, m[r], static_cast<int32_t>(k[r]), s.bits, b_m, row_codes);
+                        : di_requant(row, m[r], static_cast<int32_t>(k[r]), s.bits, b_m, row_codes, s.clip);
         codes.insert(codes.end(), row_codes.begin(), row_codes.end());
         z.push_back(res.zero_point), sm.push_back(res.scale.m), sk.push_back(res.scale.k);
       }
-      const std::string name = (s.symmetric ? "sym" : "asym") + std::to_string(s.bits);
+      const std::string name = s.name();
       SCOPED_TRACE(name + " b_m " + std::to_string(b_m));
       EXPECT_EQ(compare(out, name + "_codes", codes), "");
       EXPECT_EQ(compare(out, name + "_z", z), "");

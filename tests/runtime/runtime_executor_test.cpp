@@ -11,6 +11,7 @@
 #include "formats/illm_file.h"
 #include "formats/model_bin.h"
 #include "kernels/error.h"
+#include "runtime/illm_rt_format.h"
 #include "tests/runtime/runtime_synthetic_model.h"
 #include "tests/runtime/runtime_test_support.h"
 
@@ -69,6 +70,43 @@ TEST_P(SharedModels, EveryStepsLogitsEqualTheExecutors) {
 
 INSTANTIATE_TEST_SUITE_P(BothModelsThreeWidths, SharedModels,
                          ::testing::Combine(::testing::ValuesIn(kModels), ::testing::ValuesIn(kBits)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
+                         });
+
+// ---- Clipped activation requantization (required feature bit 2) ----
+
+// A shared model with every site's requantization clipped (ratios varying by site and layer).
+QuantizedModel with_act_clip(QuantizedModel model) {
+  const RequantClip ratios[] = {{15, 4}, {13, 4}, {10, 4}, {52429, 16}, {12, 4}, {14, 4}, {1, 2}};
+  for (size_t l = 0; l < model.layers.size(); ++l)
+    for (int site = 0; site < kNumClipSites; ++site) model.layers[l].act_clip[site] = ratios[(site + 2 * l) % 7];
+  return model;
+}
+
+uint32_t required_features(const std::vector<uint8_t>& bin) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | bin[ILLM_RT_H_REQUIRED_FEATURES + i];
+  return v;
+}
+
+class ClippedModels : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(ClippedModels, EveryStepsLogitsEqualTheExecutors) {
+  const auto [name, bits] = GetParam();
+  const QuantizedModel plain = formats::read_illm(illm_path(name, bits)).model;
+  const QuantizedModel clipped = with_act_clip(plain);
+  EXPECT_EQ(required_features(model_bin_of(plain)), 0u);  // the bit only when the model uses the feature
+  EXPECT_EQ(required_features(model_bin_of(clipped)), ILLM_RT_FEATURE_ACT_CLIP);
+  const std::vector<int32_t> prompt = {clipped.shape.bos_id, 13, 7, 300};
+  EXPECT_EQ(compare_step_by_step(clipped, prompt, 20, std::string(name) + "-" + bits + "+clip"), 3 + 20);
+  // The clips are in effect: the first logits differ from the unclipped model's.
+  Executor a(plain), b(clipped);
+  EXPECT_NE(a.forward(prompt).values, b.forward(prompt).values);
+}
+
+INSTANTIATE_TEST_SUITE_P(TwoModels, ClippedModels,
+                         ::testing::Values(std::tuple{"stories260K", "w4a4"}, std::tuple{"tinybible", "w4a8"}),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
                          });
