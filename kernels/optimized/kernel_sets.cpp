@@ -59,7 +59,14 @@ void residual_add_op(const ResidualStream& h, const AlignedAccumulator& delta, i
 template <const Isa& kIsa>
 void attention(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out) {
-  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out);
+  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, {});
+}
+
+template <const Isa& kIsa>
+void attention_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                      std::span<int64_t> received) {
+  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, received);
 }
 
 template <const Isa& kIsa>
@@ -74,6 +81,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.rope_heads = rope_heads_op<kIsa>;
   k.split_heads = split_heads_op<kIsa>;
   k.attention = attention<kIsa>;
+  k.attention_scored = attention_scored<kIsa>;
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
   return k;
