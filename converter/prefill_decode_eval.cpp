@@ -1,0 +1,65 @@
+#include "converter/prefill_decode_eval.h"
+
+#include <chrono>
+
+#include "converter/integer_eval.h"
+#include "converter/metrics.h"
+#include "converter/progress.h"
+#include "kernels/executor.h"
+
+namespace illm::converter {
+namespace {
+
+double last_row_nll(const IntegerLogits& logits, int32_t target) {
+  const std::vector<float> values = dequantize_logits(logits);
+  const size_t row = static_cast<size_t>(logits.tokens - 1) * logits.vocab;
+  return next_token_nll(std::span<const float>(values.data() + row, static_cast<size_t>(logits.vocab)), target);
+}
+
+}  // namespace
+
+PrefillDecodeReport evaluate_prefill_decode(const QuantizedModel& model,
+                                            std::span<const std::vector<int32_t>> sequences,
+                                            const TokenPruning& pruning, const KernelSet& kernels,
+                                            bool show_progress, const char* label) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  Executor executor(model, kernels);
+  executor.set_token_pruning(pruning);
+  PrefillDecodeReport report;
+  PerplexityAccumulator ppl;
+  Progress progress(label, static_cast<int64_t>(sequences.size()), "windows", show_progress);
+  for (const std::vector<int32_t>& ids : sequences) {
+    const int32_t T = static_cast<int32_t>(ids.size());
+    if (T < 2) {
+      progress.advance();
+      continue;
+    }
+    const int32_t half = T / 2;
+    executor.reset();
+    auto start = Clock::now();
+    const IntegerLogits prefill = executor.forward(std::span<const int32_t>(ids.data(), static_cast<size_t>(half)));
+    report.prefill_seconds += seconds_since(start);
+    report.prefill_tokens += half;
+    ppl.add_nll(last_row_nll(prefill, ids[half]));
+    for (int32_t l = 0; l < model.shape.n_layers; ++l) report.cache_tokens += executor.cache().length(l);
+    report.unpruned_cache_tokens += int64_t{half} * model.shape.n_layers;
+
+    for (int32_t t = half; t + 1 < T; ++t) {  // only the executor is timed, not the scoring
+      start = Clock::now();
+      const IntegerLogits step = executor.forward(std::span<const int32_t>(ids.data() + t, 1));
+      report.decode_seconds += seconds_since(start);
+      ppl.add_nll(last_row_nll(step, ids[t + 1]));
+      ++report.decode_tokens;
+    }
+    ++report.windows;
+    progress.advance();
+  }
+  report.perplexity = ppl.perplexity();
+  report.predicted_tokens = ppl.count();
+  return report;
+}
+
+}  // namespace illm::converter
