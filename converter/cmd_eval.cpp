@@ -92,11 +92,13 @@ int run_eval_pruned(const EvalOptions& opt, const QuantizedModel& model, const f
                     std::span<const std::vector<int32_t>> windows, const KernelSet& kernels,
                     std::chrono::steady_clock::time_point start) {
   const TokenPruning pruning = resolve_pruning(opt.prune, model.shape.n_layers);
-  const PrefillDecodeReport pruned =
-      evaluate_prefill_decode(model, windows, pruning, kernels, !opt.quiet, "pruned eval");
-  const PrefillDecodeReport unpruned =
-      pruning.enabled() ? evaluate_prefill_decode(model, windows, TokenPruning{}, kernels, !opt.quiet, "unpruned eval")
-                        : pruned;
+  // Pruned and unpruned window by window (ρ = 0: one run serves as both).
+  std::vector<TokenPruning> settings{pruning};
+  if (pruning.enabled()) settings.push_back(TokenPruning{});
+  const std::vector<PrefillDecodeReport> reports =
+      evaluate_prefill_decode(model, windows, settings, kernels, !opt.quiet);
+  const PrefillDecodeReport& pruned = reports.front();
+  const PrefillDecodeReport& unpruned = reports.back();
   const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string rate = prune_rate_text(pruning);
   if (opt.json) {

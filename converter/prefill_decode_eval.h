@@ -25,11 +25,12 @@ struct PrefillDecodeReport {
   double decode_tokens_per_second() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0; }
 };
 
-// Windows run one after another (the kernels use the configured threads), so the phase times are wall-clock
-// times of the phases. Windows of fewer than 2 tokens are skipped.
-PrefillDecodeReport evaluate_prefill_decode(const QuantizedModel& model,
-                                            std::span<const std::vector<int32_t>> sequences,
-                                            const TokenPruning& pruning, const KernelSet& kernels,
-                                            bool show_progress, const char* label);
+// One report per entry of `settings` (e.g. {ρ, off}). Windows run one after another (the kernels use the configured
+// threads), and each window runs under every setting in turn, so a change of machine load affects all settings
+// alike; the phase times are wall-clock times of the executor calls. Windows of fewer than 2 tokens are skipped.
+std::vector<PrefillDecodeReport> evaluate_prefill_decode(const QuantizedModel& model,
+                                                         std::span<const std::vector<int32_t>> sequences,
+                                                         std::span<const TokenPruning> settings,
+                                                         const KernelSet& kernels, bool show_progress);
 
 }  // namespace illm::converter
