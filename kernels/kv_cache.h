@@ -45,7 +45,7 @@ class KvCache {
   void rollback();
   void reset();
 
-  // Committed tokens of layer 0, which holds every token run (pruning starts after a layer's attention).
+  // Committed tokens of layer 0: every token run so far (pruning removes tokens only after a layer's attention).
   int32_t length() const { return length_; }
   // Committed tokens of one layer.
   int32_t length(int32_t layer) const;
