@@ -25,7 +25,7 @@ using testing::run_illm_in;
 
 const std::string kModel = std::string(ILLM_TEST_MODELS_DIR) + "/stories260K-w8a8.illm";
 const std::string kData = std::string(ILLM_SOURCE_DIR) + "/models/stories260K/eval.jsonl";
-constexpr int kWindows = 2;
+constexpr int kWindows = 1;
 
 // The unpruned protocol's perplexity without the protocol: one prefill of each whole window; row t predicts t + 1,
 // and the protocol scores the second half, t + 1 >= T/2.
@@ -89,7 +89,6 @@ TEST(PruneCli, BadValuesAreOneLineErrors) {
   const std::string eval = "eval --model '" + kModel + "' --data '" + kData + "' --max-samples 1 ";
   const std::string generate = "generate --model '" + kModel + "' --max-tokens 2 ";
   expect_cli_error(run_illm_in(dir, eval + "--prune-rate 1"), "eval", "--prune-rate '1': must be below 1");
-  expect_cli_error(run_illm_in(dir, eval + "--prune-rate -0.1"), "eval", "--prune-rate '-0.1'");
   expect_cli_error(run_illm_in(dir, generate + "--prune-rate abc"), "generate", "--prune-rate 'abc'");
   expect_cli_error(run_illm_in(dir, eval + "--prune-rate 0.2 --prune-from-layer 5"), "eval",
                    "--prune-from-layer 5: outside [0, 4] (the model has 5 layers)");
