@@ -16,6 +16,8 @@
 #include "converter/progress.h"
 #include "converter/integer_eval.h"
 #include "converter/kernel_option.h"
+#include "converter/prefill_decode_eval.h"
+#include "converter/prune_option.h"
 #include "formats/dataset.h"
 #include "formats/illm_file.h"
 #include "formats/input_file.h"
@@ -39,6 +41,7 @@ struct EvalOptions {
   int threads = 0;
   int batch_size = 16;
   std::string kernels;    // --kernels (integer executor only); empty: $ILLM_KERNELS or the fastest path
+  PruneOptions prune;     // --prune-rate / --prune-from-layer (integer executor only)
   bool json = false, float64 = false, quiet = false;
 };
 
@@ -73,10 +76,79 @@ void check_reference(const std::string& reference) {
   formats::require_directory(reference, "--reference model directory");
 }
 
+// The fields every integer evaluation's JSON ends with, and the one line on stdout.
+void print_integer_json(nlohmann::ordered_json& out, const fs::path& file, const fs::path& data,
+                        const KernelSet& kernels) {
+  out["model"] = file.string();
+  out["data"] = data.string();
+  out["precision"] = "integer";
+  out["kernels"] = kernels.name;
+  out["threads"] = calib::thread_count();
+  std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
+// `illm eval --model OUT.illm --prune-rate ρ`: the prefill/decode protocol of token pruning, pruned and unpruned.
+int run_eval_pruned(const EvalOptions& opt, const QuantizedModel& model, const fs::path& file, const fs::path& data,
+                    std::span<const std::vector<int32_t>> windows, const KernelSet& kernels,
+                    std::chrono::steady_clock::time_point start) {
+  const TokenPruning pruning = resolve_pruning(opt.prune, model.shape.n_layers);
+  // Pruned and unpruned window by window (ρ = 0: one run serves as both).
+  std::vector<TokenPruning> settings{pruning};
+  if (pruning.enabled()) settings.push_back(TokenPruning{});
+  const std::vector<PrefillDecodeReport> reports =
+      evaluate_prefill_decode(model, windows, settings, kernels, !opt.quiet);
+  const PrefillDecodeReport& pruned = reports.front();
+  const PrefillDecodeReport& unpruned = reports.back();
+  const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string rate = prune_rate_text(pruning);
+  if (opt.json) {
+    nlohmann::ordered_json out;
+    out["protocol"] = "prefill of each window's first half, then token-by-token decode of the second half";
+    out["prune_rate"] = rate;
+    out["prune_from_layer"] = pruning.from_layer;
+    out["perplexity"] = pruned.perplexity;
+    out["unpruned_perplexity"] = unpruned.perplexity;
+    out["predicted_tokens"] = pruned.predicted_tokens;
+    out["windows"] = pruned.windows;
+    out["prefill_tokens"] = pruned.prefill_tokens;
+    out["decode_tokens"] = pruned.decode_tokens;
+    out["prefill_tokens_per_second"] = pruned.prefill_tokens_per_second();
+    out["decode_tokens_per_second"] = pruned.decode_tokens_per_second();
+    out["unpruned_prefill_tokens_per_second"] = unpruned.prefill_tokens_per_second();
+    out["unpruned_decode_tokens_per_second"] = unpruned.decode_tokens_per_second();
+    out["cache_tokens"] = pruned.cache_tokens;
+    out["unpruned_cache_tokens"] = pruned.unpruned_cache_tokens;
+    out["seconds"] = total_seconds;
+    print_integer_json(out, file, data, kernels);
+    return 0;
+  }
+  std::printf("model            %s (integer-only W%dA%d, %d layers)\n", file.c_str(), model.settings.w_bits,
+              model.settings.a_bits, model.shape.n_layers);
+  std::printf("data             %s\n", data.c_str());
+  std::printf("protocol         prefill first half of each window, decode the second half (%lld windows, "
+              "%lld scored tokens)\n",
+              static_cast<long long>(pruned.windows), static_cast<long long>(pruned.predicted_tokens));
+  std::printf("pruning          rate %s from layer %d; cache %lld of %lld layer-tokens after prefill\n",
+              rate.c_str(), pruning.from_layer, static_cast<long long>(pruned.cache_tokens),
+              static_cast<long long>(pruned.unpruned_cache_tokens));
+  std::printf("perplexity       %.4f (unpruned %.4f)\n", pruned.perplexity, unpruned.perplexity);
+  std::printf("prefill          %.1f tokens/s (unpruned %.1f)\n", pruned.prefill_tokens_per_second(),
+              unpruned.prefill_tokens_per_second());
+  std::printf("decode           %.1f tokens/s (unpruned %.1f)\n", pruned.decode_tokens_per_second(),
+              unpruned.decode_tokens_per_second());
+  std::printf("time             %.2f s (%d threads, %s kernels)\n", total_seconds, calib::thread_count(),
+              kernels.name);
+  return 0;
+}
+
 // `illm eval --model OUT.illm`: the integer executor on the data, optionally against an FP reference.
 int run_eval_integer(const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   const KernelSet& kernels = resolve_kernels(opt.kernels);  // an unavailable path fails before any work
+  if (opt.prune.rate_given()) parse_prune_rate(opt.prune.rate);  // a bad rate fails before any work
+  if (pruning_requested(opt.prune) && !opt.reference.empty())
+    throw Error("--reference cannot be combined with --prune-rate (the pruned protocol is compared with its own "
+                "unpruned run)");
   calib::set_thread_count(opt.threads);
   const fs::path file = opt.model;
   if (opt.data.empty()) throw Error("--data is required with an .illm model");
@@ -85,6 +157,7 @@ int run_eval_integer(const EvalOptions& opt) {
   check_reference(opt.reference);
   formats::LoadedIllm loaded = formats::read_illm(file);
   const QuantizedModel& model = loaded.model;
+  if (pruning_requested(opt.prune)) resolve_pruning(opt.prune, model.shape.n_layers);  // before the data is read
   std::optional<formats::Tokenizer> tokenizer;
   if (!opt.tokenizer.empty()) {
     tokenizer = formats::Tokenizer::load(opt.tokenizer);
@@ -99,6 +172,8 @@ int run_eval_integer(const EvalOptions& opt) {
       opt.max_samples > 0 ? std::optional<int64_t>(opt.max_samples) : std::nullopt);
   if (windows.sequences.empty()) throw Error(data.string() + ": no window with a token to predict");
   if (!opt.quiet) std::fprintf(stderr, "data: %s\n", windows.description.c_str());
+  if (pruning_requested(opt.prune))
+    return run_eval_pruned(opt, model, file, data, windows.sequences, kernels, start);
   std::unique_ptr<calib::FpModel> reference;
   if (!opt.reference.empty()) {
     reference = calib::FpModel::load(opt.reference);
@@ -121,12 +196,7 @@ int run_eval_integer(const EvalOptions& opt) {
       out["kl_mean"] = q.kl_mean;
       out["top1"] = q.top1;
     }
-    out["model"] = file.string();
-    out["data"] = data.string();
-    out["precision"] = "integer";
-    out["kernels"] = kernels.name;
-    out["threads"] = calib::thread_count();
-    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    print_integer_json(out, file, data, kernels);
   } else {
     std::printf("model            %s (integer-only W%dA%d, %d layers, hidden %d, vocab %d)\n", file.c_str(),
                 model.settings.w_bits, model.settings.a_bits, model.shape.n_layers, model.shape.hidden, model.shape.vocab);
@@ -148,6 +218,8 @@ int run_eval_integer(const EvalOptions& opt) {
 int run_eval(const EvalOptions& opt) {
   if (is_illm_file(opt.model)) return run_eval_integer(opt);
   if (!opt.kernels.empty()) throw Error("--kernels applies to an .illm model (the integer executor), not to " + opt.model);
+  if (pruning_requested(opt.prune))
+    throw Error("--prune-rate/--prune-from-layer apply to an .illm model (the integer executor), not to " + opt.model);
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -270,8 +342,10 @@ CommandRun add_eval_command(CLI::App& sub) {
       ->capture_default_str();
   sub.add_flag("--float64", opt->float64, "Compute in float64 instead of float32 (reference numbers)");
   add_kernels_option(sub, opt->kernels);
+  add_prune_options(sub, opt->prune);
   sub.add_flag("--json", opt->json,
-               "Print one JSON object on stdout (perplexity, predicted_tokens, windows, seconds, ...)");
+               "Print one JSON object on stdout (perplexity, predicted_tokens, windows, seconds, ...). With "
+               "--prune-rate: the prefill/decode protocol, perplexity and unpruned_perplexity, tokens/s of both");
   sub.add_flag("-q,--quiet", opt->quiet, "No progress or log lines on stderr");
   return [opt] { return run_eval(*opt); };
 }

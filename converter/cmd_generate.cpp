@@ -19,6 +19,7 @@
 #include "converter/kernel_option.h"
 #include "formats/illm_file.h"
 #include "formats/tokenizer.h"
+#include "converter/prune_option.h"
 #include "kernels/error.h"
 
 namespace illm::converter {
@@ -34,6 +35,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int threads = 0;
   std::string kernels;  // --kernels; empty: $ILLM_KERNELS or the fastest path
+  PruneOptions prune;   // --prune-rate / --prune-from-layer
   bool json = false;
   // Whether each prompt option was given at all (an empty --prompt "" is an error, not "no prompt").
   const CLI::Option* prompt_option = nullptr;
@@ -117,6 +119,7 @@ int run_generate(const GenerateOptions& opt) {
     throw Error("--temperature " + fmt::format("{}", opt.temperature) + ": must be a finite number >= 0 (0: greedy)");
   if (!(opt.top_p > 0 && opt.top_p <= 1))
     throw Error("--top-p " + fmt::format("{}", opt.top_p) + ": must lie in (0, 1]");
+  if (opt.prune.rate_given()) parse_prune_rate(opt.prune.rate);  // a bad rate fails before any work
 
   const formats::LoadedIllm loaded = formats::read_illm(opt.model);
   const QuantizedModel& model = loaded.model;
@@ -144,7 +147,9 @@ int run_generate(const GenerateOptions& opt) {
   sampling.top_p = opt.top_p;
   sampling.seed = opt.seed;
 
+  const TokenPruning pruning = resolve_pruning(opt.prune, model.shape.n_layers);
   Executor executor(model, kernels);
+  executor.set_token_pruning(pruning);
   const bool stream = !opt.json;
   std::optional<TextStreamer> streamer;
   bool first_id = true;
@@ -190,6 +195,10 @@ int run_generate(const GenerateOptions& opt) {
     j["prefill_tokens_per_second"] = prefill_rate;
     j["decode_tokens_per_second"] = decode_rate;
     j["kernels"] = kernels.name;
+    if (pruning.enabled()) {
+      j["prune_rate"] = prune_rate_text(pruning);
+      j["prune_from_layer"] = pruning.from_layer;
+    }
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
@@ -222,6 +231,7 @@ CommandRun add_generate_command(CLI::App& sub) {
   sub.add_option("--seed", opt->seed, "Random seed of the sampler")->capture_default_str();
   add_threads_option(sub, opt->threads, "CPU threads (0: all cores)");
   add_kernels_option(sub, opt->kernels);
+  add_prune_options(sub, opt->prune);
   sub.add_flag("--json", opt->json, "Print one JSON object (ids, text, speeds) on stdout instead of streaming");
   return [opt] { return run_generate(*opt); };
 }

@@ -51,7 +51,15 @@ Executor::Executor(const QuantizedModel& model, const KernelSet& kernels) : mode
   cache_ = KvCache(model.shape.n_layers, model.shape.n_kv_heads, model.shape.head_dim, model.shape.max_positions);
 }
 
-void Executor::reset() { cache_.reset(); }
+void Executor::reset() {
+  cache_.reset();
+  next_position_ = 0;
+}
+
+void Executor::set_token_pruning(const TokenPruning& pruning) {
+  check_token_pruning(pruning, model_.shape.n_layers);
+  pruning_ = pruning;
+}
 
 template <typename Call>
 void Executor::run(Operator op, const char* detail, Call&& call) {
@@ -68,7 +76,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
   Workspace& w = ws_;
   const int b_m = settings.mantissa_bits, a_bits = settings.a_bits;
   const int32_t tokens = static_cast<int32_t>(token_ids.size());
-  const int32_t first = cache_.length();
+  const int32_t first = next_position_;
   IntegerLogits logits;
   logits.vocab = S.vocab;
   if (tokens == 0) return logits;
@@ -78,37 +86,55 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
 
   // Embedding rows are already a per-token quantized int16 residual (§7.3).
   run(Operator::kEmbedding, nullptr, [&] { K.embedding(M, token_ids, w.h); });
+  // Token pruning (docs/token-pruning.md): the rows of h are the tokens still present, at w.positions.
+  w.positions.resize(static_cast<size_t>(tokens));
+  for (int32_t t = 0; t < tokens; ++t) w.positions[t] = first + t;
+  bool pruned = false;  // a token of this call was removed (its positions are no longer consecutive)
   try {
     for (size_t l = 0; l < M.layers.size(); ++l) {
       const QuantizedLayer& L = M.layers[l];
       const PreparedLayer& W = layers_[l];
       const int32_t layer = static_cast<int32_t>(l);
+      const int32_t slot = cache_.length(layer);  // this layer's first cache slot of the call (= first unpruned)
+      const bool prune_here = pruning_.enabled() && tokens > 1 && layer >= pruning_.from_layer;
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
       run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
-      run(Operator::kRopeHeads, nullptr,
-          [&] { K.rope_heads(w.acc, S.n_heads, S.head_dim, first, rope_, settings, a_bits, w.q, L.act_clip[kClipQ]); });
+      const auto rope = [&](int32_t heads, PerHeadActivation& out, RequantClip clip) {
+        if (!pruned) return K.rope_heads(w.acc, heads, S.head_dim, first, rope_, settings, a_bits, out, clip);
+        rope_heads_at(K, w.acc, heads, S.head_dim, w.positions, rope_, settings, a_bits, out, clip, w.run_acc,
+                      w.run_heads);
+      };
+      run(Operator::kRopeHeads, nullptr, [&] { rope(S.n_heads, w.q, L.act_clip[kClipQ]); });
       run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
-      run(Operator::kRopeHeads, nullptr,
-          [&] { K.rope_heads(w.acc, S.n_kv_heads, S.head_dim, first, rope_, settings, a_bits, w.k, L.act_clip[kClipK]); });
+      run(Operator::kRopeHeads, nullptr, [&] { rope(S.n_kv_heads, w.k, L.act_clip[kClipK]); });
       run(Operator::kLinear, "v_proj", [&] { K.linear(w.x, W.v_proj, w.acc); });
       run(Operator::kSplitHeads, nullptr, [&] {
         K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v, L.act_clip[kClipV]);
       });
       run(Operator::kKvStore, nullptr, [&] {
-        for (int32_t t = 0; t < tokens; ++t)
-          for (int32_t g = 0; g < S.n_kv_heads; ++g) cache_.store(layer, g, first + t, w.k.head(t, g), w.v.head(t, g));
+        for (int32_t t = 0; t < w.k.rows; ++t)
+          for (int32_t g = 0; g < S.n_kv_heads; ++g) cache_.store(layer, g, slot + t, w.k.head(t, g), w.v.head(t, g));
       });
-      run(Operator::kAttention, nullptr,
-          [&] {
-            K.attention(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended,
-                        L.act_clip[kClipAttnOut]);
-          });
+      run(Operator::kAttention, nullptr, [&] {
+        const RequantClip out_clip = L.act_clip[kClipAttnOut];
+        if (!prune_here)
+          return K.attention(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip);
+        w.received.resize(static_cast<size_t>(w.q.rows));
+        K.attention_scored(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip,
+                           w.received);
+      });
 
       // o_proj's aligned accumulator goes straight into the residual add (fused epilogue, §7.2).
       run(Operator::kLinear, "o_proj", [&] { K.linear(w.attended, W.o_proj, w.acc); });
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
+      if (prune_here) {
+        const std::vector<int32_t> removed =
+            tokens_to_prune(w.received, w.positions, pruned_token_count(pruning_, w.h.rows));
+        remove_tokens(removed, w.h, w.positions);
+        pruned = pruned || !removed.empty();
+      }
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
       run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
@@ -128,10 +154,12 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
         [&] { K.rms_norm(w.h, M.final_norm, M.norm_eps, settings, settings.head_bits, w.x, RequantClip{}); });
     AlignedAccumulator head;
     run(Operator::kLinear, "lm_head", [&] { K.linear(w.x, lm_head_, head); });
-    cache_.commit(first + tokens);
-    logits.tokens = tokens;
+    cache_.commit_stored();
+    next_position_ = first + tokens;
+    logits.tokens = head.rows;
     logits.values = std::move(head.values);
     logits.scales = std::move(head.scales);
+    logits.positions = w.positions;
     return logits;
   } catch (...) {
     cache_.rollback();

@@ -18,6 +18,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/reference/rope.h"
+#include "kernels/token_pruning.h"
 
 namespace illm {
 
@@ -27,6 +28,7 @@ struct IntegerLogits {
   int32_t vocab = 0;
   std::vector<int64_t> values;  // [tokens][vocab], the LM head's aligned accumulator P'
   std::vector<Dyadic> scales;   // [tokens]
+  std::vector<int32_t> positions;  // [tokens] position of each row: after token pruning, only the kept tokens
 };
 
 // Integer argmax of one row (the row's scale is common to the row, so no scale is needed); ties → lowest id.
@@ -43,11 +45,17 @@ class Executor {
   // Runs token_ids at positions position(), position() + 1, … and appends their keys and values to the cache:
   // prefill (many ids) or decode (one id). Prefill of T tokens and T one-token calls give identical logits.
   // Throws illm::Error for an id outside [0, vocab) or when the positions pass shape.max_positions; the cache is
-  // then left as it was.
+  // then left as it was. With token pruning on (set_token_pruning) a call of T > 1 tokens drops tokens after the
+  // attention of the pruned layers (docs/token-pruning.md): the logits hold the kept rows only (`positions`), the
+  // later layers' caches the kept tokens; the positions still advance by T. One-token calls never prune.
   IntegerLogits forward(std::span<const int32_t> token_ids);
 
   void reset();  // empties the KV cache: the next forward starts at position 0
-  int32_t position() const { return cache_.length(); }
+  int32_t position() const { return next_position_; }
+  // Prefill option (checked by check_token_pruning; rate 0 = off, the default). Applies to later forward calls.
+  void set_token_pruning(const TokenPruning& pruning);
+  const TokenPruning& token_pruning() const { return pruning_; }
+  const KvCache& cache() const { return cache_; }
 
   // Greedy decoding: integer argmax of the last row of `logits`, ties → lowest id.
   static int32_t argmax_last(const IntegerLogits& logits);
@@ -67,6 +75,10 @@ class Executor {
     QuantizedActivation x, attended, gate, up, mixed;
     AlignedAccumulator acc;
     PerHeadActivation q, k, v;
+    std::vector<int32_t> positions;  // of the rows of h
+    std::vector<int64_t> received;   // attention received per token (pruned layers)
+    AlignedAccumulator run_acc;      // rope_heads_at's scratch
+    PerHeadActivation run_heads;
   };
   template <typename Call>
   void run(Operator op, const char* detail, Call&& call);
@@ -77,6 +89,8 @@ class Executor {
   PreparedLinear lm_head_;
   RopeTableView rope_;
   KvCache cache_;
+  int32_t next_position_ = 0;
+  TokenPruning pruning_;
   Workspace ws_;
   OperatorProfiler* profiler_ = nullptr;
 };

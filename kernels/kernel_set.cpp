@@ -28,6 +28,7 @@ KernelSet make_reference() {
   k.rope_heads = rope_heads;
   k.split_heads = split_heads;
   k.attention = attention_layer;
+  k.attention_scored = attention_layer_scored;
   k.swiglu = di_swiglu_rows;
   k.residual_add = residual_add;
   return k;

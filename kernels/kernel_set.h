@@ -64,6 +64,12 @@ struct KernelSet {
   void (*attention)(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                     Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                     RequantClip out_clip);
+  // Token pruning (docs/token-pruning.md): `attention`, plus the attention each query token of the call received,
+  // received[j] = Σ_h Σ_(t >= j) P^I_h(t, first_position + j) over the DI-ClippedSoftmax outputs (int64,
+  // received.size() == query.rows). `first_position` is the first query's cache slot (its position when unpruned).
+  void (*attention_scored)(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                           Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                           RequantClip out_clip, std::span<int64_t> received);
   // §6.2 DI-SwiGLU of every row (gate, up: 8-bit codes) → out_bits codes.
   void (*swiglu)(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
                  const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip);

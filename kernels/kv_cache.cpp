@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "kernels/error.h"
 
@@ -13,6 +14,7 @@ KvCache::KvCache(int32_t n_layers, int32_t n_kv_heads, int32_t head_dim, int32_t
     throw Error("KV cache: invalid shape (" + std::to_string(n_layers) + " layers, " + std::to_string(n_kv_heads) +
                 " heads, head_dim " + std::to_string(head_dim) + ", capacity " + std::to_string(capacity) + ")");
   keys_.resize(static_cast<size_t>(n_layers) * n_kv_heads);
+  layer_lengths_.assign(static_cast<size_t>(n_layers), 0);
   values_.resize(keys_.size());
 }
 
@@ -23,12 +25,12 @@ size_t KvCache::index(int32_t layer, int32_t kv_head) const {
   return static_cast<size_t>(layer) * n_kv_heads_ + kv_head;
 }
 
-void KvCache::append(HeadStore& store, int32_t position, const HeadCodes& entry, const char* which) {
-  if (position != store.length)
-    throw Error(std::string("KV cache: ") + which + " of position " + std::to_string(position) +
-                " stored out of order (next position is " + std::to_string(store.length) + ")");
-  if (position >= capacity_)
-    throw Error(std::string("KV cache: position ") + std::to_string(position) + " beyond the capacity " +
+void KvCache::append(HeadStore& store, int32_t slot, const HeadCodes& entry, const char* which) {
+  if (slot != store.length)
+    throw Error(std::string("KV cache: ") + which + " of slot " + std::to_string(slot) +
+                " stored out of order (next slot is " + std::to_string(store.length) + ")");
+  if (slot >= capacity_)
+    throw Error(std::string("KV cache: slot ") + std::to_string(slot) + " beyond the capacity " +
                 std::to_string(capacity_));
   if (entry.codes.size() != static_cast<size_t>(head_dim_))
     throw Error(std::string("KV cache: ") + which + " has " + std::to_string(entry.codes.size()) +
@@ -44,11 +46,13 @@ void KvCache::append(HeadStore& store, int32_t position, const HeadCodes& entry,
   ++store.length;
 }
 
-void KvCache::store(int32_t layer, int32_t kv_head, int32_t position, const HeadCodes& key, const HeadCodes& value) {
+void KvCache::store(int32_t layer, int32_t kv_head, int32_t slot, const HeadCodes& key, const HeadCodes& value) {
   const size_t i = index(layer, kv_head);
-  append(keys_[i], position, key, "key");
-  append(values_[i], position, value, "value");
+  append(keys_[i], slot, key, "key");
+  append(values_[i], slot, value, "value");
 }
+
+int32_t KvCache::length(int32_t layer) const { return layer_lengths_[index(layer, 0) / n_kv_heads_]; }
 
 void KvCache::commit(int32_t new_length) {
   if (new_length < length_ || new_length > capacity_)
@@ -60,18 +64,36 @@ void KvCache::commit(int32_t new_length) {
         throw Error("KV cache: commit of length " + std::to_string(new_length) + " but a head holds " +
                     std::to_string(s.length) + " tokens");
   length_ = new_length;
+  layer_lengths_.assign(layer_lengths_.size(), new_length);
+}
+
+void KvCache::commit_stored() {
+  std::vector<int32_t> lengths(layer_lengths_.size());
+  for (int32_t l = 0; l < n_layers_; ++l) {
+    const int32_t held = keys_[index(l, 0)].length;
+    for (int32_t g = 0; g < n_kv_heads_; ++g)
+      if (keys_[index(l, g)].length != held || values_[index(l, g)].length != held)
+        throw Error("KV cache: layer " + std::to_string(l) + " has heads of different lengths at commit");
+    if (held < layer_lengths_[l])
+      throw Error("KV cache: layer " + std::to_string(l) + " holds fewer tokens than it committed");
+    lengths[l] = held;
+  }
+  layer_lengths_ = std::move(lengths);
+  length_ = layer_lengths_.empty() ? 0 : layer_lengths_[0];
 }
 
 void KvCache::rollback() {
   for (std::vector<HeadStore>* stores : {&keys_, &values_})
-    for (HeadStore& s : *stores) {
-      s.codes.resize(static_cast<size_t>(length_) * head_dim_);
-      s.zero_points.resize(length_);
-      s.scales.resize(length_);
-      s.code_sums.resize(length_);
-      s.scale_m.resize(length_);
-      s.scale_k.resize(length_);
-      s.length = length_;
+    for (size_t i = 0; i < stores->size(); ++i) {
+      HeadStore& s = (*stores)[i];
+      const int32_t committed = layer_lengths_[i / static_cast<size_t>(n_kv_heads_)];
+      s.codes.resize(static_cast<size_t>(committed) * head_dim_);
+      s.zero_points.resize(committed);
+      s.scales.resize(committed);
+      s.code_sums.resize(committed);
+      s.scale_m.resize(committed);
+      s.scale_k.resize(committed);
+      s.length = committed;
     }
 }
 
@@ -87,6 +109,7 @@ void KvCache::reset() {
       s.length = 0;
     }
   length_ = 0;
+  layer_lengths_.assign(layer_lengths_.size(), 0);
 }
 
 KvHeadView KvCache::view(const HeadStore& store) const {

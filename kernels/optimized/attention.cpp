@@ -1,6 +1,7 @@
 #include "kernels/optimized/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@ struct Scratch {
   std::vector<int32_t> key_exp_min, key_exp_max, value_exp_min, value_exp_max;  // prefix minima/maxima
   std::vector<int64_t> mu, logits, softmax, nu;
   std::vector<int32_t> probs, weights, acc;
+  std::vector<int64_t> received;  // [the block's last token + 1]: this task's share of the received attention
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -73,9 +75,15 @@ void fold_value_scales(const int32_t* probs, const int64_t* nu, int32_t valid, i
 
 void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                      int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
-                     QuantizedActivation& out, RequantClip out_clip) {
+                     QuantizedActivation& out, RequantClip out_clip,
+                     std::span<int64_t> received) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
+  const bool scored = !received.empty();
+  if (scored && received.size() != static_cast<size_t>(rows))
+    throw Error("attention: received-attention output of " + std::to_string(received.size()) + " entries for " +
+                std::to_string(rows) + " query tokens");
+  if (scored) std::fill(received.begin(), received.end(), 0);
   if (query.bits < 1 || query.bits > 8) throw Error("attention: code widths must be in [1, 8]");
   const int32_t kv_heads = cache.n_kv_heads(), group = in.group;
   const std::vector<KvHeadView>& key_views = in.keys;
@@ -140,6 +148,7 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
     s.probs.resize(n_keys);
     s.weights.resize(n_keys);
     s.acc.resize(d);
+    if (scored) s.received.assign(static_cast<size_t>(t1), 0);
     for (int32_t r = 0; r < q_rows; ++r) {
       const int32_t t = t0 + r / group, h = g * group + r % group;
       const int32_t valid = first_position + t + 1;
@@ -159,6 +168,7 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
       if (k_in < INT32_MIN || k_in > INT32_MAX) throw Error("attention: logit exponent out of range");
       clipped_softmax_row(isa.rows, s.logits.data(), valid, q_scale.m, static_cast<int32_t>(k_in), clip, settings,
                           s.probs.data(), s.softmax.data());
+      for (int32_t j = 0; scored && j <= t; ++j) s.received[j] += s.probs[first_position + j];
 
       // Scale-ratio folding of the values' scales, then P·V.
       const auto [k_v, nu_max] = align_prefix(isa.rows, values, valid, s.value_exp_min[valid - 1],
@@ -175,6 +185,8 @@ void attention_layer(const Isa& isa, const PerHeadActivation& query, const KvCac
       if (exponent < INT32_MIN || exponent > INT32_MAX) throw Error("attention: output exponent out of range");
       head_exponents[pair] = static_cast<int32_t>(exponent);
     }
+    for (int32_t j = 0; scored && j < t1; ++j)
+      std::atomic_ref<int64_t>(received[j]).fetch_add(s.received[j], std::memory_order_relaxed);
   };
   parallel_for(int64_t{kv_heads} * token_blocks, int64_t{kTokenBlock} * group * keys_needed * d * 4, task);
 

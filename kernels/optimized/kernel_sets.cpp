@@ -62,7 +62,14 @@ template <const Isa& kIsa>
 void attention(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                RequantClip out_clip) {
-  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, out_clip);
+  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, out_clip, {});
+}
+
+template <const Isa& kIsa>
+void attention_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                      RequantClip out_clip, std::span<int64_t> received) {
+  attention_layer(kIsa, query, cache, layer, first_position, clip, settings, out_bits, out, out_clip, received);
 }
 
 template <const Isa& kIsa>
@@ -77,6 +84,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.rope_heads = rope_heads_op<kIsa>;
   k.split_heads = split_heads_op<kIsa>;
   k.attention = attention<kIsa>;
+  k.attention_scored = attention_scored<kIsa>;
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
   return k;

@@ -19,7 +19,8 @@ int bit_length(uint64_t x) { return x == 0 ? 0 : msb(x) + 1; }
 
 int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvHeadView& keys,
                            const KvHeadView& values, int32_t value_bits, int32_t valid_len, Dyadic clip,
-                           const IntegerSettings& settings, std::span<int64_t> out) {
+                           const IntegerSettings& settings, std::span<int64_t> out,
+                           std::span<int32_t> probs_out) {
   const int32_t d = keys.head_dim;
   if (query.codes.size() != static_cast<size_t>(d) || values.head_dim != d || out.size() != static_cast<size_t>(d))
     throw Error("attention: query, key, value and output widths differ (head_dim " + std::to_string(d) + ")");
@@ -56,6 +57,12 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
   const int64_t k_in = int64_t{query.scale.k} + key_alignment.exponent;
   if (k_in < INT32_MIN || k_in > INT32_MAX) throw Error("attention: logit exponent out of range");
   di_clipped_softmax_row(logits, query.scale.m, static_cast<int32_t>(k_in), valid_len, clip, settings, probs);
+  if (!probs_out.empty()) {
+    if (probs_out.size() != static_cast<size_t>(valid_len))
+      throw Error("attention: probability output of " + std::to_string(probs_out.size()) + " entries for " +
+                  std::to_string(valid_len) + " keys");
+    std::copy(probs.begin(), probs.end(), probs_out.begin());
+  }
 
   // Scale-ratio folding of the values' per-token scales into the probabilities, then the int32 P·V.
   const ColumnAlignment value_alignment = align_columns(values.scales.first(valid_len), settings.mantissa_bits);
@@ -146,8 +153,20 @@ AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& 
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                      RequantClip out_clip) {
+  attention_layer_scored(query, cache, layer, first_position, clip, settings, out_bits, out, out_clip, {});
+}
+
+void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                            int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
+                            QuantizedActivation& out, RequantClip out_clip, std::span<int64_t> received) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
+  const bool scored = !received.empty();
+  if (scored && received.size() != static_cast<size_t>(rows))
+    throw Error("attention: received-attention output of " + std::to_string(received.size()) + " entries for " +
+                std::to_string(rows) + " query tokens");
+  if (scored) std::fill(received.begin(), received.end(), 0);
+  std::vector<int32_t> probs;
   const int32_t group = in.group;
   const std::vector<KvHeadView>& key_views = in.keys;
   const std::vector<KvHeadView>& value_views = in.values;
@@ -157,10 +176,14 @@ void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32
   for (int32_t t = 0; t < rows; ++t)
     for (int32_t h = 0; h < heads; ++h) {
       const size_t index = static_cast<size_t>(t) * heads + h;
+      const int32_t valid = first_position + t + 1;
+      if (scored) probs.resize(static_cast<size_t>(valid));
       head_exponents[index] = attention_head_row(
-          query.head(t, h), query.bits, key_views[h / group], value_views[h / group], query.bits,
-          first_position + t + 1, clip, settings,
-          std::span<int64_t>(head_values.data() + index * d, static_cast<size_t>(d)));
+          query.head(t, h), query.bits, key_views[h / group], value_views[h / group], query.bits, valid, clip,
+          settings, std::span<int64_t>(head_values.data() + index * d, static_cast<size_t>(d)),
+          scored ? std::span<int32_t>(probs) : std::span<int32_t>());
+      // The call's own tokens are slots first_position … first_position + t of this row.
+      for (int32_t j = 0; scored && j <= t; ++j) received[j] += probs[first_position + j];
     }
   for (int32_t t = 0; t < rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * out.cols;

@@ -26,10 +26,12 @@ namespace illm {
 // One head's attention output for one query row, written to out (head_dim values); returns the exponent E with
 // real out_d = out_d / 2^E. valid_len = number of keys the query sees (position + 1), 1 <= valid_len <=
 // keys.length == values.length. clip: c as a dyadic (m == 0: no clipping). Throws illm::Error on bad shapes or
-// when head_dim · Q_a² or 2^(p_out−1) · Q_v exceeds int32.
+// when head_dim · Q_a² or 2^(p_out−1) · Q_v exceeds int32. probs_out (empty: not wanted, else valid_len entries)
+// receives the row's DI-ClippedSoftmax outputs P^I_j (scale 2^−(p_out−1)).
 int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvHeadView& keys,
                            const KvHeadView& values, int32_t value_bits, int32_t valid_len, Dyadic clip,
-                           const IntegerSettings& settings, std::span<int64_t> out);
+                           const IntegerSettings& settings, std::span<int64_t> out,
+                           std::span<int32_t> probs_out = {});
 
 // Per-token requantization of all heads' outputs (values [heads][head_dim], head h real value v / 2^E_h):
 // E = min(max_h E_h, min_h (E_h + 62 − bitlength(max |v_h|))) (no left shift leaves 2^62), each head brought to E
@@ -50,12 +52,20 @@ struct AttentionInputs {
 AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                                  int32_t first_position);
 
-// Causal multi-head attention (GQA: query head h reads KV head h / (heads / kv_heads)) of `query.rows` tokens at
-// positions first_position, first_position + 1, … against layer `layer` of the cache, which must already hold
-// these tokens' keys and values (the operator `attention`, kernels/kernel_set.h). Output: [rows][heads·head_dim]
-// codes of out_bits bits, one zero point and dyadic per token (that requantization clipped by out_clip).
+// Causal multi-head attention (GQA: query head h reads KV head h / (heads / kv_heads)) of `query.rows` tokens in
+// cache slots first_position, first_position + 1, … against layer `layer` of the cache, which must already hold
+// these tokens' keys and values (the operator `attention`, kernels/kernel_set.h): query t sees slots
+// [0, first_position + t]. Output: [rows][heads·head_dim] codes of out_bits bits, one zero point and dyadic per token
+// (that requantization clipped by out_clip).
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                      RequantClip out_clip = {});
+
+// attention_layer, plus the attention each of the call's own tokens received (the operator `attention_scored`,
+// token pruning): received[j] = Σ_h Σ_(t = j … rows−1) P^I_h(t, first_position + j), int64, received.size() ==
+// query.rows. Bounded by heads · rows · 2^(p_out−1) < 2^62 for any real shape.
+void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                            int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
+                            QuantizedActivation& out, RequantClip out_clip, std::span<int64_t> received);
 
 }  // namespace illm

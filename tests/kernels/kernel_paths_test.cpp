@@ -333,6 +333,77 @@ TEST_P(KernelPaths, AttentionEqualsReference) {
   EXPECT_EQ(cases, 24);
 }
 
+// Token pruning's scored attention: the same outputs and the same received attention as the reference, with earlier
+// tokens in the cache (first > 0), several token blocks, clipping, 1 and 2 threads with every parallel region on.
+TEST_P(KernelPaths, ScoredAttentionEqualsReference) {
+  Rng rng(17);
+  const int64_t saved_threshold = parallel_work_threshold();
+  const int saved_threads = omp_get_max_threads();
+  int cases = 0;
+  for (const auto& [heads, kv_heads, head_dim] : {std::tuple{6, 2, 32}, std::tuple{4, 4, 34}})
+    for (const int bits : {4, 8}) {
+      const IntegerSettings s = settings_variant(cases % 3, bits);
+      const int32_t first = cases % 2 == 0 ? 0 : static_cast<int32_t>(uniform(rng, 1, 20)), rows = 37;
+      const KvCache cache = random_cache(rng, kv_heads, head_dim, first + rows, bits, s.mantissa_bits);
+      PerHeadActivation q;
+      q.rows = rows, q.heads = heads, q.head_dim = head_dim, q.bits = bits;
+      for (int32_t i = 0; i < rows * heads * head_dim; ++i)
+        q.codes.push_back(static_cast<uint8_t>(uniform(rng, 0, (1 << bits) - 1)));
+      for (int32_t i = 0; i < rows * heads; ++i) {
+        q.zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, (1 << bits) - 1)));
+        q.scales.push_back(random_scale(rng, s.mantissa_bits, 8, 10));
+      }
+      const Dyadic clip = cases % 2 == 0 ? Dyadic{0, 0} : Dyadic{15 << 11, 11};
+      const RequantClip out_clip = cases < 2 ? RequantClip{} : RequantClip{13, 4};  // attn_out clipped in two cases
+      QuantizedActivation want, plain;
+      std::vector<int64_t> want_received(rows);
+      ref().attention_scored(q, cache, 0, first, clip, s, bits, want, out_clip, want_received);
+      ref().attention(q, cache, 0, first, clip, s, bits, plain, out_clip);
+      expect_equal(want, plain, "scored attention's output is the attention's, case " + std::to_string(cases));
+      // Each query row's probabilities sum to at most 2^(p_out−1) (floor divisions), so the call's keys received at
+      // most heads · rows · 2^(p_out−1); the last token is seen by its own query only.
+      const int64_t one = int64_t{1} << (s.prob_bits - 1);
+      int64_t total = 0;
+      for (const int64_t r : want_received) total += r;
+      EXPECT_LE(total, int64_t{heads} * rows * one);
+      EXPECT_LE(want_received[rows - 1], int64_t{heads} * one);
+      EXPECT_GT(want_received[0], 0);
+      for (const int threads : {1, 2}) {
+        set_parallel_work_threshold(threads == 1 ? saved_threshold : 0);
+        omp_set_num_threads(threads);
+        QuantizedActivation got;
+        std::vector<int64_t> received(rows, -1);
+        opt().attention_scored(q, cache, 0, first, clip, s, bits, got, out_clip, received);
+        expect_equal(want, got, "scored attention case " + std::to_string(cases));
+        EXPECT_EQ(received, want_received) << "received attention, case " << cases << ", " << threads << " threads";
+      }
+      omp_set_num_threads(saved_threads);
+      set_parallel_work_threshold(saved_threshold);
+      ++cases;
+    }
+  EXPECT_EQ(cases, 4);
+}
+
+// One query at slot 0 sees only itself: each head gives it probability exactly 2^(p_out−1).
+TEST_P(KernelPaths, ScoredAttentionOfASingleTokenIsOnePerHead) {
+  Rng rng(18);
+  const IntegerSettings s;
+  const KvCache cache = random_cache(rng, 2, 16, 1, 8, s.mantissa_bits);
+  PerHeadActivation q;
+  q.rows = 1, q.heads = 4, q.head_dim = 16, q.bits = 8;
+  for (int i = 0; i < 4 * 16; ++i) q.codes.push_back(static_cast<uint8_t>(uniform(rng, 0, 255)));
+  for (int i = 0; i < 4; ++i) {
+    q.zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, 255)));
+    q.scales.push_back(random_scale(rng, 16, 8, 10));
+  }
+  for (const KernelSet* k : {&ref(), &opt()}) {
+    QuantizedActivation out;
+    std::vector<int64_t> received(1);
+    k->attention_scored(q, cache, 0, 0, Dyadic{0, 0}, s, 8, out, RequantClip{}, received);
+    EXPECT_EQ(received[0], 4 * (int64_t{1} << (s.prob_bits - 1))) << k->name;
+  }
+}
+
 // Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
 TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
   Rng rng(16);
@@ -441,6 +512,42 @@ TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
     const IntegerLogits& plain = reference_logits(name);
     const IntegerLogits& clipped = reference_logits(name + "+clip");
     EXPECT_NE(plain.values, clipped.values) << name;
+  }
+}
+
+// Token pruning (docs/token-pruning.md): the pruned prefill and the decode steps after it are the reference's bit for
+// bit (logits, scales, kept positions), at 1 thread and at 2 with every parallel region on. (One test per path, not
+// per model: each test is a process that reads its models.)
+TEST_P(KernelPaths, PrunedPrefillAndDecodeEqualReference) {
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w8a8"}) {  // one small, one bigger model
+    const QuantizedModel& model = test_model(name).model;
+    const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens + 2, 6);
+    const std::span<const int32_t> prompt(ids.data(), static_cast<size_t>(kPrefillTokens));
+    const TokenPruning pruning{3, 10, 1};  // ρ = 0.3 from layer 1
+    const auto run = [&](const KernelSet& kernels) {
+      Executor executor(model, kernels);
+      executor.set_token_pruning(pruning);
+      std::vector<IntegerLogits> out{executor.forward(prompt)};
+      for (int32_t t = kPrefillTokens; t < kPrefillTokens + 2; ++t)
+        out.push_back(executor.forward(std::span<const int32_t>(&ids[t], 1)));
+      return out;
+    };
+    const std::vector<IntegerLogits> want = run(ref());
+    ASSERT_LT(want[0].tokens, kPrefillTokens) << "pruning removed nothing";
+    const int64_t saved_threshold = parallel_work_threshold();
+    const int saved_threads = omp_get_max_threads();
+    for (const int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      set_parallel_work_threshold(threads == 1 ? saved_threshold : 0);
+      const std::vector<IntegerLogits> got = run(opt());
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_EQ(got[i].values, want[i].values) << name << " call " << i << ", " << threads << " threads";
+        EXPECT_EQ(got[i].scales, want[i].scales) << name << " call " << i << ", " << threads << " threads";
+        EXPECT_EQ(got[i].positions, want[i].positions) << name << " call " << i << ", " << threads << " threads";
+      }
+    }
+    omp_set_num_threads(saved_threads);
+    set_parallel_work_threshold(saved_threshold);
   }
 }
 
