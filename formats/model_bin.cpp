@@ -104,7 +104,9 @@ void add_linear(std::vector<Tensor>& tensors, uint16_t layer, int which, const Q
                 const std::string& field) {
   const auto base = static_cast<uint16_t>(ILLM_RT_T_LINEAR_FIRST + 3 * which);
   tensors.push_back(codes_tensor(base, layer, w));
-  Tensor zero_points{static_cast<uint16_t>(base + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features), 1, {}};
+  // Per-group weights (required feature bit 0): zero points [out][groups], scales [out·groups][2], row-major.
+  Tensor zero_points{static_cast<uint16_t>(base + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features),
+                     static_cast<uint32_t>(weight_groups(w)), {}};
   for (size_t j = 0; j < w.zero_points.size(); ++j)
     zero_points.payload.u8(static_cast<uint8_t>(checked(w.zero_points[j], 0, 255, field + ".zero_points[" + std::to_string(j) + "]")));
   tensors.push_back(std::move(zero_points));
@@ -279,6 +281,10 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
                                                        "gate_proj", "up_proj", "down_proj"};
     for (int j = 0; j < ILLM_RT_LINEARS; ++j) add_linear(tensors, layer, j, *linears[j], prefix + names[j]);
   }
+  uint32_t required_features = 0;
+  for (const QuantizedLayer& L : model.layers)
+    for (const QuantizedLinear* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      if (weight_groups(*w) > 1) required_features |= ILLM_RT_REQUIRED_GROUP_SCALES;
   uint32_t optional_features = 0;
   if (!tokenizer_model.empty()) {
     for (Tensor& t : tokenizer_tensors(tokenizer_model, result.tokenizer)) tensors.push_back(std::move(t));
@@ -312,7 +318,7 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   put_u32(out, ILLM_RT_H_VERSION, ILLM_RT_FORMAT_VERSION);
   put_u64(out, ILLM_RT_H_FILE_SIZE, out.size());
   put_u32(out, ILLM_RT_H_HEADER_SIZE, ILLM_RT_HEADER_SIZE);
-  put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, 0);
+  put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);

@@ -1,4 +1,5 @@
-// The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8) run by ONNX Runtime
+// The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8, and tinybible with
+// per-group weight scales, G = 32) run by ONNX Runtime
 // must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd length
 // and on the full context (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
 // code path the exporter does not use.
@@ -150,7 +151,7 @@ TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFail
 
 INSTANTIATE_TEST_SUITE_P(TestModels, ExportedTestModel,
                          ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
-                                           "tinybible-w4a8", "tinybible-w8a8"),
+                                           "tinybible-w4a8", "tinybible-w8a8", "tinybible-w4a4-g32"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name)
