@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_timing.h"
 #include "kernels/cpu_features.h"
 #include "kernels/kernel_set.h"
 #include "kernels/prepared_linear.h"
@@ -41,39 +42,9 @@ int64_t vpdpbusd_loop(int64_t iterations);
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using illm::bench::best_seconds;
+using illm::bench::Random;
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
-
-struct Random {
-  uint64_t state;
-  uint64_t next() {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  }
-};
-
-// Seconds of the calling thread's CPU time: on a shared machine it excludes the time the thread waits for a core.
-// Exact for single-thread runs (all work happens in the calling thread); multi-thread runs use wall time.
-double thread_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-double wall_seconds() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
-
-template <typename F>
-double best_seconds(int reps, bool cpu_time, F&& f) {
-  f();  // warm-up
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const double start = cpu_time ? thread_cpu_seconds() : wall_seconds();
-    f();
-    best = std::min(best, (cpu_time ? thread_cpu_seconds() : wall_seconds()) - start);
-  }
-  return best;
-}
 
 struct Shape {
   int m, n, k;

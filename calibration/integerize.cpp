@@ -22,21 +22,22 @@ int64_t round_away(double x) { return static_cast<int64_t>(std::llround(x)); }
 // `in` by value: integerize_layer moves the codes in (they are the largest part of a layer).
 QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_bits, double scale_factor,
                                        const std::string& what) {
-  if (in.group_size != in.in_features) {
-    throw Error(what + ": per-group weight scales (group_size " + std::to_string(in.group_size) +
-                ") are a fake-quant-only deviation; the integer path needs per-channel weights");
-  }
   QuantizedLinear out;
   out.out_features = in.out_features;
   out.in_features = in.in_features;
   out.bits = in.bits;
+  // Per-group scales: one dyadic per (row, group), [out][in/G] (docs/integer-semantics.md "## Per-group DI-MatMul");
+  // G = in_features is the per-row weight (group_size 0, the file unchanged).
+  out.group_size = in.group_size == in.in_features ? 0 : in.group_size;
+  if (const auto problem = weight_group_problem(out)) throw Error(what + ": " + *problem);
   out.codes = pack_weight_codes(in.bits, in.out_features, in.in_features, in.codes, what.c_str());  // storage layout
   in.codes = {};
   out.zero_points = std::move(in.zero_points);
   out.scales.reserve(in.scales.size());
-  for (int32_t r = 0; r < in.out_features; ++r) {
-    const double s = static_cast<double>(in.scales[r]) * scale_factor;
-    out.scales.push_back(dyadic_from_double(s, mantissa_bits, (what + " row scale").c_str()));
+  const std::string scale_what = what + (out.group_size > 0 ? " group scale" : " row scale");
+  for (const float scale : in.scales) {
+    const double s = static_cast<double>(scale) * scale_factor;
+    out.scales.push_back(dyadic_from_double(s, mantissa_bits, scale_what.c_str()));
   }
   return out;
 }
@@ -125,7 +126,6 @@ void require_integer_path(const Recipe& r, const std::string& source) {
     throw Error("recipe " + source + ": key \"" + key + "\": " + what + kFakeQuantOnly +
                 "; the integer model cannot be built");
   };
-  if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
   if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
   if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
   if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");

@@ -65,7 +65,10 @@ Json linear_summary(const QuantizedLinear& w, int input_bits) {
   j["in_features"] = w.in_features;
   j["w_bits"] = w.bits;
   j["a_bits"] = input_bits;
-  j["accumulator"] = accumulator_name(accumulator_kind(w.in_features, input_bits, w.bits));
+  // The per-group sums P_(t,r,g) run over G columns (docs/integer-semantics.md "## Per-group DI-MatMul").
+  j["group_size"] = weight_group_size(w);
+  j["per_group"] = weight_per_group(w);
+  j["accumulator"] = accumulator_name(accumulator_kind(weight_group_size(w), input_bits, w.bits));
   j["scale_m"] = {r.m_min, r.m_max};
   j["scale_k"] = {r.k_min, r.k_max};
   return j;
@@ -257,9 +260,10 @@ std::string range_text(const Json& pair) {
 std::string yes_no(const Json& flag) { return flag.get<bool>() ? "yes" : "no"; }
 
 void print_linear_row(const std::string& layer, const std::string& name, const Json& lin) {
-  std::printf("  %-5s %-9s %5d x %-5d  W%-2d A%-2d %-6s %-22s %s\n", layer.c_str(), name.c_str(),
+  const std::string group = lin["per_group"].get<bool>() ? "G" + std::to_string(lin["group_size"].get<int>()) : "row";
+  std::printf("  %-5s %-9s %5d x %-5d  W%-2d A%-2d %-5s %-6s %-22s %s\n", layer.c_str(), name.c_str(),
               lin["out_features"].get<int>(), lin["in_features"].get<int>(), lin["w_bits"].get<int>(),
-              lin["a_bits"].get<int>(), lin["accumulator"].get<std::string>().c_str(),
+              lin["a_bits"].get<int>(), group.c_str(), lin["accumulator"].get<std::string>().c_str(),
               range_text(lin["scale_m"]).c_str(), range_text(lin["scale_k"]).c_str());
 }
 
@@ -288,8 +292,10 @@ void print_human(const Json& j) {
               j["norm_eps"]["k"].get<int>(), j["norm_eps"]["value"].get<double>());
   std::printf("recipe    %s\n", j["recipe"].dump().c_str());
 
-  std::printf("\nlinears (accumulator: int32 when the worst-case |sum| fits, else int64; scale = m / 2^k per row)\n");
-  std::printf("  %-5s %-9s %13s  %-7s %-6s %-22s %s\n", "layer", "linear", "out x in", "bits", "acc", "scale m [min, max]",
+  std::printf("\nlinears (accumulator: int32 when the worst-case |sum| fits, else int64; scale = m / 2^k per row, or per\n"
+              "group of G columns when the linear is quantized per group)\n");
+  std::printf("  %-5s %-9s %13s  %-7s %-5s %-6s %-22s %s\n", "layer", "linear", "out x in", "bits", "scale", "acc",
+              "scale m [min, max]",
               "scale k [min, max]");
   for (const Json& layer : j["layers"]) {
     const std::string index = fmt::format("{:02d}", layer["index"].get<int>());

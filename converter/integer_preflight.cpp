@@ -24,12 +24,32 @@ ModelShape integer_shape_for(const formats::LlamaConfig& config) {
   return shape;
 }
 
+namespace {
+
+// Per-group weights (docs/integer-semantics.md "## Per-group DI-MatMul"): G in {32, 64, 128} dividing the input
+// width of every block linear (hidden for q/k/v/gate/up, heads·head_dim for o_proj, intermediate for down_proj).
+void check_group_size_for_integer_model(const Recipe& recipe, const std::string& where,
+                                        const formats::LlamaConfig& config) {
+  const int64_t g = recipe.group_size;
+  if (g != 32 && g != 64 && g != 128)
+    throw Error(where + "key \"group_size\": " + std::to_string(g) +
+                " is not one the integer per-group DI-MatMul supports (32, 64 or 128)");
+  const std::pair<const char*, int64_t> widths[] = {
+      {"hidden_size", config.hidden_size},
+      {"num_attention_heads * head_dim", config.num_attention_heads * config.head_dim()},
+      {"intermediate_size", config.intermediate_size}};
+  for (const auto& [name, width] : widths)
+    if (width % g != 0)
+      throw Error(where + "key \"group_size\": " + std::to_string(g) + " does not divide " + name + " = " +
+                  std::to_string(width) + " (every block linear's input width must be a multiple of G)");
+}
+
+}  // namespace
+
 void check_recipe_for_integer_model(const Recipe& recipe, const std::string& recipe_name,
                                     const formats::LlamaConfig& config, bool paper_conformance) {
   const std::string where = "recipe " + recipe_name + " for " + config.source.string() + ": ";
-  if (recipe.w_granularity == WeightGranularity::kPerGroup)
-    throw Error(where + "key \"w_granularity\": \"per_group\" is a fake-quant experiment; the integer model needs "
-                "\"per_channel\"");
+  if (recipe.w_granularity == WeightGranularity::kPerGroup) check_group_size_for_integer_model(recipe, where, config);
   if (recipe.swiglu_in_bits > 8)
     throw Error(where + "key \"swiglu_in_bits\": " + std::to_string(recipe.swiglu_in_bits) +
                 " (no SwiGLU input quantization) is a fake-quant experiment; the integer executor needs 2..8");

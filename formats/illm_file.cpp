@@ -129,8 +129,13 @@ void write_linear(hid_t parent, const std::string& name, const QuantizedLinear& 
   if (linear.out_features < 0 || linear.in_features < 0) throw Error("write_illm: " + what + ": negative shape");
   const auto out = static_cast<size_t>(linear.out_features);
   const size_t row_bytes = weight_row_bytes(linear);
-  check_size(what + " zero_points", linear.zero_points.size(), out);
-  check_size(what + " scales", linear.scales.size(), out);
+  if (const auto problem = weight_group_problem(linear)) throw Error("write_illm: " + what + ": " + *problem);
+  // Per-group scales (format version 2, optional): [out][in/G]; absent attribute = per row, [out].
+  const auto groups = static_cast<size_t>(weight_groups(linear));
+  const std::vector<hsize_t> scale_dims = linear.group_size > 0 ? std::vector<hsize_t>{out, groups}
+                                                                 : std::vector<hsize_t>{out};
+  check_size(what + " zero_points", linear.zero_points.size(), out * groups);
+  check_size(what + " scales", linear.scales.size(), out * groups);
   // The in-memory codes are already in the file's layout (kernels/quantized_model.h): written as they are.
   if (const auto problem = weight_codes_problem(linear)) throw Error("write_illm: " + what + ": " + *problem);
 
@@ -139,9 +144,10 @@ void write_linear(hid_t parent, const std::string& name, const QuantizedLinear& 
   h5::write_int_attribute(group, "in_features", linear.in_features, H5T_STD_I32LE);
   h5::write_int_attribute(group, "bits", linear.bits, H5T_STD_I32LE);
   h5::write_string_attribute(group, "packing", weight_codes_packed(linear.bits) ? "int4" : "none");
+  if (linear.group_size > 0) h5::write_int_attribute(group, "group_size", linear.group_size, H5T_STD_I32LE);
   h5::write_bytes_dataset(group, "codes", linear.codes, {out, row_bytes});
-  h5::write_int_dataset<int32_t>(group, "zero_points", linear.zero_points, {out});
-  write_dyadics(group, "scale", linear.scales, {out});
+  h5::write_int_dataset<int32_t>(group, "zero_points", linear.zero_points, scale_dims);
+  write_dyadics(group, "scale", linear.scales, scale_dims);
 }
 
 // Version 2, optional: the per-site clip ratios (act_clip_m int64 [7], act_clip_k int32 [7]), written only when a
@@ -312,8 +318,16 @@ QuantizedLinear read_linear(hid_t parent, const std::string& name) {
   // Kept in the file's layout (two 4-bit codes per byte, rows padded to a byte): the kernels read it directly.
   linear.codes = h5::read_bytes_dataset(group, "codes", {out, weight_row_bytes(linear)});
   if (const auto problem = weight_codes_problem(linear)) throw Error(codes_path + ": " + *problem);
-  linear.zero_points = h5::read_int_dataset<int32_t>(group, "zero_points", {out});
-  linear.scales = read_dyadics(group, "scale", {out});
+  // Optional (format version 2): per-group scales and zero points [out][in/G].
+  if (H5Aexists(group, "group_size") > 0) {
+    linear.group_size = read_int32_attribute(group, "group_size", 1);
+    if (const auto problem = weight_group_problem(linear)) throw Error(h5::describe(group) + ": " + *problem);
+  }
+  const std::vector<hsize_t> scale_dims =
+      linear.group_size > 0 ? std::vector<hsize_t>{out, static_cast<hsize_t>(weight_groups(linear))}
+                            : std::vector<hsize_t>{out};
+  linear.zero_points = h5::read_int_dataset<int32_t>(group, "zero_points", scale_dims);
+  linear.scales = read_dyadics(group, "scale", scale_dims);
   return linear;
 }
 

@@ -104,7 +104,9 @@ void add_linear(std::vector<Tensor>& tensors, uint16_t layer, int which, const Q
                 const std::string& field) {
   const auto base = static_cast<uint16_t>(ILLM_RT_T_LINEAR_FIRST + 3 * which);
   tensors.push_back(codes_tensor(base, layer, w));
-  Tensor zero_points{static_cast<uint16_t>(base + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features), 1, {}};
+  // Per-group weights (required feature bit 0): zero points [out][groups], scales [out·groups][2], row-major.
+  Tensor zero_points{static_cast<uint16_t>(base + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features),
+                     static_cast<uint32_t>(weight_groups(w)), {}};
   for (size_t j = 0; j < w.zero_points.size(); ++j)
     zero_points.payload.u8(static_cast<uint8_t>(checked(w.zero_points[j], 0, 255, field + ".zero_points[" + std::to_string(j) + "]")));
   tensors.push_back(std::move(zero_points));
@@ -282,6 +284,9 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   // Extension tensors (docs/model-bin.md), in required-feature-bit order, only for models that use the feature.
   static_assert(ILLM_RT_ACT_CLIP_SITES == kNumClipSites, "the runtime and the model list the same clip sites");
   uint32_t required_features = 0;
+  for (const QuantizedLayer& L : model.layers)
+    for (const QuantizedLinear* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      if (weight_groups(*w) > 1) required_features |= ILLM_RT_REQUIRED_GROUP_SCALES;
   bool act_clip = false;
   for (const QuantizedLayer& L : model.layers) act_clip = act_clip || L.has_act_clip();
   if (act_clip) {

@@ -21,19 +21,24 @@ void check_range(const std::string& field, int64_t value, int64_t lo, int64_t hi
 }
 
 void check_linear(const std::string& name, const QuantizedLinear& w, int32_t out, int32_t in, int32_t bits,
-                  const char* bits_setting, int32_t input_bits) {
+                  const char* bits_setting, int32_t input_bits, bool groups_allowed = true) {
   check_range(name + ".out_features", w.out_features, out, out);
   check_range(name + ".in_features", w.in_features, in, in);
   if (w.bits != bits)
     fail(name + ".bits", "= " + std::to_string(w.bits) + " differs from " + bits_setting + " = " + std::to_string(bits));
   if (const auto problem = weight_codes_problem(w)) throw Error("QuantizedModel: " + name + "." + *problem);
-  if (w.zero_points.size() != static_cast<size_t>(out))
+  if (const auto problem = weight_group_problem(w)) throw Error("QuantizedModel: " + name + "." + *problem);
+  if (!groups_allowed && weight_per_group(w))
+    fail(name + ".group_size", "= " + std::to_string(w.group_size) + ": this linear is quantized per row only");
+  const size_t scale_count = static_cast<size_t>(out) * static_cast<size_t>(weight_groups(w));
+  if (w.zero_points.size() != scale_count)
     fail(name + ".zero_points", "has " + std::to_string(w.zero_points.size()) + " entries, expected " +
-                                    std::to_string(out));
-  if (w.scales.size() != static_cast<size_t>(out))
-    fail(name + ".scales", "has " + std::to_string(w.scales.size()) + " entries, expected " + std::to_string(out));
+                                    std::to_string(scale_count));
+  if (w.scales.size() != scale_count)
+    fail(name + ".scales", "has " + std::to_string(w.scales.size()) + " entries, expected " +
+                               std::to_string(scale_count));
   const int64_t q = (int64_t{1} << bits) - 1;
-  for (int32_t j = 0; j < out; ++j) {
+  for (size_t j = 0; j < scale_count; ++j) {
     check_range(name + ".zero_points[" + std::to_string(j) + "]", w.zero_points[j], 0, q);
     check_range(name + ".scales[" + std::to_string(j) + "].m", w.scales[j].m, 1, (int64_t{1} << 24) - 1);
   }
@@ -158,7 +163,8 @@ void validate_quantized_model(const QuantizedModel& model) {
     }
   }
   check_channel_vector("final_norm", model.final_norm, s.hidden, -gamma_limit, gamma_limit);
-  check_linear("lm_head", model.lm_head, s.vocab, s.hidden, st.head_bits, "settings.head_bits", st.head_bits);
+  check_linear("lm_head", model.lm_head, s.vocab, s.hidden, st.head_bits, "settings.head_bits", st.head_bits,
+               /*groups_allowed=*/false);
 }
 
 }  // namespace illm

@@ -13,13 +13,13 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
   PreparedLinear p;
   p.weight = &weight;
   p.mantissa_bits = mantissa_bits;
-  p.code_sums.assign(static_cast<size_t>(weight.out_features), 0);
+  const size_t group = static_cast<size_t>(weight_group_size(weight));
+  const size_t groups = static_cast<size_t>(weight_groups(weight));
+  p.code_sums.assign(static_cast<size_t>(weight.out_features) * groups, 0);
   std::vector<uint8_t> row(static_cast<size_t>(weight.in_features));
   for (int32_t j = 0; j < weight.out_features; ++j) {
     unpack_weight_row(weight, j, row);
-    int64_t sum = 0;
-    for (const uint8_t code : row) sum += code;
-    p.code_sums[static_cast<size_t>(j)] = sum;
+    for (size_t c = 0; c < row.size(); ++c) p.code_sums[static_cast<size_t>(j) * groups + c / group] += row[c];
   }
   try {
     p.alignment = align_columns(weight.scales, mantissa_bits);

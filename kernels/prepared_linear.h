@@ -1,6 +1,7 @@
 #pragma once
 // A linear layer made ready once, at model load, for repeated DI-MatMul calls (docs/integer-semantics.md
-// "## DI-MatMul"): the column alignment (K2, μ_j) and the code row sums CS_j. It points at the weight's codes in
+// "## DI-MatMul", "## Per-group DI-MatMul"): the column alignment (K2, μ) and the code sums CS of every
+// (row, group) (one group per row for a per-row weight). It points at the weight's codes in
 // their storage layout (no second copy of the codes).
 #include <cstdint>
 #include <vector>
@@ -13,8 +14,8 @@ namespace illm {
 struct PreparedLinear {
   const QuantizedLinear* weight = nullptr;  // must outlive this object
   int mantissa_bits = 16;                   // b_m of the column alignment
-  ColumnAlignment alignment;                // K2 and μ_j (§3.4, §9.1)
-  std::vector<int64_t> code_sums;           // CS_j = Σ_k W_jk
+  ColumnAlignment alignment;                // K2 and μ per (row, group) (§3.4, §9.1), [out][groups]
+  std::vector<int64_t> code_sums;           // CS_(j,g) = Σ_(k in group g) W_jk, [out][groups]
 };
 
 // Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,

@@ -63,8 +63,10 @@ inline IntegerSettings paper_conformance_settings(IntegerSettings base = {}) {
   return base;
 }
 
-// A linear layer y = x · Wᵀ with W quantized per output row, asymmetric (LWC, §1.3):
-// W[r][c] ≈ scale[r] · (code(r, c) − zero_point[r]).
+// A linear layer y = x · Wᵀ with W quantized asymmetrically (LWC, §1.3) per output row, or per group of
+// G = group_size consecutive input columns of a row (docs/integer-semantics.md "## Per-group DI-MatMul"):
+// W[r][c] ≈ scale[r·groups + c/G] · (code(r, c) − zero_point[r·groups + c/G]), groups = in/G.
+// group_size 0 means per row (one group of `in` columns; zero_points and scales have `out` entries).
 //
 // `codes` holds the codes in the storage layout of the model file (docs/model-format.md), and this is the only copy
 // of them: the kernels read this layout directly.
@@ -78,9 +80,22 @@ struct QuantizedLinear {
   int32_t in_features = 0;
   int32_t bits = 0;
   std::vector<uint8_t> codes;        // storage layout, weight_row_bytes(bits, in_features) bytes per row
-  std::vector<int32_t> zero_points;  // [out], in [0, 2^bits − 1]
-  std::vector<Dyadic> scales;        // [out]
+  std::vector<int32_t> zero_points;  // [out][groups], in [0, 2^bits − 1]
+  std::vector<Dyadic> scales;        // [out][groups]
+  int32_t group_size = 0;            // G: 0 = per row; else G divides in_features (G = in is per row too)
 };
+
+// Columns per weight group (in_features for a per-row weight) and groups per row.
+constexpr inline int32_t weight_group_size(const QuantizedLinear& w) {
+  return w.group_size > 0 ? w.group_size : w.in_features;
+}
+constexpr inline int32_t weight_groups(const QuantizedLinear& w) {
+  return w.group_size > 0 && w.in_features > 0 ? w.in_features / w.group_size : 1;
+}
+// True when the weight has more than one scale per row (group_size set and smaller than in_features).
+constexpr inline bool weight_per_group(const QuantizedLinear& w) {
+  return w.group_size > 0 && w.group_size != w.in_features;
+}
 
 // True when a weight of `bits` bits is stored two codes per byte.
 constexpr inline bool weight_codes_packed(int32_t bits) { return bits <= 4; }

@@ -33,8 +33,9 @@ std::vector<uint8_t> pack_weight_codes(int32_t bits, int32_t out_features, int32
 
 QuantizedLinear make_quantized_linear(int32_t out_features, int32_t in_features, int32_t bits,
                                       std::span<const uint8_t> codes, std::vector<int32_t> zero_points,
-                                      std::vector<Dyadic> scales) {
+                                      std::vector<Dyadic> scales, int32_t group_size) {
   QuantizedLinear w;
+  w.group_size = group_size;
   w.out_features = out_features;
   w.in_features = in_features;
   w.bits = bits;
@@ -97,6 +98,17 @@ std::optional<std::string> weight_codes_problem(const QuantizedLinear& w) {
       if (w.codes[i] > max_code)
         return "codes[" + std::to_string(i) + "] = " + std::to_string(w.codes[i]) + " exceeds " +
                std::to_string(max_code);
+  return std::nullopt;
+}
+
+std::optional<std::string> weight_group_problem(const QuantizedLinear& w) {
+  const int32_t g = w.group_size;
+  if (g == 0 || g == w.in_features) return std::nullopt;
+  if (g != 32 && g != 64 && g != 128)
+    return "group_size = " + std::to_string(g) + " is not 0, 32, 64, 128 or in_features = " +
+           std::to_string(w.in_features);
+  if (w.in_features % g != 0)
+    return "group_size = " + std::to_string(g) + " does not divide in_features = " + std::to_string(w.in_features);
   return std::nullopt;
 }
 

@@ -21,7 +21,7 @@ std::vector<uint8_t> pack_weight_codes(int32_t bits, int32_t out_features, int32
 // A QuantizedLinear from one-code-per-byte codes (packing them as the storage layout wants).
 QuantizedLinear make_quantized_linear(int32_t out_features, int32_t in_features, int32_t bits,
                                       std::span<const uint8_t> codes, std::vector<int32_t> zero_points,
-                                      std::vector<Dyadic> scales);
+                                      std::vector<Dyadic> scales, int32_t group_size = 0);
 
 // Codes of row `row`, one per byte, into out (in_features entries).
 void unpack_weight_row(const QuantizedLinear& w, int32_t row, std::span<uint8_t> out);
@@ -33,5 +33,10 @@ std::vector<uint8_t> unpack_weight_codes(const QuantizedLinear& w);
 // bytes, expected 8", "codes[5] = 16 exceeds 15" with the code index row·in + col, "codes row 3 padding nibble is 4,
 // expected 0"), or nothing when the codes are well formed.
 std::optional<std::string> weight_codes_problem(const QuantizedLinear& w);
+
+// Checks group_size against the shape: 0 (per row), or G dividing in_features with G in {32, 64, 128} or G =
+// in_features (docs/integer-semantics.md "## Per-group DI-MatMul"). Returns "group_size = 48 does not divide
+// in_features = 96" and the like, or nothing.
+std::optional<std::string> weight_group_problem(const QuantizedLinear& w);
 
 }  // namespace illm

@@ -85,12 +85,14 @@ uint32_t illm_rt_crc32(uint32_t crc, const void* data, size_t size) {
   return ~crc;
 }
 
-/* A linear layer's weights (y = x W^T, W[r][c] = scale[r] (code[r][c] - zero_point[r])). */
+/* A linear layer's weights (y = x W^T, W[r][c] = scale[r][c/G] (code[r][c] - zero_point[r][c/G])): one zero point
+ * and scale per row (groups = 1, G = in), or per group of G consecutive columns (required feature bit 0). */
 typedef struct {
   const uint8_t* codes;        /* [out][row_bytes] */
-  const uint8_t* zero_points;  /* u8 [out] */
-  const uint8_t* scales;       /* i32 [out][2] */
+  const uint8_t* zero_points;  /* u8 [out][groups] */
+  const uint8_t* scales;       /* i32 [out * groups][2] */
   int32_t out, in, bits;
+  int32_t groups, group;       /* groups per row and G = in / groups */
   int packed;                  /* two codes per byte */
   size_t row_bytes;
 } rt_linear;
@@ -107,6 +109,8 @@ static rt_linear make_linear(rt_tensor codes, rt_tensor zero_points, rt_tensor s
   w.out = (int32_t)codes.rows;
   w.in = (int32_t)codes.cols;
   w.bits = bits;
+  w.groups = zero_points.cols >= 1 ? (int32_t)zero_points.cols : 1; /* checked at load (check_table) */
+  w.group = w.in / w.groups;
   w.packed = codes.dtype == ILLM_RT_DT_U4;
   w.row_bytes = w.packed ? ((size_t)w.in + 1) / 2 : (size_t)w.in;
   return w;
@@ -443,6 +447,45 @@ static int64_t center_input(const rt_row* x, int32_t k, int packed, int16_t* cen
   return sum;
 }
 
+/* Per-group DI-MatMul (docs/integer-semantics.md "Per-group DI-MatMul"): P'_j = sum_g P_(j,g) mu_(j,g) with
+ * P_(j,g) = sum_(c in g) (x_c - z1)(w_jc - z_(j,g)), int32 when G Q1 Q2 <= 2^31 - 1 (every partial sum is bounded
+ * by it), else int64; the int64 sum over groups is exact (|P'| < 2^63, checked at load). `centered` holds x - z1 in
+ * column order. Returns the index (j groups + g) of a failing alignment, or -1. */
+static int64_t grouped_products(const rt_linear* w, const int16_t* centered, int64_t q1, int32_t exponent, int64_t* out) {
+  const int32_t G = w->group;
+  const int use_int32 = fits_int32_accumulator(G, q1, ((int64_t)1 << w->bits) - 1);
+  int32_t j, g, c;
+  for (j = 0; j < w->out; ++j) {
+    const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
+    int64_t total = 0;
+    for (g = 0; g < w->groups; ++g) {
+      const size_t index = (size_t)j * (size_t)w->groups + (size_t)g;
+      const int32_t z2 = w->zero_points[index], first = g * G;
+      const int64_t mu = aligned_mantissa(dyadic_at(w->scales, index), exponent);
+      int64_t p;
+      if (mu < 0) return (int64_t)index;
+      if (use_int32) {
+        int32_t sum = 0;
+        if (w->packed) /* G is even: the group starts on a byte */
+          for (c = first; c < first + G; c += 2) {
+            const int32_t byte = row[c >> 1];
+            sum += centered[c] * ((byte & 15) - z2) + centered[c + 1] * ((byte >> 4) - z2);
+          }
+        else
+          for (c = first; c < first + G; ++c) sum += centered[c] * ((int32_t)row[c] - z2);
+        p = sum;
+      } else {
+        int64_t sum = 0;
+        for (c = first; c < first + G; ++c) sum += (int64_t)centered[c] * (weight_code(w, j, c) - z2);
+        p = sum;
+      }
+      total += rt_mul(p, mu);
+    }
+    out[j] = total;
+  }
+  return -1;
+}
+
 static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_bits, int16_t* centered, int64_t* out,
                              illm_rt_dyadic* out_scale, const char* what, illm_rt_error* err) {
   const int32_t n = w->out, k = w->in, half = (k + 1) / 2;
@@ -461,9 +504,18 @@ static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_b
   }
   scales.pairs = w->scales;
   scales.m = scales.k = 0;
-  exponent = alignment_exponent(&scales, (size_t)n, mantissa_bits);
+  exponent = alignment_exponent(&scales, (size_t)n * (size_t)w->groups, mantissa_bits);
   k_out = (int64_t)x->scale.k + exponent;
   if (k_out < INT32_MIN || k_out > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-MatMul: output exponent out of range");
+  out_scale->m = x->scale.m;
+  out_scale->k = (int32_t)k_out;
+  if (w->groups > 1) {
+    int64_t failed;
+    center_input(x, k, 0, centered);
+    failed = grouped_products(w, centered, q1, exponent, out);
+    if (failed >= 0) return alignment_fail(err, what, (size_t)failed, dyadic_at(w->scales, (size_t)failed).m, mantissa_bits);
+    return ILLM_RT_OK;
+  }
   centered_sum = center_input(x, k, use_int32 && w->packed, centered);
   for (j = 0; j < n; ++j) {
     const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
@@ -1442,6 +1494,16 @@ static rt_expected expected(int kind, uint32_t layer, int dtype, uint64_t rows, 
   return e;
 }
 
+/* Groups per row of a block linear: the column count of its zero-point tensor. With the per-group feature bit, any
+ * count whose G = in / groups is 32, 64 or 128; else (or for any other count) 1, so that check_entry refuses the
+ * entry by its columns. */
+static uint64_t linear_groups(const illm_rt_model* m, uint32_t zero_point_entry, uint64_t in) {
+  const uint8_t* e = m->data + (size_t)m->tensor_table + (size_t)zero_point_entry * ILLM_RT_TENSOR_ENTRY_SIZE;
+  const uint64_t groups = rd_u32(e + ILLM_RT_ENT_COLS);
+  if (!(m->required_features & ILLM_RT_REQUIRED_GROUP_SCALES) || groups < 2 || in % groups != 0) return 1;
+  return (in / groups == 32 || in / groups == 64 || in / groups == 128) ? groups : 1;
+}
+
 static int check_table(const illm_rt_model* m, illm_rt_error* err) {
   const illm_rt_shape* S = &m->shape;
   const illm_rt_settings* st = &m->settings;
@@ -1483,9 +1545,10 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
       const int base = ILLM_RT_T_LINEAR_FIRST + 3 * j;
       rt_expected parts[3];
       int part;
+      const uint64_t groups = linear_groups(m, layer_entry((int32_t)l, base + 1), ins[j]);
       parts[0] = expected(base, l, w_codes, outs[j], ins[j]);
-      parts[1] = expected(base + 1, l, ILLM_RT_DT_U8, outs[j], 1);
-      parts[2] = expected(base + 2, l, ILLM_RT_DT_I32, outs[j], 2);
+      parts[1] = expected(base + 1, l, ILLM_RT_DT_U8, outs[j], groups);
+      parts[2] = expected(base + 2, l, ILLM_RT_DT_I32, outs[j] * groups, 2);
       for (part = 0; part < 3; ++part) {
         status = check_entry(m, layer_entry((int32_t)l, base + part), &parts[part], table_end, err);
         if (status) return status;
@@ -1588,7 +1651,6 @@ static int check_linear_values(const rt_linear* w, const rt_name* name, int32_t 
   rt_u128 worst;
   for (j = 0; j < w->out; ++j) {
     const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
-    const illm_rt_dyadic s = dyadic_at(w->scales, (size_t)j);
     if (q != (w->packed ? 15 : 255)) /* else every stored value is a valid code */
       for (c = 0; c < w->in; ++c) {
         const int32_t code = weight_code(w, j, c);
@@ -1596,6 +1658,9 @@ static int check_linear_values(const rt_linear* w, const rt_name* name, int32_t 
       }
     if (w->packed && (w->in & 1) && (row[w->row_bytes - 1] >> 4) != 0)
       return fail_range(err, ILLM_RT_E_INVALID, name, ".codes padding nibble of row", j, row[w->row_bytes - 1] >> 4, 0, 0);
+  }
+  for (j = 0; j < w->out * w->groups; ++j) { /* one zero point and scale per (row, group) */
+    const illm_rt_dyadic s = dyadic_at(w->scales, (size_t)j);
     if (w->zero_points[j] > q) return fail_range(err, ILLM_RT_E_INVALID, name, ".zero_points", j, w->zero_points[j], 0, q);
     if (s.m < 1 || s.m > ((int64_t)1 << 24) - 1)
       return fail_range(err, ILLM_RT_E_INVALID, name, ".scales.m", j, s.m, 1, ((int64_t)1 << 24) - 1);
@@ -1614,8 +1679,8 @@ static int check_linear_values(const rt_linear* w, const rt_name* name, int32_t 
   /* The column alignment the executor prepares once per weight (prepare_linear). */
   scales.pairs = w->scales;
   scales.m = scales.k = 0;
-  exponent = alignment_exponent(&scales, (size_t)w->out, mantissa_bits);
-  for (j = 0; j < w->out; ++j)
+  exponent = alignment_exponent(&scales, (size_t)w->out * (size_t)w->groups, mantissa_bits);
+  for (j = 0; j < w->out * w->groups; ++j)
     if (aligned_mantissa(dyadic_at(w->scales, (size_t)j), exponent) < 0)
       return alignment_fail(err, name->s, (size_t)j, dyadic_at(w->scales, (size_t)j).m, mantissa_bits);
   return ILLM_RT_OK;
@@ -1719,9 +1784,10 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     return fail_ii(err, ILLM_RT_E_CHECKSUM, "model.bin: CRC-32 mismatch (header ", stored_crc, ", computed ", computed_crc,
                    "): the file is corrupted");
   required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
-  if ((required & ~ILLM_RT_FEATURE_ACT_CLIP) != 0)
-    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~ILLM_RT_FEATURE_ACT_CLIP,
-                  " this runtime does not implement (1: per-group weight scales, 2: online Hadamard)");
+  if ((required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_FEATURE_ACT_CLIP)) != 0)
+    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ",
+                  required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_FEATURE_ACT_CLIP),
+                  " this runtime does not implement (it implements 1: per-group weight scales, 4: clipped requantization)");
   model->required_features = required;
 
   model->data = p;

@@ -83,7 +83,7 @@ typedef struct {
   int32_t default_context;     /* the header's session context (<= shape.max_positions) */
   uint64_t header_arena_bytes; /* the header's arena size for that context (checked against illm_rt_arena_size) */
   uint32_t optional_features;
-  uint32_t required_features;  /* ILLM_RT_FEATURE_ACT_CLIP or 0 */
+  uint32_t required_features;  /* ILLM_RT_REQUIRED_* / ILLM_RT_FEATURE_* bits of the header (docs/model-bin.md) */
   uint32_t act_clip_tensor;    /* table index of ILLM_RT_T_ACT_CLIP (required_features & ILLM_RT_FEATURE_ACT_CLIP) */
   /* Tokenizer (optional_features & ILLM_RT_FEATURE_TOKENIZER). */
   int has_tokenizer;

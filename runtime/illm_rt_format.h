@@ -10,7 +10,7 @@
 #define ILLM_RT_H_CRC32 12              /* u32 CRC-32 of bytes [16, file_size) */
 #define ILLM_RT_H_FILE_SIZE 16          /* u64 */
 #define ILLM_RT_H_HEADER_SIZE 24        /* u32, = 256 */
-#define ILLM_RT_H_REQUIRED_FEATURES 28  /* u32: a reader refuses any bit it does not implement (v1: none) */
+#define ILLM_RT_H_REQUIRED_FEATURES 28  /* u32: a reader refuses any bit it does not implement */
 #define ILLM_RT_H_OPTIONAL_FEATURES 32  /* u32: ILLM_RT_FEATURE_TOKENIZER; unknown bits may be ignored */
 #define ILLM_RT_H_TENSOR_COUNT 36       /* u32 */
 #define ILLM_RT_H_TENSOR_TABLE 40       /* u64 offset of the table (64-byte aligned) */
@@ -30,8 +30,8 @@
 
 #define ILLM_RT_MAGIC_BYTES "ILLMBIN"  /* followed by one NUL: 8 bytes */
 
-/* Required feature bits reserved for later format versions (a v1 runtime refuses every bit). */
-#define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12) */
+/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bit 0). */
+#define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
 #define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard rotation (issue #12) */
 
 /* Tensor table entry (ILLM_RT_TENSOR_ENTRY_SIZE = 32 bytes): byte offsets. */

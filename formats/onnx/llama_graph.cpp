@@ -46,6 +46,32 @@ struct Accumulator {
   RowScale scale;
 };
 
+// Per-group DI-MatMul (docs/integer-semantics.md "## Per-group DI-MatMul"): the weight [in][out] as
+// [groups][G][out] minus its zero points [groups][1][out], the centered input [T][in] as [groups][T][G], one batched
+// MatMul [groups][T][out] (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group), times μ [groups][1][out]
+// in int64, summed over the groups (exact: |P'| <= in·Q1·Q2·2^24 < 2^61, checked by check_linear_bound).
+Value grouped_products(GraphBuilder& g, const Codes& x, int input_bits, const Value& weights, const QuantizedLinear& w,
+                       const ColumnAlignment& alignment, const std::string& name) {
+  const int64_t out = w.out_features, group = weight_group_size(w), groups = weight_groups(w);
+  std::vector<int32_t> zero_points(static_cast<size_t>(groups * out));
+  std::vector<int64_t> mu(static_cast<size_t>(groups * out));
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t q = 0; q < groups; ++q) {
+      zero_points[static_cast<size_t>(q * out + r)] = w.zero_points[static_cast<size_t>(r * groups + q)];
+      mu[static_cast<size_t>(q * out + r)] = alignment.mantissas[static_cast<size_t>(r * groups + q)];
+    }
+  const ElementType acc_type = accumulator_kind(group, input_bits, w.bits) == AccumulatorKind::kInt32
+                                   ? ElementType::kInt32
+                                   : ElementType::kInt64;
+  const Value zero = g.initializer(name + ".zero_points", ElementType::kInt32, {groups, 1, out}, raw_bytes(zero_points));
+  const Value centered_w = g.cast(g.sub(g.reshape(weights, std::vector<int64_t>{groups, group, out}), zero), acc_type);
+  const Value centered_x = g.cast(g.sub(x.codes, x.zero_point), acc_type);                       // [T][in]
+  const Value x_groups = g.transpose(g.reshape(centered_x, std::vector<int64_t>{0, groups, group}), {1, 0, 2});
+  const Value products = g.cast(g.matmul(x_groups, centered_w), ElementType::kInt64);            // [groups][T][out]
+  const Value scaled = g.mul(products, g.initializer_i64(name + ".mu", {groups, 1, out}, mu));
+  return g.reduce_sum(scaled, 0, /*keep_dims=*/false);                                          // [T][out]
+}
+
 // DI-MatMul's aligned accumulator P' = (Σ_k (x − z1)(W − z2)) · μ_j with the weight-only alignment (μ, K2) computed
 // here by the kernel's own align_columns. Weights are stored transposed [in][out] as uint8 codes, two 4-bit codes
 // per byte when bits <= 4 (low nibble = even output column); the products run in an int32 MatMul when the §3.6
@@ -74,13 +100,17 @@ Accumulator linear(GraphBuilder& g, const Codes& x, int input_bits, const Quanti
     weights = g.reshape(g.concat({low, high}, -1), std::vector<int64_t>{in, 2 * stored_out});
     if (2 * stored_out != out) weights = g.slice(weights, 1, 0, out);
   }
+  Accumulator acc;
+  acc.scale = RowScale{x.scale.m, g.add(x.scale.k, g.scalar(alignment.exponent))};
+  if (weight_per_group(w)) {
+    acc.values = grouped_products(g, x, input_bits, weights, w, alignment, name);
+    return acc;
+  }
   const Value zero_points = g.initializer(name + ".zero_points", ElementType::kInt32, {out}, raw_bytes(w.zero_points));
   const Value centered_w = g.cast(g.sub(weights, zero_points), acc_type);  // [in][out]
   const Value centered_x = g.cast(g.sub(x.codes, x.zero_point), acc_type);
   const Value mu = g.initializer_i64(name + ".mu", {out}, alignment.mantissas);
-  Accumulator acc;
   acc.values = g.mul(g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64), mu);
-  acc.scale = RowScale{x.scale.m, g.add(x.scale.k, g.scalar(alignment.exponent))};
   return acc;
 }
 

@@ -36,6 +36,16 @@ std::vector<int32_t>& tile_scratch(size_t size) {
   return tile;
 }
 
+// The activation rows [t0, t1) and weight rows [j0, j0 + cols) of task `index` (column blocks outermost).
+struct TaskTile {
+  int32_t t0, t1, j0, cols;
+};
+TaskTile task_tile(int64_t index, int32_t row_blocks, int32_t rows, int32_t n) {
+  const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
+  const int32_t t0 = rb * kRowBlock, j0 = cb * kColBlock;
+  return TaskTile{t0, std::min(rows, t0 + kRowBlock), j0, std::min(n, j0 + kColBlock) - j0};
+}
+
 }  // namespace
 
 WeightFormat weight_format(int32_t bits) {
@@ -93,6 +103,88 @@ template void pack_activations<uint8_t>(const ActivationLayout&, WeightFormat, c
 template void pack_activations<uint16_t>(const ActivationLayout&, WeightFormat, const uint16_t*, size_t, int32_t,
                                          int32_t, PackedActivations&);
 
+namespace {
+
+// Per-group weights (linear.h): every (activation row, group) is packed as its own padded row, so each dot block
+// call covers exactly one group of G codes (a group may start inside an ISA block or a packed byte pair's block:
+// the packing restarts the layout at every group), and the per-group epilogue adds
+//   μ_(j,g)·C_(t,j,g) − μ_(j,g)·(z_(j,g) − o)·RS_(t,g) − μ_(j,g)·(CS_(j,g) − G·z_(j,g))·z1_t
+// for each group in wrapping 64-bit arithmetic (exact: the final P' fits int64).
+void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
+                               AlignedAccumulator& out) {
+  const DotIsa& isa = kernels.dot;
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t rows = x.rows, n = w.out_features, k = w.in_features;
+  const int32_t group = weight_group_size(w), groups = weight_groups(w);
+  const WeightFormat format = weight_format(w.bits);
+  const int32_t offset = format == WeightFormat::kBytes8 ? isa.byte8_offset : 0;
+  const int32_t block = format == WeightFormat::kPacked4 ? isa.layout.block4 : isa.layout.block;
+  if (exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) < group ||
+      (format == WeightFormat::kPacked4 && group % 2 != 0)) {
+    illm::linear_accumulate(x, prepared, out);  // not reached for the validated G (32, 64, 128)
+    return;
+  }
+  CallScratch& s = call_scratch();
+  // Row t's group g is packed row t·groups + g (the codes of a row are contiguous, so the source stride is G).
+  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
+  const size_t terms = static_cast<size_t>(n) * static_cast<size_t>(groups);
+  s.alpha.resize(terms);  // [group][row]: the epilogue of one group runs along contiguous weight rows
+  s.beta.resize(terms);
+  s.gamma.resize(terms);
+  for (int32_t j = 0; j < n; ++j)
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t source = static_cast<size_t>(j) * groups + g, target = static_cast<size_t>(g) * n + j;
+      const uint64_t mu = static_cast<uint64_t>(prepared.alignment.mantissas[source]);
+      const int64_t z2 = w.zero_points[source];
+      s.alpha[target] = mu;
+      s.beta[target] = mu * static_cast<uint64_t>(z2 - offset);
+      s.gamma[target] = mu * static_cast<uint64_t>(prepared.code_sums[source] - int64_t{group} * z2);
+    }
+  const size_t row_bytes = weight_row_bytes(w);
+  const size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
+  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
+  const PackedActivations& xp = s.x;
+
+  const auto task = [&](int64_t index) {
+    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+    std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
+    for (int32_t g = 0; g < groups; ++g) {
+      DotBlockArgs a;
+      a.x = xp.codes.data() + (static_cast<size_t>(t0) * groups + g) * xp.stride;
+      a.x_stride = static_cast<size_t>(groups) * xp.stride;
+      a.rows = t1 - t0;
+      a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
+      a.w_stride = row_bytes;
+      a.cols = tile_cols;
+      a.k = group;
+      a.x_bits = x.bits;
+      a.w_bits = w.bits;
+      a.format = format;
+      a.c = tile.data();
+      a.c_stride = static_cast<size_t>(tile_cols);
+      a.accumulate = false;
+      isa.dot_block(a);
+      const uint64_t* alpha = s.alpha.data() + static_cast<size_t>(g) * n + j0;
+      const uint64_t* beta = s.beta.data() + static_cast<size_t>(g) * n + j0;
+      const uint64_t* gamma = s.gamma.data() + static_cast<size_t>(g) * n + j0;
+      for (int32_t t = t0; t < t1; ++t) {
+        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
+        const uint64_t row_sum = static_cast<uint64_t>(xp.row_sums[static_cast<size_t>(t) * groups + g]);
+        const uint64_t z1 = static_cast<uint64_t>(x.zero_points[t]);
+        int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+        for (int32_t j = 0; j < tile_cols; ++j) {
+          const uint64_t term = alpha[j] * static_cast<uint64_t>(int64_t{c[j]}) - beta[j] * row_sum - gamma[j] * z1;
+          o[j] = static_cast<int64_t>((g == 0 ? 0 : static_cast<uint64_t>(o[j])) + term);
+        }
+      }
+    }
+  };
+  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
+  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+}
+
+}  // namespace
+
 void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
                        AlignedAccumulator& out) {
   const DotIsa& isa = kernels.dot;
@@ -113,6 +205,10 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   if (rows == 0 || n == 0) return;
   if (k == 0) {
     std::fill(out.values.begin(), out.values.end(), 0);
+    return;
+  }
+  if (weight_per_group(w)) {
+    linear_accumulate_grouped(kernels, x, prepared, out);
     return;
   }
 
@@ -143,10 +239,7 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   const PackedActivations& xp = s.x;
 
   const auto task = [&](int64_t index) {
-    const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
-    const int32_t t0 = rb * kRowBlock, t1 = std::min(rows, t0 + kRowBlock);
-    const int32_t j0 = cb * kColBlock, j1 = std::min(n, j0 + kColBlock);
-    const int32_t tile_cols = j1 - j0;
+    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
     std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
     for (int64_t super_start = 0; super_start < k; super_start += super_chunk) {
       const int64_t super_end = std::min<int64_t>(k, super_start + super_chunk);

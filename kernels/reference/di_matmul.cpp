@@ -102,6 +102,40 @@ struct WeightRows {
   }
 };
 
+// Per-group DI-MatMul (docs/integer-semantics.md "## Per-group DI-MatMul"): with G columns per group,
+//   P_(t,j,g) = Σ_(k in g) (X_tk − z1_t)(W_jk − z_(j,g))   int32 when G·Q1·Q2 <= 2^31 − 1, else int64
+//   P'_tj     = Σ_g P_(t,j,g) · μ_(j,g)                     int64, exact (|P'| <= in·Q1·Q2·2^24 < 2^63)
+// `alignment` holds μ for every (row, group), row-major, and the common exponent K2.
+void accumulate_grouped(const QuantizedActivation& x, const QuantizedLinear& w, const ColumnAlignment& alignment,
+                        AlignedAccumulator& out) {
+  const int32_t n = w.out_features, k = w.in_features, group = weight_group_size(w), groups = weight_groups(w);
+  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << w.bits) - 1;
+  const bool use_int32 = accumulator_kind_for_bound(group, q1, q2) == AccumulatorKind::kInt32;
+  out.rows = x.rows;
+  out.cols = n;
+  out.values.assign(static_cast<size_t>(x.rows) * static_cast<size_t>(n), 0);
+  out.scales.resize(static_cast<size_t>(x.rows));
+  WeightRows rows{w, std::vector<uint8_t>(static_cast<size_t>(k))};
+  for (int32_t j = 0; j < n; ++j) {
+    const uint8_t* w_row = rows(j);
+    const size_t first = static_cast<size_t>(j) * static_cast<size_t>(groups);
+    for (int32_t t = 0; t < x.rows; ++t) {
+      const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
+      const int32_t z1 = x.zero_points[t];
+      int64_t sum = 0;
+      for (int32_t g = 0; g < groups; ++g) {
+        const size_t offset = static_cast<size_t>(g) * static_cast<size_t>(group);
+        const int32_t z2 = w.zero_points[first + static_cast<size_t>(g)];
+        const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row + offset, z1, w_row + offset, z2, group)}
+                                    : dot_centered<int64_t>(x_row + offset, z1, w_row + offset, z2, group);
+        sum += p * alignment.mantissas[first + static_cast<size_t>(g)];
+      }
+      out.values[static_cast<size_t>(t) * n + j] = sum;
+    }
+  }
+  for (int32_t t = 0; t < x.rows; ++t) out.scales[t] = Dyadic{x.scales[t].m, x.scales[t].k + alignment.exponent};
+}
+
 }  // namespace
 
 AccumulatorKind accumulator_kind_for_bound(int64_t reduction_length, int64_t max_abs1, int64_t max_abs2) {
@@ -147,17 +181,24 @@ ColumnAlignment align_columns(std::span<const Dyadic> column_scales, int mantiss
 AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const QuantizedLinear& w, int mantissa_bits,
                                         const char* what) {
   if (const auto problem = weight_codes_problem(w)) throw Error(std::string(what) + ": weight " + *problem);
-  if (w.zero_points.size() != static_cast<size_t>(w.out_features) ||
-      w.scales.size() != static_cast<size_t>(w.out_features))
+  if (w.group_size != 0 && (w.group_size < 1 || w.in_features % w.group_size != 0))
+    throw Error(std::string(what) + ": weight group_size " + std::to_string(w.group_size) +
+                " does not divide in_features " + std::to_string(w.in_features));
+  const size_t scale_count = static_cast<size_t>(w.out_features) * static_cast<size_t>(weight_groups(w));
+  if (w.zero_points.size() != scale_count || w.scales.size() != scale_count)
     throw Error(std::string(what) + ": weight has " + std::to_string(w.zero_points.size()) + " zero points and " +
-                std::to_string(w.scales.size()) + " scales for " + std::to_string(w.out_features) + " rows");
+                std::to_string(w.scales.size()) + " scales for " + std::to_string(scale_count) + " (row, group)s");
   const int64_t q = (int64_t{1} << w.bits) - 1;
-  for (int32_t j = 0; j < w.out_features; ++j)
+  for (size_t j = 0; j < scale_count; ++j)
     if (w.zero_points[j] < 0 || w.zero_points[j] > q)
-      throw Error(std::string(what) + ": operand row " + std::to_string(j) + " zero point " +
+      throw Error(std::string(what) + ": operand (row, group) " + std::to_string(j) + " zero point " +
                   std::to_string(w.zero_points[j]) + " outside [0, " + std::to_string(q) + "]");
   check_input(x, w.out_features, w.in_features, w.bits, mantissa_bits, what);
   AlignedAccumulator out;
+  if (w.group_size > 0) {
+    accumulate_grouped(x, w, align_columns(w.scales, mantissa_bits), out);
+    return out;
+  }
   accumulate(x, w.out_features, w.in_features, w.bits, w.zero_points, align_columns(w.scales, mantissa_bits),
              WeightRows{w, std::vector<uint8_t>(static_cast<size_t>(w.in_features))}, out);
   return out;
@@ -177,6 +218,10 @@ AlignedAccumulator di_matmul_accumulate(const QuantizedActivation& x, const Quan
 
 void linear_accumulate(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
   const QuantizedLinear& weight = *w.weight;
+  if (weight.group_size > 0) {
+    accumulate_grouped(x, weight, w.alignment, out);
+    return;
+  }
   accumulate(x, weight.out_features, weight.in_features, weight.bits, weight.zero_points, w.alignment,
              WeightRows{weight, std::vector<uint8_t>(static_cast<size_t>(weight.in_features))}, out);
 }

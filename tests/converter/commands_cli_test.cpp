@@ -287,6 +287,8 @@ TEST_F(CommandsCli, InspectJsonMatchesTheSource) {
       EXPECT_EQ(lin.at("a_bits").get<int>(), 8);
       // Worst case |Σ| = in · 255 · 255 < 2^31 for in <= 172: int32.
       EXPECT_EQ(lin.at("accumulator"), "int32");
+      EXPECT_FALSE(lin.at("per_group").get<bool>());  // one scale per row
+      EXPECT_EQ(lin.at("group_size"), lin.at("in_features"));
       EXPECT_LE(lin.at("scale_m")[0].get<int64_t>(), lin.at("scale_m")[1].get<int64_t>());
     }
     // Recipe clip_c 15 as a dyadic.

@@ -49,6 +49,32 @@ TEST(KernelsCli, EverySupportedPathReplaysTheGoldenVectors) {
   EXPECT_EQ(nlohmann::json::parse(testing::read_whole_file(dir / "env.json")).at("kernels"), "reference");
 }
 
+// The per-group test model (tinybible W4A4, G = 32): its golden vectors (recorded by `illm quantize`) replay on the
+// fastest path (every path against the reference: WholeModel.* in kernel_paths_test), and `illm inspect` shows G per
+// linear (text and JSON); the LM head stays per row.
+TEST(KernelsCli, PerGroupModelReplaysAndInspectShowsTheGroupSize) {
+  const auto dir = fresh_test_dir("kernels_cli");
+  const std::string model = std::string(ILLM_TEST_MODELS_DIR) + "/tinybible-w4a4-g32.illm";
+  const auto r = run_illm_in(dir, "verify '" + model + "' --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(nlohmann::json::parse(r.out).at("ok").get<bool>()) << r.out;
+  const auto json = run_illm_in(dir, "inspect '" + model + "' --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto j = nlohmann::json::parse(json.out);
+  for (const auto& layer : j.at("layers"))
+    for (const auto& lin : layer.at("linears")) {
+      EXPECT_EQ(lin.at("group_size").get<int>(), 32);
+      EXPECT_TRUE(lin.at("per_group").get<bool>());
+      EXPECT_EQ(lin.at("accumulator"), "int32");
+    }
+  EXPECT_FALSE(j.at("lm_head").at("per_group").get<bool>());
+  EXPECT_EQ(j.at("lm_head").at("group_size").get<int>(), 192);  // one group of in_features = hidden
+  const auto text = run_illm_in(dir, "inspect '" + model + "'");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find(" G32 "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" row "), std::string::npos) << text.out;  // the LM head
+}
+
 TEST(KernelsCli, GenerateNamesItsPath) {
   const auto dir = fresh_test_dir("kernels_cli");
   const auto r = run_illm_in(dir, "generate --model '" + kModel + "' --max-tokens 4 --kernels portable --json");

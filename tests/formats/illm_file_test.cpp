@@ -196,6 +196,7 @@ void expect_linear_eq(const QuantizedLinear& a, const QuantizedLinear& b, const 
   EXPECT_EQ(a.out_features, b.out_features) << what;
   EXPECT_EQ(a.in_features, b.in_features) << what;
   EXPECT_EQ(a.bits, b.bits) << what;
+  EXPECT_EQ(a.group_size, b.group_size) << what;
   EXPECT_EQ(a.codes, b.codes) << what;
   EXPECT_EQ(a.zero_points, b.zero_points) << what;
   EXPECT_EQ(a.scales, b.scales) << what;
@@ -264,6 +265,37 @@ TEST_F(IllmFileTest, ActivationClipRatiosRoundTripAndAreAbsentWhenOff) {
   EXPECT_GT(H5Lexists(file, "/model/layers/00/act_clip_m", H5P_DEFAULT), 0);
   EXPECT_EQ(H5Lexists(file, "/model/layers/01/act_clip_m", H5P_DEFAULT), 0);
   H5Fclose(file);
+}
+
+// Version 2, per-group weight scales: the optional `group_size` attribute and [out][in/G] scales and zero points
+// round-trip; a per-row linear has no attribute; a group size outside {32, 64, 128, in} is refused by name.
+TEST_F(IllmFileTest, PerGroupLinearsRoundTripAndBadGroupSizesAreRefused) {
+  Generator g(11);
+  QuantizedModel model = make_model();
+  QuantizedLinear grouped = g.linear(3, 64, 4);
+  grouped.group_size = 32;
+  grouped.zero_points.clear();
+  grouped.scales.clear();
+  for (int i = 0; i < 3 * 2; ++i) {
+    grouped.zero_points.push_back(static_cast<int32_t>(g.uniform(0, 15)));
+    grouped.scales.push_back(g.dyadic());
+  }
+  model.layers[0].q_proj = grouped;
+  model.layers[1].v_proj.group_size = 8;  // = in_features: one group per row, stored [out][1]
+  const fs::path path = dir_ / "grouped.illm";
+  write_illm(path, model, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, model);
+  EXPECT_EQ(loaded.model.layers[0].q_proj.scales.size(), 6u);
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GT(H5Aexists_by_name(file, "/model/layers/00/q_proj", "group_size", H5P_DEFAULT), 0);
+  EXPECT_EQ(H5Aexists_by_name(file, "/model/layers/00/k_proj", "group_size", H5P_DEFAULT), 0);  // per row: as v1
+  H5Fclose(file);
+  model.layers[0].q_proj.group_size = 16;
+  const std::string message = error_of([&] { write_illm(dir_ / "bad.illm", model, make_meta()); });
+  EXPECT_NE(message.find("q_proj"), std::string::npos) << message;
+  EXPECT_NE(message.find("group_size = 16"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(dir_ / "bad.illm"));
 }
 
 TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {

@@ -180,6 +180,47 @@ TEST_P(KernelPaths, LinearEqualsReference) {
   EXPECT_EQ(cases, 96);
 }
 
+// Per-group weights (G = 32, 64, 128; G = in as the per-row path): groups start inside the ISA blocks (64 bytes,
+// 128 packed codes in even/odd order) and inside a packed row's bytes; odd row and column counts, decode (1 row)
+// and prefill (> 128 rows), 4-bit packed and byte weights.
+QuantizedLinear random_grouped_linear(Rng& rng, int32_t out, int32_t in, int32_t bits, int32_t group, int b_m) {
+  QuantizedLinear w = random_linear(rng, out, in, bits, b_m);
+  w.group_size = group;
+  w.zero_points.clear();
+  w.scales.clear();
+  const int64_t q = (int64_t{1} << bits) - 1;
+  for (int64_t i = 0; i < int64_t{out} * (in / group); ++i) {
+    const int64_t kind = uniform(rng, 0, 5);
+    w.zero_points.push_back(static_cast<int32_t>(kind == 0 ? 0 : (kind == 1 ? q : uniform(rng, 0, q))));
+    w.scales.push_back(random_scale(rng, b_m, 5, 20));
+  }
+  return w;
+}
+
+TEST_P(KernelPaths, LinearPerGroupEqualsReference) {
+  Rng rng(17);
+  int cases = 0;
+  for (const int32_t group : {32, 64, 128})
+    for (const int32_t groups : {1, 3, 7})
+      for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{8, 7},
+                                           std::pair{6, 5}}) {
+        const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 5 == 0 ? 130 : 0);
+        const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+        const int b_m = cases % 2 == 0 ? 16 : 8;
+        const QuantizedActivation x = random_activation(rng, rows, group * groups, a_bits);
+        const QuantizedLinear w = random_grouped_linear(rng, n, group * groups, w_bits, group, b_m);
+        const PreparedLinear p = prepare_linear(w, b_m);
+        AlignedAccumulator want, got;
+        ref().linear(x, p, want);
+        opt().linear(x, p, got);
+        expect_equal(want, got, "G " + std::to_string(group) + " groups " + std::to_string(groups) + " A" +
+                                    std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " +
+                                    std::to_string(rows));
+        ++cases;
+      }
+  EXPECT_EQ(cases, 45);
+}
+
 // K beyond the int32-exact chunk of every dot block (33025 for 8x8-bit widened products, 65793 for vpdpbusd's
 // signed bytes): the tiles are folded into int64 chunk by chunk. All codes at the extremes: P = ±K·Q·Q.
 TEST_P(KernelPaths, LinearBeyondTheInt32ChunkEqualsReference) {
@@ -553,6 +594,41 @@ TEST_P(KernelPaths, PrunedPrefillAndDecodeEqualReference) {
 
 const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
 
+// A per-row model rewritten per group without changing its numbers must give the per-row logits bit for bit on every
+// path: group_size = in_features (one group), and G = 32 with every group repeating its row's zero point and scale.
+TEST(PerGroupWholeModel, GroupEqualToInAndRepeatedGroupScalesGiveThePerRowLogits) {
+  const QuantizedModel& per_row = test_model("tinybible-w4a4").model;
+  const IntegerLogits& want = reference_logits("tinybible-w4a4");
+  const std::vector<int32_t> ids = token_ids(per_row.shape.vocab, kPrefillTokens, 5);
+  for (const int32_t group : {0, 32}) {  // 0: group_size = in_features
+    QuantizedModel model = per_row;
+    for (QuantizedLayer& L : model.layers)
+      for (QuantizedLinear* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj}) {
+        w->group_size = group == 0 ? w->in_features : group;
+        const int32_t groups = weight_groups(*w);
+        std::vector<int32_t> zero_points;
+        std::vector<Dyadic> scales;
+        for (int32_t r = 0; r < w->out_features; ++r)
+          for (int32_t g = 0; g < groups; ++g) {
+            zero_points.push_back(w->zero_points[r]);
+            scales.push_back(w->scales[r]);
+          }
+        w->zero_points = zero_points;
+        w->scales = scales;
+      }
+    ASSERT_EQ(model.layers[0].down_proj.scales.size(), group == 0 ? 192u : 192u * 512 / 32);
+    std::vector<const KernelSet*> sets = {&reference_kernels()};
+    for (const KernelPath path : kOptimizedPaths)
+      if (cpu_supports(path)) sets.push_back(&kernels_for(path));
+    for (const KernelSet* set : sets) {
+      Executor executor(model, *set);
+      const IntegerLogits got = executor.forward(ids);
+      EXPECT_EQ(got.values, want.values) << "G " << group << " " << set->name;
+      EXPECT_EQ(got.scales, want.scales) << "G " << group << " " << set->name;
+    }
+  }
+}
+
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
 
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
@@ -561,7 +637,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
                                          "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
-                                         "tinybible-w4a8+clip")),
+                                         "tinybible-w4a8+clip", "tinybible-w4a4-g32")),
     [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
       std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
       for (char& c : name)

@@ -1,5 +1,5 @@
-// The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8) run by ONNX Runtime
-// must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd length
+// The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8; tinybible with
+// per-group weight scales, G = 32, on the shorter sequences) run by ONNX Runtime must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd length
 // and on the full context (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
 // code path the exporter does not use.
 #include <gtest/gtest.h>
@@ -131,6 +131,18 @@ TEST(ExportedModelVariants, PaperOperatorFormsAreBitExactToo) {
   s.sigmoid_bits = 8;
   const fs::path dir = scratch_dir();
   expect_bit_exact(loaded, {random_ids(5, loaded.model.shape.vocab, 4), random_ids(130, loaded.model.shape.vocab, 5)},
+                   dir);
+  fs::remove_all(dir);
+}
+
+TEST(ExportedModelVariants, PerGroupWeightsAreBitExactToo) {
+  // tinybible W4A4 RTN with one scale per group of 32 input columns (the per-group DI-MatMul subgraph in every block
+  // linear; the LM head stays per row). One token and an odd length; the full context is covered by the per-row
+  // models above (the attention part of the graph does not depend on the weight granularity).
+  const formats::LoadedIllm loaded = formats::read_illm(kModels / "tinybible-w4a4-g32.illm");
+  ASSERT_EQ(loaded.model.layers.at(0).gate_proj.group_size, 32);
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, {random_ids(1, loaded.model.shape.vocab, 7), random_ids(77, loaded.model.shape.vocab, 8)},
                    dir);
   fs::remove_all(dir);
 }

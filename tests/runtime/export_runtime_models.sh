@@ -11,3 +11,5 @@ for model in stories260K tinybible; do
     "$illm" export --format c99 --model "$models/$model-$bits.illm" -o "$out/$model-$bits" --json >/dev/null
   done
 done
+rm -rf "$out/tinybible-w4a4-g32"
+"$illm" export --format c99 --model "$models/tinybible-w4a4-g32.illm" -o "$out/tinybible-w4a4-g32" --json >/dev/null

@@ -95,6 +95,11 @@ static void expect_mutated(const char* what, const uint8_t* original, size_t siz
 }
 
 static void m_required_feature(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_GROUP_SCALES); }
+/* Layer 0's q_proj zero points claim 2 groups per row: without the per-group bit (expected 1 column), and with it
+ * (then 2 columns are valid for in = 64 but the entry's size still holds 1). */
+#define RT_Q_ZERO_POINTS_ENTRY (ILLM_RT_GLOBAL_TENSORS + ILLM_RT_T_LINEAR_FIRST + 1 - ILLM_RT_T_ATTN_NORM)
+static void m_group_columns(uint8_t* d, size_t s) { (void)s; put_u32(entry(d, RT_Q_ZERO_POINTS_ENTRY) + ILLM_RT_ENT_COLS, 2); }
+static void m_group_bit_and_columns(uint8_t* d, size_t s) { m_required_feature(d, s); m_group_columns(d, s); }
 static void m_required_unknown(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_REQUIRED_FEATURES, 0x80u); }
 static void m_count(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_TENSOR_COUNT, get_u32(d + ILLM_RT_H_TENSOR_COUNT) + 1); }
 static void m_table_outside(uint8_t* d, size_t s) { put_u64(d + ILLM_RT_H_TENSOR_TABLE, (uint64_t)s & ~(uint64_t)63); }
@@ -187,7 +192,11 @@ static void header_and_table(const uint8_t* data, size_t size) {
   expect_load("file size past the buffer", d, size, ILLM_RT_E_TRUNCATED, "truncated");
   free(d);
 
-  expect_mutated("required feature: group scales", data, size, m_required_feature, ILLM_RT_E_UNSUPPORTED, "feature");
+  /* Bit 0 (per-group weight scales) is implemented: a per-row file that sets it still loads (one group per row). */
+  expect_mutated("required feature: group scales", data, size, m_required_feature, ILLM_RT_OK, NULL);
+  expect_mutated("group columns without the bit", data, size, m_group_columns, ILLM_RT_E_LAYOUT, "q_proj.zero_points");
+  expect_mutated("group columns, bit, wrong size", data, size, m_group_bit_and_columns, ILLM_RT_E_LAYOUT,
+                 "q_proj.zero_points");
   expect_mutated("required feature: unknown bit", data, size, m_required_unknown, ILLM_RT_E_UNSUPPORTED, "feature");
   expect_mutated("tensor count", data, size, m_count, ILLM_RT_E_LAYOUT, "tensors");
   expect_mutated("table outside the file", data, size, m_table_outside, ILLM_RT_E_LAYOUT, "table");

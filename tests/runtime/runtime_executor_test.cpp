@@ -111,6 +111,21 @@ INSTANTIATE_TEST_SUITE_P(TwoModels, ClippedModels,
                            return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
                          });
 
+// The per-group shared test model (RTN, G = 32): the same comparison, and the header states required feature bit 0
+// (a per-row model states none).
+TEST(PerGroupModel, EveryStepsLogitsEqualTheExecutorsAndTheFeatureBitIsSet) {
+  const formats::LoadedIllm loaded = formats::read_illm(illm_path("tinybible", "w4a4-g32"));
+  ASSERT_EQ(loaded.model.layers.at(0).q_proj.group_size, 32);
+  const std::vector<int32_t> prompt = {loaded.model.shape.bos_id, 13, 7, 300};
+  EXPECT_EQ(compare_step_by_step(loaded.model, prompt, 28, "tinybible-w4a4-g32"), 3 + 28);
+  const auto required = [](const std::vector<uint8_t>& bin) {
+    return static_cast<uint32_t>(bin[ILLM_RT_H_REQUIRED_FEATURES]) |
+           static_cast<uint32_t>(bin[ILLM_RT_H_REQUIRED_FEATURES + 1]) << 8;
+  };
+  EXPECT_EQ(required(model_bin_of(loaded.model)), ILLM_RT_REQUIRED_GROUP_SCALES);
+  EXPECT_EQ(required(model_bin_of(formats::read_illm(illm_path("tinybible", "w4a4")).model)), 0u);
+}
+
 // ---- Synthetic models over other settings ----
 
 struct Variant {
@@ -156,6 +171,20 @@ std::vector<Variant> variants() {
   mqa.settings.a_bits = 6;
   mqa.settings.w_bits = 5;
   v.push_back({"one_kv_head_mixed_widths_no_clip", mqa});
+  // Per-group weights (required feature bit 0): G = 32 at W4A4 (packed codes, groups inside a row's bytes), G = 64 at
+  // W8A8; every block linear's input width a multiple of G.
+  SyntheticShape group32 = base;
+  group32.hidden = 64;
+  group32.intermediate = 96;
+  group32.heads = 4;
+  group32.head_dim = 16;
+  group32.group_size = 32;
+  v.push_back({"per_group_32_w4a4", group32});
+  SyntheticShape group64 = group32;
+  group64.intermediate = 128;
+  group64.group_size = 64;
+  group64.settings.w_bits = group64.settings.a_bits = 8;
+  v.push_back({"per_group_64_w8a8", group64});
   SyntheticShape no_layers = base;
   no_layers.layers = 0;
   v.push_back({"no_layers", no_layers});

@@ -22,6 +22,7 @@ struct SyntheticShape {
   IntegerSettings settings{};
   uint64_t seed = 1;
   bool clip_first_layer = true;  // layer 0 clipped at c = 15, the others unclipped
+  int32_t group_size = 0;        // per-group block linears (G must divide every block linear's input width)
 };
 
 namespace detail {
@@ -33,8 +34,9 @@ inline Dyadic random_scale(std::mt19937_64& rng, int mantissa_bits, int shift) {
 }
 
 inline QuantizedLinear random_linear(std::mt19937_64& rng, int32_t out, int32_t in, int32_t bits, int mantissa_bits,
-                                     int gain_bits) {
+                                     int gain_bits, int32_t group_size = 0) {
   QuantizedLinear w;
+  w.group_size = group_size;
   w.out_features = out;
   w.in_features = in;
   w.bits = bits;
@@ -45,7 +47,7 @@ inline QuantizedLinear random_linear(std::mt19937_64& rng, int32_t out, int32_t 
   std::vector<uint8_t> codes;  // one per byte, then the storage layout (4-bit codes two per byte)
   for (int64_t i = 0; i < int64_t{out} * in; ++i) codes.push_back(static_cast<uint8_t>(code(rng)));
   w.codes = pack_weight_codes(bits, out, in, codes);
-  for (int32_t r = 0; r < out; ++r) {
+  for (int32_t r = 0; r < out * weight_groups(w); ++r) {  // one zero point and scale per (row, group)
     w.zero_points.push_back(std::clamp(q / 2 + jitter(rng), 0, q));
     w.scales.push_back(random_scale(rng, mantissa_bits, shift));
   }
@@ -79,13 +81,13 @@ inline QuantizedModel synthetic_model(const SyntheticShape& s) {
     QuantizedLayer L;
     L.attn_norm = detail::random_channels(rng, s.hidden, 14, 1 << 12);
     L.ffn_norm = detail::random_channels(rng, s.hidden, 14, 1 << 12);
-    L.q_proj = detail::random_linear(rng, q_width, s.hidden, s.settings.w_bits, b_m, 1);
-    L.k_proj = detail::random_linear(rng, kv_width, s.hidden, s.settings.w_bits, b_m, 1);
-    L.v_proj = detail::random_linear(rng, kv_width, s.hidden, s.settings.w_bits, b_m, 0);
-    L.o_proj = detail::random_linear(rng, s.hidden, q_width, s.settings.w_bits, b_m, 0);
-    L.gate_proj = detail::random_linear(rng, s.intermediate, s.hidden, s.settings.w_bits, b_m, 0);
-    L.up_proj = detail::random_linear(rng, s.intermediate, s.hidden, s.settings.w_bits, b_m, 0);
-    L.down_proj = detail::random_linear(rng, s.hidden, s.intermediate, s.settings.w_bits, b_m, 0);
+    L.q_proj = detail::random_linear(rng, q_width, s.hidden, s.settings.w_bits, b_m, 1, s.group_size);
+    L.k_proj = detail::random_linear(rng, kv_width, s.hidden, s.settings.w_bits, b_m, 1, s.group_size);
+    L.v_proj = detail::random_linear(rng, kv_width, s.hidden, s.settings.w_bits, b_m, 0, s.group_size);
+    L.o_proj = detail::random_linear(rng, s.hidden, q_width, s.settings.w_bits, b_m, 0, s.group_size);
+    L.gate_proj = detail::random_linear(rng, s.intermediate, s.hidden, s.settings.w_bits, b_m, 0, s.group_size);
+    L.up_proj = detail::random_linear(rng, s.intermediate, s.hidden, s.settings.w_bits, b_m, 0, s.group_size);
+    L.down_proj = detail::random_linear(rng, s.hidden, s.intermediate, s.settings.w_bits, b_m, 0, s.group_size);
     L.swiglu_inv_alpha = detail::random_channels(rng, s.intermediate, 20, 1 << 19);
     L.softmax_clip = (l == 0 && s.clip_first_layer) ? Dyadic{15 << 11, 11} : Dyadic{0, 0};
     m.layers.push_back(L);
