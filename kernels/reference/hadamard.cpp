@@ -1,5 +1,5 @@
 // Integer Hadamard constructions and the exact fast transform. See hadamard.h.
-#include "calibration/hadamard.h"
+#include "kernels/reference/hadamard.h"
 
 #include <algorithm>
 #include <bit>
@@ -7,7 +7,7 @@
 
 #include "kernels/error.h"
 
-namespace illm::calib {
+namespace illm {
 namespace {
 
 bool is_prime(int64_t p) {
@@ -173,4 +173,4 @@ void hadamard_transform(const HadamardPlan& plan, int64_t* x) {
   }
 }
 
-}  // namespace illm::calib
+}  // namespace illm

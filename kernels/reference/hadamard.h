@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-namespace illm::calib {
+namespace illm {
 
 struct HadamardBlock {
   int64_t offset = 0;     // first index of the block
@@ -55,4 +55,4 @@ std::vector<int32_t> hadamard_matrix(const HadamardPlan& plan);
 // bounds its inputs; throws illm::Error when max|x|·row_l1 could overflow).
 void hadamard_transform(const HadamardPlan& plan, int64_t* x);
 
-}  // namespace illm::calib
+}  // namespace illm
