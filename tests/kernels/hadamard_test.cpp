@@ -2,8 +2,10 @@
 // butterflies against a float64 matrix product, exact inner-product preservation at LLaMA sizes.
 #include "kernels/reference/hadamard.h"
 
+#include <climits>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -121,5 +123,36 @@ TEST(Hadamard, LargeSizesPreserveInnerProducts) {
   EXPECT_THROW(hadamard_transform(plan_hadamard(8), big.data()), illm::Error);
 }
 
+
+// The operator hadamard_rows (int32 rows in place) equals hadamard_transform in int64 at its range bound, and refuses
+// a row beyond it (naming the row) before changing any row.
+TEST(Hadamard, RowsOperatorEqualsTheInt64TransformAndChecksItsRange) {
+  std::mt19937_64 rng(3);
+  for (int64_t n : {8, 32, 172, 192, 512}) {
+    const HadamardPlan plan = plan_hadamard(n);
+    const int64_t limit = INT32_MAX / plan.row_l1;
+    std::uniform_int_distribution<int64_t> value(-limit, limit);
+    std::vector<int32_t> x(static_cast<size_t>(3 * n));
+    for (auto& v : x) v = static_cast<int32_t>(value(rng));
+    x[0] = static_cast<int32_t>(limit);
+    std::vector<int32_t> y = x;
+    hadamard_rows(plan, 3, y);
+    for (int64_t r = 0; r < 3; ++r) {
+      std::vector<int64_t> want(x.begin() + r * n, x.begin() + (r + 1) * n);
+      hadamard_transform(plan, want.data());
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[r * n + i], want[i]) << plan.describe() << " row " << r;
+    }
+    std::vector<int32_t> bad = x;
+    bad[2 * n + 1] = static_cast<int32_t>(-limit - 1);
+    const std::vector<int32_t> before = bad;
+    try {
+      hadamard_rows(plan, 3, bad);
+      ADD_FAILURE() << plan.describe() << ": no error";
+    } catch (const illm::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("row 2"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(bad, before);
+  }
+}
 
 }  // namespace
