@@ -17,6 +17,8 @@
 #include "kernels/prepared_linear.h"
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
+#include "kernels/reference/hadamard.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/reference/rope.h"
 
 namespace illm {
@@ -67,15 +69,21 @@ class Executor {
     QuantizedActivation x, attended, gate, up, mixed;
     AlignedAccumulator acc;
     PerHeadActivation q, k, v;
+    WideRows wide;  // the int32 rows an online Hadamard transforms
   };
   template <typename Call>
   void run(Operator op, const char* detail, Call&& call);
+  // q or k of `heads` heads from w.acc: rope_heads, or with hadamard_qk its WHT form (kernels/reference/hadamard_sites.h).
+  void rope_heads_site(int32_t heads, int32_t first_position, PerHeadActivation& out);
+  // DI-SwiGLU of w.gate and w.up into w.mixed: swiglu, or with hadamard_down its WHT form.
+  void swiglu_site(const QuantizedLayer& layer);
 
   const QuantizedModel& model_;
   const KernelSet& kernels_;
   std::vector<PreparedLayer> layers_;
   PreparedLinear lm_head_;
   RopeTableView rope_;
+  HadamardPlan down_plan_, qk_plan_;  // plan_hadamard(C_f), plan_hadamard(d): used when the model's flags say so
   KvCache cache_;
   Workspace ws_;
   OperatorProfiler* profiler_ = nullptr;

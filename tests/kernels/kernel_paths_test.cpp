@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <climits>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -320,6 +321,36 @@ TEST_P(KernelPaths, AttentionEqualsReference) {
 }
 
 // Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
+// The Walsh–Hadamard rows at the sizes of interest (head_dim 8, 32, 128; C_f 172, 11008; hidden 64, 192, 4096) and a
+// few odd ones, with values up to the precondition's bound max|x| = (2^31 − 1) / row_l1 (and rows at the bound).
+TEST_P(KernelPaths, HadamardRowsEqualReference) {
+  Rng rng(17);
+  for (const int64_t n : {1, 2, 4, 8, 12, 32, 43, 48, 64, 128, 172, 192, 4096, 11008}) {
+    const HadamardPlan plan = plan_hadamard(n);
+    const int64_t limit = INT32_MAX / plan.row_l1;
+    const int32_t rows = n >= 4096 ? 2 : 5;
+    std::vector<int32_t> x(static_cast<size_t>(rows * n));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int64_t row = static_cast<int64_t>(i) / n;
+      x[i] = static_cast<int32_t>(row == 0 ? (uniform(rng, 0, 1) ? limit : -limit)  // the extremes
+                                           : uniform(rng, -limit, limit));
+    }
+    std::vector<int32_t> want = x, got = x;
+    ref().hadamard_rows(plan, rows, want);
+    opt().hadamard_rows(plan, rows, got);
+    ASSERT_EQ(got, want) << plan.describe();
+    if (n > 1) EXPECT_NE(want, x) << plan.describe();  // (size 1 is the identity)
+  }
+  // The precondition is checked on every path, before any row changes.
+  const HadamardPlan plan = plan_hadamard(192);
+  std::vector<int32_t> x(2 * 192, 1);
+  x[192 + 7] = static_cast<int32_t>(INT32_MAX / plan.row_l1 + 1);
+  const std::vector<int32_t> before = x;
+  EXPECT_THROW(opt().hadamard_rows(plan, 2, x), Error);
+  EXPECT_EQ(x, before);
+  EXPECT_THROW(opt().hadamard_rows(plan, 3, x), Error);  // size mismatch
+}
+
 TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
   Rng rng(16);
   const int64_t saved_threshold = parallel_work_threshold();
@@ -384,19 +415,14 @@ const IntegerLogits& reference_logits(const std::string& name) {
 
 class WholeModel : public ::testing::TestWithParam<std::tuple<KernelPath, std::string>> {};
 
-TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
-  const auto& [path, name] = GetParam();
-  if (!cpu_supports(path))
-    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
-                 << missing_cpu_features(path);
-  const QuantizedModel& model = test_model(name).model;
-  const IntegerLogits& want = reference_logits(name);
-  const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
-  Executor executor(model, kernels_for(path));
+// Prefill of `ids` on `kernels` equals `want`; so does decode: the first tokens as a short prefill, then one token
+// per call, row t equal to want's row t.
+void expect_prefill_and_decode(const QuantizedModel& model, const KernelSet& kernels, const std::vector<int32_t>& ids,
+                               const IntegerLogits& want, const std::string& name) {
+  Executor executor(model, kernels);
   const IntegerLogits prefill = executor.forward(ids);
   EXPECT_EQ(prefill.values, want.values) << name << " prefill";
   EXPECT_EQ(prefill.scales, want.scales) << name << " prefill";
-  // Decode: the first tokens as a short prefill, then one token per call; row t must equal the reference's row t.
   executor.reset();
   const int32_t start = kPrefillTokens - kDecodeTokens;
   executor.forward(std::span<const int32_t>(ids.data(), static_cast<size_t>(start)));
@@ -407,6 +433,34 @@ TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
         << name << " decode step at position " << t;
     EXPECT_EQ(step.scales[0], want.scales[t]) << name << " decode step at position " << t;
   }
+}
+
+TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  const QuantizedModel& model = test_model(name).model;
+  expect_prefill_and_decode(model, kernels_for(path), token_ids(model.shape.vocab, kPrefillTokens, 5),
+                            reference_logits(name), name);
+}
+
+// The shared test models with both online Hadamards switched on (a different function, the same codes): every
+// path equals the reference, prefill and decode (stories260K: C_f 172 weighted blocks, d 8; tinybible: C_f and d
+// of its shape).
+TEST_P(WholeModel, HadamardPrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  if (name.find("w4a4") == std::string::npos) GTEST_SKIP() << "one bit width per model is enough here";
+  QuantizedModel model = test_model(name).model;
+  model.hadamard_down = model.hadamard_qk = true;
+  const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
+  Executor reference(model, reference_kernels());
+  const IntegerLogits want = reference.forward(ids);
+  EXPECT_NE(want.values, reference_logits(name).values) << name << ": the transforms change the logits";
+  expect_prefill_and_decode(model, kernels_for(path), ids, want, name + " with online Hadamards");
 }
 
 const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
