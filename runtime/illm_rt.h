@@ -83,6 +83,7 @@ typedef struct {
   int32_t default_context;     /* the header's session context (<= shape.max_positions) */
   uint64_t header_arena_bytes; /* the header's arena size for that context (checked against illm_rt_arena_size) */
   uint32_t optional_features;
+  uint32_t hadamard_sites;     /* ILLM_RT_HADAMARD_DOWN | ILLM_RT_HADAMARD_QK (illm_rt_format.h), 0: none */
   /* Tokenizer (optional_features & ILLM_RT_FEATURE_TOKENIZER). */
   int has_tokenizer;
   int tokenizer_can_encode;    /* 0: decode only (the exporter found pieces the runtime's encoder does not handle) */
