@@ -1,6 +1,7 @@
 // Ablation of the W4A4 levers (issue #12; docs/results.md "W4A4 levers"): for one model and one base recipe, each
 // row adds recipe keys (rotations, GPTQ, activation clipping, TRIP, per-group weights, ...) and is measured side by
-// side: calibration wall time, fake-quant perplexity / KL / top-1 against FP (training quantization points), and the
+// side: calibration wall time, fake-quant perplexity / KL / top-1 against FP (training quantization points, or the
+// executor's with --points executor), and the
 // integer executor's where the integer path exists for the row (else "–"). Rows are printed as markdown as they
 // finish (a run takes minutes per row on a 2-core machine).
 //
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   int64_t eval_windows = 60;
   int threads = 2;
   bool integer = false;
+  std::string points = "training";
   app.add_option("--model", model_dir, "model directory")->required();
   app.add_option("--recipe", recipe_file, "base recipe file");
   app.add_option("--set", set_json, "JSON object of keys that override the base recipe (e.g. epochs, samples)");
@@ -113,6 +115,10 @@ int main(int argc, char** argv) {
   app.add_option("--eval-windows", eval_windows, "first N evaluation windows (0 = all)");
   app.add_option("--threads", threads, "threads");
   app.add_flag("--integer", integer, "also evaluate the integer executor where the row allows it");
+  app.add_option("--points", points,
+                 "fake-quant quantization points: training (float online Hadamards) or executor (the integer "
+                 "executor's points: 16-bit codes into the online Hadamards, as the integer operator)")
+      ->check(CLI::IsMember({"training", "executor"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -172,7 +178,8 @@ int main(int argc, char** argv) {
         return Quality{ppl.perplexity(), agree.mean_kl(), agree.top1()};
       };
       const Quality fq = score([&](const calib::LogitsConsumer& c) {
-        calib::fake_quant_for_each_logits(cm, eval, {FakeQuantPoints::kTraining, threads}, c);
+        calib::fake_quant_for_each_logits(
+            cm, eval, {points == "executor" ? FakeQuantPoints::kExecutor : FakeQuantPoints::kTraining, threads}, c);
       });
       std::string integer_cells = "– | – | – | –";
       bool integer_ok = true;

@@ -5,8 +5,11 @@
 //      W4A4 and W8A8), 256-token prefill, 1 and 2 threads;
 //   3. decode tokens/s of both fixtures (the shared test models), one token per forward call;
 //   4. per-operator time of the 7B layer prefill, the tinybible 256-token prefill and the tinybible decode
-//      (kernels/operator_profiler.h: the executor reports operator boundaries, this program measures).
+//      (kernels/operator_profiler.h: the executor reports operator boundaries, this program measures);
+//   5. the online Walsh–Hadamard transforms (hadamard_down + hadamard_qk) on and off side by side: tinybible W4A4 and
+//      the 7B-shaped layer, prefill and decode, 1 thread (--hadamard-only: this table alone).
 // Usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] [--skip-eval] [--reps N]
+//                       [--hadamard-only]
 #include <omp.h>
 #include <time.h>
 
@@ -153,10 +156,47 @@ std::string run(const std::string& command) {
 
 }  // namespace
 
+// Prefill (256 tokens) and decode (255 single steps) tokens/s of `model` with the online Hadamards off and on,
+// 1 thread, thread CPU time, best of `reps`, off and on interleaved.
+void hadamard_speed_row(const char* name, illm::QuantizedModel model, const illm::KernelSet& k, int reps,
+                        bool decode_too) {
+  omp_set_num_threads(1);
+  const std::vector<int32_t> ids = random_ids(model.shape.vocab, 256, 5);
+  double prefill[2] = {1e30, 1e30}, decode[2] = {1e30, 1e30};
+  for (int r = 0; r < reps; ++r)
+    for (const int on : {0, 1}) {
+      model.hadamard_down = model.hadamard_qk = on == 1;
+      illm::Executor executor(model, k);
+      double start = thread_cpu_seconds();
+      executor.forward(ids);
+      prefill[on] = std::min(prefill[on], thread_cpu_seconds() - start);
+      if (!decode_too) continue;
+      executor.reset();
+      executor.forward(std::span<const int32_t>(ids.data(), 1));
+      start = thread_cpu_seconds();
+      for (int t = 1; t < 256; ++t) executor.forward(std::span<const int32_t>(&ids[t], 1));
+      decode[on] = std::min(decode[on], thread_cpu_seconds() - start);
+    }
+  if (decode_too)
+    std::printf("| %s | %.0f | %.0f | %.3f | %.0f | %.0f | %.3f |\n", name, 256 / prefill[0], 256 / prefill[1],
+                prefill[0] / prefill[1], 255 / decode[0], 255 / decode[1], decode[0] / decode[1]);
+  else
+    std::printf("| %s | %.0f | %.0f | %.3f | – | – | – |\n", name, 256 / prefill[0], 256 / prefill[1],
+                prefill[0] / prefill[1]);
+}
+
+void hadamard_speed(const std::string& models, const illm::KernelSet& k, int reps) {
+  std::printf("\n| online Hadamards (down + q/k), 1 thread, thread CPU | prefill 256 tok/s, off | on | on/off speed |"
+              " decode tok/s, off | on | on/off speed |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"})
+    hadamard_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true);
+  hadamard_speed_row("7B-shaped layer W4A4 (C_f 11008, d 128)", random_7b_model(4, 4, 1, 256, 7), k, reps, false);
+}
+
 int main(int argc, char** argv) {
   std::string illm_binary = std::string(ILLM_BINARY_DIR) + "/illm", models = ILLM_TEST_MODELS_DIR, kernels = "auto";
   int windows = 100, reps = 2;
-  bool skip_eval = false;
+  bool skip_eval = false, hadamard_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--illm" && i + 1 < argc) illm_binary = argv[++i];
@@ -165,9 +205,10 @@ int main(int argc, char** argv) {
     else if (a == "--windows" && i + 1 < argc) windows = std::atoi(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--skip-eval") skip_eval = true;
+    else if (a == "--hadamard-only") hadamard_only = true;
     else {
       std::fprintf(stderr, "usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] "
-                           "[--skip-eval] [--reps N]\n");
+                           "[--skip-eval] [--reps N] [--hadamard-only]\n");
       return 1;
     }
   }
@@ -175,6 +216,10 @@ int main(int argc, char** argv) {
   std::printf("kernel path: %s; best of %d runs; 1-thread rows and profiles: thread CPU time; 2-thread rows and `illm "
               "eval`: wall time (the machine is shared: 2-thread wall times depend on its load)\n",
               k.name, reps);
+  if (hadamard_only) {
+    hadamard_speed(models, k, reps);
+    return 0;
+  }
 
   // 1. tinybible eval, integer vs fp32.
   if (!skip_eval) {
@@ -276,5 +321,6 @@ int main(int argc, char** argv) {
   layer_profile.print("Per-operator time, 7B-shaped layer W4A4, 256-token prefill, 1 thread");
   tinybible_prefill.print("Per-operator time, tinybible W4A4, 256-token prefill, 1 thread");
   tinybible_decode.print("Per-operator time, tinybible W4A4, 256 decode steps, 1 thread");
+  hadamard_speed(models, k, reps);
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/reference/hadamard.h"
 #include "kernels/weight_codes.h"
 #include "formats/rope_tables.h"
 
@@ -126,15 +127,13 @@ void require_integer_path(const Recipe& r, const std::string& source) {
     throw Error("recipe " + source + ": key \"" + key + "\": " + what + kFakeQuantOnly +
                 "; the integer model cannot be built");
   };
-  if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
-  if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
   if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
 }
 
 QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
-  if (cm.hadamard_down) throw Error(std::string("integerize: the online down_proj Hadamard") + kFakeQuantOnly);
-  if (cm.hadamard_qk) throw Error(std::string("integerize: the online q/k Hadamard") + kFakeQuantOnly);
   QuantizedModel qm;
+  qm.hadamard_down = cm.hadamard_down;
+  qm.hadamard_qk = cm.hadamard_qk;
   qm.shape.hidden = cm.hidden;
   qm.shape.intermediate = cm.intermediate;
   qm.shape.n_layers = cm.n_layers;
@@ -206,21 +205,25 @@ RequantClip requant_clip_from_ratio(double ratio, const std::string& what) {
 }
 
 QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings& settings, int32_t head_dim,
-                                size_t l) {
+                                OnlineHadamards hadamards, size_t l) {
   const int bm = settings.mantissa_bits;
-  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  // The transforms' gains stay out of the integer data path: the WHT of q and k multiplies Q·Kᵀ by g, the one of
+  // down_proj's input multiplies it by √g (H·Hᵀ = g·I).
+  const double qk_gain = hadamards.qk ? static_cast<double>(plan_hadamard(head_dim).gain2) : 1.0;
+  const double down_gain = hadamards.down ? static_cast<double>(plan_hadamard(in.down_proj.in_features).gain2) : 1.0;
+  const double q_scale = 1.0 / (std::sqrt(static_cast<double>(head_dim)) * qk_gain);
   const std::string p = "layer " + std::to_string(l) + " ";
   if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
   QuantizedLayer out;
   out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
   out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");
-  out.q_proj = linear_from_calibrated(std::move(in.q_proj), bm, inv_sqrt_d, p + "q_proj");  // 1/√d folded (§7.4)
+  out.q_proj = linear_from_calibrated(std::move(in.q_proj), bm, q_scale, p + "q_proj");  // 1/√d (§7.4), 1/g folded
   out.k_proj = linear_from_calibrated(std::move(in.k_proj), bm, 1.0, p + "k_proj");
   out.v_proj = linear_from_calibrated(std::move(in.v_proj), bm, 1.0, p + "v_proj");
   out.o_proj = linear_from_calibrated(std::move(in.o_proj), bm, 1.0, p + "o_proj");
   out.gate_proj = linear_from_calibrated(std::move(in.gate_proj), bm, 1.0, p + "gate_proj");
   out.up_proj = linear_from_calibrated(std::move(in.up_proj), bm, 1.0, p + "up_proj");
-  out.down_proj = linear_from_calibrated(std::move(in.down_proj), bm, 1.0, p + "down_proj");
+  out.down_proj = linear_from_calibrated(std::move(in.down_proj), bm, 1.0 / std::sqrt(down_gain), p + "down_proj");
   std::vector<float> inv_alpha(in.swiglu_alpha.size());
   for (size_t c = 0; c < inv_alpha.size(); ++c) {
     if (!(in.swiglu_alpha[c] > 0)) throw Error(p + "swiglu_alpha[" + std::to_string(c) + "] is not positive");
@@ -243,7 +246,8 @@ QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSetting
   integerize_embedding_rows(qm, 0, cm.vocab, cm.embed.data());
   qm.layers.reserve(cm.layers.size());
   for (size_t l = 0; l < cm.layers.size(); ++l)
-    qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim, l));
+    qm.layers.push_back(
+        integerize_layer(cm.layers[l], settings, cm.head_dim, OnlineHadamards{cm.hadamard_down, cm.hadamard_qk}, l));
   integerize_final_norm(qm, cm.final_norm);
   integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data());
   return qm;

@@ -24,8 +24,8 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights, online Hadamards, TRIP factors: fake-quant only for now). Composed of the pieces below, which
-// refuse them too (the frame the online Hadamards, integerize_layer TRIP factors).
+// (TRIP factors: fake-quant only for now). Composed of the pieces below, which refuse them too (integerize_layer
+// the TRIP factors).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 
 // The pieces, for block streaming (converter/quantize_pipeline.h): nothing needs the whole float model at once.
@@ -34,8 +34,15 @@ QuantizedModel integerize(const calib::CalibratedModel& calibrated, const Intege
 QuantizedModel integer_model_frame(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 // One calibrated layer of a model with `settings` and `head_dim` (`index` names it in messages); pass the layer
 // with std::move to move its codes instead of copying them.
+// `hadamards`: the model's online Walsh–Hadamard transforms (CalibratedModel::hadamard_down / hadamard_qk; the
+// calibrated down_proj is then already W·Ĥᵀ): 1/√g goes into down_proj's row scales, 1/g into q_proj's
+// (docs/integer-semantics.md "## Walsh–Hadamard transform").
+struct OnlineHadamards {
+  bool down = false;
+  bool qk = false;
+};
 QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSettings& settings, int32_t head_dim,
-                                size_t index);
+                                OnlineHadamards hadamards, size_t index);
 // An activation clip ratio r ∈ (0, 1] as the site requantization's RequantClip: r = 1 → off (m = 0), the
 // calibration grid j/16 exactly (k = 4), other ratios with a 16-bit mantissa (k = 16). Throws naming `what`.
 RequantClip requant_clip_from_ratio(double ratio, const std::string& what);

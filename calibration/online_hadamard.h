@@ -1,6 +1,6 @@
 #pragma once
 // An online Hadamard transform inside the fake-quant block (down_proj input; q and k after RoPE): the activation x
-// is replaced by Ĥ·x (Ĥ = H/√g orthogonal, H the integer matrix of calibration/hadamard.h) just before its
+// is replaced by Ĥ·x (Ĥ = H/√g orthogonal, H the integer matrix of kernels/reference/hadamard.h) just before its
 // quantizer, and the consumer's weights absorb Ĥᵀ (down_proj: W·Ĥᵀ; q·k is invariant). Two simulations:
 //   float (training, differentiable):  x·Ĥᵀ
 //   integer (executor points, what the planned integer operator does): per row symmetric 16-bit codes
@@ -9,7 +9,7 @@
 
 #include <torch/torch.h>
 
-#include "calibration/hadamard.h"
+#include "kernels/reference/hadamard.h"
 
 namespace illm::calib {
 

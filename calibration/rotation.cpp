@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "calibration/hadamard.h"
+#include "kernels/reference/hadamard.h"
 #include "calibration/row_rotation.h"
 #include "kernels/error.h"
 

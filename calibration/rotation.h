@@ -20,7 +20,7 @@
 
 namespace illm::calib {
 
-// Normalized Hadamard Ĥ = H/√g of calibration/hadamard.h, [n, n] float64 (orthogonal).
+// Normalized Hadamard Ĥ = H/√g of kernels/reference/hadamard.h, [n, n] float64 (orthogonal).
 torch::Tensor normalized_hadamard(int64_t n);
 
 // The residual-stream rotation [C, C] float64 for a recipe: kHadamard = Ĥ_C·diag(±1) with seeded random signs

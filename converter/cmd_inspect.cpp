@@ -23,6 +23,7 @@
 #include "formats/llama_config.h"
 #include "kernels/error.h"
 #include "kernels/reference/di_matmul.h"
+#include "kernels/reference/hadamard.h"
 
 namespace illm::converter {
 namespace {
@@ -188,6 +189,14 @@ Json inspect_file(const fs::path& file) {
                            {"sigmoid_stable", st.sigmoid_stable},
                            {"paper_conformance", st.paper_conformance}};
   j["norm_eps"] = {{"m", m.norm_eps.m}, {"k", m.norm_eps.k}, {"value", dyadic_value(m.norm_eps)}};
+  // Online Walsh–Hadamard transforms: on/off and, when on, the construction and gain g of the matrix.
+  const auto hadamard = [](bool on, int32_t n) {
+    if (!on) return Json{{"enabled", false}};
+    const HadamardPlan plan = plan_hadamard(n);
+    return Json{{"enabled", true}, {"size", n}, {"plan", plan.describe()}, {"gain", plan.gain2}};
+  };
+  j["online_hadamard"] = {{"down_proj", hadamard(m.hadamard_down, s.intermediate)},
+                          {"qk", hadamard(m.hadamard_qk, s.head_dim)}};
   j["recipe"] = meta.recipe_json.empty() ? Json() : Json::parse(meta.recipe_json, nullptr, false);
 
   Json layers = Json::array();
@@ -290,6 +299,12 @@ void print_human(const Json& j) {
               yes_no(st["exp_quadratic"]).c_str(), yes_no(st["sigmoid_stable"]).c_str(),
               yes_no(st["paper_conformance"]).c_str(), static_cast<long long>(j["norm_eps"]["m"].get<int64_t>()),
               j["norm_eps"]["k"].get<int>(), j["norm_eps"]["value"].get<double>());
+  const auto hadamard_text = [](const Json& h) {
+    return h["enabled"].get<bool>() ? fmt::format("{} (g = {})", h["plan"].get<std::string>(), h["gain"].get<int64_t>())
+                                    : std::string("off");
+  };
+  std::printf("hadamard  down_proj input: %s; q/k heads after RoPE: %s\n",
+              hadamard_text(j["online_hadamard"]["down_proj"]).c_str(), hadamard_text(j["online_hadamard"]["qk"]).c_str());
   std::printf("recipe    %s\n", j["recipe"].dump().c_str());
 
   std::printf("\nlinears (accumulator: int32 when the worst-case |sum| fits, else int64; scale = m / 2^k per row, or per\n"

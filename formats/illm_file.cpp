@@ -12,6 +12,7 @@
 #include "formats/atomic_file.h"
 #include "formats/hdf5_probe.h"
 #include "formats/hdf5_util.h"
+#include "formats/illm_hadamard.h"
 #include "formats/input_file.h"
 #include "formats/sha256.h"
 #include "kernels/error.h"
@@ -216,6 +217,7 @@ void write_model(hid_t file, const QuantizedModel& model) {
   write_dyadic_attributes(group, "norm_eps", model.norm_eps);
   write_shape(group, shape);
   write_settings(group, model.settings);
+  write_online_hadamards(group, model);  // version 2, optional
   {
     Handle embedding = h5::create_group(group, "embedding");
     h5::write_int_dataset<int16_t>(embedding, "codes", model.embed_codes, {vocab, hidden});
@@ -401,6 +403,7 @@ QuantizedModel read_model(hid_t file) {
   model.norm_eps = read_dyadic_attributes(group, "norm_eps");
   model.shape = read_shape(group);
   model.settings = read_settings(group);
+  read_online_hadamards(group, model);
   const ModelShape& shape = model.shape;
   if (shape.head_dim % 2 != 0) throw Error(h5::describe(group) + ": odd head_dim " + std::to_string(shape.head_dim));
   const hsize_t vocab = to_extent(shape.vocab), hidden = to_extent(shape.hidden);

@@ -333,7 +333,12 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   put_u32(out, ILLM_RT_H_VERSION, ILLM_RT_FORMAT_VERSION);
   put_u64(out, ILLM_RT_H_FILE_SIZE, out.size());
   put_u32(out, ILLM_RT_H_HEADER_SIZE, ILLM_RT_HEADER_SIZE);
+  // Required feature bit 1 (online Walsh–Hadamard) only when the model uses a transform: other files are unchanged.
+  const uint32_t hadamard_sites = (model.hadamard_down ? ILLM_RT_HADAMARD_DOWN : 0u) |
+                                  (model.hadamard_qk ? ILLM_RT_HADAMARD_QK : 0u);
+  if (hadamard_sites != 0) required_features |= ILLM_RT_REQUIRED_HADAMARD;
   put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
+  put_u32(out, ILLM_RT_H_HADAMARD_SITES, hadamard_sites);
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);

@@ -42,8 +42,8 @@ struct Recipe {
   // have no integer operator yet: integerize() refuses models calibrated with them.
   ResidualRotation rotation = ResidualRotation::kNone;  // offline; folds the RMSNorm gains
   bool rotate_heads = false;    // offline per-head Hadamard fused into v_proj / o_proj
-  bool hadamard_down = false;   // online Hadamard on the down_proj input (fake-quant only)
-  bool hadamard_qk = false;     // online Hadamard on q and k after RoPE (fake-quant only)
+  bool hadamard_down = false;   // online Hadamard on the down_proj input (integer operator hadamard_rows)
+  bool hadamard_qk = false;     // online Hadamard on q and k after RoPE (integer operator hadamard_rows)
   bool gptq = false;            // GPTQ weight rounding on the block's calibration inputs
   double gptq_damp = 0.01;      // H + damp·mean(diag H)·I
   bool gptq_act_order = false;  // quantize columns in decreasing diag(H) order

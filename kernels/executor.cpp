@@ -48,6 +48,8 @@ Executor::Executor(const QuantizedModel& model, const KernelSet& kernels) : mode
   }
   lm_head_ = prepare_linear(model.lm_head, b_m, "lm_head");
   rope_ = rope_table_view(model);
+  if (model.hadamard_down) down_plan_ = plan_hadamard(model.shape.intermediate);
+  if (model.hadamard_qk) qk_plan_ = plan_hadamard(model.shape.head_dim);
   cache_ = KvCache(model.shape.n_layers, model.shape.n_kv_heads, model.shape.head_dim, model.shape.max_positions);
 }
 
@@ -66,6 +68,52 @@ void Executor::run(Operator op, const char* detail, Call&& call) {
   if (profiler_ != nullptr) profiler_->begin(op, detail);
   call();
   if (profiler_ != nullptr) profiler_->end(op, detail);
+}
+
+void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool pruned, RequantClip clip,
+                               PerHeadActivation& out) {
+  const ModelShape& S = model_.shape;
+  const IntegerSettings& settings = model_.settings;
+  Workspace& w = ws_;
+  if (!model_.hadamard_qk) {
+    run(Operator::kRopeHeads, nullptr, [&] {
+      if (!pruned)
+        return kernels_.rope_heads(w.acc, heads, S.head_dim, first_position, rope_, settings, settings.a_bits, out,
+                                   clip);
+      rope_heads_at(kernels_, w.acc, heads, S.head_dim, w.positions, rope_, settings, settings.a_bits, out, clip,
+                    w.run_acc, w.run_heads);
+    });
+    return;
+  }
+  run(Operator::kRopeHeads, "hadamard_qk",
+      [&] { rope_symmetric_rows(w.acc, heads, S.head_dim, w.positions, rope_, settings, w.wide); });
+  run(Operator::kHadamard, "qk", [&] {
+    kernels_.hadamard_rows(qk_plan_, w.wide.rows * heads, std::span<int32_t>(w.wide.values));  // one row per head
+  });
+  run(Operator::kRequantize, "hadamard_qk", [&] {
+    requantize_wide_heads(w.wide, heads, S.head_dim, settings.a_bits, settings.mantissa_bits, out, clip);
+  });
+}
+
+void Executor::swiglu_site(const QuantizedLayer& layer) {
+  const IntegerSettings& settings = model_.settings;
+  Workspace& w = ws_;
+  if (!model_.hadamard_down) {
+    run(Operator::kSwiglu, nullptr,
+        [&] {
+          kernels_.swiglu(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed,
+                          layer.act_clip[kClipDownIn]);
+        });
+    return;
+  }
+  run(Operator::kSwiglu, "hadamard_down",
+      [&] { swiglu_symmetric_rows(w.gate, w.up, layer.swiglu_inv_alpha, settings, w.wide); });
+  run(Operator::kHadamard, "down",
+      [&] { kernels_.hadamard_rows(down_plan_, w.wide.rows, std::span<int32_t>(w.wide.values)); });
+  run(Operator::kRequantize, "hadamard_down",
+      [&] {
+        requantize_wide_rows(w.wide, settings.a_bits, settings.mantissa_bits, w.mixed, layer.act_clip[kClipDownIn]);
+      });
 }
 
 IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
@@ -101,14 +149,9 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
       run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
-      const auto rope = [&](int32_t heads, PerHeadActivation& out, RequantClip clip) {
-        if (!pruned) return K.rope_heads(w.acc, heads, S.head_dim, first, rope_, settings, a_bits, out, clip);
-        rope_heads_at(K, w.acc, heads, S.head_dim, w.positions, rope_, settings, a_bits, out, clip, w.run_acc,
-                      w.run_heads);
-      };
-      run(Operator::kRopeHeads, nullptr, [&] { rope(S.n_heads, w.q, L.act_clip[kClipQ]); });
+      rope_heads_site(S.n_heads, first, pruned, L.act_clip[kClipQ], w.q);
       run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
-      run(Operator::kRopeHeads, nullptr, [&] { rope(S.n_kv_heads, w.k, L.act_clip[kClipK]); });
+      rope_heads_site(S.n_kv_heads, first, pruned, L.act_clip[kClipK], w.k);
       run(Operator::kLinear, "v_proj", [&] { K.linear(w.x, W.v_proj, w.acc); });
       run(Operator::kSplitHeads, nullptr, [&] {
         K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v, L.act_clip[kClipV]);
@@ -143,8 +186,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });
       run(Operator::kLinear, "up_proj", [&] { K.linear(w.x, W.up_proj, w.acc); });
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.up, RequantClip{}); });
-      run(Operator::kSwiglu, nullptr,
-          [&] { K.swiglu(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed, L.act_clip[kClipDownIn]); });
+      swiglu_site(L);
       run(Operator::kLinear, "down_proj", [&] { K.linear(w.mixed, W.down_proj, w.acc); });
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
     }

@@ -17,6 +17,8 @@
 #include "kernels/prepared_linear.h"
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
+#include "kernels/reference/hadamard.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/reference/rope.h"
 #include "kernels/token_pruning.h"
 
@@ -79,15 +81,24 @@ class Executor {
     std::vector<int64_t> received;   // attention received per token (pruned layers)
     AlignedAccumulator run_acc;      // rope_heads_at's scratch
     PerHeadActivation run_heads;
+    WideRows wide;  // the int32 rows an online Hadamard transforms
   };
   template <typename Call>
   void run(Operator op, const char* detail, Call&& call);
+  // q or k of `heads` heads from w.acc at the positions w.positions (consecutive from first_position unless
+  // `pruned`): rope_heads, or with hadamard_qk its WHT form (kernels/reference/hadamard_sites.h); `clip` clips the
+  // final per-(token, head) requantization.
+  void rope_heads_site(int32_t heads, int32_t first_position, bool pruned, RequantClip clip, PerHeadActivation& out);
+  // DI-SwiGLU of w.gate and w.up into w.mixed: swiglu, or with hadamard_down its WHT form; the down_in clip applies
+  // to the requantization that feeds down_proj (after the transform when there is one).
+  void swiglu_site(const QuantizedLayer& layer);
 
   const QuantizedModel& model_;
   const KernelSet& kernels_;
   std::vector<PreparedLayer> layers_;
   PreparedLinear lm_head_;
   RopeTableView rope_;
+  HadamardPlan down_plan_, qk_plan_;  // plan_hadamard(C_f), plan_hadamard(d): used when the model's flags say so
   KvCache cache_;
   int32_t next_position_ = 0;
   TokenPruning pruning_;

@@ -11,6 +11,7 @@
 #include "kernels/reference/di_norm.h"
 #include "kernels/reference/di_swiglu.h"
 #include "kernels/reference/embedding.h"
+#include "kernels/reference/hadamard.h"
 #include "kernels/reference/head_requant.h"
 #include "kernels/reference/residual.h"
 
@@ -31,6 +32,7 @@ KernelSet make_reference() {
   k.attention_scored = attention_layer_scored;
   k.swiglu = di_swiglu_rows;
   k.residual_add = residual_add;
+  k.hadamard_rows = hadamard_rows;
   return k;
 }
 

@@ -10,7 +10,7 @@
 // Every path equals the reference bit for bit (tests/kernels/kernel_paths_test.cpp). An AMX-INT8 path is not
 // provided (it could not be verified on the development machines).
 //
-// Adding an operator (e.g. a per-group DI-MatMul, a Walsh–Hadamard transform, a clipped DI_REQUANT): add a field
+// Adding an operator (e.g. a per-group DI-MatMul, a clipped DI_REQUANT): add a field
 // here, its reference kernel under kernels/reference/, the reference entry in kernel_set.cpp, and optionally an
 // optimized kernel; a path that has no faster kernel for it uses the reference kernel (a kernel, not a fallback:
 // both are bit-identical by definition).
@@ -29,6 +29,7 @@
 #include "kernels/prepared_linear.h"
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
+#include "kernels/reference/hadamard.h"
 #include "kernels/reference/rope.h"
 #include "kernels/requant.h"
 
@@ -76,6 +77,9 @@ struct KernelSet {
   // §7.2 Residual add of P' (zero point 0), DI_REQUANT_SYM to out_bits; `out` may be `h`.
   void (*residual_add)(const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
                        ResidualStream& out);
+  // Walsh–Hadamard transform x ← H·x (H of `plan`, exact) of each of `rows` rows of plan.n int32 values, in place;
+  // every row must satisfy max|x|·plan.row_l1 ≤ 2^31 − 1 (checked before any row changes: illm::Error).
+  void (*hadamard_rows)(const HadamardPlan& plan, int32_t rows, std::span<int32_t> values);
 };
 
 // The serial reference kernels (the specification).

@@ -4,13 +4,15 @@
 namespace illm {
 
 enum class Operator {
-  kEmbedding, kRmsNorm, kLinear, kRequantize, kRopeHeads, kSplitHeads, kKvStore, kAttention, kSwiglu, kResidualAdd
+  kEmbedding, kRmsNorm, kLinear, kRequantize, kRopeHeads, kSplitHeads, kKvStore, kAttention, kSwiglu, kResidualAdd,
+  kHadamard
 };
-inline constexpr int kOperatorCount = 10;
+inline constexpr int kOperatorCount = 11;
 
 constexpr const char* operator_name(Operator op) {
   constexpr const char* names[kOperatorCount] = {"embedding",   "rms_norm",  "linear",  "requantize", "rope_heads",
-                                                 "split_heads", "kv_store", "attention", "swiglu",    "residual_add"};
+                                                 "split_heads", "kv_store", "attention", "swiglu",    "residual_add",
+                                                 "hadamard"};
   return names[static_cast<int>(op)];
 }
 

@@ -167,6 +167,12 @@ struct QuantizedModel {
   int32_t rope_frac_bits = 14;
   std::vector<int16_t> rope_cos;
   std::vector<int16_t> rope_sin;
+
+  // Online Walsh–Hadamard transforms (docs/integer-semantics.md "## Walsh–Hadamard transform"), H = the matrix of
+  // plan_hadamard(n) (kernels/reference/hadamard.h), a pure function of n: of down_proj's input (n = C_f; 1/√g is
+  // folded into down_proj's row scales) and of every q and k head after RoPE (n = d; 1/g into q_proj's row scales).
+  bool hadamard_down = false;
+  bool hadamard_qk = false;
 };
 
 }  // namespace illm

@@ -737,6 +737,130 @@ static int di_clipped_softmax_row(const int64_t* logits, int32_t n, int64_t m_in
 }
 
 /* ============================================================================================================
+ * Online Walsh-Hadamard transform (kernels/reference/hadamard.cpp, docs/integer-semantics.md "## Walsh-Hadamard
+ * transform"): x <- H.x exactly, H the integer matrix of plan_hadamard(n), recomputed here (a pure function of n):
+ * Sylvester for n = 2^k; Paley(m) x Sylvester(2^k) for n = m.2^k with m = p + 1 not a power of two, p prime = 3
+ * mod 4, m <= 256, the smallest such m; else weighted blocks of sizes 2^(K-2j) times 2^j. Values in int64; the
+ * executor's int32 precondition max|x|.row_l1 <= 2^31 - 1 is checked so that both refuse the same rows. */
+
+#define RT_WHT_MAX_PALEY 256
+
+typedef struct {
+  int kind; /* 0 Sylvester, 1 Paley x Sylvester, 2 weighted blocks */
+  int32_t base;
+  int log2_sylvester; /* kinds 0, 1 */
+  int log2_gain;      /* kind 2: K */
+  int64_t row_l1;
+} rt_wht_plan;
+
+static int rt_is_power_of_two(int64_t n) { return n >= 1 && (n & (n - 1)) == 0; }
+
+static int rt_is_prime(int64_t p) {
+  int64_t d;
+  if (p < 2) return 0;
+  for (d = 2; d * d <= p; ++d)
+    if (p % d == 0) return 0;
+  return 1;
+}
+
+static void wht_plan(int32_t n, rt_wht_plan* plan) {
+  int k = 0;
+  plan->kind = 0;
+  plan->base = 1;
+  plan->log2_sylvester = 0;
+  plan->log2_gain = 0;
+  plan->row_l1 = n;
+  if (rt_is_power_of_two(n)) {
+    plan->log2_sylvester = rt_msb((uint64_t)n);
+    return;
+  }
+  while (((n >> k) & 1) == 0) ++k; /* trailing zeros */
+  for (; k >= 0; --k) {
+    const int32_t m = n >> k;
+    if (m > RT_WHT_MAX_PALEY) break;
+    if (m % 4 == 0 && !rt_is_power_of_two(m) && rt_is_prime(m - 1)) {
+      plan->kind = 1;
+      plan->base = m;
+      plan->log2_sylvester = k;
+      return;
+    }
+  }
+  plan->kind = 2;
+  plan->log2_gain = rt_msb((uint64_t)n);
+  if ((n & 1) && (plan->log2_gain & 1)) --plan->log2_gain; /* an odd n needs blocks of size 1: an even K */
+  plan->row_l1 = (int64_t)1 << plan->log2_gain;         /* the first block, of size 2^K and weight 1 */
+}
+
+static void wht_butterflies(int64_t* x, int log2_size) {
+  const int64_t size = (int64_t)1 << log2_size;
+  int64_t half, start, j;
+  for (half = 1; half < size; half <<= 1)
+    for (start = 0; start < size; start += 2 * half)
+      for (j = start; j < start + half; ++j) {
+        const int64_t a = x[j], b = x[j + half];
+        x[j] = a + b;
+        x[j + half] = a - b;
+      }
+}
+
+/* Paley's matrix I + S, S = [[0, 1^T], [-1, Q]], Q_ij = chi(j - i) modulo p = m - 1: entry (i, j). */
+static int paley_entry(const int8_t* chi, int32_t p, int32_t i, int32_t j) {
+  if (i == j) return 1;
+  if (i == 0) return 1;
+  if (j == 0) return -1;
+  return chi[((j - i) % p + p) % p];
+}
+
+/* x <- H.x for the n values of x; `scratch` holds n int64 (Paley only). */
+static int wht_row(int64_t* x, int32_t n, int64_t* scratch, illm_rt_error* err) {
+  rt_wht_plan plan;
+  int8_t chi[RT_WHT_MAX_PALEY];
+  int32_t i;
+  int64_t limit;
+  if (n < 1) return fail(err, ILLM_RT_E_NUMERIC, "online Hadamard: empty row");
+  wht_plan(n, &plan);
+  limit = (int64_t)INT32_MAX / plan.row_l1;
+  for (i = 0; i < n; ++i)
+    if (x[i] > limit || x[i] < -limit)
+      return fail_ii(err, ILLM_RT_E_NUMERIC, "online Hadamard: value ", x[i], " outside the int32 range bound ", limit,
+                     "");
+  if (plan.kind == 2) {
+    int64_t offset = 0;
+    int j;
+    for (j = 0; 2 * j <= plan.log2_gain && offset < n; ++j) {
+      const int log2_size = plan.log2_gain - 2 * j;
+      const int64_t size = (int64_t)1 << log2_size;
+      while (offset + size <= n) {
+        int64_t c;
+        wht_butterflies(x + offset, log2_size);
+        for (c = 0; c < size; ++c) x[offset + c] *= (int64_t)1 << j;
+        offset += size;
+      }
+    }
+    return ILLM_RT_OK;
+  }
+  {
+    const int64_t s = (int64_t)1 << plan.log2_sylvester;
+    const int32_t m = plan.base, p = m - 1;
+    int32_t a, a2;
+    int64_t b;
+    for (a = 0; a < m; ++a) wht_butterflies(x + (int64_t)a * s, plan.log2_sylvester);
+    if (plan.kind != 1) return ILLM_RT_OK;
+    for (i = 0; i < p; ++i) chi[i] = -1;
+    chi[0] = 0;
+    for (i = 1; i < p; ++i) chi[(int64_t)i * i % p] = 1;
+    for (a = 0; a < m; ++a)
+      for (b = 0; b < s; ++b) {
+        int64_t acc = 0;
+        for (a2 = 0; a2 < m; ++a2) acc += paley_entry(chi, p, a, a2) * x[(int64_t)a2 * s + b];
+        scratch[(int64_t)a * s + b] = acc;
+      }
+    for (i = 0; i < n; ++i) x[i] = scratch[i];
+  }
+  return ILLM_RT_OK;
+}
+
+/* ============================================================================================================
  * DI-SwiGLU (kernels/reference/di_swiglu.cpp). */
 
 static int64_t promote_signed(int64_t a, const rt_exp_frame* frame) {
@@ -779,9 +903,10 @@ static int di_sigmoid_row(const int64_t* a, size_t n, illm_rt_dyadic scale, cons
   return ILLM_RT_OK;
 }
 
-static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
-                         const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, uint8_t* codes,
-                         rt_requant* result, illm_rt_dyadic clip, illm_rt_error* err) {
+/* The products O_c of DI-SwiGLU into row[] and their scale (m_in, k_in), before the requantization. */
+static int di_swiglu_products(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
+                              const illm_rt_settings* st, int64_t* row, int32_t* sigma, int64_t* m_in_out,
+                              int64_t* k_in_out, illm_rt_error* err) {
   illm_rt_dyadic sigmoid_scale;
   int64_t mantissa_product, m_in, k_in;
   int drop, status;
@@ -806,7 +931,32 @@ static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_a
   m_in = rt_rshr(mantissa_product, drop);
   k_in = (int64_t)gate->scale.k + up->scale.k + st->sigmoid_bits - 1 - drop;
   if (k_in < INT32_MIN || k_in > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-SwiGLU: exponent out of range");
-  return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err, clip);
+  *m_in_out = m_in;
+  *k_in_out = k_in;
+  return ILLM_RT_OK;
+}
+
+/* DI-SwiGLU of one token to out_bits codes. With the online down_proj Hadamard (`hadamard`): the products are
+ * requantized DI_REQUANT_SYM to 16 bits (int32 codes in sigma[], no longer needed), transformed (wht_row, `scratch`
+ * of n int64) and then requantized DI_REQUANT to out_bits. `clip` (the down_in ratio) clips the last requantization. */
+static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
+                         const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, uint8_t* codes,
+                         int hadamard, int64_t* scratch, rt_requant* result, illm_rt_dyadic clip,
+                         illm_rt_error* err) {
+  int64_t m_in = 0, k_in = 0;
+  rt_requant wide;
+  size_t c;
+  int status = di_swiglu_products(gate, up, inv_alpha, n, st, row, sigma, &m_in, &k_in, err);
+  if (status) return status;
+  if (!hadamard)
+    return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err, clip);
+  status = di_requant_symmetric(row, n, m_in, k_in, 16, st->mantissa_bits, sigma, CODES_I32, &wide, err);
+  if (status) return status;
+  for (c = 0; c < n; ++c) row[c] = sigma[c];
+  status = wht_row(row, (int32_t)n, scratch, err);
+  if (status) return status;
+  return di_requant(row, n, wide.scale.m, wide.scale.k, out_bits, st->mantissa_bits, codes, CODES_U8, result, err,
+                    clip);
 }
 
 /* ============================================================================================================
@@ -1139,6 +1289,10 @@ static int rope_heads(illm_rt_session* s, const int64_t* acc, illm_rt_dyadic acc
   rope_rotate_row(rotated, width, d, s->position, m);
   for (h = 0; h < heads; ++h) {
     for (c = 0; c < d; ++c) head[c] = rotated[h * d + c];
+    if (m->hadamard_sites & ILLM_RT_HADAMARD_QK) { /* the accumulator is consumed: its region is the scratch */
+      status = wht_row(head, d, REGION(s, R_ACC, int64_t), err);
+      if (status) return status;
+    }
     status = di_requant(head, (size_t)d, q16.scale.m, q16.scale.k, m->settings.a_bits, m->settings.mantissa_bits,
                         sink_codes(sink, h), CODES_U8, &r, err, clip);
     if (status) return status;
@@ -1281,7 +1435,8 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   if (status) return status;
   status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
                          a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t),
-                         REGION(s, R_CODES, uint8_t), &r, layer_clip(m, l, SITE_DOWN_IN), err);
+                         REGION(s, R_CODES, uint8_t), (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN) != 0,
+                         REGION(s, R_ACC, int64_t), &r, layer_clip(m, l, SITE_DOWN_IN), err);
   if (status) return status;
   x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
   return linear_into_residual(s, l, LIN_DOWN, &x, s_h, err);
@@ -1784,11 +1939,18 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     return fail_ii(err, ILLM_RT_E_CHECKSUM, "model.bin: CRC-32 mismatch (header ", stored_crc, ", computed ", computed_crc,
                    "): the file is corrupted");
   required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
-  if ((required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_FEATURE_ACT_CLIP)) != 0)
+  if ((required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP)) != 0)
     return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ",
-                  required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_FEATURE_ACT_CLIP),
-                  " this runtime does not implement (it implements 1: per-group weight scales, 4: clipped requantization)");
+                  required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP),
+                  " this runtime does not implement (it implements 1: per-group weight scales, 2: online Hadamard, "
+                  "4: clipped requantization)");
   model->required_features = required;
+  model->hadamard_sites = rd_u32(p + ILLM_RT_H_HADAMARD_SITES);
+  if ((required & ILLM_RT_REQUIRED_HADAMARD) ? (model->hadamard_sites == 0 ||
+                                                (model->hadamard_sites & ~(ILLM_RT_HADAMARD_DOWN | ILLM_RT_HADAMARD_QK)))
+                                             : model->hadamard_sites != 0)
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: online Hadamard sites ", model->hadamard_sites,
+                  " do not match the required feature bit 2 (sites: 1 down_proj input, 2 q/k heads)");
 
   model->data = p;
   model->size = file_size;

@@ -85,6 +85,7 @@ typedef struct {
   uint32_t optional_features;
   uint32_t required_features;  /* ILLM_RT_REQUIRED_* / ILLM_RT_FEATURE_* bits of the header (docs/model-bin.md) */
   uint32_t act_clip_tensor;    /* table index of ILLM_RT_T_ACT_CLIP (required_features & ILLM_RT_FEATURE_ACT_CLIP) */
+  uint32_t hadamard_sites;     /* ILLM_RT_HADAMARD_DOWN | ILLM_RT_HADAMARD_QK (illm_rt_format.h), 0: none */
   /* Tokenizer (optional_features & ILLM_RT_FEATURE_TOKENIZER). */
   int has_tokenizer;
   int tokenizer_can_encode;    /* 0: decode only (the exporter found pieces the runtime's encoder does not handle) */

@@ -26,13 +26,18 @@
 #define ILLM_RT_H_CONTEXT 160           /* i32: default context of a session (<= max_positions) */
 #define ILLM_RT_H_ARENA_BYTES 168       /* u64: illm_rt_arena_size() for that context */
 #define ILLM_RT_H_SOURCE_SHA256 176     /* 32 bytes: SHA-256 of the source .illm file's payload (provenance) */
-/* bytes [208, 256): zero */
+#define ILLM_RT_H_HADAMARD_SITES 208    /* u32: online Walsh-Hadamard sites (ILLM_RT_HADAMARD_*); 0 unless the required
+                                           feature ILLM_RT_REQUIRED_HADAMARD is set */
+/* bytes [212, 256): zero */
 
 #define ILLM_RT_MAGIC_BYTES "ILLMBIN"  /* followed by one NUL: 8 bytes */
 
-/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bit 0). */
+/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0, 1 and 2). */
 #define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
-#define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard rotation (issue #12) */
+#define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard transforms (docs/model-bin.md) */
+/* The sites of ILLM_RT_H_HADAMARD_SITES (at least one when ILLM_RT_REQUIRED_HADAMARD is set). */
+#define ILLM_RT_HADAMARD_DOWN 1u /* down_proj's input, size intermediate */
+#define ILLM_RT_HADAMARD_QK 2u   /* every q and k head after RoPE, size head_dim */
 
 /* Tensor table entry (ILLM_RT_TENSOR_ENTRY_SIZE = 32 bytes): byte offsets. */
 #define ILLM_RT_ENT_KIND 0    /* u16 */

@@ -264,6 +264,11 @@ Value DiOperators::clipped_softmax(const Value& logits, const Value& mask, const
 
 Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
                           RequantClip clip) {
+  const Products products = swiglu_products(gate, up, inv_alpha);
+  return requant(products.values, products.scale, settings_.mantissa_bits + 1, out_bits, 46, clip);
+}
+
+DiOperators::Products DiOperators::swiglu_products(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha) {
   const Value g_c = g.sub(gate.codes, gate.zero_point);
   const Value u_c = g.sub(up.codes, up.zero_point);
   const Value argument = g.mul(g_c, g.vector(inv_alpha.mantissa));  // |g·a| < 2^32
@@ -291,7 +296,7 @@ Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVecto
   const Value m_in = p.rshr(mantissa_product, drop, IntegerPrimitives::Magnitude::kNonNegative);
   const Value k_in =
       g.sub(g.add(g.add(gate.scale.k, up.scale.k), g.scalar(settings_.sigmoid_bits - 1)), drop);
-  return requant(product, RowScale{m_in, k_in}, b_m + 1, out_bits, 46, clip);
+  return Products{product, RowScale{m_in, k_in}};
 }
 
 // ----------------------------------------------------------------------------------------------- residual add

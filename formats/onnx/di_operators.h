@@ -64,6 +64,13 @@ class DiOperators {
   // DI-SwiGLU of gate and up codes (swiglu_in_bits wide) with a_c ≈ 1/α_c, requantized to out_bits.
   Codes swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
                RequantClip clip = {});
+  // Its products O_c (|O| < 2^46) and their scale (m_in < 2^(b_m + 1)), before the requantization (the online
+  // down_proj Hadamard requantizes them symmetrically to 16 bits instead).
+  struct Products {
+    Value values;
+    RowScale scale;
+  };
+  Products swiglu_products(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha);
 
   // The fused residual add (kernels residual_add with an aligned accumulator, z_d = 0) → int16-range codes.
   Codes residual_add(const Value& h, const RowScale& h_scale, const Value& delta, const RowScale& delta_scale);

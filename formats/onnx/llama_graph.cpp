@@ -10,6 +10,7 @@
 #include "kernels/error.h"
 #include "kernels/executor.h"
 #include "kernels/reference/di_matmul.h"
+#include "kernels/reference/hadamard.h"
 
 namespace illm::formats::onnx_export {
 namespace {
@@ -17,6 +18,8 @@ namespace {
 constexpr int kResidualBits = 16;   // int16 residual stream (kernels/executor.cpp)
 constexpr int kRopeInputBits = 16;  // q/k requantized to int16 before the rotation
 constexpr int kAlignedMantissaBits = 24;
+constexpr int kHadamardInputBits = 16;       // the symmetric codes an online Hadamard transforms
+constexpr int32_t kMaxExportedHadamard = 4096;  // the explicit int32 matrix: n² entries (64 MiB at 4096)
 
 [[noreturn]] void refuse(const std::string& field, const std::string& reason) {
   throw Error("ONNX export: unsupported model: " + field + " " + reason);
@@ -157,13 +160,31 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
   return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits, out_clip);
 }
 
-// q or k: DI_REQUANT_SYM of the projection to 16 bits per token, RoPE per head, DI_REQUANT per (token, head).
+// The explicit int32 matrix Hᵀ of plan_hadamard(n), [n][n], for hadamard_rows (one initializer shared by the layers).
+Value hadamard_matrix_initializer(GraphBuilder& g, int32_t n, const std::string& name) {
+  const std::vector<int32_t> h = hadamard_matrix(plan_hadamard(n));  // H[i][j], row-major
+  std::vector<int32_t> transposed(h.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) transposed[static_cast<size_t>(j * n + i)] = h[static_cast<size_t>(i * n + j)];
+  return g.initializer(name, ElementType::kInt32, {n, n}, raw_bytes(transposed));
+}
+
+// hadamard_rows (kernels/reference/hadamard.h) along the last axis: x·Hᵀ as an int32 MatMul. Exact: every partial sum
+// is at most row_l1·max|x| <= 2^31 − 1 in magnitude (the operator's precondition, which 16-bit codes, or RoPE of
+// them, meet for every exported size).
+Value hadamard_last_axis(GraphBuilder& g, const Value& x, const Value& transposed_matrix) {
+  return g.cast(g.matmul(g.cast(x, ElementType::kInt32), transposed_matrix), ElementType::kInt64);
+}
+
+// q or k: DI_REQUANT_SYM of the projection to 16 bits per token, RoPE per head, [the online WHT per head,]
+// DI_REQUANT per (token, head).
 Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const Sequence& seq,
-                 const QuantizedModel& model, RequantClip clip) {
+                 const QuantizedModel& model, const Value* hadamard, RequantClip clip) {
   const int32_t d = model.shape.head_dim;
   const Codes q16 = di.requant_symmetric(acc.values, acc.scale, 31, kRopeInputBits, 61);
   const Value per_head = g.reshape(q16.codes, std::vector<int64_t>{0, heads, d});
-  const Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
+  Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
+  if (hadamard != nullptr) rotated = hadamard_last_axis(g, rotated, *hadamard);  // |value| < 2^31
   const RowScale scale{g.unsqueeze(q16.scale.m, {1}), g.unsqueeze(q16.scale.k, {1})};  // [T][1][1]
   return di.requant(rotated, scale, 31, model.settings.a_bits, 32, clip);
 }
@@ -207,8 +228,13 @@ void check_exportable(const QuantizedModel& model) {
       check_linear_bound(layer_name(l, part), *w, st.a_bits);
   }
   check_linear_bound("lm_head", model.lm_head, st.head_bits);
-  // Model features added later (per-group weight scales, online Hadamard rotations, …) must be refused here until
-  // the graph implements them.
+  const std::pair<bool, int32_t> hadamards[] = {{model.hadamard_down, s.intermediate}, {model.hadamard_qk, s.head_dim}};
+  for (const auto& [on, n] : hadamards)
+    if (on && n > kMaxExportedHadamard)
+      refuse(n == s.head_dim ? "hadamard_qk" : "hadamard_down",
+             "of size " + std::to_string(n) + ": the graph's explicit int32 matrix is implemented up to " +
+                 std::to_string(kMaxExportedHadamard) + " (butterflies as Add/Sub slices are not)");
+  // Model features added later (per-group weight scales, …) must be refused here until the graph implements them.
 }
 
 void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
@@ -235,6 +261,11 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
   std::vector<int64_t> head_map;
   for (int32_t h = 0; h < S.n_heads; ++h) head_map.push_back(h / (S.n_heads / S.n_kv_heads));
   if (!model.layers.empty()) seq.head_map = g.vector(head_map);  // an unused initializer would be flagged
+  Value down_hadamard, qk_hadamard;  // online Walsh–Hadamard matrices, when the model uses them
+  const bool any_layer = !model.layers.empty();
+  if (any_layer && model.hadamard_down) down_hadamard = hadamard_matrix_initializer(g, S.intermediate, "hadamard_down_t");
+  if (any_layer && model.hadamard_qk) qk_hadamard = hadamard_matrix_initializer(g, S.head_dim, "hadamard_qk_t");
+  const Value* qk = model.hadamard_qk ? &qk_hadamard : nullptr;
 
   // Embedding rows: int16 symmetric codes with one dyadic per vocabulary row.
   std::vector<int64_t> embed_m, embed_k;
@@ -253,10 +284,10 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     const auto name = [&](const char* part) { return prefix + "." + part; };
 
     const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits, L.act_clip[kClipAttnIn]);
-    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model,
+    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model, qk,
                                L.act_clip[kClipQ]);
     const Codes k = rope_heads(g, di, linear(g, x, a_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
-                               L.act_clip[kClipK]);
+                               qk, L.act_clip[kClipK]);
     const Codes v = split_heads(g, di, linear(g, x, a_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
                                 L.act_clip[kClipV]);
     const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, L.act_clip[kClipAttnOut]);
@@ -270,7 +301,15 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     const Accumulator up_acc = linear(g, x2, a_bits, L.up_proj, name("up_proj"), b_m);
     const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
     const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
-    const Codes mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn]);
+    Codes mixed;
+    if (model.hadamard_down) {  // DI_REQUANT_SYM of the products to 16 bits, the WHT, DI_REQUANT per token
+      const DiOperators::Products products = di.swiglu_products(gate, up, L.swiglu_inv_alpha);
+      const Codes wide = di.requant_symmetric(products.values, products.scale, b_m + 1, kHadamardInputBits, 46);
+      mixed = di.requant(hadamard_last_axis(g, wide.codes, down_hadamard), wide.scale, 31, a_bits, 32,
+                         L.act_clip[kClipDownIn]);
+    } else {
+      mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn]);
+    }
     const Accumulator down = linear(g, mixed, a_bits, L.down_proj, name("down_proj"), b_m);
     residual = di.residual_add(h, h_scale, down.values, down.scale);
     h = residual.codes, h_scale = residual.scale;

@@ -2,6 +2,7 @@
 
 #include "kernels/error.h"
 #include "kernels/optimized/attention.h"
+#include "kernels/optimized/hadamard_rows.h"
 #include "kernels/optimized/isa.h"
 #include "kernels/optimized/linear.h"
 #include "kernels/optimized/row_operators.h"
@@ -87,6 +88,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.attention_scored = attention_scored<kIsa>;
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
+  k.hadamard_rows = hadamard_rows;  // no ISA-specific code: butterflies the compiler vectorizes
   return k;
 }
 

@@ -51,21 +51,20 @@ void di_sigmoid_row(std::span<const int64_t> a, Dyadic scale, const IntegerSetti
   }
 }
 
-DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
-                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
-                              RequantClip clip) {
+Dyadic di_swiglu_products(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                          const IntegerSettings& settings, std::span<int64_t> products) {
   const size_t n = gate.codes.size();
-  if (up.codes.size() != n || inv_alpha.mantissa.size() != n || codes_out.size() != n)
+  if (up.codes.size() != n || inv_alpha.mantissa.size() != n || products.size() != n)
     throw Error("DI-SwiGLU: gate (" + std::to_string(n) + "), up (" + std::to_string(up.codes.size()) +
                 "), inv_alpha (" + std::to_string(inv_alpha.mantissa.size()) + ") and output (" +
-                std::to_string(codes_out.size()) + ") lengths differ");
+                std::to_string(products.size()) + ") lengths differ");
   for (const Dyadic& s : {gate.scale, up.scale})
     if (s.m < 1 || s.m >= (int64_t{1} << 31))
       throw Error("DI-SwiGLU: input scale mantissa " + std::to_string(s.m) + " outside [1, 2^31)");
   for (const int64_t a : inv_alpha.mantissa)
     if (a < 0 || a >= kMaxInvAlpha) throw Error("DI-SwiGLU: inv_alpha mantissa " + std::to_string(a) + " outside [0, 2^24)");
 
-  std::vector<int64_t> row(n);  // A_c, then O_c
+  std::span<int64_t> row = products;  // A_c, then O_c
   std::vector<int32_t> sigma(n);
   for (size_t c = 0; c < n; ++c) row[c] = (static_cast<int64_t>(gate.codes[c]) - gate.zero_point) * inv_alpha.mantissa[c];
   di_sigmoid_row(std::span<const int64_t>(row.data(), n), Dyadic{gate.scale.m, gate.scale.k + inv_alpha.exponent},
@@ -75,8 +74,18 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
     const int64_t u = static_cast<int64_t>(up.codes[c]) - up.zero_point;
     row[c] = g * sigma[c] * u;  // |g·u| ≤ 2^16 (8-bit codes), σ ≤ 2^(p_σ−1)
   }
-  const Dyadic scale = swiglu_product_scale(gate.scale, up.scale, settings);
-  return di_requant(std::span<const int64_t>(row.data(), n), scale.m, scale.k, out_bits, settings.mantissa_bits,
+  return swiglu_product_scale(gate.scale, up.scale, settings);
+}
+
+DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
+                              RequantClip clip) {
+  if (codes_out.size() != gate.codes.size())
+    throw Error("DI-SwiGLU: gate (" + std::to_string(gate.codes.size()) + ") and output (" +
+                std::to_string(codes_out.size()) + ") lengths differ");
+  std::vector<int64_t> products(gate.codes.size());
+  const Dyadic scale = di_swiglu_products(gate, up, inv_alpha, settings, std::span<int64_t>(products));
+  return di_requant(std::span<const int64_t>(products), scale.m, scale.k, out_bits, settings.mantissa_bits,
                     codes_out, clip);
 }
 

@@ -41,6 +41,12 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
                               const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
                               RequantClip clip = {});
 
+// The products O_c of di_swiglu_row before its requantization (same requirements; products.size() == the length)
+// and their scale (μ, k_in). di_swiglu_row = DI_REQUANT of these; the online Hadamard of down_proj's input
+// (kernels/reference/hadamard_sites.h) requantizes them symmetrically to 16 bits instead.
+Dyadic di_swiglu_products(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                          const IntegerSettings& settings, std::span<int64_t> products);
+
 // The dyadic (μ, k_in) of the products O_c: m_g·m_u reduced to b_m bits (L = max(0, msb + 1 − b_m)),
 // k_in = k_g + k_u + p_σ − 1 − L.
 Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings);

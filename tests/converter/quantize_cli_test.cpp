@@ -99,4 +99,33 @@ TEST(QuantizeCli, RotatedModelThroughTheStreamingConverter) {
   fs::remove_all(dir);
 }
 
+// The online Walsh–Hadamards (down_proj input, q/k after RoPE) through the streaming converter: the integer model
+// (its hadamard_rows operator, 1/√g and 1/g folded into down_proj's and q_proj's scales) agrees with the in-memory
+// fake-quant calibration, and `illm inspect` shows both transforms with their plans.
+TEST(QuantizeCli, OnlineHadamardModelAgreesWithTheFakeQuantSimulation) {
+  const fs::path dir = illm::testing::fresh_test_dir("illm_quantize_cli_hadamard");
+  std::ofstream(dir / "had.json") << R"({"method": "rtn", "w_bits": 8, "a_bits": 8, "samples": 4, "seq_len": 256,
+      "seed": 7, "clip_c": 15, "rotation": "hadamard", "rotate_heads": true, "hadamard_down": true,
+      "hadamard_qk": true})";
+  const std::string model = (dir / "had.illm").string();
+  const CliResult r = run_illm_in(dir, "quantize --model '" + kStories + "' --recipe '" + (dir / "had.json").string() +
+                                           "' --max-eval-windows 2 --threads 2 --fake-quant --json -o '" + model + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  const double fp = report.at("reference_perplexity").get<double>();
+  const double integer = report.at("perplexity").get<double>();
+  const double fake = report.at("fake_quant_perplexity_training_points").get<double>();
+  EXPECT_LT(integer, fp * 1.25);
+  EXPECT_NEAR(integer / fake, 1.0, 0.05) << "integer " << integer << ", fake-quant " << fake;
+  const CliResult info = run_illm_in(dir, "inspect '" + model + "' --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto inspected = nlohmann::json::parse(info.out);
+  EXPECT_EQ(inspected.at("online_hadamard").at("down_proj").at("plan").get<std::string>(),
+            "blocks(128 + 32x2 + 8x4 + 2x8 + 2x8)");  // C_f = 172
+  EXPECT_EQ(inspected.at("online_hadamard").at("qk").at("plan").get<std::string>(), "Sylvester(8)");
+  const CliResult text = run_illm_in(dir, "inspect '" + model + "'");
+  EXPECT_NE(text.out.find("hadamard  down_proj input: blocks(128"), std::string::npos) << text.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace

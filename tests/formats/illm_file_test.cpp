@@ -235,6 +235,8 @@ void expect_model_eq(const QuantizedModel& a, const QuantizedModel& b) {
   EXPECT_EQ(a.rope_frac_bits, b.rope_frac_bits);
   EXPECT_EQ(a.rope_cos, b.rope_cos);
   EXPECT_EQ(a.rope_sin, b.rope_sin);
+  EXPECT_EQ(a.hadamard_down, b.hadamard_down);
+  EXPECT_EQ(a.hadamard_qk, b.hadamard_qk);
 }
 
 // --------------------------------------------------------------------------------------------------- tests
@@ -296,6 +298,65 @@ TEST_F(IllmFileTest, PerGroupLinearsRoundTripAndBadGroupSizesAreRefused) {
   EXPECT_NE(message.find("q_proj"), std::string::npos) << message;
   EXPECT_NE(message.find("group_size = 16"), std::string::npos) << message;
   EXPECT_FALSE(fs::exists(dir_ / "bad.illm"));
+}
+
+// Version 2, online Walsh–Hadamard transforms: the flags round-trip with the plans' construction strings (C_f = 11:
+// weighted blocks, d = 4: Sylvester); a file without them has no such attribute; a wrong plan string is refused.
+TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
+  const fs::path plain = write_sample("plain.illm");
+  QuantizedModel model = make_model();
+  model.hadamard_down = model.hadamard_qk = true;
+  const fs::path path = dir_ / "hadamard.illm";
+  write_illm(path, model, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, model);
+  EXPECT_FALSE(read_illm(plain, ModelCheck::kNone).model.hadamard_down);
+  const auto attribute = [](const fs::path& file, const char* name) {
+    const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+    std::string value = "<absent>";
+    if (H5Aexists(g, name) > 0) {
+      const hid_t a = H5Aopen(g, name, H5P_DEFAULT);
+      const hid_t type = H5Aget_type(a);
+      if (H5Tget_class(type) == H5T_STRING) {
+        value.assign(H5Tget_size(type), '\0');
+        H5Aread(a, type, value.data());
+        value.resize(value.find('\0') == std::string::npos ? value.size() : value.find('\0'));
+      } else {
+        value = "flag";
+      }
+      H5Tclose(type);
+      H5Aclose(a);
+    }
+    H5Gclose(g);
+    H5Fclose(f);
+    return value;
+  };
+  EXPECT_EQ(attribute(path, "hadamard_down_plan"), "blocks(4 + 4 + 1x2 + 1x2 + 1x2)");  // K = 3, n and K odd: 2
+  EXPECT_EQ(attribute(path, "hadamard_qk_plan"), "Sylvester(4)");
+  EXPECT_EQ(attribute(plain, "hadamard_down"), "<absent>");
+  EXPECT_EQ(attribute(plain, "hadamard_qk_plan"), "<absent>");
+  // A different construction string (as a build with another plan would have written) is refused, named.
+  {
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+    ASSERT_GE(H5Adelete(g, "hadamard_qk_plan"), 0);
+    const std::string wrong = "Paley(4) x Sylvester(1)";
+    const hid_t space = H5Screate(H5S_SCALAR);
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, wrong.size());
+    const hid_t a = H5Acreate2(g, "hadamard_qk_plan", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(H5Awrite(a, type, wrong.data()), 0);
+    H5Aclose(a);
+    H5Tclose(type);
+    H5Sclose(space);
+    H5Gclose(g);
+    H5Fclose(f);
+  }
+  reseal(path);
+  const std::string message = error_of([&] { read_illm(path, ModelCheck::kNone); });
+  EXPECT_NE(message.find("hadamard_qk_plan"), std::string::npos) << message;
+  EXPECT_NE(message.find("Sylvester(4)"), std::string::npos) << message;
 }
 
 TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {

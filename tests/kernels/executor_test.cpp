@@ -18,6 +18,7 @@
 
 #include "kernels/error.h"
 #include "kernels/optimized/parallel.h"
+#include "kernels/reference/hadamard.h"
 #include "kernels/weight_codes.h"
 #include "tests/kernels/support/ideal_ops.h"
 #include "formats/rope_tables.h"
@@ -69,7 +70,28 @@ struct SyntheticConfig {
   int hidden = 32, heads = 4, kv_heads = 2, intermediate = 48, vocab = 50, layers = 2, max_positions = 64;
   int w_bits = 8, a_bits = 8;
   uint64_t seed = 1;
+  bool hadamard_down = false, hadamard_qk = false;  // online Walsh–Hadamard transforms
 };
+
+// The explicit integer matrix H of size n as doubles, and its gain g (H·Hᵀ = g·I).
+std::vector<double> hadamard_doubles(int n, double& gain) {
+  const HadamardPlan plan = plan_hadamard(n);
+  gain = static_cast<double>(plan.gain2);
+  const std::vector<int32_t> h = hadamard_matrix(plan);
+  return std::vector<double>(h.begin(), h.end());
+}
+
+// y = H·x for each of the len/n consecutive blocks of x (float64; exact for these magnitudes up to rounding).
+void apply_hadamard(std::vector<double>& x, int n) {
+  double gain = 0;
+  const std::vector<double> h = hadamard_doubles(n, gain);
+  for (size_t start = 0; start < x.size(); start += n) {
+    std::vector<double> y(n, 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) y[i] += h[i * n + j] * x[start + j];
+    std::copy(y.begin(), y.end(), x.begin() + static_cast<ptrdiff_t>(start));
+  }
+}
 
 QuantizedModel synthetic_model(const SyntheticConfig& cfg) {
   std::mt19937_64 rng(cfg.seed);
@@ -81,6 +103,11 @@ QuantizedModel synthetic_model(const SyntheticConfig& cfg) {
                        cfg.max_positions, 1, 2};
   m.settings.w_bits = cfg.w_bits;
   m.settings.a_bits = cfg.a_bits;
+  m.hadamard_down = cfg.hadamard_down;
+  m.hadamard_qk = cfg.hadamard_qk;
+  double down_gain = 1, qk_gain = 1;
+  const std::vector<double> down_h = hadamard_doubles(cfg.intermediate, down_gain);
+  hadamard_doubles(d, qk_gain);
   m.norm_eps = to_dyadic(1e-5);
   // Embedding rows: symmetric int16 with one dyadic per row.
   for (int v = 0; v < cfg.vocab; ++v) {
@@ -105,15 +132,26 @@ QuantizedModel synthetic_model(const SyntheticConfig& cfg) {
     QuantizedLayer L;
     L.attn_norm = gamma(cfg.hidden);
     L.ffn_norm = gamma(cfg.hidden);
-    // 1/√d folded into q_proj's row scales (§7.4); a gain of 2 gives the attention non-trivial logits.
+    // 1/√d folded into q_proj's row scales (§7.4); a gain of 2 gives the attention non-trivial logits. With the q/k
+    // Hadamard, q and k both carry √g: 1/g more.
     L.q_proj = quantize_linear(random_matrix(cfg.heads * d, cfg.hidden), cfg.heads * d, cfg.hidden, cfg.w_bits,
-                               2.0 / std::sqrt(static_cast<double>(d)));
+                               2.0 / std::sqrt(static_cast<double>(d)) / (cfg.hadamard_qk ? qk_gain : 1.0));
     L.k_proj = quantize_linear(random_matrix(cfg.kv_heads * d, cfg.hidden), cfg.kv_heads * d, cfg.hidden, cfg.w_bits, 2.0);
     L.v_proj = quantize_linear(random_matrix(cfg.kv_heads * d, cfg.hidden), cfg.kv_heads * d, cfg.hidden, cfg.w_bits);
     L.o_proj = quantize_linear(random_matrix(cfg.hidden, cfg.heads * d), cfg.hidden, cfg.heads * d, cfg.w_bits);
     L.gate_proj = quantize_linear(random_matrix(cfg.intermediate, cfg.hidden), cfg.intermediate, cfg.hidden, cfg.w_bits);
     L.up_proj = quantize_linear(random_matrix(cfg.intermediate, cfg.hidden), cfg.intermediate, cfg.hidden, cfg.w_bits);
-    L.down_proj = quantize_linear(random_matrix(cfg.hidden, cfg.intermediate), cfg.hidden, cfg.intermediate, cfg.w_bits);
+    std::vector<double> down = random_matrix(cfg.hidden, cfg.intermediate);
+    if (cfg.hadamard_down) {  // the stored weight is W·Ĥᵀ (Ĥ = H/√g) with 1/√g in its row scales
+      const int n = cfg.intermediate;
+      std::vector<double> rotated(down.size(), 0.0);
+      for (int r = 0; r < cfg.hidden; ++r)
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < n; ++j) rotated[r * n + i] += down[r * n + j] * down_h[i * n + j] / std::sqrt(down_gain);
+      down = rotated;
+    }
+    L.down_proj = quantize_linear(down, cfg.hidden, cfg.intermediate, cfg.w_bits,
+                                  cfg.hadamard_down ? 1.0 / std::sqrt(down_gain) : 1.0);
     std::vector<double> inv_alpha(cfg.intermediate);
     for (double& a : inv_alpha) a = 1.0 / (0.5 + 1.5 * uniform(rng));  // α ∈ [0.5, 2]
     L.swiglu_inv_alpha = channel_vector(inv_alpha, 20);
@@ -176,6 +214,10 @@ std::vector<std::vector<double>> float_forward(const QuantizedModel& m, const st
       q[t] = matvec(L.q_proj, x), k[t] = matvec(L.k_proj, x), v[t] = matvec(L.v_proj, x);
       rope(q[t], s.n_heads, t);
       rope(k[t], s.n_kv_heads, t);
+      if (m.hadamard_qk) {  // the integer model's real values: H·q and H·k per head (q_proj's scales carry 1/g)
+        apply_hadamard(q[t], d);
+        apply_hadamard(k[t], d);
+      }
     }
     const double clip = L.softmax_clip.m == 0 ? 0.0 : value(L.softmax_clip);
     for (int t = 0; t < T; ++t) {
@@ -196,6 +238,7 @@ std::vector<std::vector<double>> float_forward(const QuantizedModel& m, const st
       const std::vector<double> inv_alpha = channel_values(L.swiglu_inv_alpha);
       std::vector<double> mixed(s.intermediate);
       for (int c = 0; c < s.intermediate; ++c) mixed[c] = ideal::swiglu(g[c], u[c], 1.0 / inv_alpha[c]);
+      if (m.hadamard_down) apply_hadamard(mixed, s.intermediate);  // H·y (down_proj's scales carry 1/√g)
       const std::vector<double> down = matvec(L.down_proj, mixed);
       for (int c = 0; c < s.hidden; ++c) h[t][c] += down[c];
     }
@@ -275,6 +318,32 @@ TEST_P(ExecutorShapes, PrefillEqualsTokenByTokenDecode) {
   }
 }
 
+// With both online Hadamards (C_f = 48: Paley(12) x Sylvester(4); 43: weighted blocks; d = 8: Sylvester).
+TEST_P(ExecutorShapes, HadamardPrefillEqualsTokenByTokenDecode) {
+  for (const auto& [down, qk] : {std::pair{true, false}, std::pair{false, true}, std::pair{true, true}}) {
+    SyntheticConfig cfg;
+    cfg.intermediate = GetParam();
+    cfg.w_bits = cfg.a_bits = 4;
+    cfg.hadamard_down = down;
+    cfg.hadamard_qk = qk;
+    const QuantizedModel model = synthetic_model(cfg);
+    const std::vector<int32_t> ids = token_sequence(20, cfg.vocab, 7);
+    for (const KernelSet* kernels : {&reference_kernels(), &optimized_kernels()}) {
+      Executor prefill(model, *kernels);
+      const IntegerLogits all = prefill.forward(ids);
+      Executor decode(model, *kernels);
+      std::vector<IntegerLogits> steps;
+      for (int32_t id : ids) steps.push_back(decode.forward(std::span<const int32_t>(&id, 1)));
+      expect_same_logits(all, concat(steps));
+      // The transform is really applied: the logits differ from the same model without the flags.
+      QuantizedModel plain = model;
+      plain.hadamard_down = plain.hadamard_qk = false;
+      Executor without(plain, *kernels);
+      EXPECT_NE(without.forward(ids).values, all.values);
+    }
+  }
+}
+
 TEST_P(ExecutorShapes, ThreadCountDoesNotChangeTheResult) {
   SyntheticConfig cfg;
   cfg.intermediate = GetParam();
@@ -304,10 +373,12 @@ INSTANTIATE_TEST_SUITE_P(Intermediate, ExecutorShapes, ::testing::Values(48, 43)
 // Dequantized integer logits vs the float64 forward pass of the same dequantized model. The difference is the
 // activation quantization of the integer pipeline (a_bits codes at matmul inputs, 8-bit SwiGLU inputs, int16
 // residual, 16-bit softmax) plus the DI operators' approximations.
-void compare_with_float(int w_bits, int a_bits, double max_rel_tolerance, double kl_tolerance) {
+void compare_with_float(int w_bits, int a_bits, double max_rel_tolerance, double kl_tolerance,
+                        bool hadamards = false) {
   SyntheticConfig cfg;
   cfg.w_bits = w_bits;
   cfg.a_bits = a_bits;
+  cfg.hadamard_down = cfg.hadamard_qk = hadamards;
   double worst_rel = 0, mean_kl = 0, worst_kl = 0;
   int rows = 0, top1 = 0;
   for (uint64_t seed : {1, 2, 3}) {
@@ -334,8 +405,8 @@ void compare_with_float(int w_bits, int a_bits, double max_rel_tolerance, double
     }
   }
   mean_kl /= rows;
-  std::printf("W%dA%d vs float64: max |Δlogit| / logit range = %.4f, KL mean %.2e max %.2e, top-1 %d/%d\n", w_bits,
-              a_bits, worst_rel, mean_kl, worst_kl, top1, rows);
+  std::printf("W%dA%d%s vs float64: max |Δlogit| / logit range = %.4f, KL mean %.2e max %.2e, top-1 %d/%d\n", w_bits,
+              a_bits, hadamards ? " + online Hadamards" : "", worst_rel, mean_kl, worst_kl, top1, rows);
   EXPECT_LT(worst_rel, max_rel_tolerance);
   EXPECT_LT(mean_kl, kl_tolerance);
 }
@@ -343,6 +414,10 @@ void compare_with_float(int w_bits, int a_bits, double max_rel_tolerance, double
 TEST(Executor, W8A8AgreesWithFloatForward) { compare_with_float(8, 8, 0.10, 0.01); }
 TEST(Executor, W6A6AgreesWithFloatForward) { compare_with_float(6, 6, 0.30, 0.1); }
 TEST(Executor, W4A4AgreesLooselyWithFloatForward) { compare_with_float(4, 4, 0.60, 0.5); }
+// The online Hadamards change no function: the integer model with them agrees with the float64 forward pass that
+// applies H at both sites (down_proj stored as W·Ĥᵀ with 1/√g in its scales, q_proj with 1/g), as closely as without.
+TEST(Executor, W8A8WithHadamardsAgreesWithFloatForward) { compare_with_float(8, 8, 0.10, 0.01, true); }
+TEST(Executor, W4A4WithHadamardsAgreesLooselyWithFloatForward) { compare_with_float(4, 4, 0.60, 0.5, true); }
 
 TEST(Executor, ArgmaxTiesGoToTheLowestId) {
   IntegerLogits logits;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <climits>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -446,6 +447,38 @@ TEST_P(KernelPaths, ScoredAttentionOfASingleTokenIsOnePerHead) {
 }
 
 // Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
+// The Walsh–Hadamard rows at the sizes of interest (head_dim 8, 32, 128; C_f 172, 11008; hidden 64, 192, 4096) and a
+// few odd ones, with values up to the precondition's bound max|x| = (2^31 − 1) / row_l1 (and rows at the bound).
+TEST_P(KernelPaths, HadamardRowsEqualReference) {
+  Rng rng(17);
+  for (const int64_t n : {1, 2, 4, 8, 12, 32, 43, 48, 64, 128, 172, 192, 4096, 11008}) {
+    const HadamardPlan plan = plan_hadamard(n);
+    const int64_t limit = INT32_MAX / plan.row_l1;
+    const int32_t rows = n >= 4096 ? 2 : 5;
+    std::vector<int32_t> x(static_cast<size_t>(rows * n));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int64_t row = static_cast<int64_t>(i) / n;
+      x[i] = static_cast<int32_t>(row == 0 ? (uniform(rng, 0, 1) ? limit : -limit)  // the extremes
+                                           : uniform(rng, -limit, limit));
+    }
+    std::vector<int32_t> want = x, got = x;
+    ref().hadamard_rows(plan, rows, want);
+    opt().hadamard_rows(plan, rows, got);
+    ASSERT_EQ(got, want) << plan.describe();
+    if (n > 1) {  // (size 1 is the identity)
+      EXPECT_NE(want, x) << plan.describe();
+    }
+  }
+  // The precondition is checked on every path, before any row changes.
+  const HadamardPlan plan = plan_hadamard(192);
+  std::vector<int32_t> x(2 * 192, 1);
+  x[192 + 7] = static_cast<int32_t>(INT32_MAX / plan.row_l1 + 1);
+  const std::vector<int32_t> before = x;
+  EXPECT_THROW(opt().hadamard_rows(plan, 2, x), Error);
+  EXPECT_EQ(x, before);
+  EXPECT_THROW(opt().hadamard_rows(plan, 3, x), Error);  // size mismatch
+}
+
 TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
   Rng rng(16);
   const int64_t saved_threshold = parallel_work_threshold();
@@ -479,16 +512,16 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
 // ------------------------------------------------------------------------------------------------------------------
 // Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
 
-// "<model>-<bits>" is a shared test model; "<model>-<bits>+clip" the same model with every activation site's
-// requantization clipped (ratios varying by site and layer).
+// "<model>-<bits>" is a shared test model; "+clip" after it: the same model with every activation site's
+// requantization clipped (ratios varying by site and layer); "+had": with both online Hadamards on.
 const formats::LoadedIllm& test_model(const std::string& name) {
   static std::map<std::string, formats::LoadedIllm> models;
   auto it = models.find(name);
   if (it == models.end()) {
-    const size_t plus = name.find("+clip");
-    const std::string file = name.substr(0, plus);
+    const std::string file = name.substr(0, name.find('+'));
     formats::LoadedIllm loaded = formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (file + ".illm"));
-    if (plus != std::string::npos) {
+    if (name.find("+had") != std::string::npos) loaded.model.hadamard_down = loaded.model.hadamard_qk = true;
+    if (name.find("+clip") != std::string::npos) {
       const RequantClip ratios[] = {{15, 4}, {13, 4}, {14, 4}, {12, 4}, {10, 4}, {52429, 16}, {15, 4}};
       for (size_t l = 0; l < loaded.model.layers.size(); ++l)
         for (int site = 0; site < kNumClipSites; ++site)
@@ -522,19 +555,14 @@ const IntegerLogits& reference_logits(const std::string& name) {
 
 class WholeModel : public ::testing::TestWithParam<std::tuple<KernelPath, std::string>> {};
 
-TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
-  const auto& [path, name] = GetParam();
-  if (!cpu_supports(path))
-    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
-                 << missing_cpu_features(path);
-  const QuantizedModel& model = test_model(name).model;
-  const IntegerLogits& want = reference_logits(name);
-  const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
-  Executor executor(model, kernels_for(path));
+// Prefill of `ids` on `kernels` equals `want`; so does decode: the first tokens as a short prefill, then one token
+// per call, row t equal to want's row t.
+void expect_prefill_and_decode(const QuantizedModel& model, const KernelSet& kernels, const std::vector<int32_t>& ids,
+                               const IntegerLogits& want, const std::string& name) {
+  Executor executor(model, kernels);
   const IntegerLogits prefill = executor.forward(ids);
   EXPECT_EQ(prefill.values, want.values) << name << " prefill";
   EXPECT_EQ(prefill.scales, want.scales) << name << " prefill";
-  // Decode: the first tokens as a short prefill, then one token per call; row t must equal the reference's row t.
   executor.reset();
   const int32_t start = kPrefillTokens - kDecodeTokens;
   executor.forward(std::span<const int32_t>(ids.data(), static_cast<size_t>(start)));
@@ -545,6 +573,35 @@ TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
         << name << " decode step at position " << t;
     EXPECT_EQ(step.scales[0], want.scales[t]) << name << " decode step at position " << t;
   }
+}
+
+TEST_P(WholeModel, PrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  const QuantizedModel& model = test_model(name).model;
+  expect_prefill_and_decode(model, kernels_for(path), token_ids(model.shape.vocab, kPrefillTokens, 5),
+                            reference_logits(name), name);
+}
+
+// The shared test models with both online Hadamards switched on (a different function, the same codes): every
+// path equals the reference, prefill and decode (stories260K: C_f 172 weighted blocks, d 8; tinybible: C_f and d
+// of its shape).
+class WholeModelWithHadamards : public ::testing::TestWithParam<std::tuple<KernelPath, std::string>> {};
+
+TEST_P(WholeModelWithHadamards, PrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  QuantizedModel model = test_model(name).model;
+  model.hadamard_down = model.hadamard_qk = true;
+  const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
+  Executor reference(model, reference_kernels());
+  const IntegerLogits want = reference.forward(ids);
+  EXPECT_NE(want.values, reference_logits(name).values) << name << ": the transforms change the logits";
+  expect_prefill_and_decode(model, kernels_for(path), ids, want, name + " with online Hadamards");
 }
 
 // Clipping is on in the "+clip" models: their reference logits differ from the unclipped model's.
@@ -560,7 +617,9 @@ TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
 // bit (logits, scales, kept positions), at 1 thread and at 2 with every parallel region on. (One test per path, not
 // per model: each test is a process that reads its models.)
 TEST_P(KernelPaths, PrunedPrefillAndDecodeEqualReference) {
-  for (const std::string name : {"stories260K-w4a4", "tinybible-w8a8"}) {  // one small, one bigger model
+  // one small, one bigger model, and every part-2 operator at once (clipped sites, online Hadamards: hadamard_qk's
+  // RoPE at the kept positions)
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w8a8", "stories260K-w4a4+clip+had"}) {
     const QuantizedModel& model = test_model(name).model;
     const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens + 2, 6);
     const std::span<const int32_t> prompt(ids.data(), static_cast<size_t>(kPrefillTokens));
@@ -632,18 +691,26 @@ TEST(PerGroupWholeModel, GroupEqualToInAndRepeatedGroupScalesGiveThePerRowLogits
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
 
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
+std::string model_case_name(const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
+  std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
+  for (char& c : name)
+    if (c == '-' || c == '+') c = '_';
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Paths, WholeModel,
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
                                          "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
                                          "tinybible-w4a8+clip", "tinybible-w4a4-g32")),
-    [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
-      std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
-      for (char& c : name)
-        if (c == '-' || c == '+') c = '_';
-      return name;
-    });
+    model_case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    Paths, WholeModelWithHadamards,
+    ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
+                       ::testing::Values("stories260K-w4a4", "tinybible-w4a4", "tinybible-w4a8+clip")),
+    model_case_name);
 
 }  // namespace
 }  // namespace illm

@@ -147,6 +147,19 @@ TEST(ExportedModelVariants, PerGroupWeightsAreBitExactToo) {
   fs::remove_all(dir);
 }
 
+TEST(ExportedModelVariants, OnlineHadamardsAreBitExactToo) {
+  // Both online Walsh–Hadamard transforms switched on in the shared W4A4 models (stories260K: C_f 172 weighted
+  // blocks, d 8 Sylvester; tinybible: its C_f and d): the graph's int32 MatMul with Hᵀ equals hadamard_rows.
+  for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"}) {
+    formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(name) + ".illm"));
+    loaded.model.hadamard_down = loaded.model.hadamard_qk = true;
+    const fs::path dir = scratch_dir();
+    expect_bit_exact(loaded, {random_ids(3, loaded.model.shape.vocab, 6), random_ids(90, loaded.model.shape.vocab, 7)},
+                     dir);
+    fs::remove_all(dir);
+  }
+}
+
 TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFailTheExecutor) {
   // The checks live in the embedding and RoPE-table lookups before the first layer: a model without layers keeps the
   // three ONNX Runtime sessions short.

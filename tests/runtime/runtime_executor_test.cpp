@@ -10,6 +10,7 @@
 
 #include "formats/illm_file.h"
 #include "formats/model_bin.h"
+#include "runtime/illm_rt_format.h"
 #include "kernels/error.h"
 #include "runtime/illm_rt_format.h"
 #include "tests/runtime/runtime_synthetic_model.h"
@@ -124,6 +125,43 @@ TEST(PerGroupModel, EveryStepsLogitsEqualTheExecutorsAndTheFeatureBitIsSet) {
   };
   EXPECT_EQ(required(model_bin_of(loaded.model)), ILLM_RT_REQUIRED_GROUP_SCALES);
   EXPECT_EQ(required(model_bin_of(formats::read_illm(illm_path("tinybible", "w4a4")).model)), 0u);
+}
+
+// ---- Online Walsh–Hadamard transforms (required feature bit 1) ----
+
+// The shared W4A4 models with both transforms on (stories260K: C_f 172 weighted blocks, d 8; tinybible: C_f and d
+// of its shape), and synthetic shapes for each kind of matrix: Paley (C_f 24 = Paley(12) x Sylvester(2), C_f 12),
+// weighted blocks (C_f 23, d 6), each site alone. The file carries bit 1 and the sites; every step equals the executor.
+TEST(OnlineHadamard, EveryStepsLogitsEqualTheExecutors) {
+  for (const char* name : kModels) {
+    QuantizedModel model = formats::read_illm(illm_path(name, "w4a4")).model;
+    model.hadamard_down = model.hadamard_qk = true;
+    const std::vector<uint8_t> bytes = model_bin_of(model);
+    EXPECT_EQ(bytes[ILLM_RT_H_REQUIRED_FEATURES], ILLM_RT_REQUIRED_HADAMARD) << name;
+    EXPECT_EQ(bytes[ILLM_RT_H_HADAMARD_SITES], ILLM_RT_HADAMARD_DOWN | ILLM_RT_HADAMARD_QK) << name;
+    const std::vector<int32_t> prompt = {model.shape.bos_id, 13, 7, 300};
+    EXPECT_EQ(compare_step_by_step(model, prompt, 20, std::string(name) + " with online Hadamards"), 3 + 20);
+  }
+  const struct {
+    int32_t intermediate, head_dim;
+    bool down, qk;
+  } cases[] = {{24, 4, true, true}, {12, 4, true, false}, {23, 6, true, true}, {24, 6, false, true}};
+  for (const auto& c : cases) {
+    SyntheticShape shape;
+    shape.intermediate = c.intermediate;
+    shape.head_dim = c.head_dim;
+    shape.hidden = shape.heads * c.head_dim;
+    QuantizedModel model = synthetic_model(shape);
+    model.hadamard_down = c.down;
+    model.hadamard_qk = c.qk;
+    const std::string what = "synthetic C_f " + std::to_string(c.intermediate) + ", d " + std::to_string(c.head_dim);
+    EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+  }
+  // A plain model's file carries neither the bit nor sites (byte-identical to before the feature).
+  const QuantizedModel plain = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  const std::vector<uint8_t> bytes = model_bin_of(plain);
+  EXPECT_EQ(bytes[ILLM_RT_H_REQUIRED_FEATURES], 0);
+  EXPECT_EQ(bytes[ILLM_RT_H_HADAMARD_SITES], 0);
 }
 
 // ---- Synthetic models over other settings ----

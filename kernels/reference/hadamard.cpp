@@ -1,13 +1,15 @@
 // Integer Hadamard constructions and the exact fast transform. See hadamard.h.
-#include "calibration/hadamard.h"
+#include "kernels/reference/hadamard.h"
 
 #include <algorithm>
 #include <bit>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "kernels/error.h"
 
-namespace illm::calib {
+namespace illm {
 namespace {
 
 bool is_prime(int64_t p) {
@@ -173,4 +175,34 @@ void hadamard_transform(const HadamardPlan& plan, int64_t* x) {
   }
 }
 
-}  // namespace illm::calib
+void check_hadamard_rows(const HadamardPlan& plan, int32_t rows, std::span<const int32_t> values) {
+  const int64_t n = plan.n;
+  if (rows < 0 || values.size() != static_cast<size_t>(rows) * static_cast<size_t>(n))
+    throw Error("hadamard_rows: " + std::to_string(values.size()) + " values for " + std::to_string(rows) +
+                " rows of " + std::to_string(n));
+  const int64_t limit = std::numeric_limits<int32_t>::max() / plan.row_l1;  // max|x|·row_l1 ≤ 2^31 − 1
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* row = values.data() + r * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t v = row[i];
+      if (v > limit || v < -limit)
+        throw Error("hadamard_rows: row " + std::to_string(r) + " holds " + std::to_string(v) + "; the transform " +
+                    plan.describe() + " (row norm " + std::to_string(plan.row_l1) + ") needs |x| <= " +
+                    std::to_string(limit) + " to stay inside int32");
+    }
+  }
+}
+
+void hadamard_rows(const HadamardPlan& plan, int32_t rows, std::span<int32_t> values) {
+  check_hadamard_rows(plan, rows, values);
+  const int64_t n = plan.n;
+  std::vector<int64_t> row(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    int32_t* x = values.data() + r * n;
+    std::copy(x, x + n, row.begin());
+    hadamard_transform(plan, row.data());
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<int32_t>(row[i]);  // |row[i]| ≤ row_l1·max|x| ≤ 2^31 − 1
+  }
+}
+
+}  // namespace illm

@@ -18,10 +18,11 @@
 //      every row has squared norm 2^(2j)·2^(K−2j) = 2^K: g = 2^K. (172 = 128 + 32 + 8 + 2 + 2, weights 1, 2, 4, 8, 8.)
 //      Mixing is only inside a block: weaker than a full Hadamard matrix, exact and cheap.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
-namespace illm::calib {
+namespace illm {
 
 struct HadamardBlock {
   int64_t offset = 0;     // first index of the block
@@ -55,4 +56,12 @@ std::vector<int32_t> hadamard_matrix(const HadamardPlan& plan);
 // bounds its inputs; throws illm::Error when max|x|·row_l1 could overflow).
 void hadamard_transform(const HadamardPlan& plan, int64_t* x);
 
-}  // namespace illm::calib
+// The operator `hadamard_rows` of the kernel set (docs/integer-semantics.md "## Walsh–Hadamard transform"):
+// x ← H·x on each of `rows` consecutive rows of plan.n int32 values, in place (values.size() == rows·n), exact.
+// Precondition, checked for every row before any row changes (illm::Error naming the row): max|x|·row_l1 ≤ 2^31 − 1,
+// so that every butterfly stage, the Paley sums and the block weights stay inside int32.
+void hadamard_rows(const HadamardPlan& plan, int32_t rows, std::span<int32_t> values);
+// That precondition (and the size check) alone; the optimized kernels call it too.
+void check_hadamard_rows(const HadamardPlan& plan, int32_t rows, std::span<const int32_t> values);
+
+}  // namespace illm
