@@ -42,7 +42,11 @@ TEST(Recipe, BundledRecipesParse) {
   EXPECT_EQ(full.samples, 128);
   EXPECT_TRUE(full.hadamard_down && full.gptq && full.act_clip_search && full.rotate_heads);
   EXPECT_FALSE(full.hadamard_qk);
-  EXPECT_EQ(illm::load_recipe(kConfigs / "w4a8.json").epochs, 20);
+  const Recipe w4a8 = illm::load_recipe(kConfigs / "w4a8.json");
+  EXPECT_EQ(w4a8.epochs, 4);
+  EXPECT_EQ(w4a8.w_granularity, illm::WeightGranularity::kPerGroup);
+  EXPECT_EQ(w4a8.group_size, 32);
+  EXPECT_EQ(illm::load_recipe(kConfigs / "w8a8.json").epochs, 20);
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
   EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
