@@ -147,7 +147,8 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       const bool prune_here = pruning_.enabled() && tokens > 1 && layer >= pruning_.from_layer;
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
+      run(Operator::kRmsNorm, nullptr,
+          [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
       rope_heads_site(S.n_heads, first, pruned, L.act_clip[kClipQ], w.q);
       run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
@@ -180,7 +181,8 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       }
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
+      run(Operator::kRmsNorm, nullptr,
+          [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
       const int swiglu_bits = settings.swiglu_in_bits;
       run(Operator::kLinear, "gate_proj", [&] { K.linear(w.x, W.gate_proj, w.acc); });
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });

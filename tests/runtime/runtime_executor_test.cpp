@@ -119,12 +119,8 @@ TEST(PerGroupModel, EveryStepsLogitsEqualTheExecutorsAndTheFeatureBitIsSet) {
   ASSERT_EQ(loaded.model.layers.at(0).q_proj.group_size, 32);
   const std::vector<int32_t> prompt = {loaded.model.shape.bos_id, 13, 7, 300};
   EXPECT_EQ(compare_step_by_step(loaded.model, prompt, 28, "tinybible-w4a4-g32"), 3 + 28);
-  const auto required = [](const std::vector<uint8_t>& bin) {
-    return static_cast<uint32_t>(bin[ILLM_RT_H_REQUIRED_FEATURES]) |
-           static_cast<uint32_t>(bin[ILLM_RT_H_REQUIRED_FEATURES + 1]) << 8;
-  };
-  EXPECT_EQ(required(model_bin_of(loaded.model)), ILLM_RT_REQUIRED_GROUP_SCALES);
-  EXPECT_EQ(required(model_bin_of(formats::read_illm(illm_path("tinybible", "w4a4")).model)), 0u);
+  EXPECT_EQ(required_features(model_bin_of(loaded.model)), ILLM_RT_REQUIRED_GROUP_SCALES);
+  EXPECT_EQ(required_features(model_bin_of(formats::read_illm(illm_path("tinybible", "w4a4")).model)), 0u);
 }
 
 // ---- Online Walsh–Hadamard transforms (required feature bit 1) ----
