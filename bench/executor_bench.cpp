@@ -7,7 +7,8 @@
 //   4. per-operator time of the 7B layer prefill, the tinybible 256-token prefill and the tinybible decode
 //      (kernels/operator_profiler.h: the executor reports operator boundaries, this program measures);
 //   5. the online Walsh–Hadamard transforms (hadamard_down + hadamard_qk) on and off side by side: tinybible W4A4 and
-//      the 7B-shaped layer, prefill and decode, 1 thread (--hadamard-only: this table alone).
+//      the 7B-shaped layer, prefill and decode, 1 thread, and the per-operator time of tinybible with them on
+//      (--hadamard-only: these tables alone).
 // Usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] [--skip-eval] [--reps N]
 //                       [--hadamard-only]
 #include <omp.h>
@@ -156,6 +157,19 @@ std::string run(const std::string& command) {
 
 }  // namespace
 
+// One thread: the prefill of `ids` into `prefill`, then (from position 0 again) one decode step per id into `decode`.
+void profile_prefill_and_decode(illm::Executor& executor, const std::vector<int32_t>& ids, Profile& prefill,
+                                Profile& decode) {
+  omp_set_num_threads(1);
+  executor.reset();
+  executor.set_profiler(&prefill);
+  executor.forward(ids);
+  executor.reset();
+  executor.set_profiler(&decode);
+  for (size_t t = 0; t < ids.size(); ++t) executor.forward(std::span<const int32_t>(&ids[t], 1));
+  executor.set_profiler(nullptr);
+}
+
 // Prefill (256 tokens) and decode (255 single steps) tokens/s of `model` with the online Hadamards off and on,
 // 1 thread, thread CPU time, best of `reps`, off and on interleaved.
 void hadamard_speed_row(const char* name, illm::QuantizedModel model, const illm::KernelSet& k, int reps,
@@ -191,6 +205,17 @@ void hadamard_speed(const std::string& models, const illm::KernelSet& k, int rep
   for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"})
     hadamard_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true);
   hadamard_speed_row("7B-shaped layer W4A4 (C_f 11008, d 128)", random_7b_model(4, 4, 1, 256, 7), k, reps, false);
+
+  // Where the transforms' time goes: tinybible W4A4 with both on, per operator (the sites' rows are the ones named
+  // hadamard_down / hadamard_qk / hadamard down / hadamard qk).
+  illm::QuantizedModel model = illm::formats::read_illm(models + "/tinybible-w4a4.illm").model;
+  model.hadamard_down = model.hadamard_qk = true;
+  const std::vector<int32_t> ids = random_ids(model.shape.vocab, 256, 5);
+  illm::Executor executor(model, k);
+  Profile prefill, decode;
+  profile_prefill_and_decode(executor, ids, prefill, decode);
+  prefill.print("Per-operator time, tinybible W4A4 with both online Hadamards, 256-token prefill, 1 thread");
+  decode.print("Per-operator time, tinybible W4A4 with both online Hadamards, 256 decode steps, 1 thread");
 }
 
 int main(int argc, char** argv) {
@@ -306,16 +331,8 @@ int main(int argc, char** argv) {
       std::printf("| %s | %d | %s | %.0f | %.0f |\n", name, threads, cpu_time ? "thread CPU" : "wall", 255 / decode,
                   256 / prefill);
     }
-    if (std::string(name) == "tinybible-w4a4") {
-      omp_set_num_threads(1);
-      executor.reset();
-      executor.set_profiler(&tinybible_prefill);
-      executor.forward(ids);
-      executor.reset();
-      executor.set_profiler(&tinybible_decode);
-      for (int t = 0; t < 256; ++t) executor.forward(std::span<const int32_t>(&ids[t], 1));
-      executor.set_profiler(nullptr);
-    }
+    if (std::string(name) == "tinybible-w4a4")
+      profile_prefill_and_decode(executor, ids, tinybible_prefill, tinybible_decode);
   }
 
   layer_profile.print("Per-operator time, 7B-shaped layer W4A4, 256-token prefill, 1 thread");

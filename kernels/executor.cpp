@@ -86,12 +86,13 @@ void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool prune
     return;
   }
   run(Operator::kRopeHeads, "hadamard_qk",
-      [&] { rope_symmetric_rows(w.acc, heads, S.head_dim, w.positions, rope_, settings, w.wide); });
+      [&] { kernels_.rope_symmetric(w.acc, heads, S.head_dim, w.positions, rope_, settings, w.wide); });
   run(Operator::kHadamard, "qk", [&] {
     kernels_.hadamard_rows(qk_plan_, w.wide.rows * heads, std::span<int32_t>(w.wide.values));  // one row per head
   });
   run(Operator::kRequantize, "hadamard_qk", [&] {
-    requantize_wide_heads(w.wide, heads, S.head_dim, settings.a_bits, settings.mantissa_bits, out, clip);
+    widen_rows(w.wide, w.acc);  // w.acc (this projection's P') is consumed
+    kernels_.split_heads(w.acc, heads, S.head_dim, settings, settings.a_bits, out, clip);
   });
 }
 
@@ -107,13 +108,13 @@ void Executor::swiglu_site(const QuantizedLayer& layer) {
     return;
   }
   run(Operator::kSwiglu, "hadamard_down",
-      [&] { swiglu_symmetric_rows(w.gate, w.up, layer.swiglu_inv_alpha, settings, w.wide); });
+      [&] { kernels_.swiglu_symmetric(w.gate, w.up, layer.swiglu_inv_alpha, settings, w.wide); });
   run(Operator::kHadamard, "down",
       [&] { kernels_.hadamard_rows(down_plan_, w.wide.rows, std::span<int32_t>(w.wide.values)); });
-  run(Operator::kRequantize, "hadamard_down",
-      [&] {
-        requantize_wide_rows(w.wide, settings.a_bits, settings.mantissa_bits, w.mixed, layer.act_clip[kClipDownIn]);
-      });
+  run(Operator::kRequantize, "hadamard_down", [&] {
+    widen_rows(w.wide, w.acc);  // w.acc (up_proj's P') is consumed
+    kernels_.requantize(w.acc, settings.a_bits, settings.mantissa_bits, w.mixed, layer.act_clip[kClipDownIn]);
+  });
 }
 
 IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {

@@ -12,6 +12,7 @@
 #include "kernels/reference/di_swiglu.h"
 #include "kernels/reference/embedding.h"
 #include "kernels/reference/hadamard.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/reference/head_requant.h"
 #include "kernels/reference/residual.h"
 
@@ -33,6 +34,8 @@ KernelSet make_reference() {
   k.swiglu = di_swiglu_rows;
   k.residual_add = residual_add;
   k.hadamard_rows = hadamard_rows;
+  k.swiglu_symmetric = swiglu_symmetric_rows;
+  k.rope_symmetric = rope_symmetric_rows;
   return k;
 }
 

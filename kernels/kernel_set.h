@@ -30,6 +30,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/reference/hadamard.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/reference/rope.h"
 #include "kernels/requant.h"
 
@@ -80,6 +81,15 @@ struct KernelSet {
   // Walsh–Hadamard transform x ← H·x (H of `plan`, exact) of each of `rows` rows of plan.n int32 values, in place;
   // every row must satisfy max|x|·plan.row_l1 ≤ 2^31 − 1 (checked before any row changes: illm::Error).
   void (*hadamard_rows)(const HadamardPlan& plan, int32_t rows, std::span<int32_t> values);
+  // The online Walsh–Hadamard sites before the transform (kernels/reference/hadamard_sites.h); after it, the executor
+  // requantizes with `requantize` (hadamard_down) or `split_heads` (hadamard_qk) as the sites without it do.
+  // hadamard_down: DI-SwiGLU products of every row (as `swiglu`) → DI_REQUANT_SYM to 16 bits → int32 rows.
+  void (*swiglu_symmetric)(const QuantizedActivation& gate, const QuantizedActivation& up,
+                           const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out);
+  // hadamard_qk: P' → DI_REQUANT_SYM to 16 bits → RoPE at positions[t] (one per row) → int32 rows.
+  void (*rope_symmetric)(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                         std::span<const int32_t> positions, const RopeTableView& rope,
+                         const IntegerSettings& settings, WideRows& out);
 };
 
 // The serial reference kernels (the specification).

@@ -54,6 +54,19 @@ void swiglu_op(const QuantizedActivation& gate, const QuantizedActivation& up, c
 }
 
 template <const Isa& kIsa>
+void swiglu_symmetric_op(const QuantizedActivation& gate, const QuantizedActivation& up,
+                         const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out) {
+  swiglu_symmetric(kIsa.rows, gate, up, inv_alpha, settings, out);
+}
+
+template <const Isa& kIsa>
+void rope_symmetric_op(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                       std::span<const int32_t> positions, const RopeTableView& rope, const IntegerSettings& settings,
+                       WideRows& out) {
+  rope_symmetric(kIsa.rows, acc, heads, head_dim, positions, rope, settings, out);
+}
+
+template <const Isa& kIsa>
 void residual_add_op(const ResidualStream& h, const AlignedAccumulator& delta, int mantissa_bits, int out_bits,
                      ResidualStream& out) {
   residual_add(kIsa.rows, h, delta, mantissa_bits, out_bits, out);
@@ -89,6 +102,8 @@ KernelSet make(KernelPath path, const char* name) {
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
   k.hadamard_rows = hadamard_rows;  // no ISA-specific code: butterflies the compiler vectorizes
+  k.swiglu_symmetric = swiglu_symmetric_op<kIsa>;
+  k.rope_symmetric = rope_symmetric_op<kIsa>;
   return k;
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/optimized/requant_rows.h"
 #include "kernels/reference/di_norm.h"
 #include "kernels/reference/di_swiglu.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/reference/head_requant.h"
 #include "kernels/reference/residual.h"
 #include "kernels/requant.h"
@@ -19,13 +20,90 @@
 namespace illm::optimized {
 namespace {
 
-constexpr int kRopeInputBits = 16;
+constexpr int kRopeInputBits = 16;  // q/k requantized to int16 symmetric before the rotation (§7.4)
+constexpr int kWideBits = 16;       // the symmetric codes an online Hadamard transforms
 constexpr int64_t kMinT = int64_t{1} << 13, kMaxT = int64_t{1} << 16;  // |t| range of the fast DI-Exp loops
 
 void check_heads(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const char* op) {
   if (heads < 1 || head_dim < 1 || acc.cols != heads * head_dim)
     throw Error(std::string(op) + ": accumulator of " + std::to_string(acc.cols) + " columns for " +
                 std::to_string(heads) + " heads of " + std::to_string(head_dim));
+}
+
+// DI_REQUANT of token t's heads (values: heads × head_dim of one row, one scale) into out's (t, h) codes.
+void requant_token_heads(const RowKernels& k, const int64_t* values, int64_t t, Dyadic scale,
+                         const IntegerSettings& settings, int out_bits, PerHeadActivation& out, RequantClip clip) {
+  const int32_t heads = out.heads, head_dim = out.head_dim;
+  for (int32_t h = 0; h < heads; ++h) {
+    const size_t index = static_cast<size_t>(t) * heads + h;
+    const DiRequantResult r = requant_row(k, values + static_cast<size_t>(h) * head_dim, head_dim, scale.m, scale.k,
+                                          out_bits, settings.mantissa_bits, out.codes.data() + index * head_dim, clip);
+    out.zero_points[index] = static_cast<int32_t>(r.zero_point);
+    out.scales[index] = r.scale;
+  }
+}
+
+// q/k of token t before its per-head codes (§7.4): DI_REQUANT_SYM of the accumulator row to 16 bits into `row`
+// (acc.cols values), RoPE of every head at `position`. Returns the 16-bit scale.
+Dyadic rope_token_symmetric(const RowKernels& k, const AlignedAccumulator& acc, int64_t t, int32_t head_dim,
+                            int32_t position, const RopeTableView& rope, const IntegerSettings& settings,
+                            int32_t* row) {
+  const size_t offset = static_cast<size_t>(t) * acc.cols;
+  const DiRequantResult q16 = requant_row_symmetric(k, acc.values.data() + offset, acc.cols, acc.scales[t].m,
+                                                    acc.scales[t].k, kRopeInputBits, settings.mantissa_bits, row);
+  rope_rotate_row(std::span<int32_t>(row, static_cast<size_t>(acc.cols)), head_dim, position, rope);
+  return q16.scale;
+}
+
+void check_swiglu_inputs(const QuantizedActivation& gate, const QuantizedActivation& up,
+                         const ChannelVector& inv_alpha) {
+  check_swiglu_shapes(gate, up);
+  if (inv_alpha.mantissa.size() != static_cast<size_t>(gate.cols))
+    throw Error("DI-SwiGLU: inv_alpha has " + std::to_string(inv_alpha.mantissa.size()) + " entries for " +
+                std::to_string(gate.cols) + " channels");
+}
+
+// DI-SwiGLU's products O of token t and their scale (μ, k_in) (§6.2, di_swiglu_products) into `products` (gate.cols
+// values), the stable sigmoid's element loops in the row kernels; other settings (the paper's shared-max sigmoid)
+// and promotions outside the fast loop's bounds use the reference's products.
+Dyadic swiglu_token_products(const RowKernels& k, const QuantizedActivation& gate, const QuantizedActivation& up,
+                             int64_t t, const ChannelVector& inv_alpha, const IntegerSettings& settings,
+                             int64_t* products) {
+  const int32_t n = gate.cols;
+  thread_local std::vector<uint8_t> g, u;
+  g.resize(n), u.resize(n);
+  const size_t offset = static_cast<size_t>(t) * n;
+  for (int32_t c = 0; c < n; ++c) {
+    g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
+    u[c] = static_cast<uint8_t>(up.codes[offset + c]);
+  }
+  const Dyadic sigmoid_scale{gate.scales[t].m, gate.scales[t].k + inv_alpha.exponent};
+  const DiExpFrame frame = di_exp_frame(sigmoid_scale.m, sigmoid_scale.k);
+  const int64_t abs_t = -frame.t;
+  // |A_c| <= 255·max a_c < 2^32: the promotion limit 2^(61 − P) holds for P <= 28.
+  if (!settings.sigmoid_stable || abs_t < kMinT || abs_t >= kMaxT || frame.promote > 28 || frame.promote < -40)
+    return di_swiglu_products(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
+                              SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
+                              std::span<int64_t>(products, static_cast<size_t>(n)));
+  thread_local std::vector<int32_t> e, numerator;
+  e.resize(n), numerator.resize(n);
+  const int64_t one = int64_t{1} << (settings.sigmoid_bits - 1);
+  SigmoidElements p;
+  p.promote = frame.promote;
+  p.abs_t = abs_t;
+  p.quadratic = settings.exp_quadratic;
+  k.sigmoid_exp(g.data(), gate.zero_points[t], inv_alpha.mantissa.data(), n, p, e.data(), numerator.data());
+  // σ_c = fdiv(numerator·2^(p_σ−1), |t| + E_c): non-negative operands, so C++ division is the floor; in 32 bits
+  // (faster) when numerator·2^(p_σ−1) <= |t|·2^(p_σ−1) fits.
+  if (abs_t * one <= int64_t{UINT32_MAX}) {
+    const uint32_t one32 = static_cast<uint32_t>(one), t32 = static_cast<uint32_t>(abs_t);
+    for (int32_t c = 0; c < n; ++c)
+      e[c] = static_cast<int32_t>(static_cast<uint32_t>(numerator[c]) * one32 / (t32 + static_cast<uint32_t>(e[c])));
+  } else {
+    for (int32_t c = 0; c < n; ++c) e[c] = static_cast<int32_t>(int64_t{numerator[c]} * one / (abs_t + e[c]));
+  }
+  k.swiglu_products(g.data(), gate.zero_points[t], u.data(), up.zero_points[t], e.data(), n, products);
+  return swiglu_product_scale(gate.scales[t], up.scales[t], settings);
 }
 
 }  // namespace
@@ -86,20 +164,10 @@ void rope_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t head
     thread_local std::vector<int64_t> wide;
     rotated.resize(acc.cols);
     wide.resize(acc.cols);
-    const size_t offset = static_cast<size_t>(t) * acc.cols;
-    const DiRequantResult q16 = requant_row_symmetric(k, acc.values.data() + offset, acc.cols, acc.scales[t].m,
-                                                      acc.scales[t].k, kRopeInputBits, settings.mantissa_bits,
-                                                      rotated.data());
-    rope_rotate_row(rotated, head_dim, first_position + static_cast<int32_t>(t), rope);
+    const Dyadic q16 = rope_token_symmetric(k, acc, t, head_dim, first_position + static_cast<int32_t>(t), rope,
+                                            settings, rotated.data());
     std::copy(rotated.begin(), rotated.end(), wide.begin());
-    for (int32_t h = 0; h < heads; ++h) {
-      const size_t index = static_cast<size_t>(t) * heads + h;
-      const DiRequantResult r =
-          requant_row(k, wide.data() + static_cast<size_t>(h) * head_dim, head_dim, q16.scale.m, q16.scale.k,
-                      out_bits, settings.mantissa_bits, out.codes.data() + index * head_dim, clip);
-      out.zero_points[index] = static_cast<int32_t>(r.zero_point);
-      out.scales[index] = r.scale;
-    }
+    requant_token_heads(k, wide.data(), t, q16, settings, out_bits, out, clip);
   });
 }
 
@@ -108,67 +176,54 @@ void split_heads(const RowKernels& k, const AlignedAccumulator& acc, int32_t hea
   check_heads(acc, heads, head_dim, "split_heads");
   resize_per_head(out, acc.rows, heads, head_dim, out_bits);
   parallel_for(acc.rows, int64_t{acc.cols} * 8, [&](int64_t t) {
-    for (int32_t h = 0; h < heads; ++h) {
-      const size_t index = static_cast<size_t>(t) * heads + h;
-      const DiRequantResult r =
-          requant_row(k, acc.values.data() + index * head_dim, head_dim, acc.scales[t].m, acc.scales[t].k, out_bits,
-                      settings.mantissa_bits, out.codes.data() + index * head_dim, clip);
-      out.zero_points[index] = static_cast<int32_t>(r.zero_point);
-      out.scales[index] = r.scale;
-    }
+    requant_token_heads(k, acc.values.data() + static_cast<size_t>(t) * acc.cols, t, acc.scales[t], settings,
+                        out_bits, out, clip);
   });
 }
 
-// DI-SwiGLU (§6.2) with the stable sigmoid's element loops in the row kernels; other settings (the paper's
-// shared-max sigmoid) and promotions outside the fast loop's bounds use the reference row.
+void rope_symmetric(const RowKernels& k, const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                    std::span<const int32_t> positions, const RopeTableView& rope, const IntegerSettings& settings,
+                    WideRows& out) {
+  check_rope_symmetric_shapes(acc, heads, head_dim, positions);
+  resize_wide_rows(out, acc.rows, acc.cols);
+  parallel_for(acc.rows, int64_t{acc.cols} * 16, [&](int64_t t) {
+    out.scales[t] = rope_token_symmetric(k, acc, t, head_dim, positions[static_cast<size_t>(t)], rope, settings,
+                                         out.values.data() + static_cast<size_t>(t) * acc.cols);
+  });
+}
+
+// DI-SwiGLU (§6.2): the products of swiglu_token_products, DI_REQUANT to out_bits.
 void swiglu(const RowKernels& k, const QuantizedActivation& gate, const QuantizedActivation& up,
             const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
             RequantClip clip) {
-  check_swiglu_shapes(gate, up);
-  if (inv_alpha.mantissa.size() != static_cast<size_t>(gate.cols))
-    throw Error("DI-SwiGLU: inv_alpha has " + std::to_string(inv_alpha.mantissa.size()) + " entries for " +
-                std::to_string(gate.cols) + " channels");
+  check_swiglu_inputs(gate, up, inv_alpha);
   resize_activation(out, gate.rows, gate.cols, out_bits);
   const int32_t n = gate.cols;
-  const int64_t one = int64_t{1} << (settings.sigmoid_bits - 1);
   parallel_for(gate.rows, int64_t{n} * 32, [&](int64_t t) {
-    const Dyadic sigmoid_scale{gate.scales[t].m, gate.scales[t].k + inv_alpha.exponent};
-    const DiExpFrame frame = di_exp_frame(sigmoid_scale.m, sigmoid_scale.k);
-    const int64_t abs_t = -frame.t;
-    // |A_c| <= 255·max a_c < 2^32: the promotion limit 2^(61 − P) holds for P <= 28.
-    if (!settings.sigmoid_stable || abs_t < kMinT || abs_t >= kMaxT || frame.promote > 28 || frame.promote < -40) {
-      di_swiglu_token(gate, up, static_cast<int32_t>(t), inv_alpha, settings, out_bits, out, clip);
-      return;
-    }
-    thread_local std::vector<uint8_t> g, u;
-    thread_local std::vector<int32_t> e, numerator;
     thread_local std::vector<int64_t> products;
-    g.resize(n), u.resize(n), e.resize(n), numerator.resize(n), products.resize(n);
+    products.resize(n);
+    const Dyadic scale = swiglu_token_products(k, gate, up, t, inv_alpha, settings, products.data());
     const size_t offset = static_cast<size_t>(t) * n;
-    for (int32_t c = 0; c < n; ++c) {
-      g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
-      u[c] = static_cast<uint8_t>(up.codes[offset + c]);
-    }
-    SigmoidElements p;
-    p.promote = frame.promote;
-    p.abs_t = abs_t;
-    p.quadratic = settings.exp_quadratic;
-    k.sigmoid_exp(g.data(), gate.zero_points[t], inv_alpha.mantissa.data(), n, p, e.data(), numerator.data());
-    // σ_c = fdiv(numerator·2^(p_σ−1), |t| + E_c): non-negative operands, so C++ division is the floor; in 32 bits
-    // (faster) when numerator·2^(p_σ−1) <= |t|·2^(p_σ−1) fits.
-    if (abs_t * one <= int64_t{UINT32_MAX}) {
-      const uint32_t one32 = static_cast<uint32_t>(one), t32 = static_cast<uint32_t>(abs_t);
-      for (int32_t c = 0; c < n; ++c)
-        e[c] = static_cast<int32_t>(static_cast<uint32_t>(numerator[c]) * one32 / (t32 + static_cast<uint32_t>(e[c])));
-    } else {
-      for (int32_t c = 0; c < n; ++c) e[c] = static_cast<int32_t>(int64_t{numerator[c]} * one / (abs_t + e[c]));
-    }
-    k.swiglu_products(g.data(), gate.zero_points[t], u.data(), up.zero_points[t], e.data(), n, products.data());
-    const Dyadic scale = swiglu_product_scale(gate.scales[t], up.scales[t], settings);
     const DiRequantResult r = requant_row(k, products.data(), n, scale.m, scale.k, out_bits, settings.mantissa_bits,
                                           out.codes.data() + offset, clip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
+  });
+}
+
+// hadamard_down before the transform: the same products, DI_REQUANT_SYM to 16 bits (int32 rows).
+void swiglu_symmetric(const RowKernels& k, const QuantizedActivation& gate, const QuantizedActivation& up,
+                      const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out) {
+  check_swiglu_inputs(gate, up, inv_alpha);
+  resize_wide_rows(out, gate.rows, gate.cols);
+  const int32_t n = gate.cols;
+  parallel_for(gate.rows, int64_t{n} * 32, [&](int64_t t) {
+    thread_local std::vector<int64_t> products;
+    products.resize(n);
+    const Dyadic scale = swiglu_token_products(k, gate, up, t, inv_alpha, settings, products.data());
+    out.scales[t] = requant_row_symmetric(k, products.data(), n, scale.m, scale.k, kWideBits, settings.mantissa_bits,
+                                          out.values.data() + static_cast<size_t>(t) * n)
+                        .scale;
   });
 }
 

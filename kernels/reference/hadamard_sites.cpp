@@ -1,4 +1,4 @@
-// The halves of the online Walsh–Hadamard sites. See hadamard_sites.h.
+// The reference halves of the online Walsh–Hadamard sites. See hadamard_sites.h.
 #include "kernels/reference/hadamard_sites.h"
 
 #include <algorithm>
@@ -7,7 +7,6 @@
 
 #include "kernels/error.h"
 #include "kernels/reference/di_swiglu.h"
-#include "kernels/reference/head_requant.h"
 #include "kernels/requant.h"
 
 namespace illm {
@@ -15,19 +14,29 @@ namespace {
 
 constexpr int kWideBits = 16;  // the symmetric codes the transform sees (docs/integer-semantics.md)
 
-void resize_wide(WideRows& out, int32_t rows, int32_t cols) {
+}  // namespace
+
+void resize_wide_rows(WideRows& out, int32_t rows, int32_t cols) {
   out.rows = rows;
   out.cols = cols;
   out.values.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols));
   out.scales.resize(static_cast<size_t>(rows));
 }
 
-}  // namespace
+void check_rope_symmetric_shapes(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                                 std::span<const int32_t> positions) {
+  if (heads < 1 || head_dim < 1 || acc.cols != heads * head_dim)
+    throw Error("hadamard_qk: accumulator of " + std::to_string(acc.cols) + " columns for " + std::to_string(heads) +
+                " heads of " + std::to_string(head_dim));
+  if (positions.size() != static_cast<size_t>(acc.rows))
+    throw Error("hadamard_qk: " + std::to_string(positions.size()) + " positions for " + std::to_string(acc.rows) +
+                " rows");
+}
 
 void swiglu_symmetric_rows(const QuantizedActivation& gate, const QuantizedActivation& up,
                            const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out) {
   check_swiglu_shapes(gate, up);
-  resize_wide(out, gate.rows, gate.cols);
+  resize_wide_rows(out, gate.rows, gate.cols);
   const size_t n = static_cast<size_t>(gate.cols);
   std::vector<uint8_t> g(n), u(n);
   std::vector<int64_t> products(n);
@@ -47,15 +56,11 @@ void swiglu_symmetric_rows(const QuantizedActivation& gate, const QuantizedActiv
   }
 }
 
-void rope_symmetric_rows(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, std::span<const int32_t> positions,
-                         const RopeTableView& rope, const IntegerSettings& settings, WideRows& out) {
-  if (heads < 1 || head_dim < 1 || acc.cols != heads * head_dim)
-    throw Error("hadamard_qk: accumulator of " + std::to_string(acc.cols) + " columns for " + std::to_string(heads) +
-                " heads of " + std::to_string(head_dim));
-  if (positions.size() != static_cast<size_t>(acc.rows))
-    throw Error("hadamard_qk: " + std::to_string(positions.size()) + " positions for " + std::to_string(acc.rows) +
-                " rows");
-  resize_wide(out, acc.rows, acc.cols);
+void rope_symmetric_rows(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                         std::span<const int32_t> positions, const RopeTableView& rope, const IntegerSettings& settings,
+                         WideRows& out) {
+  check_rope_symmetric_shapes(acc, heads, head_dim, positions);
+  resize_wide_rows(out, acc.rows, acc.cols);
   const size_t n = static_cast<size_t>(acc.cols);
   for (int32_t t = 0; t < acc.rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * n;
@@ -68,38 +73,11 @@ void rope_symmetric_rows(const AlignedAccumulator& acc, int32_t heads, int32_t h
   }
 }
 
-void requantize_wide_rows(const WideRows& x, int out_bits, int mantissa_bits, QuantizedActivation& out,
-                          RequantClip clip) {
-  resize_activation(out, x.rows, x.cols, out_bits);
-  const size_t n = static_cast<size_t>(x.cols);
-  std::vector<int64_t> row(n);
-  for (int32_t t = 0; t < x.rows; ++t) {
-    const size_t offset = static_cast<size_t>(t) * n;
-    std::copy_n(x.values.begin() + static_cast<ptrdiff_t>(offset), n, row.begin());
-    const DiRequantResult r = di_requant(std::span<const int64_t>(row), x.scales[t].m, x.scales[t].k, out_bits,
-                                         mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, n), clip);
-    out.zero_points[t] = static_cast<int32_t>(r.zero_point);
-    out.scales[t] = r.scale;
-  }
-}
-
-void requantize_wide_heads(const WideRows& x, int32_t heads, int32_t head_dim, int out_bits, int mantissa_bits,
-                           PerHeadActivation& out, RequantClip clip) {
-  if (heads < 1 || head_dim < 1 || x.cols != heads * head_dim)
-    throw Error("hadamard_qk: rows of " + std::to_string(x.cols) + " values for " + std::to_string(heads) +
-                " heads of " + std::to_string(head_dim));
-  resize_per_head(out, x.rows, heads, head_dim, out_bits);
-  std::vector<int64_t> head(static_cast<size_t>(head_dim));
-  for (int32_t t = 0; t < x.rows; ++t)
-    for (int32_t h = 0; h < heads; ++h) {
-      const size_t index = static_cast<size_t>(t) * heads + h;
-      std::copy_n(x.values.begin() + static_cast<ptrdiff_t>(index * head_dim), head_dim, head.begin());
-      const DiRequantResult r =
-          di_requant(std::span<const int64_t>(head), x.scales[t].m, x.scales[t].k, out_bits, mantissa_bits,
-                     std::span<uint8_t>(out.codes.data() + index * head_dim, static_cast<size_t>(head_dim)), clip);
-      out.zero_points[index] = static_cast<int32_t>(r.zero_point);
-      out.scales[index] = r.scale;
-    }
+void widen_rows(const WideRows& x, AlignedAccumulator& out) {
+  out.rows = x.rows;
+  out.cols = x.cols;
+  out.values.assign(x.values.begin(), x.values.end());
+  out.scales.assign(x.scales.begin(), x.scales.end());
 }
 
 }  // namespace illm

@@ -2,7 +2,8 @@
 // The two sites of the online Walsh–Hadamard transform in the forward pass (docs/integer-semantics.md
 // "## Walsh–Hadamard transform"). Each site is: a 16-bit symmetric requantization into int32 rows, the kernel set's
 // `hadamard_rows` on them, then the per-token (or per-(token, head)) DI_REQUANT the site had without the transform.
-// These functions are the halves around the transform; the executor calls hadamard_rows in between.
+// The halves before the transform are operators of the kernel set (`swiglu_symmetric`, `rope_symmetric`: these
+// functions are their reference kernels); the executor calls hadamard_rows, then the plain sites' requantization.
 //   hadamard_down:  DI-SwiGLU products → DI_REQUANT_SYM 16 bits → WHT of plan(C_f) → DI_REQUANT per token → down_proj
 //   hadamard_qk:    q/k P' → DI_REQUANT_SYM 16 bits → RoPE → WHT of plan(d) per head → DI_REQUANT per (token, head)
 // Every step is per token, so a prefill equals the same tokens decoded one at a time, bit for bit.
@@ -32,19 +33,22 @@ void swiglu_symmetric_rows(const QuantizedActivation& gate, const QuantizedActiv
                            const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out);
 
 // hadamard_qk, before the transform: per token, DI_REQUANT_SYM of P' to 16 bits, then RoPE of every head at position
-// positions[t] (rope_rotate_row; positions.size() == acc.rows, consecutive unless tokens were pruned); |value| ≤ √2·(2^15 − 1)·(1 + 2^−14) + 1 < 46 345 (rope.h), the values
-// rope_heads quantizes.
-void rope_symmetric_rows(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, std::span<const int32_t> positions,
-                         const RopeTableView& rope, const IntegerSettings& settings, WideRows& out);
+// positions[t] (rope_rotate_row; positions.size() == acc.rows, consecutive unless tokens were pruned);
+// |value| ≤ √2·(2^15 − 1)·(1 + 2^−14) + 1 < 46 345 (rope.h), the values rope_heads quantizes.
+void rope_symmetric_rows(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                         std::span<const int32_t> positions, const RopeTableView& rope, const IntegerSettings& settings,
+                         WideRows& out);
 
-// hadamard_down, after the transform: DI_REQUANT of every row (m_in, k_in = the row's scale) to out_bits codes,
-// clipped by the layer's down_in ratio (docs/integer-semantics.md "## Clipped DI_REQUANT").
-void requantize_wide_rows(const WideRows& x, int out_bits, int mantissa_bits, QuantizedActivation& out,
-                          RequantClip clip);
+// After the transform both sites requantize like the sites without it: the rows become an aligned accumulator
+// (widen_rows: the same values and scales) for the kernel set's `requantize` (hadamard_down: DI_REQUANT per token,
+// clipped by the down_in ratio) or `split_heads` (hadamard_qk: DI_REQUANT per (token, head), clipped by the q or k
+// ratio).
+void widen_rows(const WideRows& x, AlignedAccumulator& out);
 
-// hadamard_qk, after the transform: DI_REQUANT per (token, head) to out_bits codes, as rope_heads ends (clipped by the
-// q or k ratio).
-void requantize_wide_heads(const WideRows& x, int32_t heads, int32_t head_dim, int out_bits, int mantissa_bits,
-                           PerHeadActivation& out, RequantClip clip);
+// Shapes `out` for rows × cols values (sizes only; contents are overwritten).
+void resize_wide_rows(WideRows& out, int32_t rows, int32_t cols);
+// The shape checks of rope_symmetric_rows (illm::Error naming the mismatch).
+void check_rope_symmetric_shapes(const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                                 std::span<const int32_t> positions);
 
 }  // namespace illm

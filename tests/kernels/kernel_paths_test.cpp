@@ -18,6 +18,7 @@
 #include "kernels/executor.h"
 #include "kernels/kernel_set.h"
 #include "kernels/optimized/parallel.h"
+#include "kernels/reference/hadamard_sites.h"
 #include "kernels/weight_codes.h"
 
 namespace illm {
@@ -132,6 +133,12 @@ void expect_equal(const PerHeadActivation& a, const PerHeadActivation& b, const 
   ASSERT_EQ(a.heads, b.heads) << what;
   EXPECT_EQ(a.codes, b.codes) << what;
   EXPECT_EQ(a.zero_points, b.zero_points) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+void expect_equal(const WideRows& a, const WideRows& b, const std::string& what) {
+  ASSERT_EQ(a.rows, b.rows) << what;
+  ASSERT_EQ(a.cols, b.cols) << what;
+  EXPECT_EQ(a.values, b.values) << what;
   EXPECT_EQ(a.scales, b.scales) << what;
 }
 void expect_equal(const ResidualStream& a, const ResidualStream& b, const std::string& what) {
@@ -294,17 +301,23 @@ TEST_P(KernelPaths, RowOperatorsEqualReference) {
     }
 }
 
+// Random Q1.14 RoPE tables of max_positions × head_dim / 2 entries into cos_table and sin_table, and their view.
+RopeTableView random_rope(Rng& rng, int32_t max_positions, int32_t head_dim, std::vector<int16_t>& cos_table,
+                          std::vector<int16_t>& sin_table) {
+  for (int32_t i = 0; i < max_positions * head_dim / 2; ++i) {
+    cos_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
+    sin_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
+  }
+  return RopeTableView{cos_table, sin_table, max_positions, head_dim / 2, 14};
+}
+
 TEST_P(KernelPaths, HeadOperatorsEqualReference) {
   Rng rng(14);
   for (const auto& [heads, head_dim] : {std::pair{1, 2}, std::pair{3, 32}, std::pair{4, 34}, std::pair{2, 128}}) {
     const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 9)), max_positions = 40;
     const AlignedAccumulator acc = random_accumulator(rng, rows, heads * head_dim, 50);
     std::vector<int16_t> cos_table, sin_table;
-    for (int32_t i = 0; i < max_positions * head_dim / 2; ++i) {
-      cos_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
-      sin_table.push_back(static_cast<int16_t>(uniform(rng, -16384, 16384)));
-    }
-    const RopeTableView rope{cos_table, sin_table, max_positions, head_dim / 2, 14};
+    const RopeTableView rope = random_rope(rng, max_positions, head_dim, cos_table, sin_table);
     for (const int bits : {4, 8})
       for (const RequantClip clip : kTestClips) {
         IntegerSettings s;
@@ -446,7 +459,6 @@ TEST_P(KernelPaths, ScoredAttentionOfASingleTokenIsOnePerHead) {
   }
 }
 
-// Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
 // The Walsh–Hadamard rows at the sizes of interest (head_dim 8, 32, 128; C_f 172, 11008; hidden 64, 192, 4096) and a
 // few odd ones, with values up to the precondition's bound max|x| = (2^31 − 1) / row_l1 (and rows at the bound).
 TEST_P(KernelPaths, HadamardRowsEqualReference) {
@@ -479,6 +491,86 @@ TEST_P(KernelPaths, HadamardRowsEqualReference) {
   EXPECT_THROW(opt().hadamard_rows(plan, 3, x), Error);  // size mismatch
 }
 
+// The online Hadamard sites as the executor runs them (kernels/reference/hadamard_sites.h): the kernel set's halves
+// before the transform (swiglu_symmetric, rope_symmetric) on random rows (odd lengths, every settings variant: the
+// paper variant takes the reference products, accumulator rows beyond the 64-bit fast range, consecutive and pruned
+// positions), then hadamard_rows, widen_rows and the plain sites' requantization (requantize, split_heads) with every
+// clip: each step equals the reference's.
+TEST_P(KernelPaths, HadamardSitesEqualReference) {
+  Rng rng(18);
+  for (int variant = 0; variant < 3; ++variant)
+    for (const int32_t cols : {1, 3, 43, 172, 512, 1000}) {
+      const std::string what = "hadamard_down variant " + std::to_string(variant) + " C_f " + std::to_string(cols);
+      const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 12));
+      const IntegerSettings s = settings_variant(variant, variant == 1 ? 8 : 4);
+      const QuantizedActivation gate = random_activation(rng, rows, cols, 8), up = random_activation(rng, rows, cols, 8);
+      const ChannelVector inv_alpha = random_channels(rng, cols, 0, (int64_t{1} << 24) - 1, 20);
+      WideRows want, got;
+      ref().swiglu_symmetric(gate, up, inv_alpha, s, want);
+      opt().swiglu_symmetric(gate, up, inv_alpha, s, got);
+      expect_equal(want, got, "swiglu_symmetric " + what);
+      const HadamardPlan plan = plan_hadamard(cols);
+      ref().hadamard_rows(plan, want.rows, want.values);
+      opt().hadamard_rows(plan, got.rows, got.values);
+      expect_equal(want, got, "hadamard_rows " + what);
+      AlignedAccumulator wide_want, wide_got;
+      widen_rows(want, wide_want);
+      widen_rows(got, wide_got);
+      for (const int out_bits : {4, 8})
+        for (const RequantClip clip : kTestClips) {
+          QuantizedActivation codes_want, codes_got;
+          ref().requantize(wide_want, out_bits, s.mantissa_bits, codes_want, clip);
+          opt().requantize(wide_got, out_bits, s.mantissa_bits, codes_got, clip);
+          expect_equal(codes_want, codes_got, "requantize " + what + clip_name(clip));
+        }
+    }
+  for (const auto& [heads, head_dim] : {std::pair{1, 2}, std::pair{3, 8}, std::pair{5, 6}, std::pair{4, 34},
+                                        std::pair{2, 128}}) {
+    const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 9)), max_positions = 40;
+    const AlignedAccumulator acc = random_accumulator(rng, rows, heads * head_dim, 50);
+    std::vector<int16_t> cos_table, sin_table;
+    const RopeTableView rope = random_rope(rng, max_positions, head_dim, cos_table, sin_table);
+    std::vector<int32_t> consecutive, pruned;
+    for (int32_t t = 0; t < rows; ++t) {
+      consecutive.push_back(7 + t);
+      pruned.push_back((t == 0 ? 0 : pruned.back() + 1) + static_cast<int32_t>(uniform(rng, 0, 3)));
+    }
+    for (const bool is_pruned : {false, true}) {
+      const std::vector<int32_t>& positions = is_pruned ? pruned : consecutive;
+      const std::string what = "hadamard_qk " + std::to_string(heads) + " heads of " + std::to_string(head_dim) +
+                               (is_pruned ? " pruned" : "");
+      const IntegerSettings s;
+      WideRows want, got;
+      ref().rope_symmetric(acc, heads, head_dim, positions, rope, s, want);
+      opt().rope_symmetric(acc, heads, head_dim, positions, rope, s, got);
+      expect_equal(want, got, "rope_symmetric " + what);
+      const HadamardPlan plan = plan_hadamard(head_dim);
+      ref().hadamard_rows(plan, want.rows * heads, want.values);
+      opt().hadamard_rows(plan, got.rows * heads, got.values);
+      expect_equal(want, got, "hadamard_rows " + what);
+      AlignedAccumulator wide_want, wide_got;
+      widen_rows(want, wide_want);
+      widen_rows(got, wide_got);
+      for (const int bits : {4, 8})
+        for (const RequantClip clip : kTestClips) {
+          PerHeadActivation codes_want, codes_got;
+          ref().split_heads(wide_want, heads, head_dim, s, bits, codes_want, clip);
+          opt().split_heads(wide_got, heads, head_dim, s, bits, codes_got, clip);
+          expect_equal(codes_want, codes_got, "split_heads " + what + clip_name(clip));
+        }
+    }
+  }
+  // Shape errors on every path.
+  const AlignedAccumulator acc = random_accumulator(rng, 2, 12, 20);
+  const std::vector<int16_t> table(40 * 3, 0);
+  const RopeTableView rope{table, table, 40, 3, 14};
+  WideRows out;
+  const std::vector<int32_t> two{0, 1}, one{0};
+  EXPECT_THROW(opt().rope_symmetric(acc, 3, 6, two, rope, IntegerSettings{}, out), Error);  // 18 != 12 columns
+  EXPECT_THROW(opt().rope_symmetric(acc, 2, 6, one, rope, IntegerSettings{}, out), Error);  // 1 position, 2 rows
+}
+
+// Every parallel region forced on, 1 and 2 threads: the same bits (no reduction is split across threads).
 TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
   Rng rng(16);
   const int64_t saved_threshold = parallel_work_threshold();
@@ -495,18 +587,32 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
     q.zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, 255)));
     q.scales.push_back(random_scale(rng, 16, 8, 10));
   }
+  const QuantizedActivation gate = random_activation(rng, 37, 300, 8), up = random_activation(rng, 37, 300, 8);
+  const ChannelVector inv_alpha = random_channels(rng, 300, 0, (int64_t{1} << 24) - 1, 20);
+  const AlignedAccumulator qk = random_accumulator(rng, 37, 4 * 32, 40);
+  std::vector<int16_t> table(40 * 16, 8192);
+  const RopeTableView rope{table, table, 40, 16, 14};
+  std::vector<int32_t> positions(37);
+  for (int32_t t = 0; t < 37; ++t) positions[t] = t;
   AlignedAccumulator acc1, acc2;
   QuantizedActivation att1, att2;
+  WideRows down1, down2, rotated1, rotated2;
   omp_set_num_threads(1);
   opt().linear(x, p, acc1);
   opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att1, RequantClip{13, 4});
+  opt().swiglu_symmetric(gate, up, inv_alpha, IntegerSettings{}, down1);
+  opt().rope_symmetric(qk, 4, 32, positions, rope, IntegerSettings{}, rotated1);
   omp_set_num_threads(2);
   opt().linear(x, p, acc2);
   opt().attention(q, cache, 0, 20, Dyadic{0, 0}, IntegerSettings{}, 8, att2, RequantClip{13, 4});
+  opt().swiglu_symmetric(gate, up, inv_alpha, IntegerSettings{}, down2);
+  opt().rope_symmetric(qk, 4, 32, positions, rope, IntegerSettings{}, rotated2);
   omp_set_num_threads(saved_threads);
   set_parallel_work_threshold(saved_threshold);
   expect_equal(acc1, acc2, "linear");
   expect_equal(att1, att2, "attention");
+  expect_equal(down1, down2, "swiglu_symmetric");
+  expect_equal(rotated1, rotated2, "rope_symmetric");
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -572,6 +678,88 @@ void expect_prefill_and_decode(const QuantizedModel& model, const KernelSet& ker
     ASSERT_TRUE(std::equal(step.values.begin(), step.values.end(), want.values.begin() + static_cast<ptrdiff_t>(t * v)))
         << name << " decode step at position " << t;
     EXPECT_EQ(step.scales[0], want.scales[t]) << name << " decode step at position " << t;
+  }
+}
+
+// The executor runs a Hadamard model's sites through the kernel set it was given: with both transforms on, every
+// layer calls swiglu_symmetric once and rope_symmetric twice (q, k) instead of swiglu / rope_heads, hadamard_rows
+// three times, and requantizes after the transforms with requantize / split_heads; on an optimized path those entries
+// are that path's own kernels, not the reference's. (Counted through a copy of the path's table whose entries count
+// and forward; the logits are the path's.)
+struct SiteCalls {
+  int swiglu = 0, swiglu_symmetric = 0, rope_heads = 0, rope_symmetric = 0, hadamard_rows = 0, requantize = 0,
+      split_heads = 0;
+};
+SiteCalls g_site_calls;
+const KernelSet* g_counted = nullptr;
+
+KernelSet counting_kernels(const KernelSet& inner) {
+  g_counted = &inner;
+  KernelSet k = inner;
+  k.swiglu = [](const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
+                const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
+    ++g_site_calls.swiglu;
+    g_counted->swiglu(gate, up, inv_alpha, settings, out_bits, out, clip);
+  };
+  k.swiglu_symmetric = [](const QuantizedActivation& gate, const QuantizedActivation& up,
+                          const ChannelVector& inv_alpha, const IntegerSettings& settings, WideRows& out) {
+    ++g_site_calls.swiglu_symmetric;
+    g_counted->swiglu_symmetric(gate, up, inv_alpha, settings, out);
+  };
+  k.rope_heads = [](const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, int32_t first_position,
+                    const RopeTableView& rope, const IntegerSettings& settings, int out_bits, PerHeadActivation& out,
+                    RequantClip clip) {
+    ++g_site_calls.rope_heads;
+    g_counted->rope_heads(acc, heads, head_dim, first_position, rope, settings, out_bits, out, clip);
+  };
+  k.rope_symmetric = [](const AlignedAccumulator& acc, int32_t heads, int32_t head_dim,
+                        std::span<const int32_t> positions, const RopeTableView& rope, const IntegerSettings& settings,
+                        WideRows& out) {
+    ++g_site_calls.rope_symmetric;
+    g_counted->rope_symmetric(acc, heads, head_dim, positions, rope, settings, out);
+  };
+  k.hadamard_rows = [](const HadamardPlan& plan, int32_t rows, std::span<int32_t> values) {
+    ++g_site_calls.hadamard_rows;
+    g_counted->hadamard_rows(plan, rows, values);
+  };
+  k.requantize = [](const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
+                    RequantClip clip) {
+    ++g_site_calls.requantize;
+    g_counted->requantize(acc, out_bits, mantissa_bits, out, clip);
+  };
+  k.split_heads = [](const AlignedAccumulator& acc, int32_t heads, int32_t head_dim, const IntegerSettings& settings,
+                     int out_bits, PerHeadActivation& out, RequantClip clip) {
+    ++g_site_calls.split_heads;
+    g_counted->split_heads(acc, heads, head_dim, settings, out_bits, out, clip);
+  };
+  return k;
+}
+
+TEST_P(KernelPaths, HadamardSitesRunThePathsKernels) {
+  EXPECT_NE(opt().swiglu_symmetric, ref().swiglu_symmetric);
+  EXPECT_NE(opt().rope_symmetric, ref().rope_symmetric);
+  EXPECT_NE(opt().hadamard_rows, ref().hadamard_rows);
+  EXPECT_NE(opt().requantize, ref().requantize);
+  EXPECT_NE(opt().split_heads, ref().split_heads);
+  QuantizedModel model = test_model("stories260K-w4a4").model;
+  const std::vector<int32_t> ids = token_ids(model.shape.vocab, 5, 9);
+  const int32_t layers = model.shape.n_layers;
+  for (const bool on : {false, true}) {
+    model.hadamard_down = model.hadamard_qk = on;
+    const KernelSet counted = counting_kernels(opt());
+    g_site_calls = SiteCalls{};
+    Executor executor(model, counted);
+    const IntegerLogits got = executor.forward(ids);
+    const SiteCalls calls = g_site_calls;
+    Executor path(model, opt());
+    EXPECT_EQ(got.values, path.forward(ids).values);
+    EXPECT_EQ(calls.swiglu, on ? 0 : layers);
+    EXPECT_EQ(calls.swiglu_symmetric, on ? layers : 0);
+    EXPECT_EQ(calls.rope_heads, on ? 0 : 2 * layers);
+    EXPECT_EQ(calls.rope_symmetric, on ? 2 * layers : 0);
+    EXPECT_EQ(calls.hadamard_rows, on ? 3 * layers : 0);
+    EXPECT_EQ(calls.requantize, (on ? 3 : 2) * layers);  // gate, up (+ down_proj's input after the transform)
+    EXPECT_EQ(calls.split_heads, (on ? 3 : 1) * layers);  // v (+ q and k after the transform)
   }
 }
 
