@@ -128,7 +128,6 @@ void require_integer_path(const Recipe& r, const std::string& source) {
   if (r.w_granularity == WeightGranularity::kPerGroup) refuse("w_granularity", "per-group weight scales");
   if (r.hadamard_down) refuse("hadamard_down", "the online down_proj Hadamard");
   if (r.hadamard_qk) refuse("hadamard_qk", "the online q/k Hadamard");
-  if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
 }
 
 QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
@@ -206,11 +205,10 @@ RequantClip requant_clip_from_ratio(double ratio, const std::string& what) {
 }
 
 QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings& settings, int32_t head_dim,
-                                size_t l) {
+                                size_t l, int32_t trip_max_shift) {
   const int bm = settings.mantissa_bits;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(head_dim));
   const std::string p = "layer " + std::to_string(l) + " ";
-  if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
   QuantizedLayer out;
   out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
   out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");
@@ -235,6 +233,16 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings
     for (int site = 0; site < kNumClipSites; ++site)
       out.act_clip[site] = requant_clip_from_ratio(in.act_clip_ratios[site], p + act_clip_site_name(site));
   }
+  if (!in.trip_shifts.empty()) {
+    if (in.trip_shifts.size() != static_cast<size_t>(kNumClipSites))
+      throw Error("integerize: " + p + "has TRIP exponents for " + std::to_string(in.trip_shifts.size()) +
+                  " sites, expected " + std::to_string(kNumClipSites));
+    if (trip_max_shift < 1 || trip_max_shift > kMaxTripShift)
+      throw Error("integerize: " + p + "has TRIP exponents but the TRIP max shift is " +
+                  std::to_string(trip_max_shift) + " (expected 1..8)");
+    out.trip_max_shift = trip_max_shift;
+    for (int site = 0; site < kNumClipSites; ++site) out.trip_alpha[site] = std::move(in.trip_shifts[site]);
+  }
   return out;
 }
 
@@ -243,7 +251,7 @@ QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSetting
   integerize_embedding_rows(qm, 0, cm.vocab, cm.embed.data());
   qm.layers.reserve(cm.layers.size());
   for (size_t l = 0; l < cm.layers.size(); ++l)
-    qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim, l));
+    qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim, l, cm.trip_max_shift));
   integerize_final_norm(qm, cm.final_norm);
   integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data());
   return qm;

@@ -24,8 +24,8 @@ Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);
 ChannelVector channel_vector_from_floats(const std::vector<float>& values, int mantissa_bits, const char* what);
 
 // The integer model of a calibrated model. Throws illm::Error for what the integer path does not support
-// (per-group weights, online Hadamards, TRIP factors: fake-quant only for now). Composed of the pieces below, which
-// refuse them too (the frame the online Hadamards, integerize_layer TRIP factors).
+// (per-group weights, online Hadamards: fake-quant only for now). Composed of the pieces below, which refuse them
+// too (the frame the online Hadamards). TRIP exponents are stored per layer and site (QuantizedLayer::trip_alpha).
 QuantizedModel integerize(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 
 // The pieces, for block streaming (converter/quantize_pipeline.h): nothing needs the whole float model at once.
@@ -33,9 +33,10 @@ QuantizedModel integerize(const calib::CalibratedModel& calibrated, const Intege
 // (filled by the two row functions); `calibrated` needs its frame only (calib::calibrated_model_frame), no layers.
 QuantizedModel integer_model_frame(const calib::CalibratedModel& calibrated, const IntegerSettings& settings);
 // One calibrated layer of a model with `settings` and `head_dim` (`index` names it in messages); pass the layer
-// with std::move to move its codes instead of copying them.
+// with std::move to move its codes instead of copying them. trip_max_shift: the recipe's trip_shifts K (needed when
+// the layer has TRIP exponents).
 QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSettings& settings, int32_t head_dim,
-                                size_t index);
+                                size_t index, int32_t trip_max_shift = 0);
 // An activation clip ratio r ∈ (0, 1] as the site requantization's RequantClip: r = 1 → off (m = 0), the
 // calibration grid j/16 exactly (k = 4), other ratios with a 16-bit mantissa (k = 16). Throws naming `what`.
 RequantClip requant_clip_from_ratio(double ratio, const std::string& what);

@@ -191,7 +191,7 @@ int run_quantize(const QuantizeOptions& opt) {
         [&](calib::CalibratedBlock&& block) {
           const QuantizedLayer layer =
               integerize_layer(std::move(block.layer), settings, static_cast<int32_t>(source.config.head_dim()),
-                               static_cast<size_t>(block.index));
+                               static_cast<size_t>(block.index), recipe.trip_shifts);
           const BlockRecord record{block.report, peak_rss_bytes()};
           state.commit_block(block.index, layer, record, source.store->tensor_digests());
           ++done_here;

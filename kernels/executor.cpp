@@ -76,6 +76,14 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
     throw Error("executor: positions " + std::to_string(first) + ".." + std::to_string(int64_t{first} + tokens - 1) +
                 " pass max_positions = " + std::to_string(S.max_positions));
 
+  // DI-Norm of a block input site (attn_in, ffn_in) into w.x: clipped as the layer says, TRIP when it has factors.
+  auto norm_site = [&](const QuantizedLayer& L, const ChannelVector& gamma, int site) {
+    if (L.trip(site).enabled())
+      K.rms_norm_trip(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site], L.trip(site));
+    else
+      K.rms_norm(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site]);
+  };
+
   // Embedding rows are already a per-token quantized int16 residual (§7.3).
   run(Operator::kEmbedding, nullptr, [&] { K.embedding(M, token_ids, w.h); });
   try {
@@ -85,7 +93,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       const int32_t layer = static_cast<int32_t>(l);
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
+      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.attn_norm, kClipAttnIn); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
       run(Operator::kRopeHeads, nullptr,
           [&] { K.rope_heads(w.acc, S.n_heads, S.head_dim, first, rope_, settings, a_bits, w.q, L.act_clip[kClipQ]); });
@@ -102,8 +110,12 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       });
       run(Operator::kAttention, nullptr,
           [&] {
-            K.attention(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended,
-                        L.act_clip[kClipAttnOut]);
+            if (L.trip(kClipAttnOut).enabled())
+              K.attention_trip(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended,
+                               L.act_clip[kClipAttnOut], L.trip(kClipAttnOut));
+            else
+              K.attention(w.q, cache_, layer, first, L.softmax_clip, settings, a_bits, w.attended,
+                          L.act_clip[kClipAttnOut]);
           });
 
       // o_proj's aligned accumulator goes straight into the residual add (fused epilogue, §7.2).
@@ -111,14 +123,20 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
-      run(Operator::kRmsNorm, nullptr, [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
+      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.ffn_norm, kClipFfnIn); });
       const int swiglu_bits = settings.swiglu_in_bits;
       run(Operator::kLinear, "gate_proj", [&] { K.linear(w.x, W.gate_proj, w.acc); });
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });
       run(Operator::kLinear, "up_proj", [&] { K.linear(w.x, W.up_proj, w.acc); });
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.up, RequantClip{}); });
       run(Operator::kSwiglu, nullptr,
-          [&] { K.swiglu(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed, L.act_clip[kClipDownIn]); });
+          [&] {
+            if (L.trip(kClipDownIn).enabled())
+              K.swiglu_trip(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed, L.act_clip[kClipDownIn],
+                            L.trip(kClipDownIn));
+            else
+              K.swiglu(w.gate, w.up, L.swiglu_inv_alpha, settings, a_bits, w.mixed, L.act_clip[kClipDownIn]);
+          });
       run(Operator::kLinear, "down_proj", [&] { K.linear(w.mixed, W.down_proj, w.acc); });
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
     }

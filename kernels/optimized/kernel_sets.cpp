@@ -79,6 +79,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.attention = attention<kIsa>;
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
+  set_reference_trip_kernels(k);  // no optimized TRIP kernels: the reference is the entry
   return k;
 }
 

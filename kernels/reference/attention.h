@@ -20,6 +20,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/requant.h"
+#include "kernels/trip_requant.h"
 
 namespace illm {
 
@@ -36,7 +37,8 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
 // (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
 // `clip` clips that DI_REQUANT (site attn_out).
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
-                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip = {});
+                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip = {},
+                                 TripFactors trip = {});
 // Its common exponent E from every head's max |v| (< 2^62) and exponent E_h; throws when E leaves int32.
 int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents);
 
@@ -57,5 +59,10 @@ AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& 
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                      RequantClip out_clip = {});
+// With TRIP factors on that requantization (site attn_out, kernels/trip_requant.h): codes out_bits +
+// trip_extra_bits(trip) wide. Trip off: attention_layer bit for bit.
+void attention_layer_trip(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                          int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
+                          QuantizedActivation& out, RequantClip out_clip, TripFactors trip);
 
 }  // namespace illm

@@ -368,15 +368,34 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
 // Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
 
 // "<model>-<bits>" is a shared test model; "<model>-<bits>+clip" the same model with every activation site's
-// requantization clipped (ratios varying by site and layer).
+// requantization clipped (ratios varying by site and layer); "+trip" with TRIP factors at the four TRIP sites
+// (K = 3, seeded random α with α_min = 0: 3 extra code bits), "+tripK" with α ≡ K = 3 at every TRIP site.
+void add_trip_factors(QuantizedModel& model, bool alpha_equal_k) {
+  Rng rng(77);
+  const int32_t channels[kNumClipSites] = {model.shape.hidden, 0, 0, 0, model.shape.n_heads * model.shape.head_dim,
+                                           model.shape.hidden, model.shape.intermediate};
+  for (QuantizedLayer& L : model.layers) {
+    L.trip_max_shift = 3;
+    for (int site = 0; site < kNumClipSites; ++site) {
+      if (!trip_capable_site(site)) continue;
+      std::vector<int8_t>& alpha = L.trip_alpha[site];
+      alpha.resize(static_cast<size_t>(channels[site]));
+      for (int8_t& a : alpha) a = alpha_equal_k ? int8_t{3} : static_cast<int8_t>(uniform(rng, 0, 3));
+      if (!alpha_equal_k) alpha[0] = 0;
+    }
+  }
+}
+
 const formats::LoadedIllm& test_model(const std::string& name) {
   static std::map<std::string, formats::LoadedIllm> models;
   auto it = models.find(name);
   if (it == models.end()) {
-    const size_t plus = name.find("+clip");
+    const size_t plus = name.find('+');
     const std::string file = name.substr(0, plus);
+    const std::string variant = plus == std::string::npos ? "" : name.substr(plus);
     formats::LoadedIllm loaded = formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (file + ".illm"));
-    if (plus != std::string::npos) {
+    if (variant == "+trip" || variant == "+tripK") add_trip_factors(loaded.model, variant == "+tripK");
+    if (variant == "+clip") {
       const RequantClip ratios[] = {{15, 4}, {13, 4}, {14, 4}, {12, 4}, {10, 4}, {52429, 16}, {15, 4}};
       for (size_t l = 0; l < loaded.model.layers.size(); ++l)
         for (int site = 0; site < kNumClipSites; ++site)
@@ -444,6 +463,17 @@ TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
   }
 }
 
+// TRIP: α ≡ K is the plain model bit for bit; mixed α changes the logits (and widens the linears' inputs).
+TEST(WholeModelTrip, AlphaEqualKIsThePlainModelAndMixedAlphaIsNot) {
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w4a8"}) {
+    const IntegerLogits& plain = reference_logits(name);
+    const IntegerLogits& same = reference_logits(name + "+tripK");
+    EXPECT_EQ(plain.values, same.values) << name;
+    EXPECT_EQ(plain.scales, same.scales) << name;
+    EXPECT_NE(plain.values, reference_logits(name + "+trip").values) << name;
+  }
+}
+
 const std::vector<KernelPath> kOptimizedPaths = {KernelPath::kPortable, KernelPath::kAvx2, KernelPath::kAvx512Vnni};
 
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
@@ -454,7 +484,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
                                          "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
-                                         "tinybible-w4a8+clip")),
+                                         "tinybible-w4a8+clip", "stories260K-w4a4+trip", "tinybible-w4a4+trip",
+                                         "tinybible-w4a8+trip")),
     [](const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
       std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
       for (char& c : name)
