@@ -36,8 +36,19 @@ KernelSet make_reference() {
   k.hadamard_rows = hadamard_rows;
   k.swiglu_symmetric = swiglu_symmetric_rows;
   k.rope_symmetric = rope_symmetric_rows;
+  set_reference_trip_kernels(k);
   return k;
 }
+
+}  // namespace
+
+void set_reference_trip_kernels(KernelSet& k) {
+  k.rms_norm_trip = di_norm_rows_trip;
+  k.attention_trip = attention_layer_trip;
+  k.swiglu_trip = di_swiglu_rows_trip;
+}
+
+namespace {
 
 KernelPath best_supported_path() {
   for (const KernelPath path : {KernelPath::kAvx512Vnni, KernelPath::kAvx2})

@@ -104,6 +104,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.hadamard_rows = hadamard_rows;  // no ISA-specific code: butterflies the compiler vectorizes
   k.swiglu_symmetric = swiglu_symmetric_op<kIsa>;
   k.rope_symmetric = rope_symmetric_op<kIsa>;
+  set_reference_trip_kernels(k);  // no optimized TRIP kernels: the reference is the entry
   return k;
 }
 
