@@ -224,17 +224,39 @@ std::vector<uint8_t> hex_to_bytes(const std::string& hex) {
   return out;
 }
 
+// TRIP channel factors (required feature bit 3): per layer u8 [5 + 2 hidden + q width + intermediate]: K (0 = none),
+// the on/off flags of attn_in, attn_out, ffn_in, down_in, then each site's α_c (zeros for a site that is off).
+std::vector<Tensor> trip_tensors(const QuantizedModel& model) {
+  static_assert(ILLM_RT_TRIP_SITES == 4, "the runtime's TRIP sites are attn_in, attn_out, ffn_in, down_in");
+  const ModelShape& s = model.shape;
+  const int sites[ILLM_RT_TRIP_SITES] = {kClipAttnIn, kClipAttnOut, kClipFfnIn, kClipDownIn};
+  const size_t widths[ILLM_RT_TRIP_SITES] = {static_cast<size_t>(s.hidden), static_cast<size_t>(s.n_heads) * s.head_dim,
+                                             static_cast<size_t>(s.hidden), static_cast<size_t>(s.intermediate)};
+  const size_t rows = ILLM_RT_TRIP_HEADER + widths[0] + widths[1] + widths[2] + widths[3];
+  std::vector<Tensor> tensors;
+  for (size_t l = 0; l < model.layers.size(); ++l) {
+    const QuantizedLayer& L = model.layers[l];
+    Tensor t{ILLM_RT_T_TRIP, static_cast<uint16_t>(l), ILLM_RT_DT_U8, static_cast<uint32_t>(rows), 1, {}};
+    t.payload.u8(L.has_trip() ? static_cast<uint8_t>(checked(L.trip_max_shift, 1, kMaxTripShift, "layers[" + std::to_string(l) + "].trip_max_shift")) : 0);
+    for (const int site : sites) t.payload.u8(L.trip_alpha[site].empty() ? 0 : 1);
+    for (int i = 0; i < ILLM_RT_TRIP_SITES; ++i) {
+      const std::vector<int8_t>& alpha = L.trip_alpha[sites[i]];
+      if (!alpha.empty() && alpha.size() != widths[i])
+        throw Error("model.bin export: layers[" + std::to_string(l) + "]." + act_clip_site_name(sites[i]) + " has " +
+                    std::to_string(alpha.size()) + " TRIP exponents for " + std::to_string(widths[i]) + " channels");
+      for (size_t c = 0; c < widths[i]; ++c) t.payload.u8(alpha.empty() ? 0 : static_cast<uint8_t>(alpha[c]));
+    }
+    tensors.push_back(std::move(t));
+  }
+  return tensors;
+}
+
 size_t align_up(size_t v) { return (v + ILLM_RT_ALIGNMENT - 1) / ILLM_RT_ALIGNMENT * ILLM_RT_ALIGNMENT; }
 
 }  // namespace
 
 ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer_model, const ModelBinOptions& options) {
-  validate_quantized_model(model);  // the executor's checks, naming the field
-  for (size_t l = 0; l < model.layers.size(); ++l)
-    if (model.layers[l].has_trip())
-      throw Error("model.bin export: layers[" + std::to_string(l) +
-                  "] has TRIP channel factors (recipe key trip_shifts; required feature bit 3), which the C99 "
-                  "runtime does not implement yet");
+  validate_quantized_model(model);  // the executor's checks, naming the field (TRIP factors included)
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
   ModelBin result;
@@ -304,6 +326,12 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
       }
     tensors.push_back(std::move(clips));
     required_features |= ILLM_RT_FEATURE_ACT_CLIP;
+  }
+  bool trip = false;
+  for (const QuantizedLayer& L : model.layers) trip = trip || L.has_trip();
+  if (trip) {
+    for (Tensor& t : trip_tensors(model)) tensors.push_back(std::move(t));
+    required_features |= ILLM_RT_REQUIRED_TRIP;
   }
   uint32_t optional_features = 0;
   if (!tokenizer_model.empty()) {

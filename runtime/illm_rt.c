@@ -160,6 +160,48 @@ static illm_rt_dyadic layer_clip(const illm_rt_model* m, int32_t layer, int site
   return c;
 }
 
+/* TRIP channel factors of one site (required feature bit 3): alpha = NULL when the site has none. */
+typedef struct {
+  const uint8_t* alpha; /* [n] in [0, max_shift] */
+  int32_t max_shift;    /* K */
+  int32_t extra_bits;   /* E = K - min alpha: the consumer's codes are E bits wider */
+} rt_trip;
+
+enum { TRIP_ATTN_IN = 0, TRIP_ATTN_OUT, TRIP_FFN_IN, TRIP_DOWN_IN };
+static const rt_trip kNoTrip = {0, 0, 0};
+
+/* Offset of a site's exponents in the layer's ILLM_RT_T_TRIP tensor and its channel count. */
+static size_t trip_site_offset(const illm_rt_shape* S, int site, size_t* width) {
+  const size_t hidden = (size_t)S->hidden, q_width = (size_t)S->n_heads * (size_t)S->head_dim;
+  const size_t widths[ILLM_RT_TRIP_SITES] = {hidden, q_width, hidden, (size_t)S->intermediate};
+  size_t offset = ILLM_RT_TRIP_HEADER;
+  int i;
+  for (i = 0; i < site; ++i) offset += widths[i];
+  *width = widths[site];
+  return offset;
+}
+
+static rt_trip layer_trip(const illm_rt_model* m, int32_t layer, int site) {
+  rt_trip t;
+  t.alpha = 0;
+  t.max_shift = 0;
+  t.extra_bits = 0;
+  if (m->required_features & ILLM_RT_REQUIRED_TRIP) {
+    const uint8_t* p = tensor_at(m, m->trip_first_tensor + (uint32_t)layer).p;
+    size_t width, c;
+    const size_t offset = trip_site_offset(&m->shape, site, &width);
+    if (p[0] != 0 && p[1 + site] != 0) {
+      int32_t lowest = p[0];
+      t.alpha = p + offset;
+      t.max_shift = p[0];
+      for (c = 0; c < width; ++c)
+        if (t.alpha[c] < lowest) lowest = t.alpha[c];
+      t.extra_bits = t.max_shift - lowest;
+    }
+  }
+  return t;
+}
+
 /* ============================================================================================================
  * DI_REQUANT (kernels/requant.cpp): dynamic per-row requantization with a dyadic scale found by integer steps. */
 
@@ -265,7 +307,6 @@ static int zero_row(void* codes, rt_code_kind kind, size_t n, rt_requant* result
   return ILLM_RT_OK;
 }
 
-/* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. */
 /* rshr(x·m, k) of x <= 2^63 (unsigned) and a ratio m / 2^k <= 1 (m <= 2^30, k <= 30): the 128-bit product rounded
  * half up; the result is <= x. */
 static uint64_t scale_by_ratio(uint64_t x, illm_rt_dyadic r) {
@@ -274,18 +315,24 @@ static uint64_t scale_by_ratio(uint64_t x, illm_rt_dyadic r) {
   return p.lo;
 }
 
-/* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. With
- * clip.m != 0 the range [lo, hi] becomes [-rshr(-lo m, k), rshr(hi m, k)] unless that is empty, and every value is
- * first clamped to the saturation window [y_min, y_max] (docs/integer-semantics.md "## Clipped DI_REQUANT"). */
-static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
-                      void* codes, rt_code_kind kind, rt_requant* result, illm_rt_error* err, illm_rt_dyadic clip) {
-  int64_t lo = 0, hi = 0, lo_n, hi_n, range_n, q_out, zero_point, y_min = INT64_MIN, y_max = INT64_MAX;
-  uint64_t range;
-  int normalize, status;
-  size_t j;
+/* The plan of one row's asymmetric DI_REQUANT (plan_requant of kernels/requant.cpp): normalization, conversion,
+ * zero point and saturation window; zero_range for an all-zero (range) row. */
+typedef struct {
+  int zero_range;
+  int normalize;
   rt_conversion conv;
-  status = check_requant_arguments("DI_REQUANT", m_in, out_bits, 1, max_code_bits(kind), mantissa_bits, err);
-  if (status) return status;
+  int64_t zero_point, q_out, y_min, y_max;
+} rt_requant_plan;
+
+static int plan_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
+                        illm_rt_dyadic clip, rt_requant_plan* p, illm_rt_error* err) {
+  int64_t lo = 0, hi = 0, lo_n, hi_n, range_n;
+  uint64_t range;
+  int status;
+  size_t j;
+  p->zero_range = 0;
+  p->y_min = INT64_MIN;
+  p->y_max = INT64_MAX;
   for (j = 0; j < n; ++j) {
     if (v[j] < lo) lo = v[j];
     if (v[j] > hi) hi = v[j];
@@ -300,27 +347,79 @@ static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, in
     }
   }
   range = (uint64_t)hi - (uint64_t)lo; /* hi >= 0 >= lo */
-  if (range == 0) return zero_row(codes, kind, n, result);
-  normalize = rt_msb(range) - 30;
-  if (normalize < 0) normalize = 0;
-  lo_n = rt_rshr(lo, normalize);
-  hi_n = rt_rshr(hi, normalize);
+  if (range == 0) {
+    p->zero_range = 1;
+    return ILLM_RT_OK;
+  }
+  p->normalize = rt_msb(range) - 30;
+  if (p->normalize < 0) p->normalize = 0;
+  lo_n = rt_rshr(lo, p->normalize);
+  hi_n = rt_rshr(hi, p->normalize);
   range_n = hi_n - lo_n;
   if (range_n < 1) range_n = 1;
-  q_out = ((int64_t)1 << out_bits) - 1;
-  status = plan_row(range_n, m_in, k_in - normalize, q_out, out_bits, mantissa_bits, &conv, err);
+  p->q_out = ((int64_t)1 << out_bits) - 1;
+  status = plan_row(range_n, m_in, k_in - p->normalize, p->q_out, out_bits, mantissa_bits, &p->conv, err);
   if (status) return status;
-  zero_point = -convert(&conv, lo_n);
+  p->zero_point = -convert(&p->conv, lo_n);
   if (clip.m != 0) {
-    const int64_t one = (int64_t)1 << conv.fraction_bits, half = one >> 1;
-    y_max = -rt_fdiv(-((q_out - zero_point) * one - half), conv.multiplier); /* cdiv */
-    y_min = rt_fdiv((1 - zero_point) * one - half - 1, conv.multiplier);
+    const int64_t one = (int64_t)1 << p->conv.fraction_bits, half = one >> 1;
+    p->y_max = -rt_fdiv(-((p->q_out - p->zero_point) * one - half), p->conv.multiplier); /* cdiv */
+    p->y_min = rt_fdiv((1 - p->zero_point) * one - half - 1, p->conv.multiplier);
   }
+  return ILLM_RT_OK;
+}
+
+/* Asymmetric DI_REQUANT: row v (real v_j m_in / 2^k_in) -> codes in [0, 2^out_bits - 1], zero point, dyadic. With
+ * clip.m != 0 the range [lo, hi] becomes [-rshr(-lo m, k), rshr(hi m, k)] unless that is empty, and every value is
+ * first clamped to the saturation window [y_min, y_max] (docs/integer-semantics.md "## Clipped DI_REQUANT"). */
+static int di_requant(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
+                      void* codes, rt_code_kind kind, rt_requant* result, illm_rt_error* err, illm_rt_dyadic clip) {
+  rt_requant_plan p;
+  size_t j;
+  int status = check_requant_arguments("DI_REQUANT", m_in, out_bits, 1, max_code_bits(kind), mantissa_bits, err);
+  if (!status) status = plan_requant(v, n, m_in, k_in, out_bits, mantissa_bits, clip, &p, err);
+  if (status) return status;
+  if (p.zero_range) return zero_row(codes, kind, n, result);
   for (j = 0; j < n; ++j)
     store_code(codes, kind, j,
-               rt_sat(rt_add(convert(&conv, rt_sat(rt_rshr(v[j], normalize), y_min, y_max)), zero_point), 0, q_out));
-  result->zero_point = zero_point;
-  result->scale = conv.scale;
+               rt_sat(rt_add(convert(&p.conv, rt_sat(rt_rshr(v[j], p.normalize), p.y_min, p.y_max)), p.zero_point), 0,
+                      p.q_out));
+  result->zero_point = p.zero_point;
+  result->scale = p.conv.scale;
+  return ILLM_RT_OK;
+}
+
+/* DI_REQUANT with TRIP channel factors (kernels/trip_requant.cpp, docs/integer-semantics.md "## TRIP channel
+ * factors"): the row's plan, channel c at a 2^(K - alpha_c) finer step, stored re-aligned as out_bits + E bit codes
+ *   X_c = (Y_c - z) 2^(alpha_c - min alpha) + z 2^E,  zero point z 2^E, scale (m_y, k_y + E). */
+static int di_requant_trip(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
+                           uint16_t* codes, rt_requant* result, illm_rt_error* err, illm_rt_dyadic clip, rt_trip trip) {
+  rt_requant_plan p;
+  size_t j;
+  const int32_t alpha_min = trip.max_shift - trip.extra_bits;
+  int status = check_requant_arguments("DI_REQUANT", m_in, out_bits, 1, 16, mantissa_bits, err);
+  if (status) return status;
+  if (out_bits + trip.extra_bits > 16) return fail(err, ILLM_RT_E_NUMERIC, "DI_REQUANT: TRIP codes exceed 16 bits");
+  status = plan_requant(v, n, m_in, k_in, out_bits, mantissa_bits, clip, &p, err);
+  if (status) return status;
+  if (p.zero_range) { /* the C++ default plan: codes 0, zero point 0, scale (1, E) */
+    for (j = 0; j < n; ++j) codes[j] = 0;
+    result->zero_point = 0;
+    result->scale.m = 1;
+    result->scale.k = trip.extra_bits;
+    return ILLM_RT_OK;
+  }
+  for (j = 0; j < n; ++j) {
+    const int refine = trip.max_shift - trip.alpha[j]; /* F - refine >= 61 - 16 - 8 */
+    const int64_t y = rt_sat(rt_rshr(v[j], p.normalize), p.y_min, p.y_max);
+    const int64_t code =
+        rt_sat(rt_add(rt_rshr(rt_mul(y, p.conv.multiplier), p.conv.fraction_bits - refine), p.zero_point), 0, p.q_out);
+    codes[j] = (uint16_t)((code - p.zero_point) * ((int64_t)1 << (trip.alpha[j] - alpha_min)) +
+                          p.zero_point * ((int64_t)1 << trip.extra_bits));
+  }
+  result->zero_point = p.zero_point * ((int64_t)1 << trip.extra_bits);
+  result->scale.m = p.conv.scale.m;
+  result->scale.k = p.conv.scale.k + trip.extra_bits;
   return ILLM_RT_OK;
 }
 
@@ -417,7 +516,8 @@ static int alignment_fail(illm_rt_error* err, const char* what, size_t column, i
  * P_j = sum_c (x_c - z1)(w_jc - z2_j), int32 when the section 3.6 bound holds, else int64 (exact either way). */
 
 typedef struct {
-  const uint8_t* codes;  /* [n] */
+  const uint8_t* codes;       /* [n], or NULL when wide_codes holds the row */
+  const uint16_t* wide_codes; /* [n] codes wider than 8 bits (a TRIP site's output), else NULL */
   int32_t bits;
   int64_t zero_point;
   illm_rt_dyadic scale;
@@ -486,6 +586,29 @@ static int64_t grouped_products(const rt_linear* w, const int16_t* centered, int
   return -1;
 }
 
+/* DI-MatMul of a row of wide (up to 16-bit) codes, a TRIP site's output: per (row, group) the exact int64 sum
+ * P_(j,g) = sum (x_c - z1)(w_jc - z_(j,g)) (|x - z1| < 2^16), then P'_j = sum_g P_(j,g) mu_(j,g) as for every input
+ * (groups = 1: one group of the whole row). Returns the index of a failing alignment, or -1. */
+static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t exponent, int64_t* out) {
+  const int32_t G = w->group;
+  int32_t j, g, c;
+  for (j = 0; j < w->out; ++j) {
+    int64_t total = 0;
+    for (g = 0; g < w->groups; ++g) {
+      const size_t index = (size_t)j * (size_t)w->groups + (size_t)g;
+      const int32_t z2 = w->zero_points[index], first = g * G;
+      const int64_t mu = aligned_mantissa(dyadic_at(w->scales, index), exponent);
+      int64_t sum = 0;
+      if (mu < 0) return (int64_t)index;
+      for (c = first; c < first + G; ++c)
+        sum += ((int64_t)x->wide_codes[c] - x->zero_point) * (weight_code(w, j, c) - z2);
+      total += rt_mul(sum, mu);
+    }
+    out[j] = total;
+  }
+  return -1;
+}
+
 static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_bits, int16_t* centered, int64_t* out,
                              illm_rt_dyadic* out_scale, const char* what, illm_rt_error* err) {
   const int32_t n = w->out, k = w->in, half = (k + 1) / 2;
@@ -509,6 +632,11 @@ static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_b
   if (k_out < INT32_MIN || k_out > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-MatMul: output exponent out of range");
   out_scale->m = x->scale.m;
   out_scale->k = (int32_t)k_out;
+  if (x->wide_codes) {
+    const int64_t failed = wide_products(w, x, exponent, out);
+    if (failed >= 0) return alignment_fail(err, what, (size_t)failed, dyadic_at(w->scales, (size_t)failed).m, mantissa_bits);
+    return ILLM_RT_OK;
+  }
   if (w->groups > 1) {
     int64_t failed;
     center_input(x, k, 0, centered);
@@ -559,8 +687,8 @@ typedef struct {
 } rt_channels;
 
 static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channels gamma, illm_rt_dyadic eps,
-                       const illm_rt_settings* st, int out_bits, int64_t* z, uint8_t* codes, rt_requant* result,
-                       illm_rt_dyadic clip, illm_rt_error* err) {
+                       const illm_rt_settings* st, int out_bits, int64_t* z, void* codes, rt_requant* result,
+                       illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
   uint64_t max_abs = 0, rms;
   int64_t k_norm, sum_squares = 0, mean_square, eps_units = 0, inv_rms;
   int sh;
@@ -572,7 +700,7 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
     z[c] = (int64_t)h[c] * s_h.m;
     if (rt_abs_u64(z[c]) > max_abs) max_abs = rt_abs_u64(z[c]);
   }
-  if (max_abs == 0) return zero_row(codes, CODES_U8, n, result);
+  if (max_abs == 0) return zero_row(codes, trip.alpha ? CODES_I16 : CODES_U8, n, result);
   sh = rt_msb(max_abs) - RT_NORMALIZED_MSB;
   for (c = 0; c < n; ++c) z[c] = rt_rshr(z[c], sh);
   k_norm = (int64_t)s_h.k - sh;
@@ -593,6 +721,9 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
     const int64_t normalized = rt_rshr(rt_mul(z[c], inv_rms), RT_RINV_FRAC_BITS);
     z[c] = rt_mul(normalized, rd_i32(gamma.mantissa + 4 * c));
   }
+  if (trip.alpha)
+    return di_requant_trip(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, (uint16_t*)codes, result,
+                           err, clip, trip);
   return di_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, CODES_U8, result, err,
                     clip);
 }
@@ -940,14 +1071,16 @@ static int di_swiglu_products(const rt_row* gate, const rt_row* up, rt_channels 
  * requantized DI_REQUANT_SYM to 16 bits (int32 codes in sigma[], no longer needed), transformed (wht_row, `scratch`
  * of n int64) and then requantized DI_REQUANT to out_bits. `clip` (the down_in ratio) clips the last requantization. */
 static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
-                         const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, uint8_t* codes,
-                         int hadamard, int64_t* scratch, rt_requant* result, illm_rt_dyadic clip,
+                         const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, void* codes,
+                         int hadamard, int64_t* scratch, rt_requant* result, illm_rt_dyadic clip, rt_trip trip,
                          illm_rt_error* err) {
   int64_t m_in = 0, k_in = 0;
   rt_requant wide;
   size_t c;
   int status = di_swiglu_products(gate, up, inv_alpha, n, st, row, sigma, &m_in, &k_in, err);
   if (status) return status;
+  if (trip.alpha) /* never with the online down_proj Hadamard (refused at load) */
+    return di_requant_trip(row, n, m_in, k_in, out_bits, st->mantissa_bits, (uint16_t*)codes, result, err, clip, trip);
   if (!hadamard)
     return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err, clip);
   status = di_requant_symmetric(row, n, m_in, k_in, 16, st->mantissa_bits, sigma, CODES_I32, &wide, err);
@@ -1073,8 +1206,8 @@ static int attention_head_row(const uint8_t* q, int64_t z_q, illm_rt_dyadic q_sc
 
 /* All heads of one token brought to one exponent and requantized once (requantize_heads). */
 static int requantize_heads(const int64_t* values, const int32_t* exponents, int32_t heads, int32_t d, int out_bits,
-                            int mantissa_bits, int64_t* aligned, uint8_t* codes, rt_requant* result,
-                            illm_rt_dyadic clip, illm_rt_error* err) {
+                            int mantissa_bits, int64_t* aligned, void* codes, rt_requant* result,
+                            illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
   int64_t common = INT64_MIN, cap = INT64_MAX;
   int32_t h, c;
   for (h = 0; h < heads; ++h) {
@@ -1097,6 +1230,9 @@ static int requantize_heads(const int64_t* values, const int32_t* exponents, int
       aligned[i] = shift >= 0 ? rt_shl(values[i], shift > 64 ? 64 : (int)shift) : rt_rshr(values[i], (int)(-shift < 64 ? -shift : 64));
     }
   }
+  if (trip.alpha)
+    return di_requant_trip(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, (uint16_t*)codes,
+                           result, err, clip, trip);
   return di_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, CODES_U8, result, err,
                     clip);
 }
@@ -1311,22 +1447,37 @@ static rt_channels layer_channels(const illm_rt_model* m, int32_t layer, int kin
 static rt_row row_of(const uint8_t* codes, int bits, const rt_requant* r) {
   rt_row x;
   x.codes = codes;
+  x.wide_codes = 0;
   x.bits = bits;
   x.zero_point = r->zero_point;
   x.scale = r->scale;
   return x;
 }
 
-/* x = DI-Norm(h) -> codes in R_CODES with their zero point and scale. */
+/* Where a site's output codes go: R_CODES (u8), or for a TRIP site R_CENTERED as u16 codes (bits + E wide): the
+ * DI-MatMul of wide codes reads them in place and needs no centered copy, so the arena does not grow. */
+static void* site_codes(illm_rt_session* s, rt_trip trip) {
+  return trip.alpha ? (void*)REGION(s, R_CENTERED, uint16_t) : (void*)REGION(s, R_CODES, uint8_t);
+}
+
+static rt_row site_row(illm_rt_session* s, int bits, rt_trip trip, const rt_requant* r) {
+  rt_row x = row_of(REGION(s, R_CODES, uint8_t), bits + trip.extra_bits, r);
+  if (trip.alpha) {
+    x.codes = 0;
+    x.wide_codes = REGION(s, R_CENTERED, uint16_t);
+  }
+  return x;
+}
+
+/* x = DI-Norm(h) -> codes of the site (site_codes) with their zero point and scale. */
 static int norm_into(illm_rt_session* s, const illm_rt_dyadic* s_h, rt_channels gamma, int bits, rt_row* x,
-                     illm_rt_dyadic clip, illm_rt_error* err) {
+                     illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
   const illm_rt_model* m = s->model;
   rt_requant r;
   int status = di_norm_row(REGION(s, R_RESIDUAL, int16_t), (size_t)m->shape.hidden, *s_h, gamma, m->norm_eps,
-                           &m->settings, bits, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r, clip,
-                           err);
+                           &m->settings, bits, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r, clip, trip, err);
   if (status) return status;
-  *x = row_of(REGION(s, R_CODES, uint8_t), bits, &r);
+  *x = site_row(s, bits, trip, &r);
   return ILLM_RT_OK;
 }
 
@@ -1373,13 +1524,15 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   illm_rt_dyadic acc_scale, clip;
   rt_linear w;
   rt_row x, gate, up;
+  rt_trip trip;
   rt_requant r;
   rt_head_sink sink;
   int32_t h;
   int status;
 
   /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. */
-  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, layer_clip(m, l, SITE_ATTN_IN), err);
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, layer_clip(m, l, SITE_ATTN_IN),
+                     layer_trip(m, l, TRIP_ATTN_IN), err);
   if (status) return status;
   sink.session = s;
   sink.layer = l;
@@ -1419,26 +1572,29 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
                                 REGION(s, R_HEAD_EXPONENTS, int32_t) + h, err);
     if (status) return status;
   }
+  trip = layer_trip(m, l, TRIP_ATTN_OUT);
   status = requantize_heads(REGION(s, R_HEAD_VALUES, int64_t), REGION(s, R_HEAD_EXPONENTS, int32_t), S->n_heads, d,
-                            a_bits, b_m, REGION(s, R_WORK64, int64_t), REGION(s, R_CODES, uint8_t), &r,
-                            layer_clip(m, l, SITE_ATTN_OUT), err);
+                            a_bits, b_m, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r,
+                            layer_clip(m, l, SITE_ATTN_OUT), trip, err);
   if (status) return status;
-  x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
+  x = site_row(s, a_bits, trip, &r);
   status = linear_into_residual(s, l, LIN_O, &x, s_h, err);
   if (status) return status;
 
   /* MLP half: DI-Norm -> gate/up DI-MatMul (swiglu_in_bits codes) -> DI-SwiGLU -> down_proj -> residual add. */
-  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, layer_clip(m, l, SITE_FFN_IN), err);
+  status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, layer_clip(m, l, SITE_FFN_IN),
+                     layer_trip(m, l, TRIP_FFN_IN), err);
   if (!status) status = linear_to_codes(s, l, LIN_GATE, &x, st->swiglu_in_bits, acc, REGION(s, R_GATE, uint8_t), &gate, err);
   if (!status)
     status = linear_to_codes(s, l, LIN_UP, &x, st->swiglu_in_bits, REGION(s, R_ACC2, int64_t), REGION(s, R_UP, uint8_t), &up, err);
   if (status) return status;
+  trip = layer_trip(m, l, TRIP_DOWN_IN);
   status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
-                         a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t),
-                         REGION(s, R_CODES, uint8_t), (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN) != 0,
-                         REGION(s, R_ACC, int64_t), &r, layer_clip(m, l, SITE_DOWN_IN), err);
+                         a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t), site_codes(s, trip),
+                         (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN) != 0, REGION(s, R_ACC, int64_t), &r,
+                         layer_clip(m, l, SITE_DOWN_IN), trip, err);
   if (status) return status;
-  x = row_of(REGION(s, R_CODES, uint8_t), a_bits, &r);
+  x = site_row(s, a_bits, trip, &r);
   return linear_into_residual(s, l, LIN_DOWN, &x, s_h, err);
 }
 
@@ -1480,7 +1636,7 @@ int illm_rt_forward(illm_rt_session* s, int32_t token, illm_rt_error* err) {
   /* Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits. */
   final_norm.mantissa = global_tensor(m, ILLM_RT_T_FINAL_NORM).p;
   final_norm.exponent = m->final_norm_exponent;
-  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, err);
+  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, kNoTrip, err);
   if (status) return status;
   head = head_linear(m);
   status = linear_accumulate(&head, &x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t),
@@ -1715,6 +1871,13 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
     status = check_entry(m, m->act_clip_tensor, &want, table_end, err);
     if (status) return status;
   }
+  if (m->required_features & ILLM_RT_REQUIRED_TRIP)
+    for (l = 0; l < (uint32_t)S->n_layers; ++l) {
+      const uint64_t rows = ILLM_RT_TRIP_HEADER + 2 * (uint64_t)S->hidden + q_width + (uint64_t)S->intermediate;
+      const rt_expected want = expected(ILLM_RT_T_TRIP, l, ILLM_RT_DT_U8, rows, 1);
+      status = check_entry(m, m->trip_first_tensor + l, &want, table_end, err);
+      if (status) return status;
+    }
   if (m->optional_features & ILLM_RT_FEATURE_TOKENIZER) {
     const uint32_t first = m->tok_first_tensor;
     rt_tensor params;
@@ -1841,6 +2004,33 @@ static int check_linear_values(const rt_linear* w, const rt_name* name, int32_t 
   return ILLM_RT_OK;
 }
 
+/* A layer's TRIP tensor (docs/model-bin.md): K in [0, 8], site flags 0/1 (all 0 when K = 0), exponents in [0, K] for a
+ * site that is on and 0 otherwise, codes of a_bits + E <= 16 bits, none at down_in with the online down_proj
+ * Hadamard (the executor's validate_quantized_model). */
+static int check_trip_values(const illm_rt_model* m, int32_t l, illm_rt_error* err) {
+  const uint8_t* p;
+  rt_name n = layer_name(l, "trip");
+  int site;
+  if (!(m->required_features & ILLM_RT_REQUIRED_TRIP)) return ILLM_RT_OK;
+  p = tensor_at(m, m->trip_first_tensor + (uint32_t)l).p;
+  if (p[0] > 8) return fail_range(err, ILLM_RT_E_INVALID, &n, ".max_shift", -1, p[0], 0, 8);
+  for (site = 0; site < ILLM_RT_TRIP_SITES; ++site) {
+    size_t width, c;
+    const size_t offset = trip_site_offset(&m->shape, site, &width);
+    const int on = p[1 + site] != 0;
+    const int64_t top = on ? p[0] : 0;
+    if (p[1 + site] > (p[0] != 0 ? 1 : 0)) return fail_range(err, ILLM_RT_E_INVALID, &n, ".sites", site, p[1 + site], 0, p[0] != 0);
+    for (c = 0; c < width; ++c)
+      if (p[offset + c] > top) return fail_range(err, ILLM_RT_E_INVALID, &n, ".alpha", (int64_t)(offset + c), p[offset + c], 0, top);
+    if (!on) continue;
+    if (m->settings.a_bits + layer_trip(m, l, site).extra_bits > 16)
+      return fail_range(err, ILLM_RT_E_INVALID, &n, ".code_bits", site, m->settings.a_bits + layer_trip(m, l, site).extra_bits, 1, 16);
+    if (site == TRIP_DOWN_IN && (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN))
+      return fail(err, ILLM_RT_E_INVALID, "model.bin: TRIP factors at down_in do not compose with the online down_proj Hadamard");
+  }
+  return ILLM_RT_OK;
+}
+
 static int check_values(const illm_rt_model* m, illm_rt_error* err) {
   const illm_rt_shape* S = &m->shape;
   const illm_rt_settings* st = &m->settings;
@@ -1875,10 +2065,16 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
     status = check_channel_vector(&n, layer_tensor(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA).p, S->intermediate, layer_scalar(m, l, 2), 0,
                                   ((int64_t)1 << 24) - 1, err);
     if (status) return status;
+    status = check_trip_values(m, l, err);
+    if (status) return status;
     for (j = 0; j < ILLM_RT_LINEARS; ++j) {
+      /* The input of linear j comes from TRIP site attn_in (q, k, v), attn_out (o), ffn_in (gate, up), down_in. */
+      static const int input_site[ILLM_RT_LINEARS] = {TRIP_ATTN_IN, TRIP_ATTN_IN, TRIP_ATTN_IN, TRIP_ATTN_OUT,
+                                                      TRIP_FFN_IN,  TRIP_FFN_IN,  TRIP_DOWN_IN};
       const rt_linear w = layer_linear(m, l, j);
       n = layer_name(l, kLinearNames[j]);
-      status = check_linear_values(&w, &n, st->a_bits, st->mantissa_bits, err);
+      status = check_linear_values(&w, &n, st->a_bits + layer_trip(m, l, input_site[j]).extra_bits, st->mantissa_bits,
+                                   err);
       if (status) return status;
     }
     n = layer_name(l, "softmax_clip");
@@ -1907,6 +2103,9 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
   name = name_of("lm_head");
   return check_linear_values(&head, &name, st->head_bits, st->mantissa_bits, err);
 }
+
+#define RT_IMPLEMENTED_FEATURES \
+  (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP)
 
 int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_error* err) {
   const uint8_t* p = (const uint8_t*)buffer;
@@ -1939,11 +2138,10 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     return fail_ii(err, ILLM_RT_E_CHECKSUM, "model.bin: CRC-32 mismatch (header ", stored_crc, ", computed ", computed_crc,
                    "): the file is corrupted");
   required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
-  if ((required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP)) != 0)
-    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ",
-                  required & ~(ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP),
+  if ((required & ~RT_IMPLEMENTED_FEATURES) != 0)
+    return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~RT_IMPLEMENTED_FEATURES,
                   " this runtime does not implement (it implements 1: per-group weight scales, 2: online Hadamard, "
-                  "4: clipped requantization)");
+                  "4: clipped requantization, 8: TRIP channel factors)");
   model->required_features = required;
   model->hadamard_sites = rd_u32(p + ILLM_RT_H_HADAMARD_SITES);
   if ((required & ILLM_RT_REQUIRED_HADAMARD) ? (model->hadamard_sites == 0 ||
@@ -1989,8 +2187,10 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   {
     /* Extension tensors follow the layers (illm_rt_format.h), then the tokenizer. */
     const uint64_t extensions_first = ILLM_RT_GLOBAL_TENSORS + (uint64_t)model->shape.n_layers * ILLM_RT_LAYER_TENSORS;
-    const uint64_t extensions = (required & ILLM_RT_FEATURE_ACT_CLIP) ? 1 : 0;
+    const uint64_t act_clip = (required & ILLM_RT_FEATURE_ACT_CLIP) ? 1 : 0;
+    const uint64_t extensions = act_clip + ((required & ILLM_RT_REQUIRED_TRIP) ? (uint64_t)model->shape.n_layers : 0);
     model->act_clip_tensor = (uint32_t)extensions_first;
+    model->trip_first_tensor = (uint32_t)(extensions_first + act_clip);
     expected_count = extensions_first + extensions +
                      ((model->optional_features & ILLM_RT_FEATURE_TOKENIZER) ? ILLM_RT_TOKENIZER_TENSORS : 0);
     model->tok_first_tensor = (uint32_t)(extensions_first + extensions);

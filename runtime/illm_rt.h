@@ -85,6 +85,7 @@ typedef struct {
   uint32_t optional_features;
   uint32_t required_features;  /* ILLM_RT_REQUIRED_* / ILLM_RT_FEATURE_* bits of the header (docs/model-bin.md) */
   uint32_t act_clip_tensor;    /* table index of ILLM_RT_T_ACT_CLIP (required_features & ILLM_RT_FEATURE_ACT_CLIP) */
+  uint32_t trip_first_tensor;  /* table index of layer 0's ILLM_RT_T_TRIP (required_features & ILLM_RT_REQUIRED_TRIP) */
   uint32_t hadamard_sites;     /* ILLM_RT_HADAMARD_DOWN | ILLM_RT_HADAMARD_QK (illm_rt_format.h), 0: none */
   /* Tokenizer (optional_features & ILLM_RT_FEATURE_TOKENIZER). */
   int has_tokenizer;

@@ -35,6 +35,7 @@
 /* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0, 1 and 2). */
 #define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
 #define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard transforms (docs/model-bin.md) */
+#define ILLM_RT_REQUIRED_TRIP 8u            /* TRIP channel factors (ILLM_RT_T_TRIP, docs/model-bin.md) */
 /* The sites of ILLM_RT_H_HADAMARD_SITES (at least one when ILLM_RT_REQUIRED_HADAMARD is set). */
 #define ILLM_RT_HADAMARD_DOWN 1u /* down_proj's input, size intermediate */
 #define ILLM_RT_HADAMARD_QK 2u   /* every q and k head after RoPE, size head_dim */
@@ -72,11 +73,17 @@
 #define ILLM_RT_T_LAYER_SCALARS 9       /* i64 [n_layers][5]: attn_norm, ffn_norm, swiglu_inv_alpha exponents,
                                            softmax clip m, clip k */
 #define ILLM_RT_GLOBAL_TENSORS 9
-/* Extension tensors (one per required feature that has one, in feature-bit order), after the per-layer tensors and
- * before the tokenizer's. */
+/* Extension tensors (of the required features that have them, in feature-bit order: act_clip one, TRIP one per
+ * layer), after the per-layer tensors and before the tokenizer's. */
 #define ILLM_RT_T_ACT_CLIP 10           /* i64 [n_layers][14]: clip ratio (m, k) of the 7 activation sites attn_in, q,
                                            k, v, attn_out, ffn_in, down_in (m = 0: off); required feature bit 2 */
 #define ILLM_RT_ACT_CLIP_SITES 7
+#define ILLM_RT_T_TRIP 11               /* u8 [5 + 2 hidden + n_heads head_dim + intermediate][1], one per layer (layer
+                                           index set): K (0: the layer has none), on/off of the sites attn_in,
+                                           attn_out, ffn_in, down_in, then their exponents alpha_c in [0, K] in that
+                                           order (zeros for a site that is off); required feature bit 3 */
+#define ILLM_RT_TRIP_SITES 4
+#define ILLM_RT_TRIP_HEADER 5
 
 #define ILLM_RT_T_ATTN_NORM 16          /* i32 [hidden] */
 #define ILLM_RT_T_FFN_NORM 17           /* i32 [hidden] */

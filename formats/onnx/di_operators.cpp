@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kernels/error.h"
 
@@ -24,8 +25,8 @@ DiOperators::DiOperators(IntegerPrimitives& primitives, const IntegerSettings& s
 // ------------------------------------------------------------------------------------------------ DI_REQUANT
 
 Codes DiOperators::requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits,
-                           RequantClip clip) {
-  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false, value_bits, clip);
+                           RequantClip clip, TripFactors trip) {
+  return requant_row(v, std::nullopt, in, m_in_bits, out_bits, false, value_bits, clip, trip);
 }
 
 // rshr(x·m, k) of 0 <= x < 2^63 without 128 bits: x = q·2^k + r gives q·m + rshr(r·m, k) (r·m < 2^60, q·m <= x).
@@ -42,7 +43,8 @@ Codes DiOperators::requant_symmetric(const Value& v, const RowScale& in, int m_i
 }
 
 Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in,
-                               int m_in_bits, int out_bits, bool symmetric, int value_bits, RequantClip clip) {
+                               int m_in_bits, int out_bits, bool symmetric, int value_bits, RequantClip clip,
+                               TripFactors trip) {
   using Magnitude = IntegerPrimitives::Magnitude;
   if (value_bits < 1 || value_bits > 62) throw Error("ONNX export: DI_REQUANT of values beyond 2^62");
   // v + 2^(L−1) (L <= 32) stays below 2^61 when |v| < 2^60: the cheaper biased floor division applies.
@@ -119,7 +121,23 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
       const Value y_min = g.neg(p.cdiv(g.neg(low), multiplier));  // fdiv(low, A)
       normalized = g.min(g.max(normalized, y_min), y_max);
     }
-    codes = p.clamp(g.add(convert(normalized), zero_point), 0, q_out);
+    if (!trip.enabled()) {
+      codes = p.clamp(g.add(convert(normalized), zero_point), 0, q_out);
+    } else {
+      // TRIP: channel c rounds at F − (K − α_c) (>= 37, a constant vector), then X_c = (Y_c − z)·2^(α_c − min α)
+      // + z·2^E; the plan (range, z, A, window) is the plain one.
+      const int32_t extra = trip_extra_bits(trip), alpha_min = trip.max_shift - extra;
+      std::vector<int64_t> shifts, realign;
+      for (const int8_t a : trip.alpha) {
+        shifts.push_back(fraction_bits - (trip.max_shift - a));
+        realign.push_back(int64_t{1} << (a - alpha_min));
+      }
+      const Value y = p.rshr(g.mul(normalized, multiplier), g.vector(shifts));  // |y·A| < 2^61
+      const Value fine = p.clamp(g.add(y, zero_point), 0, q_out);
+      const Value wide_zero_point = g.mul(zero_point, g.scalar(int64_t{1} << extra));
+      codes = g.add(g.mul(g.sub(fine, zero_point), g.vector(realign)), wide_zero_point);
+      zero_point = wide_zero_point;
+    }
   }
   // An all-zero row (R = 0) already gives codes 0 and zero point 0 above (v = lo = 0); only its scale is special.
   Codes out;
@@ -127,6 +145,7 @@ Codes DiOperators::requant_row(const Value& v, const std::optional<Range>& known
   out.zero_point = zero_point;
   out.scale.m = g.where(all_zero, g.scalar(1), m_y);
   out.scale.k = g.where(all_zero, g.scalar(0), g.add(k_shifted, e));
+  if (trip.enabled()) out.scale.k = g.add(out.scale.k, g.scalar(trip_extra_bits(trip)));  // (1, E) for R = 0 too
   return out;
 }
 
@@ -147,7 +166,7 @@ Value DiOperators::norm_epsilon_units(Dyadic eps, const Value& k_norm) {
 }
 
 Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVector& gamma, Dyadic eps,
-                        int out_bits, RequantClip clip) {
+                        int out_bits, RequantClip clip, TripFactors trip) {
   const int64_t channels = static_cast<int64_t>(gamma.mantissa.size());
   if (channels < 1 || channels >= (int64_t{1} << 14))
     throw Error("ONNX export: DI-Norm over " + std::to_string(channels) + " channels (the graph supports 1 … 16383)");
@@ -166,7 +185,11 @@ Codes DiOperators::norm(const Value& h, const RowScale& h_scale, const ChannelVe
   const Value inv_rms = p.rdiv(g.scalar(int64_t{1} << (frac_bits + 30)), rms);
   const Value y = p.rshr(g.mul(zn, inv_rms), 30);  // |Z·Rinv| <= 2^(F+31)·√C < 2^58
   const Value w = g.mul(y, g.vector(gamma.mantissa));  // |W| < 2^(F+1)·√C·2^31 < 2^59
-  return requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits, 59, clip);
+  Codes out = requant(w, RowScale{g.scalar(1), g.scalar(int64_t{frac_bits} + gamma.exponent)}, 1, out_bits, 59, clip,
+                      trip);
+  // With TRIP an all-zero requantized row has scale (1, E), but an all-zero residual row keeps the C++'s early (1, 0).
+  if (trip.enabled()) out.scale.k = g.where(g.equal(max_abs, g.scalar(0)), g.scalar(0), out.scale.k);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------- DI-Exp
@@ -263,9 +286,9 @@ Value DiOperators::clipped_softmax(const Value& logits, const Value& mask, const
 // -------------------------------------------------------------------------------------------------- DI-SwiGLU
 
 Codes DiOperators::swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
-                          RequantClip clip) {
+                          RequantClip clip, TripFactors trip) {
   const Products products = swiglu_products(gate, up, inv_alpha);
-  return requant(products.values, products.scale, settings_.mantissa_bits + 1, out_bits, 46, clip);
+  return requant(products.values, products.scale, settings_.mantissa_bits + 1, out_bits, 46, clip, trip);
 }
 
 DiOperators::Products DiOperators::swiglu_products(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha) {
@@ -363,7 +386,7 @@ DiOperators::Alignment DiOperators::align_prefix(const Value& m, const Value& k,
 }
 
 Codes DiOperators::requantize_heads(const Value& values, const Value& exponents, int64_t heads, int64_t head_dim,
-                                    int out_bits, RequantClip clip) {
+                                    int out_bits, RequantClip clip, TripFactors trip) {
   // E = min(max_h E_h, min over non-zero heads of E_h + 62 − bitlength(max |v_h|)); each head to E (shl for
   // E_h <= E, rshr otherwise; values < 2^55, so right shifts past 62 give 0 too), then one DI_REQUANT per row.
   const Value max_abs = g.reduce_max(g.abs(values), -1);
@@ -374,7 +397,7 @@ Codes DiOperators::requantize_heads(const Value& values, const Value& exponents,
   const Value aligned = p.shift_round(values, g.sub(exponents, common), 62, 62);
   const Value rows = g.reshape(aligned, std::vector<int64_t>{0, heads * head_dim});
   const Value common_row = g.squeeze(common, {2});  // [rows][1]
-  return requant(rows, RowScale{g.scalar(1), common_row}, 1, out_bits, 62, clip);
+  return requant(rows, RowScale{g.scalar(1), common_row}, 1, out_bits, 62, clip, trip);
 }
 
 }  // namespace illm::formats::onnx_export

@@ -40,15 +40,17 @@ class DiOperators {
   // illm::Error when the setting needs a negative shift in the code multiplier's division
   // ((2^b_m − 1)·Q·2^(61 − out_bits) < 2^62).
   // `clip` (asymmetric only): the clipped DI_REQUANT (docs/integer-semantics.md "## Clipped DI_REQUANT"), a constant
-  // of the graph; off adds no node.
+  // of the graph; off adds no node. `trip` (asymmetric only): TRIP channel factors of the row's channels
+  // (docs/integer-semantics.md "## TRIP channel factors"), constants of the graph: out_bits + E bit codes with zero
+  // point z·2^E and scale (m_y, k_y + E); off adds no node.
   Codes requant(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62,
-                RequantClip clip = {});
+                RequantClip clip = {}, TripFactors trip = {});
   Codes requant_symmetric(const Value& v, const RowScale& in, int m_in_bits, int out_bits, int value_bits = 62);
 
   // DI-Norm per token (kernels di_norm_row) of int16-range residual codes h [rows][C] with scale `h_scale`
   // (m < 2^31); C < 2^14.
   Codes norm(const Value& h, const RowScale& h_scale, const ChannelVector& gamma, Dyadic eps, int out_bits,
-             RequantClip clip = {});
+             RequantClip clip = {}, TripFactors trip = {});
 
   // DI-Exp: the frame of a per-row scale (1 <= m < 2^40), the promotion x·2^P (or rshr(x, −P)) and E(x) for
   // promoted x <= 0.
@@ -63,7 +65,7 @@ class DiOperators {
 
   // DI-SwiGLU of gate and up codes (swiglu_in_bits wide) with a_c ≈ 1/α_c, requantized to out_bits.
   Codes swiglu(const Codes& gate, const Codes& up, const ChannelVector& inv_alpha, int out_bits,
-               RequantClip clip = {});
+               RequantClip clip = {}, TripFactors trip = {});
   // Its products O_c (|O| < 2^46) and their scale (m_in < 2^(b_m + 1)), before the requantization (the online
   // down_proj Hadamard requantizes them symmetrically to 16 bits instead).
   struct Products {
@@ -89,14 +91,14 @@ class DiOperators {
   // requantize_heads (kernels/reference/attention.h): values [rows][heads][d] with exponents [rows][heads][1]
   // (|v| < 2^62) → one DI_REQUANT per row over heads·d → codes [rows][heads·d].
   Codes requantize_heads(const Value& values, const Value& exponents, int64_t heads, int64_t head_dim, int out_bits,
-                         RequantClip clip = {});
+                         RequantClip clip = {}, TripFactors trip = {});
 
  private:
   struct Range {
     Value lo, hi;  // min(0, min v) and max(0, max v) of each row
   };
   Codes requant_row(const Value& v, const std::optional<Range>& known_range, const RowScale& in, int m_in_bits,
-                    int out_bits, bool symmetric, int value_bits, RequantClip clip = {});
+                    int out_bits, bool symmetric, int value_bits, RequantClip clip = {}, TripFactors trip = {});
   Value scale_by_ratio(const Value& x, RequantClip clip);
   Value clip_in_logit_units(Dyadic clip, const RowScale& in);
   Value norm_epsilon_units(Dyadic eps, const Value& k_norm);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "formats/onnx/di_operators.h"
@@ -132,7 +133,8 @@ Value keys_row(GraphBuilder& g, const Value& per_token_head, const Value& head_m
 // Attention of every query head (GQA via head_map) over the keys 0..t: Q·Kᵀ, key alignment, DI-ClippedSoftmax,
 // value alignment with scale-ratio folding, int32 P·V, then requantize_heads (kernels/reference/attention.cpp).
 Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k, const Codes& v, const Sequence& seq,
-                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip, RequantClip out_clip) {
+                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip, RequantClip out_clip,
+                TripFactors out_trip) {
   IntegerPrimitives& p = di.p;
   const auto to_heads = [&](const Value& per_token) { return g.gather(g.transpose(per_token, {1, 0, 2}), seq.head_map, 0); };
   // Centered codes as int32: |q − z| <= 255, d·Q_a² <= 2^31 − 1 (validated).
@@ -157,7 +159,7 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
   const Value out = g.transpose(g.mul(acc, nu_max), {1, 0, 2});  // [T][H][d]
   const Value exponents =
       g.transpose(g.add(value_alignment.exponent, g.scalar(settings.prob_bits - 1)), {1, 0, 2});  // [T][H][1]
-  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits, out_clip);
+  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits, out_clip, out_trip);
 }
 
 // The explicit int32 matrix Hᵀ of plan_hadamard(n), [n][n], for hadamard_rows (one initializer shared by the layers).
@@ -222,13 +224,13 @@ void check_exportable(const QuantizedModel& model) {
   }
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const QuantizedLayer& L = model.layers[l];
-    if (L.has_trip())
-      refuse(layer_name(l, "trip_alpha"),
-             "is set: TRIP channel factors (recipe key trip_shifts) have no ONNX operator yet");
-    for (const auto& [part, w] : {std::pair<const char*, const QuantizedLinear*>{"q_proj", &L.q_proj},
-                                  {"k_proj", &L.k_proj}, {"v_proj", &L.v_proj}, {"o_proj", &L.o_proj},
-                                  {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}})
-      check_linear_bound(layer_name(l, part), *w, st.a_bits);
+    // A linear's input is E bits wider after a TRIP site (attn_in: q, k, v; attn_out: o; ffn_in: gate, up; down_in).
+    const auto bits_after = [&](int site) { return st.a_bits + trip_extra_bits(L.trip(site)); };
+    for (const auto& [part, w, site] : {std::tuple<const char*, const QuantizedLinear*, int>{"q_proj", &L.q_proj, kClipAttnIn},
+                                        {"k_proj", &L.k_proj, kClipAttnIn}, {"v_proj", &L.v_proj, kClipAttnIn},
+                                        {"o_proj", &L.o_proj, kClipAttnOut}, {"gate_proj", &L.gate_proj, kClipFfnIn},
+                                        {"up_proj", &L.up_proj, kClipFfnIn}, {"down_proj", &L.down_proj, kClipDownIn}})
+      check_linear_bound(layer_name(l, part), *w, bits_after(site));
   }
   check_linear_bound("lm_head", model.lm_head, st.head_bits);
   const std::pair<bool, int32_t> hadamards[] = {{model.hadamard_down, s.intermediate}, {model.hadamard_qk, s.head_dim}};
@@ -286,34 +288,41 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     g.push_scope(prefix);
     const auto name = [&](const char* part) { return prefix + "." + part; };
 
-    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits, L.act_clip[kClipAttnIn]);
-    const Codes q = rope_heads(g, di, linear(g, x, a_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model, qk,
+    // TRIP sites (docs/integer-semantics.md "## TRIP channel factors"): their codes are E bits wider.
+    const auto bits_after = [&](int site) { return a_bits + trip_extra_bits(L.trip(site)); };
+    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits, L.act_clip[kClipAttnIn],
+                            L.trip(kClipAttnIn));
+    const int x_bits = bits_after(kClipAttnIn);
+    const Codes q = rope_heads(g, di, linear(g, x, x_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model, qk,
                                L.act_clip[kClipQ]);
-    const Codes k = rope_heads(g, di, linear(g, x, a_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
+    const Codes k = rope_heads(g, di, linear(g, x, x_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
                                qk, L.act_clip[kClipK]);
-    const Codes v = split_heads(g, di, linear(g, x, a_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
+    const Codes v = split_heads(g, di, linear(g, x, x_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
                                 L.act_clip[kClipV]);
-    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, L.act_clip[kClipAttnOut]);
-    const Accumulator o = linear(g, attended, a_bits, L.o_proj, name("o_proj"), b_m);
+    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, L.act_clip[kClipAttnOut],
+                                     L.trip(kClipAttnOut));
+    const Accumulator o = linear(g, attended, bits_after(kClipAttnOut), L.o_proj, name("o_proj"), b_m);
     Codes residual = di.residual_add(h, h_scale, o.values, o.scale);
     h = residual.codes, h_scale = residual.scale;
 
-    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits, L.act_clip[kClipFfnIn]);
+    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits, L.act_clip[kClipFfnIn],
+                             L.trip(kClipFfnIn));
     const int swiglu_bits = settings.swiglu_in_bits;
-    const Accumulator gate_acc = linear(g, x2, a_bits, L.gate_proj, name("gate_proj"), b_m);
-    const Accumulator up_acc = linear(g, x2, a_bits, L.up_proj, name("up_proj"), b_m);
+    const Accumulator gate_acc = linear(g, x2, bits_after(kClipFfnIn), L.gate_proj, name("gate_proj"), b_m);
+    const Accumulator up_acc = linear(g, x2, bits_after(kClipFfnIn), L.up_proj, name("up_proj"), b_m);
     const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
     const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
     Codes mixed;
-    if (model.hadamard_down) {  // DI_REQUANT_SYM of the products to 16 bits, the WHT, DI_REQUANT per token
+    if (model.hadamard_down) {  // DI_REQUANT_SYM of the products to 16 bits, the WHT, DI_REQUANT per token (no TRIP:
+                                // validate_quantized_model refuses TRIP at down_in with this transform)
       const DiOperators::Products products = di.swiglu_products(gate, up, L.swiglu_inv_alpha);
       const Codes wide = di.requant_symmetric(products.values, products.scale, b_m + 1, kHadamardInputBits, 46);
       mixed = di.requant(hadamard_last_axis(g, wide.codes, down_hadamard), wide.scale, 31, a_bits, 32,
                          L.act_clip[kClipDownIn]);
     } else {
-      mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn]);
+      mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn], L.trip(kClipDownIn));
     }
-    const Accumulator down = linear(g, mixed, a_bits, L.down_proj, name("down_proj"), b_m);
+    const Accumulator down = linear(g, mixed, bits_after(kClipDownIn), L.down_proj, name("down_proj"), b_m);
     residual = di.residual_add(h, h_scale, down.values, down.scale);
     h = residual.codes, h_scale = residual.scale;
     g.pop_scope();

@@ -160,6 +160,44 @@ TEST(ExportedModelVariants, OnlineHadamardsAreBitExactToo) {
   }
 }
 
+TEST(ExportedModelVariants, TripChannelFactorsAreBitExactToo) {
+  // Seeded TRIP exponents α_c ∈ [0, K] at every TRIP site of every layer (α_0 = 0, so the consumers' codes are K bits
+  // wider: 7 and 11 bits; with every site clipped in the first model, TRIP refining the clipped plan).
+  const struct {
+    const char* name;
+    int32_t max_shift;
+    bool clip;
+  } cases[] = {{"stories260K-w4a4", 3, true}, {"tinybible-w4a8", 3, false}};
+  for (const auto& c : cases) {
+    formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(c.name) + ".illm"));
+    QuantizedModel& model = loaded.model;
+    std::mt19937 rng(31);
+    std::uniform_int_distribution<int32_t> exponent(0, c.max_shift);
+    const int32_t channels[kNumClipSites] = {model.shape.hidden, 0, 0, 0, model.shape.n_heads * model.shape.head_dim,
+                                             model.shape.hidden, model.shape.intermediate};
+    const RequantClip ratios[] = {{15, 4}, {13, 4}, {10, 4}, {52429, 16}, {12, 4}, {14, 4}, {1, 2}};
+    for (size_t l = 0; l < model.layers.size(); ++l) {
+      QuantizedLayer& L = model.layers[l];
+      L.trip_max_shift = c.max_shift;
+      for (int site = 0; site < kNumClipSites; ++site) {
+        if (c.clip) L.act_clip[site] = ratios[(site + l) % 7];
+        if (!trip_capable_site(site)) continue;
+        L.trip_alpha[site].resize(static_cast<size_t>(channels[site]));
+        for (int8_t& a : L.trip_alpha[site]) a = static_cast<int8_t>(exponent(rng));
+        L.trip_alpha[site][0] = 0;
+      }
+    }
+    // The factors are in effect: the executor's logits differ from the model's without them.
+    const formats::LoadedIllm plain = formats::read_illm(kModels / (std::string(c.name) + ".illm"));
+    Executor with_trip(model), without_trip(plain.model);  // (the executor keeps a reference to its model)
+    const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 6);
+    EXPECT_NE(with_trip.forward(ids).values, without_trip.forward(ids).values) << c.name;
+    const fs::path dir = scratch_dir();
+    expect_bit_exact(loaded, {ids, random_ids(90, model.shape.vocab, 7)}, dir);
+    fs::remove_all(dir);
+  }
+}
+
 TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFailTheExecutor) {
   // The checks live in the embedding and RoPE-table lookups before the first layer: a model without layers keeps the
   // three ONNX Runtime sessions short.

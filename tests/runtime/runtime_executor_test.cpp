@@ -5,6 +5,7 @@
 // session errors (token outside the vocabulary, prompt longer than the context, arena too small) are reported.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -160,19 +161,122 @@ TEST(OnlineHadamard, EveryStepsLogitsEqualTheExecutors) {
   EXPECT_EQ(bytes[ILLM_RT_H_HADAMARD_SITES], 0);
 }
 
-// ---- TRIP channel factors (required feature bit 3): not in the runtime yet, so the export refuses them ----
+// ---- TRIP channel factors (required feature bit 3) ----
 
-TEST(TripModels, ExportIsRefusedNamingTheFeature) {
-  QuantizedModel model = formats::read_illm(illm_path("stories260K", "w4a4")).model;
-  model.layers[0].trip_max_shift = 3;
-  model.layers[0].trip_alpha[kClipAttnIn].assign(static_cast<size_t>(model.shape.hidden), 1);
-  try {
-    model_bin_of(model);
-    FAIL() << "a model with TRIP factors was exported to model.bin";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("TRIP"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("layers[0]"), std::string::npos) << e.what();
+// Seeded exponents α_c ∈ [0, K] at every TRIP site of every layer, α_0 = 0 so that E = K (as kernel_paths_test's
+// add_trip_factors); `alpha_equal_k`: every α_c = K (E = 0, the plain requantization bit for bit).
+QuantizedModel with_trip(QuantizedModel model, int32_t max_shift, uint64_t seed, bool alpha_equal_k = false) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> exponent(0, max_shift);
+  const int32_t channels[kNumClipSites] = {model.shape.hidden, 0, 0, 0, model.shape.n_heads * model.shape.head_dim,
+                                           model.shape.hidden, model.shape.intermediate};
+  for (QuantizedLayer& L : model.layers) {
+    L.trip_max_shift = max_shift;
+    for (int site = 0; site < kNumClipSites; ++site) {
+      if (!trip_capable_site(site)) continue;
+      std::vector<int8_t>& alpha = L.trip_alpha[site];
+      alpha.resize(static_cast<size_t>(channels[site]));
+      for (int8_t& a : alpha) a = static_cast<int8_t>(alpha_equal_k ? max_shift : exponent(rng));
+      alpha[0] = static_cast<int8_t>(alpha_equal_k ? max_shift : 0);
+    }
   }
+  return model;
+}
+
+uint32_t tensor_count(const std::vector<uint8_t>& bin) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | bin[ILLM_RT_H_TENSOR_COUNT + i];
+  return v;
+}
+
+class TripModels : public ::testing::TestWithParam<std::tuple<const char*, const char*, int>> {};
+
+// The file carries bit 3 and one TRIP tensor per layer; every step's logits equal the executor's; the factors are in
+// effect (the first logits differ from the plain model's).
+TEST_P(TripModels, EveryStepsLogitsEqualTheExecutors) {
+  const auto [name, bits, max_shift] = GetParam();
+  const QuantizedModel plain = formats::read_illm(illm_path(name, bits)).model;
+  const QuantizedModel trip = with_trip(plain, max_shift, 11u + static_cast<uint64_t>(max_shift));
+  const std::vector<uint8_t> bytes = model_bin_of(trip);
+  EXPECT_EQ(required_features(bytes) & ILLM_RT_REQUIRED_TRIP, ILLM_RT_REQUIRED_TRIP);
+  EXPECT_EQ(tensor_count(bytes), tensor_count(model_bin_of(plain)) + static_cast<uint32_t>(plain.shape.n_layers));
+  const std::vector<int32_t> prompt = {trip.shape.bos_id, 13, 7, 300};
+  const std::string what = std::string(name) + "-" + bits + "+trip K " + std::to_string(max_shift);
+  EXPECT_EQ(compare_step_by_step(trip, prompt, 20, what), 3 + 20);
+  Executor a(plain), b(trip);
+  EXPECT_NE(a.forward(prompt).values, b.forward(prompt).values) << what;
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, TripModels,
+                         ::testing::Values(std::tuple{"stories260K", "w4a4", 3}, std::tuple{"tinybible", "w4a8", 3},
+                                           std::tuple{"tinybible", "w4a8", 8}, std::tuple{"stories260K", "w8a8", 5},
+                                           std::tuple{"tinybible", "w4a4-g32", 2}),
+                         [](const auto& info) {
+                           std::string bits = std::get<1>(info.param);
+                           for (char& c : bits)
+                             if (c == '-') c = '_';
+                           return std::string(std::get<0>(info.param)) + "_" + bits + "_K" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+// TRIP with clipped sites and the online q/k Hadamard; and only some sites and layers (layers without TRIP keep
+// K = 0 in their tensor).
+TEST(TripModels, CombinedWithClipsHadamardAndPartialSites) {
+  QuantizedModel model = with_trip(with_act_clip(formats::read_illm(illm_path("stories260K", "w4a4")).model), 4, 5);
+  model.hadamard_qk = true;
+  EXPECT_EQ(required_features(model_bin_of(model)),
+            ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_REQUIRED_TRIP);
+  EXPECT_EQ(compare_step_by_step(model, {model.shape.bos_id, 13, 7, 300}, 16, "stories260K+clip+had_qk+trip"), 3 + 16);
+
+  QuantizedModel partial = with_trip(formats::read_illm(illm_path("tinybible", "w4a8")).model, 3, 9);
+  for (size_t l = 0; l < partial.layers.size(); ++l)
+    for (int site = 0; site < kNumClipSites; ++site)
+      if (l % 2 == 1 || site == kClipAttnIn || site == kClipDownIn) partial.layers[l].trip_alpha[site].clear();
+  for (size_t l = 1; l < partial.layers.size(); l += 2) partial.layers[l].trip_max_shift = 0;
+  EXPECT_EQ(compare_step_by_step(partial, {partial.shape.bos_id, 13, 7, 300}, 16, "tinybible-w4a8 partial trip"),
+            3 + 16);
+}
+
+// α ≡ K (E = 0) is the plain requantization: the runtime on that file gives the plain model's logits.
+TEST(TripModels, AlphaEqualToKIsThePlainModel) {
+  const QuantizedModel plain = formats::read_illm(illm_path("tinybible", "w4a8")).model;
+  const QuantizedModel trip = with_trip(plain, 3, 1, /*alpha_equal_k=*/true);
+  Runtime rt(model_bin_of(trip));
+  Executor executor(plain);
+  illm_rt_error err;
+  for (const int32_t token : {plain.shape.bos_id, 13, 7, 300}) {
+    const IntegerLogits expected = executor.forward(std::span<const int32_t>(&token, 1));
+    ASSERT_EQ(illm_rt_forward(&rt.session(), token, &err), ILLM_RT_OK) << err.message;
+    EXPECT_EQ(std::vector<int64_t>(rt.session().logits.values, rt.session().logits.values + expected.vocab),
+              expected.values);
+    EXPECT_EQ(rt.session().logits.scale.k, expected.scales[0].k);
+  }
+}
+
+// A model without TRIP: no bit 3 and no TRIP tensor (the table is the 9 model tensors and 24 per layer).
+TEST(TripModels, AFileWithoutTripHasNeitherTheBitNorTheTensor) {
+  const QuantizedModel plain = formats::read_illm(illm_path("tinybible", "w4a8")).model;
+  const std::vector<uint8_t> bytes = model_bin_of(plain);
+  EXPECT_EQ(required_features(bytes), 0u);
+  EXPECT_EQ(tensor_count(bytes), static_cast<uint32_t>(ILLM_RT_GLOBAL_TENSORS + ILLM_RT_LAYER_TENSORS * plain.shape.n_layers));
+}
+
+// The loader checks the TRIP tensor: an exponent above K is refused naming the layer (CRC recomputed).
+TEST(TripModels, LoaderRefusesAnExponentAboveK) {
+  const QuantizedModel trip = with_trip(formats::read_illm(illm_path("stories260K", "w4a4")).model, 3, 2);
+  std::vector<uint8_t> bytes = model_bin_of(trip);
+  const size_t first = ILLM_RT_GLOBAL_TENSORS + ILLM_RT_LAYER_TENSORS * static_cast<size_t>(trip.shape.n_layers);
+  const size_t entry = 64 * ((ILLM_RT_HEADER_SIZE + 63) / 64) + first * ILLM_RT_TENSOR_ENTRY_SIZE;
+  uint64_t offset = 0;
+  for (int i = 7; i >= 0; --i) offset = offset << 8 | bytes[entry + ILLM_RT_ENT_OFFSET + i];
+  ASSERT_EQ(bytes[entry + ILLM_RT_ENT_KIND], ILLM_RT_T_TRIP);
+  bytes[offset + ILLM_RT_TRIP_HEADER + 1] = 4;  // attn_in α_1 = 4 > K = 3
+  const uint32_t crc = illm_rt_crc32(0, bytes.data() + 16, bytes.size() - 16);
+  for (int i = 0; i < 4; ++i) bytes[ILLM_RT_H_CRC32 + i] = static_cast<uint8_t>(crc >> (8 * i));
+  illm_rt_model model;
+  illm_rt_error err;
+  EXPECT_EQ(illm_rt_load(&model, bytes.data(), bytes.size(), &err), ILLM_RT_E_INVALID);
+  EXPECT_NE(std::string(err.message).find("layers[0].trip"), std::string::npos) << err.message;
 }
 
 // ---- Synthetic models over other settings ----
