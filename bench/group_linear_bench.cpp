@@ -5,7 +5,7 @@
 // after a warm-up. Weights cycle through copies of at least 64 MB so that they stream from memory as in decoding.
 // Prints a markdown table with GOPS (2 operations per multiply-add) and the ratio per-group / per-row time, for the
 // path's one-pass per-group kernel (kernels/optimized/grouped_dot.h) and, side by side on the same weights, the
-// one-dot-block-per-group kernel it replaced (the same path with DotIsa::grouped_dot unset).
+// one-dot-block-per-group kernel it replaced (the same path with kGroupedDotNone).
 //
 // Usage: group_linear_bench [--reps N] [--kernels PATH]
 #include <omp.h>
@@ -19,7 +19,7 @@
 
 #include "bench/bench_timing.h"
 #include "kernels/kernel_set.h"
-#include "kernels/optimized/isa.h"
+#include "bench/previous_group_kernel.h"
 #include "kernels/optimized/linear.h"
 #include "kernels/prepared_linear.h"
 #include "kernels/weight_codes.h"
@@ -63,16 +63,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   // The same path without its one-pass per-group kernel: the previous kernel, for the side-by-side column.
-  illm::optimized::DotIsa previous_dot = illm::optimized::kDotPortable;
-  const illm::optimized::RowKernels* row_kernels = &illm::optimized::kRowsPortable;
-#if defined(__x86_64__)
-  if (set.path == illm::KernelPath::kAvx2) previous_dot = illm::optimized::kDotAvx2, row_kernels = &illm::optimized::kRowsAvx2;
-  if (set.path == illm::KernelPath::kAvx512Vnni)
-    previous_dot = illm::optimized::kDotAvx512Vnni, row_kernels = &illm::optimized::kRowsAvx512Vnni;
-#endif
-  const bool has_one_pass = previous_dot.grouped_dot != nullptr;
-  previous_dot.grouped_dot = nullptr;
-  const illm::optimized::Isa previous{previous_dot, *row_kernels};
+  const illm::optimized::Isa previous = illm::bench::isa_without_one_pass(set.path);
+  const bool has_one_pass = set.path == illm::KernelPath::kAvx512Vnni;
   std::printf("kernel path %s (one-pass per-group kernel: %s), 1 thread, thread CPU time, best of %d runs\n\n",
               set.name, has_one_pass ? "yes" : "no, both columns run the previous kernel", reps);
   std::printf("| M×N×K | weights | scales | previous GOPS | one-pass GOPS | one-pass speed-up | one-pass time / per-row "

@@ -8,8 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/optimized/grouped_dot.h"
-
 namespace illm::optimized {
 
 // How the bytes of a weight row are read.
@@ -49,7 +47,6 @@ struct DotIsa {
   ActivationLayout layout;
   int32_t byte8_offset;  // offset subtracted from kBytes8 weights (128 with vpdpbusd's signed bytes, else 0)
   void (*dot_block)(const DotBlockArgs& args);
-  GroupedDotFunction grouped_dot;  // per-group weights in one pass (grouped_dot.h); null: one dot block per group
 };
 
 // The implementations; the ISA ones exist only on x86-64 builds.

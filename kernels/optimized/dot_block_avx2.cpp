@@ -163,6 +163,6 @@ void dot_block(const DotBlockArgs& a) {
 
 }  // namespace
 
-const DotIsa kDotAvx2{"avx2", ActivationLayout{32, 64, true}, 0, dot_block, nullptr};
+const DotIsa kDotAvx2{"avx2", ActivationLayout{32, 64, true}, 0, dot_block};
 
 }  // namespace illm::optimized

@@ -203,6 +203,6 @@ void dot_block(const DotBlockArgs& a) {
 
 }  // namespace
 
-const DotIsa kDotAvx512Vnni{"avx512vnni", ActivationLayout{64, 128, true}, 128, dot_block, grouped_dot_avx512vnni};
+const DotIsa kDotAvx512Vnni{"avx512vnni", ActivationLayout{64, 128, true}, 128, dot_block};
 
 }  // namespace illm::optimized

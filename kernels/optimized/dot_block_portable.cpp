@@ -43,6 +43,6 @@ void dot_block(const DotBlockArgs& a) {
 
 }  // namespace
 
-const DotIsa kDotPortable{"portable", ActivationLayout{1, 2, false}, 0, dot_block, nullptr};
+const DotIsa kDotPortable{"portable", ActivationLayout{1, 2, false}, 0, dot_block};
 
 }  // namespace illm::optimized

@@ -8,14 +8,15 @@
 // inside one group (G ∈ {32, 64, 128}), so D is summed quad by quad:
 //   D_quad = C_quad − (z_(j,g) − o)·RS_(t,quad)     C_quad = Σ X·(W − o) from the ISA's dot instruction
 // with RS_(t,quad) = Σ of the activation codes of the quad (from the caller) and o the ISA's byte8 weight offset.
-// Implementations: grouped_dot_avx512vnni.cpp (DotIsa::grouped_dot; null on paths without one, which run the
-// one-group-per-dot-block kernel of linear.cpp). Like dot_block.h this header holds plain data only.
+// Implementations: grouped_dot_avx512vnni.cpp (Isa::grouped; kGroupedDotNone on the other paths, which run the
+// one-dot-block-per-group kernel of linear.cpp). Like dot_block.h this header holds plain data only (the ISA file
+// exports a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
 #include <cstddef>
 #include <cstdint>
 
-namespace illm::optimized {
+#include "kernels/optimized/dot_block.h"
 
-enum class WeightFormat : int32_t;
+namespace illm::optimized {
 
 constexpr int32_t kGroupedQuadBytes = 16;  // weight bytes per quad
 constexpr int32_t kGroupedQuadsPerStep = 4;  // quads per 64-byte step; quad_sums holds 16 int32 per step
@@ -42,10 +43,14 @@ struct GroupedDotArgs {
   size_t out_stride = 0;
 };
 
-using GroupedDotFunction = void (*)(const GroupedDotArgs& args);
+struct GroupedDotIsa {
+  const char* name;
+  void (*grouped_dot)(const GroupedDotArgs& args);  // null: the path has no one-pass kernel
+};
 
+extern const GroupedDotIsa kGroupedDotNone;  // grouped_linear.cpp
 #if defined(__x86_64__)
-void grouped_dot_avx512vnni(const GroupedDotArgs& args);  // compiled with the AVX-512 VNNI flags
+extern const GroupedDotIsa kGroupedDotAvx512Vnni;
 #endif
 
 }  // namespace illm::optimized

@@ -6,7 +6,8 @@
 // quad's activation sum, and multiplied by μ of each lane's group into 64-bit accumulators (vpmuldq of the even and
 // the odd lanes). |D_quad| <= 32·255·255 < 2^31 and μ < 2^24: every product is exact; the 64-bit sums wrap to the
 // exact P' (grouped_dot.h). The group of each lane comes from one masked load of the step's terms and a fixed
-// permutation (G / quad = 1, 2, 4 or 8 quads per group, a step covers 4 quads).
+// permutation (G / quad = 1, 2, 4 or 8 quads per group, a step covers 4 quads). (z − o)·RS is one vpmaddwd: z − o in
+// [−128, 255] and RS <= 32·255 fit int16, RS's high half is 0, so the pair sum is exactly the product.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni; called only when the CPU has them.
 
 #include "kernels/optimized/avx512vnni_inline.h"
@@ -22,6 +23,7 @@ struct Shape {
   int32_t bytes;            // weight bytes per row
   int32_t steps;            // 64-byte steps per row
   int32_t quads_per_group;  // 1, 2, 4 or 8
+  int32_t group_shift;      // log2(quads_per_group): no division in the step loop
   int32_t groups_per_step;  // 4 / quads_per_group, at least 1
   int32_t groups;
   __m512i lane_group;       // lane q·4 + c → index (q / quads_per_group)·4 + c into the step's loaded terms
@@ -58,7 +60,7 @@ struct ColumnBlock {
     }                                                                                                                \
     const __m512i rs = _mm512_loadu_si512(a.quad_sums + static_cast<size_t>(i0 + i) * a.quad_sums_stride +           \
                                           static_cast<size_t>(step) * 16);                                           \
-    const __m512i d = _mm512_sub_epi32(vnni::lane_sums4(s0, s1, s2, s3), _mm512_mullo_epi32(z_offset, rs));          \
+    const __m512i d = _mm512_sub_epi32(vnni::lane_sums4(s0, s1, s2, s3), _mm512_madd_epi16(z_offset, rs));          \
     even##i = _mm512_add_epi64(even##i, _mm512_mul_epi32(d, mu));                                                    \
     odd##i = _mm512_add_epi64(odd##i, _mm512_mul_epi32(_mm512_srli_epi64(d, 32), mu_odd));                           \
   }
@@ -88,12 +90,17 @@ void tile(const GroupedDotArgs& a, const Shape& shape, const ColumnBlock& block,
   const __m512i mantissa_mask = _mm512_set1_epi32(0x00FFFFFF);
   const __m512i weight_offset = _mm512_set1_epi32(KIND == vnni::Kind::kBytesXor ? 128 : 0);
   ILLM_ACC(0) ILLM_ACC(1) ILLM_ACC(2) ILLM_ACC(3)
+  // Each step prefetches its bytes of the next block's rows (prefetches never fault past the weight's end): the
+  // 4 interleaved row streams of a block alone stream poorly from memory in decode.
+  const size_t next_block = 2 * kTileCols * a.w_stride;
+  const size_t next_terms = 2 * kTileCols * static_cast<size_t>(shape.groups);
   for (int32_t step = 0; step < shape.steps; ++step) {
     const int32_t offset = step * vnni::kStepBytes;
     const __mmask64 mask = vnni::step_mask(shape.bytes - offset);  // masked-out weight bytes meet zero activations
     // The weight rows' vectors (low and high nibbles for packed codes).
     __m512i lo0, lo1, lo2, lo3, hi0 = zero, hi1 = zero, hi2 = zero, hi3 = zero;
     const auto weights = [&](int c, __m512i& lo, __m512i& hi) {
+      _mm_prefetch(reinterpret_cast<const char*>(block.w[c] + next_block + offset), _MM_HINT_T0);
       const __m512i wv = _mm512_maskz_loadu_epi8(mask, block.w[c] + offset);
       if constexpr (KIND == vnni::Kind::kPacked4) {
         lo = _mm512_and_si512(wv, low_nibble);
@@ -108,10 +115,12 @@ void tile(const GroupedDotArgs& a, const Shape& shape, const ColumnBlock& block,
     weights(2, lo2, hi2);
     weights(3, lo3, hi3);
     // μ and z − o of every lane's (group, weight row).
-    const int32_t first_group = step * kGroupedQuadsPerStep / shape.quads_per_group;
+    const int32_t first_group = (step * kGroupedQuadsPerStep) >> shape.group_shift;
     const int32_t loaded = shape.groups - first_group < shape.groups_per_step ? shape.groups - first_group
                                                                               : shape.groups_per_step;
     const __mmask16 term_mask = static_cast<__mmask16>((1u << (4 * loaded)) - 1);
+    _mm_prefetch(reinterpret_cast<const char*>(block.terms + next_terms + static_cast<size_t>(first_group) * 4),
+                 _MM_HINT_T0);
     const __m512i terms = _mm512_permutexvar_epi32(
         shape.lane_group, _mm512_maskz_loadu_epi32(term_mask, block.terms + static_cast<size_t>(first_group) * 4));
     const __m512i mu = _mm512_and_si512(terms, mantissa_mask);
@@ -147,9 +156,7 @@ TileFunction tile_function(int32_t rows, vnni::Kind kind) {
   return nullptr;
 }
 
-}  // namespace
-
-void grouped_dot_avx512vnni(const GroupedDotArgs& a) {
+void grouped_dot(const GroupedDotArgs& a) {
   const vnni::Kind kind = vnni::kind_of(a.format);
   const bool packed = kind == vnni::Kind::kPacked4;
   const int32_t quad_codes = packed ? 2 * kGroupedQuadBytes : kGroupedQuadBytes;
@@ -157,6 +164,8 @@ void grouped_dot_avx512vnni(const GroupedDotArgs& a) {
   shape.bytes = packed ? a.k / 2 : a.k;
   shape.steps = (shape.bytes + vnni::kStepBytes - 1) / vnni::kStepBytes;
   shape.quads_per_group = a.group / quad_codes;
+  shape.group_shift = 0;
+  while ((2 << shape.group_shift) <= shape.quads_per_group) ++shape.group_shift;
   shape.groups_per_step = shape.quads_per_group >= kGroupedQuadsPerStep ? 1 : kGroupedQuadsPerStep / shape.quads_per_group;
   shape.groups = a.k / a.group;
   alignas(64) int32_t lane_group[16];
@@ -177,5 +186,9 @@ void grouped_dot_avx512vnni(const GroupedDotArgs& a) {
     }
   }
 }
+
+}  // namespace
+
+const GroupedDotIsa kGroupedDotAvx512Vnni{"avx512vnni", grouped_dot};
 
 }  // namespace illm::optimized

@@ -24,10 +24,12 @@ GroupedScratch& grouped_scratch() {
 
 }  // namespace
 
+const GroupedDotIsa kGroupedDotNone{"none", nullptr};
+
 bool grouped_linear_applies(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w) {
   const QuantizedLinear& weight = *w.weight;
   const int32_t group = weight.group_size;
-  return isa.dot.grouped_dot != nullptr && weight_per_group(weight) && (group == 32 || group == 64 || group == 128) &&
+  return isa.grouped.grouped_dot != nullptr && weight_per_group(weight) && (group == 32 || group == 64 || group == 128) &&
          weight.bits <= 8 && x.bits <= 8 && !w.group_terms.empty();
 }
 
@@ -78,7 +80,7 @@ void grouped_linear_accumulate(const Isa& isa, const QuantizedActivation& x, con
     a.format = format;
     a.out = out.values.data() + static_cast<size_t>(t0) * n + j0;
     a.out_stride = static_cast<size_t>(n);
-    isa.dot.grouped_dot(a);
+    isa.grouped.grouped_dot(a);
   };
   const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
   parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);

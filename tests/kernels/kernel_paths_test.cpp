@@ -224,7 +224,7 @@ TEST_P(KernelPaths, LinearPerGroupEqualsReference) {
   EXPECT_EQ(cases, 45);
 }
 
-// The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with DotIsa::grouped_dot)
+// The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with an Isa::grouped kernel)
 // against the reference per-group DI-MatMul: random shapes (K = G·groups, not a multiple of the 64-byte step or of
 // 128 packed codes, odd weight-row counts, 1..9 and > 128 activation rows, every G, 2..8-bit weights and
 // activations, 8- and 16-bit mantissas), all-extreme codes against a hand-derived value, thread-count invariance.
@@ -235,7 +235,8 @@ struct GroupedPath {
 
 std::vector<GroupedPath> grouped_paths() {
 #if defined(__x86_64__)
-  return {GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni}}};
+  return {GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
+                                                                optimized::kGroupedDotAvx512Vnni}}};
 #else
   return {};
 #endif
