@@ -118,16 +118,13 @@ ChannelVector channel_vector_from_floats(const std::vector<float>& values, int m
   return out;
 }
 
-namespace {
-constexpr const char* kFakeQuantOnly = " has no integer operator yet (fake-quant simulation only)";
-}  // namespace
-
 void require_integer_path(const Recipe& r, const std::string& source) {
-  auto refuse = [&](const char* key, const char* what) {
-    throw Error("recipe " + source + ": key \"" + key + "\": " + what + kFakeQuantOnly +
-                "; the integer model cannot be built");
-  };
-  if (r.trip_shifts > 0) refuse("trip_shifts", "TRIP channel factors");
+  // Every lever has an integer operator; one combination does not: TRIP refines down_proj's input per channel,
+  // the online Hadamard mixes those channels before that requantization (the refinement would have no channels).
+  if (r.trip_shifts > 0 && r.hadamard_down)
+    throw Error("recipe " + source + ": keys \"trip_shifts\" and \"hadamard_down\": TRIP channel factors at the "
+                "down_proj input and the online down_proj Hadamard cannot be combined; the integer model cannot be "
+                "built (drop one of them)");
 }
 
 QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const IntegerSettings& settings) {
@@ -205,7 +202,7 @@ RequantClip requant_clip_from_ratio(double ratio, const std::string& what) {
 }
 
 QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings& settings, int32_t head_dim,
-                                OnlineHadamards hadamards, size_t l) {
+                                OnlineHadamards hadamards, size_t l, int32_t trip_max_shift) {
   const int bm = settings.mantissa_bits;
   // The transforms' gains stay out of the integer data path: the WHT of q and k multiplies Q·Kᵀ by g, the one of
   // down_proj's input multiplies it by √g (H·Hᵀ = g·I).
@@ -213,7 +210,6 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings
   const double down_gain = hadamards.down ? static_cast<double>(plan_hadamard(in.down_proj.in_features).gain2) : 1.0;
   const double q_scale = 1.0 / (std::sqrt(static_cast<double>(head_dim)) * qk_gain);
   const std::string p = "layer " + std::to_string(l) + " ";
-  if (!in.trip_shifts.empty()) throw Error("integerize: " + p + "TRIP channel factors" + kFakeQuantOnly);
   QuantizedLayer out;
   out.attn_norm = channel_vector_from_floats(in.attn_norm, kNormMantissaBits, "attn_norm");
   out.ffn_norm = channel_vector_from_floats(in.ffn_norm, kNormMantissaBits, "ffn_norm");
@@ -238,6 +234,19 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer in, const IntegerSettings
     for (int site = 0; site < kNumClipSites; ++site)
       out.act_clip[site] = requant_clip_from_ratio(in.act_clip_ratios[site], p + act_clip_site_name(site));
   }
+  if (!in.trip_shifts.empty()) {
+    if (in.trip_shifts.size() != static_cast<size_t>(kNumClipSites))
+      throw Error("integerize: " + p + "has TRIP exponents for " + std::to_string(in.trip_shifts.size()) +
+                  " sites, expected " + std::to_string(kNumClipSites));
+    if (trip_max_shift < 1 || trip_max_shift > kMaxTripShift)
+      throw Error("integerize: " + p + "has TRIP exponents but the TRIP max shift is " +
+                  std::to_string(trip_max_shift) + " (expected 1..8)");
+    if (hadamards.down && !in.trip_shifts[kClipDownIn].empty())
+      throw Error("integerize: " + p + "has TRIP exponents at down_in, but the online down_proj Hadamard mixes those "
+                  "channels before their requantization (TRIP and hadamard_down cannot be combined)");
+    out.trip_max_shift = trip_max_shift;
+    for (int site = 0; site < kNumClipSites; ++site) out.trip_alpha[site] = std::move(in.trip_shifts[site]);
+  }
   return out;
 }
 
@@ -246,8 +255,8 @@ QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSetting
   integerize_embedding_rows(qm, 0, cm.vocab, cm.embed.data());
   qm.layers.reserve(cm.layers.size());
   for (size_t l = 0; l < cm.layers.size(); ++l)
-    qm.layers.push_back(
-        integerize_layer(cm.layers[l], settings, cm.head_dim, OnlineHadamards{cm.hadamard_down, cm.hadamard_qk}, l));
+    qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim,
+                                         OnlineHadamards{cm.hadamard_down, cm.hadamard_qk}, l, cm.trip_max_shift));
   integerize_final_norm(qm, cm.final_norm);
   integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data());
   return qm;

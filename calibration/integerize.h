@@ -36,13 +36,14 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& calibrated, con
 // with std::move to move its codes instead of copying them.
 // `hadamards`: the model's online Walsh–Hadamard transforms (CalibratedModel::hadamard_down / hadamard_qk; the
 // calibrated down_proj is then already W·Ĥᵀ): 1/√g goes into down_proj's row scales, 1/g into q_proj's
-// (docs/integer-semantics.md "## Walsh–Hadamard transform").
+// (docs/integer-semantics.md "## Walsh–Hadamard transform"). trip_max_shift: the recipe's trip_shifts K (needed when
+// the layer has TRIP exponents).
 struct OnlineHadamards {
   bool down = false;
   bool qk = false;
 };
 QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSettings& settings, int32_t head_dim,
-                                OnlineHadamards hadamards, size_t index);
+                                OnlineHadamards hadamards, size_t index, int32_t trip_max_shift = 0);
 // An activation clip ratio r ∈ (0, 1] as the site requantization's RequantClip: r = 1 → off (m = 0), the
 // calibration grid j/16 exactly (k = 4), other ratios with a 16-bit mantissa (k = 16). Throws naming `what`.
 RequantClip requant_clip_from_ratio(double ratio, const std::string& what);

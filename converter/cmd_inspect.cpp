@@ -200,7 +200,7 @@ Json inspect_file(const fs::path& file) {
   j["recipe"] = meta.recipe_json.empty() ? Json() : Json::parse(meta.recipe_json, nullptr, false);
 
   Json layers = Json::array();
-  bool any_act_clip = false;
+  bool any_act_clip = false, any_trip = false;
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const QuantizedLayer& L = m.layers[l];
     Json jl;
@@ -217,6 +217,18 @@ Json inspect_file(const fs::path& file) {
       act_clip[act_clip_site_name(site)] = clip_summary(Dyadic{L.act_clip[site].m, L.act_clip[site].k});
     jl["act_clip"] = act_clip;
     any_act_clip = any_act_clip || L.has_act_clip();
+    if (L.has_trip()) {  // TRIP channel factors (docs/integer-semantics.md "## TRIP channel factors")
+      Json sites;
+      for (int site = 0; site < kNumClipSites; ++site) {
+        if (L.trip_alpha[site].empty()) continue;
+        std::vector<int64_t> histogram(static_cast<size_t>(L.trip_max_shift) + 1, 0);
+        for (const int8_t a : L.trip_alpha[site]) ++histogram[static_cast<size_t>(a)];
+        sites[act_clip_site_name(site)] = {{"extra_bits", trip_extra_bits(L.trip(site))},
+                                           {"alpha_histogram", histogram}};
+      }
+      jl["trip"] = {{"max_shift", L.trip_max_shift}, {"sites", sites}};
+      any_trip = true;
+    }
     jl["norm_exponents"] = {{"attn_norm", L.attn_norm.exponent},
                             {"ffn_norm", L.ffn_norm.exponent},
                             {"swiglu_inv_alpha", L.swiglu_inv_alpha.exponent}};
@@ -224,6 +236,7 @@ Json inspect_file(const fs::path& file) {
   }
   j["layers"] = layers;
   j["act_clip"] = any_act_clip;
+  j["trip"] = any_trip;
   const ScaleRange embed = scale_range(m.embed_scales);
   j["embedding"] = {{"bits", st.embed_bits}, {"scale_m", {embed.m_min, embed.m_max}}, {"scale_k", {embed.k_min, embed.k_max}}};
   j["final_norm_exponent"] = m.final_norm.exponent;
@@ -340,6 +353,24 @@ void print_human(const Json& j) {
         const Json& c = layer["act_clip"][act_clip_site_name(site)];
         const std::string text = c["clipping"].get<bool>() ? fmt::format("{:.4f}", c["value"].get<double>()) : "-";
         std::printf(" %9s", text.c_str());
+      }
+      std::printf("\n");
+    }
+  }
+  if (j["trip"].get<bool>()) {
+    std::printf("\nper layer: TRIP channel factors, K and per site the channel count with alpha = 0..K "
+                "(+E = extra code bits of the consumer)\n");
+    for (const Json& layer : j["layers"]) {
+      if (!layer.contains("trip")) continue;
+      std::printf("  %-5s K=%d", fmt::format("{:02d}", layer["index"].get<int>()).c_str(),
+                  layer["trip"]["max_shift"].get<int>());
+      for (const auto& [site, t] : layer["trip"]["sites"].items()) {
+        std::string counts;
+        for (const Json& c : t["alpha_histogram"]) {
+          if (!counts.empty()) counts += '/';
+          counts += std::to_string(c.get<int64_t>());
+        }
+        std::printf("  %s %s +%d", site.c_str(), counts.c_str(), t["extra_bits"].get<int>());
       }
       std::printf("\n");
     }

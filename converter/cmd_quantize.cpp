@@ -192,7 +192,7 @@ int run_quantize(const QuantizeOptions& opt) {
           const QuantizedLayer layer =
               integerize_layer(std::move(block.layer), settings, static_cast<int32_t>(source.config.head_dim()),
                                OnlineHadamards{recipe.hadamard_down, recipe.hadamard_qk},
-                               static_cast<size_t>(block.index));
+                               static_cast<size_t>(block.index), recipe.trip_shifts);
           const BlockRecord record{block.report, peak_rss_bytes()};
           state.commit_block(block.index, layer, record, source.store->tensor_digests());
           ++done_here;

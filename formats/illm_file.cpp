@@ -160,6 +160,19 @@ void write_act_clip(hid_t group, const QuantizedLayer& layer) {
   write_dyadics(group, "act_clip", ratios, {ratios.size()});
 }
 
+// Version 2, optional: TRIP channel factors, written only when a site has them (absent = off): the attribute
+// trip_max_shift (int32 K) and one dataset trip_alpha_<site> (int8 [channels], α_c ∈ [0, K]) per site that has them.
+void write_trip(hid_t group, const QuantizedLayer& layer) {
+  if (!layer.has_trip()) return;
+  h5::write_int_attribute(group, "trip_max_shift", layer.trip_max_shift, H5T_STD_I32LE);
+  for (int site = 0; site < kNumClipSites; ++site) {
+    const std::vector<int8_t>& alpha = layer.trip_alpha[site];
+    if (!alpha.empty())
+      h5::write_int_dataset<int8_t>(group, std::string("trip_alpha_") + act_clip_site_name(site), alpha,
+                                    {alpha.size()});
+  }
+}
+
 void write_layer(hid_t parent, size_t index, const QuantizedLayer& layer) {
   Handle group = h5::create_group(parent, index_name(index));
   write_dyadic_attributes(group, "softmax_clip", layer.softmax_clip);
@@ -174,6 +187,7 @@ void write_layer(hid_t parent, size_t index, const QuantizedLayer& layer) {
   write_linear(group, "down_proj", layer.down_proj);
   write_channel_vector(group, "swiglu_inv_alpha", layer.swiglu_inv_alpha);
   write_act_clip(group, layer);
+  write_trip(group, layer);
 }
 
 void write_shape(hid_t parent, const ModelShape& shape) {
@@ -333,6 +347,16 @@ QuantizedLinear read_linear(hid_t parent, const std::string& name) {
   return linear;
 }
 
+void read_trip(hid_t group, QuantizedLayer& layer) {
+  if (H5Aexists(group, "trip_max_shift") <= 0) return;
+  layer.trip_max_shift = read_int32_attribute(group, "trip_max_shift", 1);
+  for (int site = 0; site < kNumClipSites; ++site) {
+    const std::string name = std::string("trip_alpha_") + act_clip_site_name(site);
+    if (H5Lexists(group, name.c_str(), H5P_DEFAULT) > 0)
+      layer.trip_alpha[site] = h5::read_int_dataset<int8_t>(group, name, {kAnyExtent});
+  }
+}
+
 QuantizedLayer read_layer(hid_t parent, size_t index) {
   Handle group = h5::open_group(parent, index_name(index));
   QuantizedLayer layer;
@@ -351,6 +375,7 @@ QuantizedLayer read_layer(hid_t parent, size_t index) {
     const std::vector<Dyadic> ratios = read_dyadics(group, "act_clip", {static_cast<hsize_t>(kNumClipSites)});
     for (int site = 0; site < kNumClipSites; ++site) layer.act_clip[site] = RequantClip{ratios[site].m, ratios[site].k};
   }
+  read_trip(group, layer);
   return layer;
 }
 

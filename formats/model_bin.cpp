@@ -230,6 +230,11 @@ size_t align_up(size_t v) { return (v + ILLM_RT_ALIGNMENT - 1) / ILLM_RT_ALIGNME
 
 ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer_model, const ModelBinOptions& options) {
   validate_quantized_model(model);  // the executor's checks, naming the field
+  for (size_t l = 0; l < model.layers.size(); ++l)
+    if (model.layers[l].has_trip())
+      throw Error("model.bin export: layers[" + std::to_string(l) +
+                  "] has TRIP channel factors (recipe key trip_shifts; required feature bit 3), which the C99 "
+                  "runtime does not implement yet");
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
   ModelBin result;

@@ -98,12 +98,15 @@ void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool prune
 void Executor::swiglu_site(const QuantizedLayer& layer) {
   const IntegerSettings& settings = model_.settings;
   Workspace& w = ws_;
+  const RequantClip clip = layer.act_clip[kClipDownIn];
+  const TripFactors trip = layer.trip(kClipDownIn);  // never with hadamard_down (model validation)
   if (!model_.hadamard_down) {
-    run(Operator::kSwiglu, nullptr,
-        [&] {
-          kernels_.swiglu(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed,
-                          layer.act_clip[kClipDownIn]);
-        });
+    run(Operator::kSwiglu, nullptr, [&] {
+      if (trip.enabled())
+        return kernels_.swiglu_trip(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed, clip,
+                                    trip);
+      kernels_.swiglu(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed, clip);
+    });
     return;
   }
   run(Operator::kSwiglu, "hadamard_down",
@@ -112,7 +115,7 @@ void Executor::swiglu_site(const QuantizedLayer& layer) {
       [&] { kernels_.hadamard_rows(down_plan_, w.wide.rows, std::span<int32_t>(w.wide.values)); });
   run(Operator::kRequantize, "hadamard_down",
       [&] {
-        requantize_wide_rows(w.wide, settings.a_bits, settings.mantissa_bits, w.mixed, layer.act_clip[kClipDownIn]);
+        requantize_wide_rows(w.wide, settings.a_bits, settings.mantissa_bits, w.mixed, clip);
       });
 }
 
@@ -132,6 +135,14 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
     throw Error("executor: positions " + std::to_string(first) + ".." + std::to_string(int64_t{first} + tokens - 1) +
                 " pass max_positions = " + std::to_string(S.max_positions));
 
+  // DI-Norm of a block input site (attn_in, ffn_in) into w.x: clipped as the layer says, TRIP when it has factors.
+  auto norm_site = [&](const QuantizedLayer& L, const ChannelVector& gamma, int site) {
+    if (L.trip(site).enabled())
+      K.rms_norm_trip(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site], L.trip(site));
+    else
+      K.rms_norm(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site]);
+  };
+
   // Embedding rows are already a per-token quantized int16 residual (§7.3).
   run(Operator::kEmbedding, nullptr, [&] { K.embedding(M, token_ids, w.h); });
   // Token pruning (docs/token-pruning.md): the rows of h are the tokens still present, at w.positions.
@@ -147,8 +158,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       const bool prune_here = pruning_.enabled() && tokens > 1 && layer >= pruning_.from_layer;
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
-      run(Operator::kRmsNorm, nullptr,
-          [&] { K.rms_norm(w.h, L.attn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipAttnIn]); });
+      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.attn_norm, kClipAttnIn); });
       run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
       rope_heads_site(S.n_heads, first, pruned, L.act_clip[kClipQ], w.q);
       run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
@@ -163,9 +173,13 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       });
       run(Operator::kAttention, nullptr, [&] {
         const RequantClip out_clip = L.act_clip[kClipAttnOut];
+        const TripFactors trip = L.trip(kClipAttnOut);
+        w.received.resize(prune_here ? static_cast<size_t>(w.q.rows) : 0);
+        if (trip.enabled())
+          return K.attention_trip(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip,
+                                  trip, std::span<int64_t>(w.received));
         if (!prune_here)
           return K.attention(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip);
-        w.received.resize(static_cast<size_t>(w.q.rows));
         K.attention_scored(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip,
                            w.received);
       });
@@ -181,8 +195,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       }
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
-      run(Operator::kRmsNorm, nullptr,
-          [&] { K.rms_norm(w.h, L.ffn_norm, M.norm_eps, settings, a_bits, w.x, L.act_clip[kClipFfnIn]); });
+      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.ffn_norm, kClipFfnIn); });
       const int swiglu_bits = settings.swiglu_in_bits;
       run(Operator::kLinear, "gate_proj", [&] { K.linear(w.x, W.gate_proj, w.acc); });
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });

@@ -33,8 +33,19 @@ KernelSet make_reference() {
   k.swiglu = di_swiglu_rows;
   k.residual_add = residual_add;
   k.hadamard_rows = hadamard_rows;
+  set_reference_trip_kernels(k);
   return k;
 }
+
+}  // namespace
+
+void set_reference_trip_kernels(KernelSet& k) {
+  k.rms_norm_trip = di_norm_rows_trip;
+  k.attention_trip = attention_layer_trip;
+  k.swiglu_trip = di_swiglu_rows_trip;
+}
+
+namespace {
 
 KernelPath best_supported_path() {
   for (const KernelPath path : {KernelPath::kAvx512Vnni, KernelPath::kAvx2})

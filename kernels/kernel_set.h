@@ -32,6 +32,7 @@
 #include "kernels/reference/hadamard.h"
 #include "kernels/reference/rope.h"
 #include "kernels/requant.h"
+#include "kernels/trip_requant.h"
 
 namespace illm {
 
@@ -80,8 +81,26 @@ struct KernelSet {
   // Walsh–Hadamard transform x ← H·x (H of `plan`, exact) of each of `rows` rows of plan.n int32 values, in place;
   // every row must satisfy max|x|·plan.row_l1 ≤ 2^31 − 1 (checked before any row changes: illm::Error).
   void (*hadamard_rows)(const HadamardPlan& plan, int32_t rows, std::span<int32_t> values);
+
+  // The TRIP sites (docs/integer-semantics.md "## TRIP channel factors"): rms_norm, attention and swiglu whose output
+  // DI_REQUANT refines channel c by 2^(K − α_c) (kernels/trip_requant.h); their codes are out_bits +
+  // trip_extra_bits(trip) wide and feed the unchanged DI-MatMul. Every path's entry is the reference kernel (no
+  // optimized TRIP kernel yet); the executor calls these only for sites whose TRIP factors are on. attention_trip
+  // with a non-empty `received` is attention_scored with TRIP (token pruning).
+  void (*rms_norm_trip)(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps,
+                        const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip,
+                        TripFactors trip);
+  void (*attention_trip)(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
+                         Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
+                         RequantClip out_clip, TripFactors trip,
+                         std::span<int64_t> received);
+  void (*swiglu_trip)(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,
+                      const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip,
+                      TripFactors trip);
 };
 
+// Fills the TRIP entries with the reference kernels (the entries of every path).
+void set_reference_trip_kernels(KernelSet& k);
 // The serial reference kernels (the specification).
 const KernelSet& reference_kernels();
 // The kernel set of one path. Throws illm::Error naming the path and the missing CPU features when this CPU

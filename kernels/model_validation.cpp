@@ -149,13 +149,29 @@ void validate_quantized_model(const QuantizedModel& model) {
     check_channel_vector(layer_name(l, "ffn_norm"), L.ffn_norm, s.hidden, -gamma_limit, gamma_limit);
     check_channel_vector(layer_name(l, "swiglu_inv_alpha"), L.swiglu_inv_alpha, s.intermediate, 0,
                          (int64_t{1} << 24) - 1);
-    check_linear(layer_name(l, "q_proj"), L.q_proj, q_width, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "k_proj"), L.k_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "v_proj"), L.v_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "o_proj"), L.o_proj, s.hidden, q_width, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "gate_proj"), L.gate_proj, s.intermediate, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "up_proj"), L.up_proj, s.intermediate, s.hidden, st.w_bits, "settings.w_bits", st.a_bits);
-    check_linear(layer_name(l, "down_proj"), L.down_proj, s.hidden, s.intermediate, st.w_bits, "settings.w_bits", st.a_bits);
+    // TRIP sites widen their consumer's input codes by trip_extra_bits (kernels/trip_requant.h).
+    const int32_t site_channels[kNumClipSites] = {s.hidden, 0, 0, 0, q_width, s.hidden, s.intermediate};
+    int32_t input_bits[kNumClipSites];
+    for (int site = 0; site < kNumClipSites; ++site) {
+      input_bits[site] = st.a_bits;
+      if (L.trip_alpha[site].empty()) continue;
+      const std::string field = layer_name(l, "trip_alpha[") + act_clip_site_name(site) + "]";
+      const std::string name = "QuantizedModel: " + field;
+      if (!trip_capable_site(site)) fail(field, "is set, but this site takes no TRIP factors");
+      if (site == kClipDownIn && model.hadamard_down)
+        fail(field, "is set, but the online down_proj Hadamard mixes these channels before their requantization");
+      check_trip_factors(L.trip(site), static_cast<size_t>(site_channels[site]), name.c_str());
+      input_bits[site] += trip_extra_bits(L.trip(site));
+      if (input_bits[site] > 16)
+        fail(field, "widens the codes to " + std::to_string(input_bits[site]) + " bits (at most 16)");
+    }
+    check_linear(layer_name(l, "q_proj"), L.q_proj, q_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);
+    check_linear(layer_name(l, "k_proj"), L.k_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);
+    check_linear(layer_name(l, "v_proj"), L.v_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);
+    check_linear(layer_name(l, "o_proj"), L.o_proj, s.hidden, q_width, st.w_bits, "settings.w_bits", input_bits[kClipAttnOut]);
+    check_linear(layer_name(l, "gate_proj"), L.gate_proj, s.intermediate, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipFfnIn]);
+    check_linear(layer_name(l, "up_proj"), L.up_proj, s.intermediate, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipFfnIn]);
+    check_linear(layer_name(l, "down_proj"), L.down_proj, s.hidden, s.intermediate, st.w_bits, "settings.w_bits", input_bits[kClipDownIn]);
     check_clip(layer_name(l, "softmax_clip"), L.softmax_clip);
     for (int site = 0; site < kNumClipSites; ++site) {
       const std::string name = "QuantizedModel: " + layer_name(l, "act_clip[") + act_clip_site_name(site) + "]";

@@ -12,6 +12,7 @@
 
 #include "kernels/dyadic.h"   // Dyadic (m / 2^k)
 #include "kernels/requant.h"  // RequantClip
+#include "kernels/trip_requant.h"  // TripFactors
 
 namespace illm {
 
@@ -128,6 +129,10 @@ struct ChannelVector {
 // head) q, k, v codes, the attention output (attn_out) and DI-SwiGLU's output (down_in).
 enum ActClipSite { kClipAttnIn = 0, kClipQ, kClipK, kClipV, kClipAttnOut, kClipFfnIn, kClipDownIn, kNumClipSites };
 const char* act_clip_site_name(int site);
+// The sites that may carry TRIP factors: the inputs of the seven linears (attn_in, attn_out, ffn_in, down_in).
+constexpr inline bool trip_capable_site(int site) {
+  return site == kClipAttnIn || site == kClipAttnOut || site == kClipFfnIn || site == kClipDownIn;
+}
 
 struct QuantizedLayer {
   ChannelVector attn_norm;  // γ1 (FSBR site 1 folded in)
@@ -145,6 +150,19 @@ struct QuantizedLayer {
   bool has_act_clip() const {
     for (const RequantClip& c : act_clip)
       if (c.enabled()) return true;
+    return false;
+  }
+  // TRIP channel factors (docs/integer-semantics.md "## TRIP channel factors"): per site (indexed like act_clip;
+  // only attn_in, attn_out, ffn_in, down_in may have them) α_c ∈ [0, trip_max_shift] per channel; empty = off.
+  int32_t trip_max_shift = 0;
+  std::array<std::vector<int8_t>, kNumClipSites> trip_alpha{};
+  TripFactors trip(int site) const {
+    if (trip_alpha[site].empty()) return TripFactors{};
+    return TripFactors{std::span<const int8_t>(trip_alpha[site]), trip_max_shift};
+  }
+  bool has_trip() const {
+    for (const std::vector<int8_t>& a : trip_alpha)
+      if (!a.empty()) return true;
     return false;
   }
 };

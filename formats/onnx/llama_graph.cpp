@@ -222,6 +222,9 @@ void check_exportable(const QuantizedModel& model) {
   }
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const QuantizedLayer& L = model.layers[l];
+    if (L.has_trip())
+      refuse(layer_name(l, "trip_alpha"),
+             "is set: TRIP channel factors (recipe key trip_shifts) have no ONNX operator yet");
     for (const auto& [part, w] : {std::pair<const char*, const QuantizedLinear*>{"q_proj", &L.q_proj},
                                   {"k_proj", &L.k_proj}, {"v_proj", &L.v_proj}, {"o_proj", &L.o_proj},
                                   {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}})

@@ -89,6 +89,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.swiglu = swiglu_op<kIsa>;
   k.residual_add = residual_add_op<kIsa>;
   k.hadamard_rows = hadamard_rows;  // no ISA-specific code: butterflies the compiler vectorizes
+  set_reference_trip_kernels(k);  // no optimized TRIP kernels: the reference is the entry
   return k;
 }
 

@@ -194,7 +194,7 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   if (x.cols != k)
     throw Error("DI-MatMul: inner sizes differ (input has " + std::to_string(x.cols) + " columns, weight " +
                 std::to_string(k) + ")");
-  if (x.bits > 8) {  // wider inputs (16-bit softmax-width codes) never reach a linear in the executor
+  if (x.bits > 8) {  // wider inputs (TRIP sites of 8-bit activations, kernels/trip_requant.h): the reference kernel
     illm::linear_accumulate(x, prepared, out);
     return;
   }

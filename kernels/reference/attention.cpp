@@ -94,7 +94,8 @@ int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<c
 }
 
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
-                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip) {
+                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip,
+                                 TripFactors trip) {
   const size_t heads = exponents.size();
   if (heads == 0 || values.size() % heads != 0 || codes_out.size() != values.size())
     throw Error("attention head requant: " + std::to_string(values.size()) + " values, " + std::to_string(heads) +
@@ -118,8 +119,8 @@ DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<cons
                                       : rshr(v, static_cast<int>(std::min<int64_t>(-shift, 64)));
     }
   }
-  return di_requant(std::span<const int64_t>(aligned.data(), aligned.size()), 1, common, out_bits, mantissa_bits,
-                    codes_out, clip);
+  return di_requant_trip(std::span<const int64_t>(aligned.data(), aligned.size()), 1, common, out_bits,
+                         mantissa_bits, codes_out, clip, trip);
 }
 
 AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
@@ -159,6 +160,14 @@ void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32
 void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                             int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
                             QuantizedActivation& out, RequantClip out_clip, std::span<int64_t> received) {
+  attention_layer_trip(query, cache, layer, first_position, clip, settings, out_bits, out, out_clip, TripFactors{},
+                       received);
+}
+
+void attention_layer_trip(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                          int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
+                          QuantizedActivation& out, RequantClip out_clip, TripFactors trip,
+                          std::span<int64_t> received) {
   const int32_t rows = query.rows, heads = query.heads, d = query.head_dim;
   const AttentionInputs in = attention_inputs(query, cache, layer, first_position);
   const bool scored = !received.empty();
@@ -170,7 +179,8 @@ void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache
   const int32_t group = in.group;
   const std::vector<KvHeadView>& key_views = in.keys;
   const std::vector<KvHeadView>& value_views = in.values;
-  resize_activation(out, rows, heads * d, out_bits);
+  check_trip_factors(trip, static_cast<size_t>(heads) * d, "attention");
+  resize_activation(out, rows, heads * d, out_bits + trip_extra_bits(trip));
   std::vector<int64_t> head_values(static_cast<size_t>(rows) * out.cols);
   std::vector<int32_t> head_exponents(static_cast<size_t>(rows) * heads);
   for (int32_t t = 0; t < rows; ++t)
@@ -191,7 +201,7 @@ void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache
         std::span<const int64_t>(head_values.data() + offset, static_cast<size_t>(out.cols)),
         std::span<const int32_t>(head_exponents.data() + static_cast<size_t>(t) * heads, static_cast<size_t>(heads)),
         out_bits, settings.mantissa_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(out.cols)),
-        out_clip);
+        out_clip, trip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   }

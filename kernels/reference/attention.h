@@ -20,6 +20,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/requant.h"
+#include "kernels/trip_requant.h"
 
 namespace illm {
 
@@ -38,7 +39,8 @@ int32_t attention_head_row(const HeadCodes& query, int32_t query_bits, const KvH
 // (shl, or rshr when its E_h > E), then DI_REQUANT(·, m_in = 1, k_in = E, out_bits, b_m) → codes_out.
 // `clip` clips that DI_REQUANT (site attn_out).
 DiRequantResult requantize_heads(std::span<const int64_t> values, std::span<const int32_t> exponents, int out_bits,
-                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip = {});
+                                 int mantissa_bits, std::span<uint16_t> codes_out, RequantClip clip = {},
+                                 TripFactors trip = {});
 // Its common exponent E from every head's max |v| (< 2^62) and exponent E_h; throws when E leaves int32.
 int32_t requantize_heads_exponent(std::span<const uint64_t> max_abs, std::span<const int32_t> exponents);
 
@@ -60,10 +62,17 @@ AttentionInputs attention_inputs(const PerHeadActivation& query, const KvCache& 
 void attention_layer(const PerHeadActivation& query, const KvCache& cache, int32_t layer, int32_t first_position,
                      Dyadic clip, const IntegerSettings& settings, int out_bits, QuantizedActivation& out,
                      RequantClip out_clip = {});
+// With TRIP factors on that requantization (site attn_out, kernels/trip_requant.h): codes out_bits +
+// trip_extra_bits(trip) wide. Trip off: attention_layer bit for bit.
+void attention_layer_trip(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
+                          int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
+                          QuantizedActivation& out, RequantClip out_clip, TripFactors trip,
+                          std::span<int64_t> received = {});
 
 // attention_layer, plus the attention each of the call's own tokens received (the operator `attention_scored`,
 // token pruning): received[j] = Σ_h Σ_(t = j … rows−1) P^I_h(t, first_position + j), int64, received.size() ==
-// query.rows. Bounded by heads · rows · 2^(p_out−1) < 2^62 for any real shape.
+// query.rows. Bounded by heads · rows · 2^(p_out−1) < 2^62 for any real shape. attention_layer_trip with a
+// non-empty `received` does both at once.
 void attention_layer_scored(const PerHeadActivation& query, const KvCache& cache, int32_t layer,
                             int32_t first_position, Dyadic clip, const IntegerSettings& settings, int out_bits,
                             QuantizedActivation& out, RequantClip out_clip, std::span<int64_t> received);

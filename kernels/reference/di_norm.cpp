@@ -1,5 +1,7 @@
 #include "kernels/reference/di_norm.h"
 
+#include <type_traits>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -55,7 +57,8 @@ namespace {
 
 template <typename Code>
 DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& gamma, Dyadic eps,
-                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out, RequantClip clip) {
+                          const IntegerSettings& settings, int out_bits, std::span<Code> codes_out, RequantClip clip,
+                          TripFactors trip = {}) {
   uint64_t max_abs = 0;
   for (const int64_t v : z) max_abs = std::max<uint64_t>(max_abs, v < 0 ? -static_cast<uint64_t>(v) : v);
   if (max_abs == 0) {
@@ -74,6 +77,9 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
     const int64_t normalized = rshr(z[c] * inv_rms, kDiNormRinvFracBits);  // |Z·Rinv| ≤ 2^24 · 2^(F+30)·√C / 2^23
     z[c] = normalized * gamma.mantissa[c];
   }
+  if constexpr (std::is_same_v<Code, uint16_t>)
+    return di_requant_trip(std::span<const int64_t>(z.data(), z.size()), 1, frac_bits + gamma.exponent, out_bits,
+                           settings.mantissa_bits, codes_out, clip, trip);
   return di_requant(std::span<const int64_t>(z.data(), z.size()), 1, frac_bits + gamma.exponent, out_bits,
                     settings.mantissa_bits, codes_out, clip);
 }
@@ -81,13 +87,13 @@ DiRequantResult norm_core(std::span<int64_t> z, int32_t k, const ChannelVector& 
 template <typename Code>
 DiRequantResult norm_per_token(std::span<const int16_t> residual_codes, Dyadic residual_scale,
                                const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
-                               std::span<Code> codes_out, RequantClip clip) {
+                               std::span<Code> codes_out, RequantClip clip, TripFactors trip = {}) {
   check_common("DI-Norm", residual_codes.size(), gamma, eps, settings, codes_out.size());
   if (residual_scale.m < 1 || residual_scale.m >= (int64_t{1} << 32))
     throw Error("DI-Norm: residual scale mantissa " + std::to_string(residual_scale.m) + " outside [1, 2^32)");
   std::vector<int64_t> z(residual_codes.size());
   for (size_t c = 0; c < z.size(); ++c) z[c] = static_cast<int64_t>(residual_codes[c]) * residual_scale.m;
-  return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out, clip);
+  return norm_core(std::span<int64_t>(z), residual_scale.k, gamma, eps, settings, out_bits, codes_out, clip, trip);
 }
 
 void check_channel_scales(const char* op, size_t channels, std::span<const int32_t> zero_points,
@@ -164,6 +170,27 @@ void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamm
   std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
+}
+
+DiRequantResult di_norm_row_trip(std::span<const int16_t> residual_codes, Dyadic residual_scale,
+                                 const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
+                                 std::span<uint16_t> codes_out, RequantClip clip, TripFactors trip) {
+  return norm_per_token(residual_codes, residual_scale, gamma, eps, settings, out_bits, codes_out, clip, trip);
+}
+
+void di_norm_rows_trip(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps,
+                       const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip,
+                       TripFactors trip) {
+  check_trip_factors(trip, static_cast<size_t>(h.cols), "DI-Norm");
+  resize_activation(out, h.rows, h.cols, out_bits + trip_extra_bits(trip));
+  for (int32_t t = 0; t < h.rows; ++t) {
+    const size_t offset = static_cast<size_t>(t) * h.cols;
+    const DiRequantResult r = di_norm_row_trip(
+        std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma, eps, settings, out_bits,
+        std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(h.cols)), clip, trip);
+    out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+    out.scales[t] = r.scale;
+  }
 }
 
 void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,

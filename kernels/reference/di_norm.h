@@ -8,6 +8,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/requant.h"
+#include "kernels/trip_requant.h"
 
 namespace illm {
 
@@ -40,6 +41,14 @@ int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_nor
 // codes, zero points and scales written to out; `clip` clips the final DI_REQUANT (sites attn_in, ffn_in).
 void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
                   int out_bits, QuantizedActivation& out, RequantClip clip = {});
+// With TRIP factors (sites attn_in, ffn_in; kernels/trip_requant.h): the final DI_REQUANT is di_requant_trip, the
+// codes are out_bits + trip_extra_bits(trip) wide. Trip off: di_norm_row / di_norm_rows bit for bit.
+DiRequantResult di_norm_row_trip(std::span<const int16_t> residual_codes, Dyadic residual_scale,
+                                 const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings, int out_bits,
+                                 std::span<uint16_t> codes_out, RequantClip clip, TripFactors trip);
+void di_norm_rows_trip(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps,
+                       const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip,
+                       TripFactors trip);
 // Token t of di_norm_rows into row t of `out` (already shaped: resize_activation).
 void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip = {});

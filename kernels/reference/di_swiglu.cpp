@@ -1,5 +1,7 @@
 #include "kernels/reference/di_swiglu.h"
 
+#include <type_traits>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -77,16 +79,36 @@ Dyadic di_swiglu_products(const SwigluInput& gate, const SwigluInput& up, const 
   return swiglu_product_scale(gate.scale, up.scale, settings);
 }
 
-DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
-                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
-                              RequantClip clip) {
+namespace {
+
+template <typename Code>
+DiRequantResult swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                           const IntegerSettings& settings, int out_bits, std::span<Code> codes_out, RequantClip clip,
+                           TripFactors trip) {
   if (codes_out.size() != gate.codes.size())
     throw Error("DI-SwiGLU: gate (" + std::to_string(gate.codes.size()) + ") and output (" +
                 std::to_string(codes_out.size()) + ") lengths differ");
   std::vector<int64_t> products(gate.codes.size());
   const Dyadic scale = di_swiglu_products(gate, up, inv_alpha, settings, std::span<int64_t>(products));
+  if constexpr (std::is_same_v<Code, uint16_t>)
+    return di_requant_trip(std::span<const int64_t>(products), scale.m, scale.k, out_bits, settings.mantissa_bits,
+                           codes_out, clip, trip);
   return di_requant(std::span<const int64_t>(products), scale.m, scale.k, out_bits, settings.mantissa_bits,
                     codes_out, clip);
+}
+
+}  // namespace
+
+DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                              const IntegerSettings& settings, int out_bits, std::span<uint8_t> codes_out,
+                              RequantClip clip) {
+  return swiglu_row(gate, up, inv_alpha, settings, out_bits, codes_out, clip, TripFactors{});
+}
+
+DiRequantResult di_swiglu_row_trip(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                                   const IntegerSettings& settings, int out_bits, std::span<uint16_t> codes_out,
+                                   RequantClip clip, TripFactors trip) {
+  return swiglu_row(gate, up, inv_alpha, settings, out_bits, codes_out, clip, trip);
 }
 
 Dyadic swiglu_product_scale(Dyadic gate_scale, Dyadic up_scale, const IntegerSettings& settings) {
@@ -116,6 +138,29 @@ void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivat
   if (gate.rows != up.rows || gate.cols != up.cols)
     throw Error("DI-SwiGLU: gate " + std::to_string(gate.rows) + "x" + std::to_string(gate.cols) + " and up " +
                 std::to_string(up.rows) + "x" + std::to_string(up.cols) + " differ");
+}
+
+void di_swiglu_rows_trip(const QuantizedActivation& gate, const QuantizedActivation& up,
+                         const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
+                         QuantizedActivation& out, RequantClip clip, TripFactors trip) {
+  check_swiglu_shapes(gate, up);
+  check_trip_factors(trip, static_cast<size_t>(gate.cols), "DI-SwiGLU");
+  resize_activation(out, gate.rows, gate.cols, out_bits + trip_extra_bits(trip));
+  const size_t n = static_cast<size_t>(gate.cols);
+  std::vector<uint8_t> g(n), u(n);
+  for (int32_t t = 0; t < gate.rows; ++t) {
+    const size_t offset = static_cast<size_t>(t) * n;
+    for (size_t c = 0; c < n; ++c) {
+      g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
+      u[c] = static_cast<uint8_t>(up.codes[offset + c]);
+    }
+    const DiRequantResult r = di_swiglu_row_trip(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
+                                                 SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
+                                                 out_bits, std::span<uint16_t>(out.codes.data() + offset, n), clip,
+                                                 trip);
+    out.zero_points[t] = static_cast<int32_t>(r.zero_point);
+    out.scales[t] = r.scale;
+  }
 }
 
 void di_swiglu_rows(const QuantizedActivation& gate, const QuantizedActivation& up, const ChannelVector& inv_alpha,

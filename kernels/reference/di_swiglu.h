@@ -8,6 +8,7 @@
 #include "kernels/quantized_model.h"
 #include "kernels/quantized_tensor.h"
 #include "kernels/requant.h"
+#include "kernels/trip_requant.h"
 
 namespace illm {
 
@@ -46,6 +47,14 @@ DiRequantResult di_swiglu_row(const SwigluInput& gate, const SwigluInput& up, co
 // (kernels/reference/hadamard_sites.h) requantizes them symmetrically to 16 bits instead.
 Dyadic di_swiglu_products(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
                           const IntegerSettings& settings, std::span<int64_t> products);
+// With TRIP factors (site down_in, kernels/trip_requant.h): the output DI_REQUANT is di_requant_trip, the codes are
+// out_bits + trip_extra_bits(trip) wide. Trip off: di_swiglu_row / di_swiglu_rows bit for bit.
+DiRequantResult di_swiglu_row_trip(const SwigluInput& gate, const SwigluInput& up, const ChannelVector& inv_alpha,
+                                   const IntegerSettings& settings, int out_bits, std::span<uint16_t> codes_out,
+                                   RequantClip clip, TripFactors trip);
+void di_swiglu_rows_trip(const QuantizedActivation& gate, const QuantizedActivation& up,
+                         const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
+                         QuantizedActivation& out, RequantClip clip, TripFactors trip);
 
 // The dyadic (μ, k_in) of the products O_c: m_g·m_u reduced to b_m bits (L = max(0, msb + 1 − b_m)),
 // k_in = k_g + k_u + p_σ − 1 − L.

@@ -116,10 +116,38 @@ TEST(Levers, ActClipGivesAnIntegerModelThatAgreesWithFakeQuant) {
   }
 }
 
+// TRIP (trip_shifts) has an integer path: α reaches the model per site, the consumer codes are wider, and the
+// executor's perplexity roughly agrees with the fake-quant simulation at the executor's points.
+TEST(Levers, TripGivesAnIntegerModelThatAgreesWithFakeQuant) {
+  const auto calib = windows("calib.jsonl");
+  auto eval = windows("eval.jsonl");
+  eval.resize(2);
+  const illm::Recipe r = recipe(R"(, "w_bits": 4, "a_bits": 4, "trip_shifts": 3)");
+  EXPECT_NO_THROW(illm::require_integer_path(r, "test"));
+  const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
+  const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(4, 4, false));
+  int trip_sites = 0, widened_sites = 0;
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    EXPECT_EQ(qm.layers[l].trip_max_shift, 3);
+    for (int site = 0; site < illm::kNumClipSites; ++site) {
+      EXPECT_EQ(qm.layers[l].trip_alpha[site], m.layers[l].trip_shifts[site]) << l << " " << site;
+      trip_sites += !qm.layers[l].trip_alpha[site].empty();
+      widened_sites += illm::trip_extra_bits(qm.layers[l].trip(site)) > 0;
+    }
+  }
+  EXPECT_EQ(trip_sites, 4 * static_cast<int>(m.layers.size()));
+  EXPECT_GT(widened_sites, 0);
+  const double fake = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kExecutor, 1});
+  const double integer = integer_perplexity(qm, eval);
+  std::printf("W4A4 trip_shifts 3: fake-quant (executor points) %.3f, integer %.3f, %d of %d sites widened\n", fake,
+              integer, widened_sites, trip_sites);
+  EXPECT_LT(std::fabs(integer / fake - 1), 0.15) << "fake " << fake << " integer " << integer;
+}
+
 // W4A4 RTN: rotations + online Hadamards + GPTQ + clip search + TRIP lower the summed block output MSE (invariant
-// under the residual rotation) well below plain RTN's (measured 0.57x), and the integer path refuses the result
-// (clipping and TRIP are fake-quant only; the online Hadamards are not refused).
-TEST(Levers, FakeQuantOnlyLeversCalibrateAndAreRefusedByTheIntegerPath) {
+// under the residual rotation) well below plain RTN's (measured 0.57x); the integer path refuses only TRIP at down_in
+// together with the down_proj Hadamard (that site's channels are mixed before their requantization).
+TEST(Levers, AllLeversCalibrateAndOnlyTripWithTheDownHadamardIsRefusedByTheIntegerPath) {
   const auto calib = windows("calib.jsonl");
   CalibrationReport plain_report, report;
   calibrate(kModel, recipe(""), calib, &plain_report, quiet());
@@ -143,17 +171,23 @@ TEST(Levers, FakeQuantOnlyLeversCalibrateAndAreRefusedByTheIntegerPath) {
   EXPECT_TRUE(std::isfinite(exec) && exec > 1);
   try {
     illm::integerize(m, illm::integer_settings_for(4, 4, false));
-    ADD_FAILURE() << "integerize accepted TRIP factors";
-  } catch (const illm::Error& e) {  // the online Hadamards and clipping have integer operators; TRIP not yet
-    EXPECT_NE(std::string(e.what()).find("TRIP"), std::string::npos) << e.what();
+    ADD_FAILURE() << "integerize accepted TRIP factors at down_in with the online down_proj Hadamard";
+  } catch (const illm::Error& e) {  // every lever has an integer operator; these two meet at one site
+    EXPECT_NE(std::string(e.what()).find("down_in"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("hadamard_down"), std::string::npos) << e.what();
   }
   try {
     illm::require_integer_path(r, "levers.json");
-    ADD_FAILURE() << "require_integer_path accepted TRIP factors";
+    ADD_FAILURE() << "require_integer_path accepted trip_shifts with hadamard_down";
   } catch (const illm::Error& e) {
     EXPECT_NE(std::string(e.what()).find("levers.json"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("trip_shifts"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("hadamard_down"), std::string::npos) << e.what();
   }
+  // Without the down_proj Hadamard the same levers, TRIP included, build an integer model.
+  illm::Recipe without_down = r;
+  without_down.hadamard_down = false;
+  EXPECT_NO_THROW(illm::require_integer_path(without_down, "levers.json"));
 }
 
 }  // namespace

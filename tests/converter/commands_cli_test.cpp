@@ -273,6 +273,36 @@ TEST_F(CommandsCli, InspectShowsActivationClipRatios) {
   EXPECT_NE(text.out.find("0.9000"), std::string::npos) << text.out;
 }
 
+// A model with TRIP channel factors (what recipe trip_shifts produces): inspect shows K and per site the α counts.
+TEST_F(CommandsCli, InspectShowsTripFactors) {
+  const RunResult plain = run_illm("inspect " + quote(model_) + " --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).at("trip").get<bool>());
+
+  illm::formats::LoadedIllm loaded = illm::formats::read_illm(model_);
+  illm::QuantizedLayer& L = loaded.model.layers[2];
+  L.trip_max_shift = 3;
+  L.trip_alpha[illm::kClipFfnIn].assign(static_cast<size_t>(loaded.model.shape.hidden), 3);
+  L.trip_alpha[illm::kClipFfnIn][0] = 1;  // one channel α = 1: E = 2 extra bits
+  const fs::path with_trip = dir_ / "trip.illm";
+  illm::formats::write_illm(with_trip, loaded.model, loaded.meta);
+  const RunResult r = run_illm("inspect " + quote(with_trip) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j.at("trip").get<bool>());
+  const auto& t = j.at("layers")[2].at("trip");
+  EXPECT_EQ(t.at("max_shift").get<int>(), 3);
+  EXPECT_EQ(t.at("sites").at("ffn_in").at("extra_bits").get<int>(), 2);
+  const std::vector<int64_t> histogram = {0, 1, 0, loaded.model.shape.hidden - 1};
+  EXPECT_EQ(t.at("sites").at("ffn_in").at("alpha_histogram").get<std::vector<int64_t>>(), histogram);
+  EXPECT_FALSE(j.at("layers")[1].contains("trip"));
+  const RunResult text = run_illm("inspect " + quote(with_trip));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("TRIP channel factors"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("ffn_in 0/1/0/" + std::to_string(loaded.model.shape.hidden - 1) + " +2"), std::string::npos)
+      << text.out;
+}
+
 TEST_F(CommandsCli, InspectJsonMatchesTheSource) {
   const RunResult r = run_illm("inspect " + quote(model_) + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -229,6 +229,8 @@ void expect_model_eq(const QuantizedModel& a, const QuantizedModel& b) {
     expect_channels_eq(x.swiglu_inv_alpha, y.swiglu_inv_alpha, at + " swiglu_inv_alpha");
     EXPECT_EQ(x.softmax_clip, y.softmax_clip) << at;
     EXPECT_EQ(x.act_clip, y.act_clip) << at;
+    EXPECT_EQ(x.trip_max_shift, y.trip_max_shift) << at;
+    EXPECT_EQ(x.trip_alpha, y.trip_alpha) << at;
   }
   expect_channels_eq(a.final_norm, b.final_norm, "final_norm");
   expect_linear_eq(a.lm_head, b.lm_head, "lm_head");
@@ -357,6 +359,29 @@ TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
   const std::string message = error_of([&] { read_illm(path, ModelCheck::kNone); });
   EXPECT_NE(message.find("hadamard_qk_plan"), std::string::npos) << message;
   EXPECT_NE(message.find("Sylvester(4)"), std::string::npos) << message;
+}
+
+// Version 2, TRIP channel factors: K and the per-site exponents round-trip; a layer without them has none stored.
+TEST_F(IllmFileTest, TripFactorsRoundTripAndAreAbsentWhenOff) {
+  QuantizedModel model = make_model(5);
+  ASSERT_GE(model.layers.size(), 2u);
+  QuantizedLayer& L = model.layers[0];
+  L.trip_max_shift = 3;
+  L.trip_alpha[kClipAttnIn].resize(static_cast<size_t>(model.shape.hidden));
+  for (size_t c = 0; c < L.trip_alpha[kClipAttnIn].size(); ++c) L.trip_alpha[kClipAttnIn][c] = static_cast<int8_t>(c % 4);
+  L.trip_alpha[kClipDownIn].assign(static_cast<size_t>(model.shape.intermediate), 3);
+  const fs::path path = dir_ / "trip.illm";
+  write_illm(path, model, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, model);
+  EXPECT_TRUE(loaded.model.layers[0].has_trip());
+  EXPECT_TRUE(loaded.model.layers[0].trip_alpha[kClipFfnIn].empty());
+  EXPECT_FALSE(loaded.model.layers[1].has_trip());
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GT(H5Lexists(file, "/model/layers/00/trip_alpha_attn_in", H5P_DEFAULT), 0);
+  EXPECT_EQ(H5Lexists(file, "/model/layers/00/trip_alpha_ffn_in", H5P_DEFAULT), 0);
+  EXPECT_EQ(H5Lexists(file, "/model/layers/01/trip_alpha_attn_in", H5P_DEFAULT), 0);
+  H5Fclose(file);
 }
 
 TEST_F(IllmFileTest, RoundTripWithEmptyMetadata) {

@@ -635,7 +635,25 @@ TEST_P(KernelPaths, ThreadCountDoesNotChangeTheResult) {
 // Whole model: the shared test models (tests/fixtures/make_test_models.sh), prefill and token-by-token decode.
 
 // "<model>-<bits>" is a shared test model; "+clip" after it: the same model with every activation site's
-// requantization clipped (ratios varying by site and layer); "+had": with both online Hadamards on.
+// requantization clipped (ratios varying by site and layer); "+had": with both online Hadamards on; "+trip" with TRIP
+// factors at the four TRIP sites (K = 3, seeded random α with α_min = 0: 3 extra code bits), "+tripK" with α ≡ K = 3
+// at every TRIP site.
+void add_trip_factors(QuantizedModel& model, bool alpha_equal_k) {
+  Rng rng(77);
+  const int32_t channels[kNumClipSites] = {model.shape.hidden, 0, 0, 0, model.shape.n_heads * model.shape.head_dim,
+                                           model.shape.hidden, model.shape.intermediate};
+  for (QuantizedLayer& L : model.layers) {
+    L.trip_max_shift = 3;
+    for (int site = 0; site < kNumClipSites; ++site) {
+      if (!trip_capable_site(site)) continue;
+      std::vector<int8_t>& alpha = L.trip_alpha[site];
+      alpha.resize(static_cast<size_t>(channels[site]));
+      for (int8_t& a : alpha) a = alpha_equal_k ? int8_t{3} : static_cast<int8_t>(uniform(rng, 0, 3));
+      if (!alpha_equal_k) alpha[0] = 0;
+    }
+  }
+}
+
 const formats::LoadedIllm& test_model(const std::string& name) {
   static std::map<std::string, formats::LoadedIllm> models;
   auto it = models.find(name);
@@ -643,6 +661,8 @@ const formats::LoadedIllm& test_model(const std::string& name) {
     const std::string file = name.substr(0, name.find('+'));
     formats::LoadedIllm loaded = formats::read_illm(std::filesystem::path(ILLM_TEST_MODELS_DIR) / (file + ".illm"));
     if (name.find("+had") != std::string::npos) loaded.model.hadamard_down = loaded.model.hadamard_qk = true;
+    if (name.find("+trip") != std::string::npos)
+      add_trip_factors(loaded.model, name.find("+tripK") != std::string::npos);
     if (name.find("+clip") != std::string::npos) {
       const RequantClip ratios[] = {{15, 4}, {13, 4}, {14, 4}, {12, 4}, {10, 4}, {52429, 16}, {15, 4}};
       for (size_t l = 0; l < loaded.model.layers.size(); ++l)
@@ -741,7 +761,8 @@ TEST(WholeModelClip, ClippedSitesChangeTheLogits) {
 TEST_P(KernelPaths, PrunedPrefillAndDecodeEqualReference) {
   // one small, one bigger model, and every part-2 operator at once (clipped sites, online Hadamards: hadamard_qk's
   // RoPE at the kept positions)
-  for (const std::string name : {"stories260K-w4a4", "tinybible-w8a8", "stories260K-w4a4+clip+had"}) {
+  for (const std::string name :
+       {"stories260K-w4a4", "tinybible-w8a8", "stories260K-w4a4+clip+had", "stories260K-w4a4+trip"}) {
     const QuantizedModel& model = test_model(name).model;
     const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens + 2, 6);
     const std::span<const int32_t> prompt(ids.data(), static_cast<size_t>(kPrefillTokens));
@@ -770,6 +791,17 @@ TEST_P(KernelPaths, PrunedPrefillAndDecodeEqualReference) {
     }
     omp_set_num_threads(saved_threads);
     set_parallel_work_threshold(saved_threshold);
+  }
+}
+
+// TRIP: α ≡ K is the plain model bit for bit; mixed α changes the logits (and widens the linears' inputs).
+TEST(WholeModelTrip, AlphaEqualKIsThePlainModelAndMixedAlphaIsNot) {
+  for (const std::string name : {"stories260K-w4a4", "tinybible-w4a8"}) {
+    const IntegerLogits& plain = reference_logits(name);
+    const IntegerLogits& same = reference_logits(name + "+tripK");
+    EXPECT_EQ(plain.values, same.values) << name;
+    EXPECT_EQ(plain.scales, same.scales) << name;
+    EXPECT_NE(plain.values, reference_logits(name + "+trip").values) << name;
   }
 }
 
@@ -825,7 +857,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
                        ::testing::Values("stories260K-w4a4", "stories260K-w4a8", "stories260K-w8a8", "tinybible-w4a4",
                                          "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
-                                         "tinybible-w4a8+clip", "tinybible-w4a4-g32")),
+                                         "tinybible-w4a8+clip", "tinybible-w4a4-g32",
+                                         "stories260K-w4a4+trip", "tinybible-w4a4+trip", "tinybible-w4a8+trip")),
     model_case_name);
 
 INSTANTIATE_TEST_SUITE_P(

@@ -178,6 +178,16 @@ TEST(OnnxGraph, UnsupportedSettingsAreRefusedWithTheFieldAndNothingIsWritten) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("layers[1].q_proj.bits"), std::string::npos) << e.what();
   }
+  loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  loaded.model.layers[1].trip_max_shift = 3;  // TRIP channel factors: no ONNX operator yet, never silently dropped
+  loaded.model.layers[1].trip_alpha[kClipFfnIn].assign(static_cast<size_t>(loaded.model.shape.hidden), 2);
+  try {
+    formats::export_onnx(loaded, out);
+    FAIL() << "a model with TRIP factors was exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers[1].trip_alpha"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("TRIP"), std::string::npos) << e.what();
+  }
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);
 }

@@ -160,6 +160,21 @@ TEST(OnlineHadamard, EveryStepsLogitsEqualTheExecutors) {
   EXPECT_EQ(bytes[ILLM_RT_H_HADAMARD_SITES], 0);
 }
 
+// ---- TRIP channel factors (required feature bit 3): not in the runtime yet, so the export refuses them ----
+
+TEST(TripModels, ExportIsRefusedNamingTheFeature) {
+  QuantizedModel model = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  model.layers[0].trip_max_shift = 3;
+  model.layers[0].trip_alpha[kClipAttnIn].assign(static_cast<size_t>(model.shape.hidden), 1);
+  try {
+    model_bin_of(model);
+    FAIL() << "a model with TRIP factors was exported to model.bin";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("TRIP"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layers[0]"), std::string::npos) << e.what();
+  }
+}
+
 // ---- Synthetic models over other settings ----
 
 struct Variant {
