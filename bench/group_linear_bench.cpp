@@ -3,7 +3,9 @@
 // G = 128, 64, 32 columns, 4-bit packed and 8-bit weights, a decode GEMV (M = 1) and a prefill GEMM (M = 64) of
 // LLaMA-7B's 4096×4096 projection. One thread, thread CPU time (the machine may be shared), best of --reps runs
 // after a warm-up. Weights cycle through copies of at least 64 MB so that they stream from memory as in decoding.
-// Prints a markdown table with GOPS (2 operations per multiply-add) and the ratio per-group / per-row time.
+// Prints a markdown table with GOPS (2 operations per multiply-add) and the ratio per-group / per-row time, for the
+// path's one-pass per-group kernel (kernels/optimized/grouped_dot.h) and, side by side on the same weights, the
+// one-dot-block-per-group kernel it replaced (the same path with kGroupedDotNone).
 //
 // Usage: group_linear_bench [--reps N] [--kernels PATH]
 #include <omp.h>
@@ -17,6 +19,8 @@
 
 #include "bench/bench_timing.h"
 #include "kernels/kernel_set.h"
+#include "bench/previous_group_kernel.h"
+#include "kernels/optimized/linear.h"
 #include "kernels/prepared_linear.h"
 #include "kernels/weight_codes.h"
 
@@ -54,8 +58,17 @@ int main(int argc, char** argv) {
   }
   omp_set_num_threads(1);
   const illm::KernelSet& set = illm::kernels_by_name(kernels);
-  std::printf("kernel path %s, 1 thread, thread CPU time, best of %d runs\n\n", set.name, reps);
-  std::printf("| M×N×K | weights | scales | GOPS | time / per-row time |\n| --- | --- | --- | --- | --- |\n");
+  if (set.path == illm::KernelPath::kReference) {
+    std::fprintf(stderr, "group_linear_bench: the reference path has no optimized kernels to compare\n");
+    return 1;
+  }
+  // The same path without its one-pass per-group kernel: the previous kernel, for the side-by-side column.
+  const illm::optimized::Isa previous = illm::bench::isa_without_one_pass(set.path);
+  const bool has_one_pass = set.path == illm::KernelPath::kAvx512Vnni;
+  std::printf("kernel path %s (one-pass per-group kernel: %s), 1 thread, thread CPU time, best of %d runs\n\n",
+              set.name, has_one_pass ? "yes" : "no, both columns run the previous kernel", reps);
+  std::printf("| M×N×K | weights | scales | previous GOPS | one-pass GOPS | one-pass speed-up | one-pass time / per-row "
+              "time |\n| --- | --- | --- | --- | --- | --- | --- |\n");
   const int32_t n = 4096, k = 4096;
   Random rng{12345};
   for (const int32_t m : {1, 64})
@@ -78,12 +91,20 @@ int main(int argc, char** argv) {
         std::vector<illm::PreparedLinear> prepared;
         for (const auto& copy : weights) prepared.push_back(illm::prepare_linear(copy, 16));
         size_t next = 0;
-        illm::AlignedAccumulator out;
+        illm::AlignedAccumulator out, out_previous;
         const double seconds = illm::bench::best_seconds(reps, /*cpu_time=*/true, [&] { set.linear(x, prepared[next++ % copies], out); });
+        const double previous_seconds = illm::bench::best_seconds(reps, /*cpu_time=*/true, [&] {
+          illm::optimized::linear_accumulate(previous, x, prepared[next++ % copies], out_previous);
+        });
+        if (out.values != out_previous.values) {  // same weights copy by copy: the kernels must agree
+          std::fprintf(stderr, "group_linear_bench: the kernels differ at G = %d, M = %d\n", group, m);
+          return 1;
+        }
         if (group == 0) per_row = seconds;
         const std::string scales = group == 0 ? "per row" : "G = " + std::to_string(group);
-        std::printf("| %d×%d×%d | W%d | %s | %.1f | %.2f |\n", m, n, k, bits, scales.c_str(),
-                    2.0 * m * n * k / seconds / 1e9, seconds / per_row);
+        const double ops = 2.0 * m * n * k;
+        std::printf("| %d×%d×%d | W%d | %s | %.1f | %.1f | %.2f× | %.2f |\n", m, n, k, bits, scales.c_str(),
+                    ops / previous_seconds / 1e9, ops / seconds / 1e9, previous_seconds / seconds, seconds / per_row);
         std::fflush(stdout);
       }
     }

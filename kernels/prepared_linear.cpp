@@ -6,6 +6,27 @@
 #include "kernels/weight_codes.h"
 
 namespace illm {
+namespace {
+
+constexpr size_t kTermBlockRows = 4;
+
+void prepare_group_terms(const QuantizedLinear& weight, PreparedLinear& p) {
+  const size_t n = static_cast<size_t>(weight.out_features), groups = static_cast<size_t>(weight_groups(weight));
+  const int64_t group = weight_group_size(weight);
+  p.group_terms.assign((n + kTermBlockRows - 1) / kTermBlockRows * groups * kTermBlockRows, 0);
+  p.group_gamma.assign(n, 0);
+  for (size_t j = 0; j < n; ++j)
+    for (size_t g = 0; g < groups; ++g) {
+      const size_t index = j * groups + g;
+      const uint64_t mu = static_cast<uint64_t>(p.alignment.mantissas[index]);  // < 2^24 (align_columns)
+      const int64_t z = weight.zero_points[index];                              // < 2^8
+      p.group_terms[(j / kTermBlockRows * groups + g) * kTermBlockRows + j % kTermBlockRows] =
+          static_cast<uint32_t>(mu | static_cast<uint64_t>(z) << 24);
+      p.group_gamma[j] += mu * static_cast<uint64_t>(p.code_sums[index] - group * z);
+    }
+}
+
+}  // namespace
 
 PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what) {
   if (mantissa_bits < 1 || mantissa_bits > 24)
@@ -26,6 +47,7 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
   } catch (const Error& e) {
     throw Error(std::string(what) + ": " + e.what());
   }
+  if (weight_per_group(weight) && weight.bits <= 8) prepare_group_terms(weight, p);
   return p;
 }
 

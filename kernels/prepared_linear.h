@@ -16,6 +16,11 @@ struct PreparedLinear {
   int mantissa_bits = 16;                   // b_m of the column alignment
   ColumnAlignment alignment;                // K2 and μ per (row, group) (§3.4, §9.1), [out][groups]
   std::vector<int64_t> code_sums;           // CS_(j,g) = Σ_(k in group g) W_jk, [out][groups]
+  // Per-group weights of <= 8 bits only, for the one-pass optimized kernel (kernels/optimized/grouped_dot.h):
+  // μ_(j,g) | z_(j,g) << 24 per block of 4 rows, per group, per row of the block ([⌈out/4⌉][groups][4], rows past
+  // `out` zero), and Γ_j = Σ_g μ_(j,g)·(CS_(j,g) − G·z_(j,g)) in wrapping 64-bit arithmetic, [out].
+  std::vector<uint32_t> group_terms;
+  std::vector<uint64_t> group_gamma;
 };
 
 // Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,

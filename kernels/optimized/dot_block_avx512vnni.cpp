@@ -9,32 +9,19 @@
 // largest tile and used under `if constexpr`.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni; called only when the CPU has them.
 
-// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* placeholders, GCC bug 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#include "kernels/optimized/dot_block.h"
+#include "kernels/optimized/avx512vnni_inline.h"
 
 namespace illm::optimized {
 namespace {
 
-constexpr int kStepBytes = 64;
-
-// acc += Σ of four u8·s8 products per int32 lane (vpdpbusd acc, u8, s8). Written as a one-instruction asm with a
-// tied accumulator: GCC 12's builtin makes the register allocator copy every accumulator around each instruction.
-inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
-  return acc;
-}
+using vnni::dpbusd;
+using vnni::Kind;
+using vnni::kStepBytes;
+using vnni::step_mask;
 
 // (Σ lanes of a, Σ b, Σ c, Σ d).
 inline __m128i reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
-  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
-  const __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+  const __m512i abcd = vnni::lane_sums4(a, b, c, d);
   const __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
   return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
 }
@@ -45,10 +32,6 @@ inline void store4(int32_t* out, int count, bool accumulate, __m512i a, __m512i 
   const __m128i previous = accumulate ? _mm_maskz_loadu_epi32(lanes, out) : _mm_setzero_si128();
   _mm_mask_storeu_epi32(out, lanes, _mm_add_epi32(previous, reduce4(a, b, c, d)));
 }
-
-inline __mmask64 step_mask(int32_t left) { return left >= kStepBytes ? ~__mmask64{0} : (__mmask64{1} << left) - 1; }
-
-enum class Kind { kBytes, kBytesXor, kPacked4 };
 
 // Accumulator c<i><j>: activation row i (< 4), weight row j (< 8).
 #define ILLM_ACC_ROW(i) \
@@ -196,17 +179,8 @@ TileFunction tile_function(int rows, int cols, Kind kind) {
   }
 }
 
-Kind kind_of(WeightFormat format) {
-  switch (format) {
-    case WeightFormat::kBytes7: return Kind::kBytes;
-    case WeightFormat::kBytes8: return Kind::kBytesXor;
-    case WeightFormat::kPacked4: return Kind::kPacked4;
-  }
-  return Kind::kBytes;
-}
-
 void dot_block(const DotBlockArgs& a) {
-  const Kind kind = kind_of(a.format);
+  const Kind kind = vnni::kind_of(a.format);
   if (a.rows == 1) {
     switch (kind) {
       case Kind::kBytes: return gemv_rows<Kind::kBytes>(a);

@@ -1,6 +1,8 @@
 #pragma once
-// What one kernel path's optimized operators run on: its dot blocks and its row kernels.
+// What one kernel path's optimized operators run on: its dot blocks, its row kernels and its one-pass per-group
+// dot kernel (kGroupedDotNone where it has none).
 #include "kernels/optimized/dot_block.h"
+#include "kernels/optimized/grouped_dot.h"
 #include "kernels/optimized/row_kernels.h"
 
 namespace illm::optimized {
@@ -8,6 +10,7 @@ namespace illm::optimized {
 struct Isa {
   const DotIsa& dot;
   const RowKernels& rows;
+  const GroupedDotIsa& grouped;
 };
 
 }  // namespace illm::optimized

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/optimized/grouped_linear.h"
 #include "kernels/optimized/parallel.h"
 #include "kernels/reference/di_matmul.h"
 
@@ -208,7 +209,10 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
     return;
   }
   if (weight_per_group(w)) {
-    linear_accumulate_grouped(kernels, x, prepared, out);
+    if (grouped_linear_applies(kernels, x, prepared))
+      grouped_linear_accumulate(kernels, x, prepared, out);
+    else
+      linear_accumulate_grouped(kernels, x, prepared, out);
     return;
   }
 

@@ -1,0 +1,89 @@
+#include "kernels/optimized/grouped_linear.h"
+
+#include <algorithm>
+
+#include "kernels/optimized/linear.h"
+#include "kernels/optimized/parallel.h"
+
+namespace illm::optimized {
+namespace {
+
+constexpr int32_t kRowBlock = 128;  // activation rows per task
+constexpr int32_t kColBlock = 32;   // weight rows per task (a multiple of the kernels' 4-row blocks)
+constexpr int32_t kStepBytes = kGroupedQuadBytes * kGroupedQuadsPerStep;
+constexpr int32_t kLanesPerQuad = 4;
+
+struct GroupedScratch {
+  PackedActivations x;
+  std::vector<int32_t> quad_sums;
+};
+GroupedScratch& grouped_scratch() {
+  thread_local GroupedScratch scratch;
+  return scratch;
+}
+
+}  // namespace
+
+const GroupedDotIsa kGroupedDotNone{"none", nullptr};
+
+bool grouped_linear_applies(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w) {
+  const QuantizedLinear& weight = *w.weight;
+  const int32_t group = weight.group_size;
+  return isa.grouped.grouped_dot != nullptr && weight_per_group(weight) && (group == 32 || group == 64 || group == 128) &&
+         weight.bits <= 8 && x.bits <= 8 && !w.group_terms.empty();
+}
+
+void grouped_linear_accumulate(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& prepared,
+                               AlignedAccumulator& out) {
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t rows = x.rows, n = w.out_features, k = w.in_features, groups = weight_groups(w);
+  const WeightFormat format = weight_format(w.bits);
+  const bool packed = format == WeightFormat::kPacked4;
+  GroupedScratch& s = grouped_scratch();
+  pack_activations(isa.dot.layout, format, x.codes.data(), static_cast<size_t>(k), rows, k, s.x);
+
+  // RS of every quad of every row, repeated over the 4 lanes the kernel multiplies it with.
+  const int32_t quad_codes = packed ? 2 * kGroupedQuadBytes : kGroupedQuadBytes;
+  const int32_t steps = ((packed ? k / 2 : k) + kStepBytes - 1) / kStepBytes;
+  const size_t sums_stride = static_cast<size_t>(steps) * kGroupedQuadsPerStep * kLanesPerQuad;
+  s.quad_sums.assign(static_cast<size_t>(rows) * sums_stride, 0);
+  for (int32_t t = 0; t < rows; ++t) {
+    const uint16_t* codes = x.codes.data() + static_cast<size_t>(t) * k;
+    int32_t* sums = s.quad_sums.data() + static_cast<size_t>(t) * sums_stride;
+    for (int32_t start = 0, quad = 0; start < k; start += quad_codes, ++quad) {
+      int32_t sum = 0;
+      for (int32_t c = start; c < std::min(k, start + quad_codes); ++c) sum += codes[c];
+      std::fill_n(sums + static_cast<size_t>(quad) * kLanesPerQuad, kLanesPerQuad, sum);
+    }
+  }
+
+  const size_t row_bytes = weight_row_bytes(w);
+  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
+  const size_t terms_per_row = static_cast<size_t>(groups);  // the terms of 4 rows span 4 · groups entries
+  const auto task = [&](int64_t index) {
+    const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
+    const int32_t t0 = rb * kRowBlock, j0 = cb * kColBlock;
+    GroupedDotArgs a;
+    a.x = s.x.codes.data() + static_cast<size_t>(t0) * s.x.stride;
+    a.x_stride = s.x.stride;
+    a.quad_sums = s.quad_sums.data() + static_cast<size_t>(t0) * sums_stride;
+    a.quad_sums_stride = sums_stride;
+    a.zero_points = x.zero_points.data() + t0;
+    a.rows = std::min(rows, t0 + kRowBlock) - t0;
+    a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes;
+    a.w_stride = row_bytes;
+    a.cols = std::min(n, j0 + kColBlock) - j0;
+    a.terms = prepared.group_terms.data() + static_cast<size_t>(j0) * terms_per_row;
+    a.gamma = prepared.group_gamma.data() + j0;
+    a.k = k;
+    a.group = w.group_size;
+    a.format = format;
+    a.out = out.values.data() + static_cast<size_t>(t0) * n + j0;
+    a.out_stride = static_cast<size_t>(n);
+    isa.grouped.grouped_dot(a);
+  };
+  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
+  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+}
+
+}  // namespace illm::optimized
