@@ -111,7 +111,10 @@ TEST_F(ScaleCli, ResumeAfterSigkillIsByteIdentical) {
     EXPECT_GE(b.at("seconds").get<double>(), 0.0);
     EXPECT_GT(b.at("peak_rss_bytes").get<int64_t>(), 1 << 20);
   }
-  EXPECT_GE(report.at("peak_rss_bytes").get<int64_t>(), report.at("calibration").at("blocks")[2].at("peak_rss_bytes").get<int64_t>());
+  // VmHWM never falls, but the kernel folds per-thread RSS counters into it lazily, so two reads can be a few
+  // pages out of order (seen: 183.8 then 183.6 MB under load): compare with a 2 % allowance.
+  const int64_t last_block_peak = report.at("calibration").at("blocks")[2].at("peak_rss_bytes").get<int64_t>();
+  EXPECT_GE(report.at("peak_rss_bytes").get<int64_t>(), last_block_peak - last_block_peak / 50);
   const std::string expected = slurp(reference);
 
   for (const auto& [stage, block] : {std::pair{std::string("block-committed"), 1}, {std::string("layer-written"), 0}}) {
