@@ -71,19 +71,14 @@ Dyadic swiglu_token_products(const RowKernels& k, const QuantizedActivation& gat
                              int64_t* products) {
   const int32_t n = gate.cols;
   thread_local std::vector<uint8_t> g, u;
-  g.resize(n), u.resize(n);
-  const size_t offset = static_cast<size_t>(t) * n;
-  for (int32_t c = 0; c < n; ++c) {
-    g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
-    u[c] = static_cast<uint8_t>(up.codes[offset + c]);
-  }
+  const SwigluInput gate_row = swiglu_input_row(gate, static_cast<int32_t>(t), g);
+  const SwigluInput up_row = swiglu_input_row(up, static_cast<int32_t>(t), u);
   const Dyadic sigmoid_scale{gate.scales[t].m, gate.scales[t].k + inv_alpha.exponent};
   const DiExpFrame frame = di_exp_frame(sigmoid_scale.m, sigmoid_scale.k);
   const int64_t abs_t = -frame.t;
   // |A_c| <= 255·max a_c < 2^32: the promotion limit 2^(61 − P) holds for P <= 28.
   if (!settings.sigmoid_stable || abs_t < kMinT || abs_t >= kMaxT || frame.promote > 28 || frame.promote < -40)
-    return di_swiglu_products(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
-                              SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
+    return di_swiglu_products(gate_row, up_row, inv_alpha, settings,
                               std::span<int64_t>(products, static_cast<size_t>(n)));
   thread_local std::vector<int32_t> e, numerator;
   e.resize(n), numerator.resize(n);

@@ -121,17 +121,19 @@ void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation&
                      const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
                      QuantizedActivation& out, RequantClip clip) {
   const size_t n = static_cast<size_t>(gate.cols), offset = static_cast<size_t>(t) * n;
-  std::vector<uint8_t> g(n), u(n), codes(n);
-  for (size_t c = 0; c < n; ++c) {
-    g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
-    u[c] = static_cast<uint8_t>(up.codes[offset + c]);
-  }
-  const DiRequantResult r = di_swiglu_row(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
-                                          SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
-                                          out_bits, std::span<uint8_t>(codes), clip);
+  std::vector<uint8_t> g, u, codes(n);
+  const DiRequantResult r = di_swiglu_row(swiglu_input_row(gate, t, g), swiglu_input_row(up, t, u), inv_alpha,
+                                          settings, out_bits, std::span<uint8_t>(codes), clip);
   std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
+}
+
+SwigluInput swiglu_input_row(const QuantizedActivation& a, int32_t t, std::vector<uint8_t>& codes) {
+  const size_t n = static_cast<size_t>(a.cols), offset = static_cast<size_t>(t) * n;
+  codes.resize(n);
+  for (size_t c = 0; c < n; ++c) codes[c] = static_cast<uint8_t>(a.codes[offset + c]);
+  return SwigluInput{codes, a.zero_points[t], a.scales[t]};
 }
 
 void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivation& up) {
@@ -147,17 +149,12 @@ void di_swiglu_rows_trip(const QuantizedActivation& gate, const QuantizedActivat
   check_trip_factors(trip, static_cast<size_t>(gate.cols), "DI-SwiGLU");
   resize_activation(out, gate.rows, gate.cols, out_bits + trip_extra_bits(trip));
   const size_t n = static_cast<size_t>(gate.cols);
-  std::vector<uint8_t> g(n), u(n);
+  std::vector<uint8_t> g, u;
   for (int32_t t = 0; t < gate.rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * n;
-    for (size_t c = 0; c < n; ++c) {
-      g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
-      u[c] = static_cast<uint8_t>(up.codes[offset + c]);
-    }
-    const DiRequantResult r = di_swiglu_row_trip(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
-                                                 SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
-                                                 out_bits, std::span<uint16_t>(out.codes.data() + offset, n), clip,
-                                                 trip);
+    const DiRequantResult r = di_swiglu_row_trip(swiglu_input_row(gate, t, g), swiglu_input_row(up, t, u), inv_alpha,
+                                                 settings, out_bits,
+                                                 std::span<uint16_t>(out.codes.data() + offset, n), clip, trip);
     out.zero_points[t] = static_cast<int32_t>(r.zero_point);
     out.scales[t] = r.scale;
   }

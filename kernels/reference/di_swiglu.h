@@ -3,6 +3,7 @@
 // from DI-Exp. Exact definition: docs/integer-semantics.md "## DI-SwiGLU".
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
@@ -69,5 +70,8 @@ void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation&
                      const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
                      QuantizedActivation& out, RequantClip clip = {});
 void check_swiglu_shapes(const QuantizedActivation& gate, const QuantizedActivation& up);
+// Row t of the 8-bit codes `a` (gate or up) as a SwigluInput over `codes` (resized to a.cols, filled): the row
+// view every rows-level DI-SwiGLU kernel passes to its row function.
+SwigluInput swiglu_input_row(const QuantizedActivation& a, int32_t t, std::vector<uint8_t>& codes);
 
 }  // namespace illm

@@ -38,17 +38,12 @@ void swiglu_symmetric_rows(const QuantizedActivation& gate, const QuantizedActiv
   check_swiglu_shapes(gate, up);
   resize_wide_rows(out, gate.rows, gate.cols);
   const size_t n = static_cast<size_t>(gate.cols);
-  std::vector<uint8_t> g(n), u(n);
+  std::vector<uint8_t> g, u;
   std::vector<int64_t> products(n);
   for (int32_t t = 0; t < gate.rows; ++t) {
     const size_t offset = static_cast<size_t>(t) * n;
-    for (size_t c = 0; c < n; ++c) {
-      g[c] = static_cast<uint8_t>(gate.codes[offset + c]);
-      u[c] = static_cast<uint8_t>(up.codes[offset + c]);
-    }
-    const Dyadic scale = di_swiglu_products(SwigluInput{g, gate.zero_points[t], gate.scales[t]},
-                                            SwigluInput{u, up.zero_points[t], up.scales[t]}, inv_alpha, settings,
-                                            std::span<int64_t>(products));
+    const Dyadic scale = di_swiglu_products(swiglu_input_row(gate, t, g), swiglu_input_row(up, t, u), inv_alpha,
+                                            settings, std::span<int64_t>(products));
     const DiRequantResult r =
         di_requant_symmetric(std::span<const int64_t>(products), scale.m, scale.k, kWideBits,
                              settings.mantissa_bits, std::span<int32_t>(out.values.data() + offset, n));
