@@ -220,6 +220,7 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.hadamard_down = recipe.hadamard_down;
   out.hadamard_qk = recipe.hadamard_qk;
   out.trip_max_shift = recipe.trip_shifts;
+  out.act_group_size = recipe.act_group_size;
   // A rotated head is W_head·diag(γ)·Q, no longer the rotated embedding E·Q.
   out.tied_head = cfg.tie_word_embeddings && recipe.rotation == ResidualRotation::kNone;
   return out;
@@ -403,6 +404,7 @@ class FakeQuantModel {
     Recipe r;
     r.a_bits = m.a_bits;
     r.swiglu_in_bits = m.swiglu_in_bits;
+    r.act_group_size = m.act_group_size;
     r.fake_quant_points = points;
     FakeQuantSettings online;
     attach_online_hadamards(online, m.hadamard_down, m.hadamard_qk, shape_);

@@ -56,6 +56,7 @@ struct CalibratedModel {
   // the TRIP exponent bound K. Offline rotations are folded into the weights and need nothing here.
   bool hadamard_down = false, hadamard_qk = false;
   int32_t trip_max_shift = 0;
+  int32_t act_group_size = 0;  // per-group activations at the linear inputs (0 = per token)
   // Unquantized FP parts (quantized by the converter's own rules: embedding rows, final norm, head).
   std::vector<float> embed;       // [vocab][hidden]
   std::vector<float> final_norm;  // [hidden]

@@ -200,7 +200,17 @@ torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tenso
   const int sw = q ? st.swiglu_in_bits : 16;
   auto residual_q = [&](const torch::Tensor& t) { return exec ? fake_quant_per_token(t, 16, true) : t; };
   auto site_q = [&](ActSite site, const torch::Tensor& t) {
-    torch::Tensor out = fake_quant_site(t, a, st.sites[site], st.trip_max_shift);
+    const bool linear_input = site == kSiteAttnIn || site == kSiteAttnOut || site == kSiteFfnIn || site == kSiteDownIn;
+    torch::Tensor out;
+    if (st.act_group_size > 0 && linear_input && a < 16) {
+      // Each group of G channels is a row of its own quantizer: [.., C] → [.., C/G, G] and back.
+      std::vector<int64_t> grouped = t.sizes().vec();
+      grouped.back() /= st.act_group_size;
+      grouped.push_back(st.act_group_size);
+      out = fake_quant_site(t.reshape(grouped), a, st.sites[site], st.trip_max_shift).reshape(t.sizes());
+    } else {
+      out = fake_quant_site(t, a, st.sites[site], st.trip_max_shift);
+    }
     if (observe_sites) (*observe_sites)(site, t, out);
     return out;
   };

@@ -95,6 +95,10 @@ struct FakeQuantSettings {
   // Per-site clip ratios and TRIP channel factors (calibration/act_sites.h); defaults are the plain quantizers.
   SiteQuants sites;
   int trip_max_shift = 0;
+  // Per-group activations (kernels/activation_groups.h): the linear-input sites (attn_in, attn_out, ffn_in, down_in)
+  // quantize each run of act_group_size channels of a token with its own range; 0 = per token. (The integer
+  // operator's 16-bit per-row codes before the groups are not simulated: a 2^−16 relative step.)
+  int act_group_size = 0;
 };
 
 // Called at every activation site with the value before and after its quantizer (GPTQ Hessians, TRIP statistics).

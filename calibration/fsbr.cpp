@@ -94,6 +94,7 @@ FakeQuantSettings training_settings(const Recipe& recipe) {
   s.a_bits = recipe.a_bits;
   s.swiglu_in_bits = recipe.swiglu_in_bits;
   s.executor_points = false;
+  s.act_group_size = recipe.act_group_size;
   return s;
 }
 

@@ -131,6 +131,7 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const Integ
   QuantizedModel qm;
   qm.hadamard_down = cm.hadamard_down;
   qm.hadamard_qk = cm.hadamard_qk;
+  qm.act_group_size = cm.act_group_size;
   qm.shape.hidden = cm.hidden;
   qm.shape.intermediate = cm.intermediate;
   qm.shape.n_layers = cm.n_layers;

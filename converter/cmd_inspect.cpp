@@ -197,6 +197,7 @@ Json inspect_file(const fs::path& file) {
   };
   j["online_hadamard"] = {{"down_proj", hadamard(m.hadamard_down, s.intermediate)},
                           {"qk", hadamard(m.hadamard_qk, s.head_dim)}};
+  j["act_group_size"] = m.act_group_size;  // 0 = per-token activations
   j["recipe"] = meta.recipe_json.empty() ? Json() : Json::parse(meta.recipe_json, nullptr, false);
 
   Json layers = Json::array();
@@ -318,6 +319,10 @@ void print_human(const Json& j) {
   };
   std::printf("hadamard  down_proj input: %s; q/k heads after RoPE: %s\n",
               hadamard_text(j["online_hadamard"]["down_proj"]).c_str(), hadamard_text(j["online_hadamard"]["qk"]).c_str());
+  const int act_group = j["act_group_size"].get<int>();
+  std::printf("act groups  linear inputs: %s\n",
+              act_group > 0 ? ("one scale per token and " + std::to_string(act_group) + " channels").c_str()
+                            : "one scale per token");
   std::printf("recipe    %s\n", j["recipe"].dump().c_str());
 
   std::printf("\nlinears (accumulator: int32 when the worst-case |sum| fits, else int64; scale = m / 2^k per row, or per\n"

@@ -26,22 +26,28 @@ ModelShape integer_shape_for(const formats::LlamaConfig& config) {
 
 namespace {
 
-// Per-group weights (docs/integer-semantics.md "## Per-group DI-MatMul"): G in {32, 64, 128} dividing the input
-// width of every block linear (hidden for q/k/v/gate/up, heads·head_dim for o_proj, intermediate for down_proj).
-void check_group_size_for_integer_model(const Recipe& recipe, const std::string& where,
-                                        const formats::LlamaConfig& config) {
-  const int64_t g = recipe.group_size;
-  if (g != 32 && g != 64 && g != 128)
-    throw Error(where + "key \"group_size\": " + std::to_string(g) +
-                " is not one the integer per-group DI-MatMul supports (32, 64 or 128)");
+// G divides the input width of every block linear (hidden for q/k/v/gate/up, heads·head_dim for o_proj,
+// intermediate for down_proj).
+void check_linear_input_widths(int64_t g, const char* key, const std::string& where,
+                               const formats::LlamaConfig& config) {
   const std::pair<const char*, int64_t> widths[] = {
       {"hidden_size", config.hidden_size},
       {"num_attention_heads * head_dim", config.num_attention_heads * config.head_dim()},
       {"intermediate_size", config.intermediate_size}};
   for (const auto& [name, width] : widths)
     if (width % g != 0)
-      throw Error(where + "key \"group_size\": " + std::to_string(g) + " does not divide " + name + " = " +
+      throw Error(where + "key \"" + key + "\": " + std::to_string(g) + " does not divide " + name + " = " +
                   std::to_string(width) + " (every block linear's input width must be a multiple of G)");
+}
+
+// Per-group weights (docs/integer-semantics.md "## Per-group DI-MatMul"): G in {32, 64, 128}.
+void check_group_size_for_integer_model(const Recipe& recipe, const std::string& where,
+                                        const formats::LlamaConfig& config) {
+  const int64_t g = recipe.group_size;
+  if (g != 32 && g != 64 && g != 128)
+    throw Error(where + "key \"group_size\": " + std::to_string(g) +
+                " is not one the integer per-group DI-MatMul supports (32, 64 or 128)");
+  check_linear_input_widths(g, "group_size", where, config);
 }
 
 }  // namespace
@@ -50,6 +56,8 @@ void check_recipe_for_integer_model(const Recipe& recipe, const std::string& rec
                                     const formats::LlamaConfig& config, bool paper_conformance) {
   const std::string where = "recipe " + recipe_name + " for " + config.source.string() + ": ";
   if (recipe.w_granularity == WeightGranularity::kPerGroup) check_group_size_for_integer_model(recipe, where, config);
+  if (recipe.act_group_size > 0)  // per-group activations (docs/integer-semantics.md "## Per-group activations")
+    check_linear_input_widths(recipe.act_group_size, "act_group_size", where, config);
   if (recipe.swiglu_in_bits > 8)
     throw Error(where + "key \"swiglu_in_bits\": " + std::to_string(recipe.swiglu_in_bits) +
                 " (no SwiGLU input quantization) is a fake-quant experiment; the integer executor needs 2..8");

@@ -181,6 +181,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
     j["act_clip"] = r.act_clip;
   }
   if (r.trip_shifts != off.trip_shifts) j["trip_shifts"] = r.trip_shifts;
+  if (r.act_group_size != off.act_group_size) j["act_group_size"] = r.act_group_size;
   return j;
 }
 

@@ -232,6 +232,8 @@ void write_model(hid_t file, const QuantizedModel& model) {
   write_shape(group, shape);
   write_settings(group, model.settings);
   write_online_hadamards(group, model);  // version 2, optional
+  if (model.act_group_size > 0)            // version 3
+    h5::write_int_attribute(group, "act_group_size", model.act_group_size, H5T_STD_I32LE);
   {
     Handle embedding = h5::create_group(group, "embedding");
     h5::write_int_dataset<int16_t>(embedding, "codes", model.embed_codes, {vocab, hidden});
@@ -249,12 +251,12 @@ void write_model(hid_t file, const QuantizedModel& model) {
   h5::write_int_dataset<int16_t>(rope, "sin", model.rope_sin, {rope_rows, rope_cols});
 }
 
-void write_metadata(hid_t file, const IllmMetadata& meta) {
+void write_metadata(hid_t file, const IllmMetadata& meta, int64_t version) {
   if (meta.source_name.find_first_of("/\\") != std::string::npos)
     throw Error("write_illm: source_name '" + meta.source_name + "' must be a directory name, not a path");
   Handle group = h5::create_group(file, "meta");
-  // The version written is always this build's; meta.format_version is what a reader found.
-  h5::write_int_attribute(group, "format_version", kIllmFormatVersion);
+  // The version written is the model's (illm_format_version_for); meta.format_version is what a reader found.
+  h5::write_int_attribute(group, "format_version", version);
   h5::write_string_attribute(group, "tool_version", meta.tool_version);
   h5::write_string_attribute(group, "source_name", meta.source_name);
   h5::write_string_attribute(group, "source_sha256", meta.source_sha256);
@@ -279,8 +281,8 @@ void write_metadata(hid_t file, const IllmMetadata& meta) {
   }
 }
 
-void write_user_block(const std::filesystem::path& file) {
-  const std::string header = user_block_text(kIllmFormatVersion, to_hex(sha256_of_file(file, kIllmUserBlockSize)));
+void write_user_block(const std::filesystem::path& file, int64_t version) {
+  const std::string header = user_block_text(version, to_hex(sha256_of_file(file, kIllmUserBlockSize)));
   const int fd = ::open(file.c_str(), O_WRONLY);
   if (fd < 0) throw Error(file.string() + ": cannot reopen to write the header: " + std::strerror(errno));
   const ssize_t written = ::pwrite(fd, header.data(), header.size(), 0);
@@ -429,6 +431,7 @@ QuantizedModel read_model(hid_t file) {
   model.shape = read_shape(group);
   model.settings = read_settings(group);
   read_online_hadamards(group, model);
+  model.act_group_size = H5Aexists(group, "act_group_size") > 0 ? read_int32_attribute(group, "act_group_size", 16) : 0;
   const ModelShape& shape = model.shape;
   if (shape.head_dim % 2 != 0) throw Error(h5::describe(group) + ": odd head_dim " + std::to_string(shape.head_dim));
   const hsize_t vocab = to_extent(shape.vocab), hidden = to_extent(shape.hidden);
@@ -576,13 +579,14 @@ Handle open_layer_file(const std::filesystem::path& file) {
 }  // namespace
 
 void write_illm(const std::filesystem::path& out, const QuantizedModel& model, const IllmMetadata& meta) {
+  const int64_t version = illm_format_version_for(model);
   write_h5_atomically(
       out, true,
       [&](hid_t file) {
-        write_metadata(file, meta);
+        write_metadata(file, meta, version);
         write_model(file, model);
       },
-      write_user_block);
+      [&](const std::filesystem::path& file) { write_user_block(file, version); });
 }
 
 void write_layer_file(const std::filesystem::path& out, const QuantizedLayer& layer) {

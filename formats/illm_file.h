@@ -14,11 +14,17 @@ namespace illm::formats {
 
 // Version 2 (issue #12 part 2) adds optional per-model and per-layer fields for the W4A4 levers (online Hadamard
 // flags, clipped requantization ratios, TRIP factors, per-group weights); a field a file lacks reads as "off", so
-// every version-1 file reads unchanged. Files are always written at kIllmFormatVersion.
-inline constexpr int64_t kIllmFormatVersion = 2;
+// every version-1 file reads unchanged. Version 3 adds /model act_group_size (per-group activations): a build that
+// reads only up to version 2 would run such a file with per-token activations, so it must refuse it.
+// A file is written at the lowest version that holds its fields (illm_format_version_for): 3 with per-group
+// activations, else 2.
+inline constexpr int64_t kIllmFormatVersion = 3;
 inline constexpr int64_t kIllmOldestReadableVersion = 1;
 inline constexpr bool illm_format_version_readable(int64_t version) {
   return version >= kIllmOldestReadableVersion && version <= kIllmFormatVersion;
+}
+inline constexpr int64_t illm_format_version_for(const QuantizedModel& model) {
+  return model.act_group_size > 0 ? 3 : 2;
 }
 inline constexpr size_t kIllmUserBlockSize = 512;
 // First line of the user block (`head -c 512 model.illm` shows the header as text).

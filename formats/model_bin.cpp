@@ -257,6 +257,9 @@ size_t align_up(size_t v) { return (v + ILLM_RT_ALIGNMENT - 1) / ILLM_RT_ALIGNME
 
 ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer_model, const ModelBinOptions& options) {
   validate_quantized_model(model);  // the executor's checks, naming the field (TRIP factors included)
+  if (model.act_group_size > 0)
+    throw Error("model.bin export: act_group_size = " + std::to_string(model.act_group_size) +
+                " (per-group activations) is not supported by the C99 runtime yet");
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
   ModelBin result;

@@ -23,7 +23,7 @@ const std::set<std::string>& schema_keys() {
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
       "description", "rotation", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
-      "gptq_act_order", "act_clip", "trip_shifts"};
+      "gptq_act_order", "act_clip", "trip_shifts", "act_group_size"};
   return keys;
 }
 
@@ -174,6 +174,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
     else fail(source, "act_clip", "must be a number in (0, 1] or \"search\"");
   }
   if (j.contains("trip_shifts")) r.trip_shifts = get_int(j, "trip_shifts", source, 0, 8);
+  if (j.contains("act_group_size")) r.act_group_size = get_int(j, "act_group_size", source, 0, 128);
   validate_recipe(r, source);
   return r;
 }
@@ -198,6 +199,14 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   if (!(r.act_clip > 0 && r.act_clip <= 1)) fail(source, "act_clip", "must be in (0, 1] or \"search\"");
   if (r.trip_shifts < 0 || r.trip_shifts > 8)
     fail(source, "trip_shifts", "must be in 0..8, got " + std::to_string(r.trip_shifts));
+  const int g = r.act_group_size;
+  if (g != 0 && g != 16 && g != 32 && g != 64 && g != 128)
+    fail(source, "act_group_size", "must be 0 (per token), 16, 32, 64 or 128, got " + std::to_string(g));
+  // The combinations without an integer operator (model validation refuses them too).
+  if (g != 0 && r.trip_shifts > 0)
+    fail(source, "act_group_size", "cannot be combined with trip_shifts (no integer operator for both)");
+  if (g != 0 && r.w_granularity == WeightGranularity::kPerGroup)
+    fail(source, "act_group_size", "cannot be combined with per_group weights (no integer operator for both)");
 }
 
 Recipe load_recipe(const std::filesystem::path& path) {

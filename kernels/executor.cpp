@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 
 namespace illm {
@@ -96,18 +97,38 @@ void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool prune
   });
 }
 
+void Executor::group_site(RequantClip clip, QuantizedActivation& out) {
+  Workspace& w = ws_;
+  const IntegerSettings& settings = model_.settings;
+  run(Operator::kRequantize, "act_groups", [&] {
+    center_codes(w.site16, w.site_acc);
+    requantize_groups(kernels_.requantize, w.site_acc, model_.act_group_size, settings.a_bits, settings.mantissa_bits,
+                      out, clip);
+  });
+}
+
+void Executor::block_linear(const QuantizedActivation& x, const PreparedLinear& w, const char* name) {
+  if (model_.act_group_size > 0)
+    return run(Operator::kLinear, name, [&] { kernels_.linear_act_groups(x, w, ws_.acc); });
+  run(Operator::kLinear, name, [&] { kernels_.linear(x, w, ws_.acc); });
+}
+
 void Executor::swiglu_site(const QuantizedLayer& layer) {
   const IntegerSettings& settings = model_.settings;
   Workspace& w = ws_;
   const RequantClip clip = layer.act_clip[kClipDownIn];
-  const TripFactors trip = layer.trip(kClipDownIn);  // never with hadamard_down (model validation)
+  const TripFactors trip = layer.trip(kClipDownIn);  // never with hadamard_down or act_group_size (model validation)
+  const bool grouped = model_.act_group_size > 0;
   if (!model_.hadamard_down) {
     run(Operator::kSwiglu, nullptr, [&] {
       if (trip.enabled())
         return kernels_.swiglu_trip(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed, clip,
                                     trip);
+      if (grouped)
+        return kernels_.swiglu(w.gate, w.up, layer.swiglu_inv_alpha, settings, 16, w.site16, RequantClip{});
       kernels_.swiglu(w.gate, w.up, layer.swiglu_inv_alpha, settings, settings.a_bits, w.mixed, clip);
     });
+    if (grouped) group_site(clip, w.mixed);
     return;
   }
   run(Operator::kSwiglu, "hadamard_down",
@@ -116,6 +137,9 @@ void Executor::swiglu_site(const QuantizedLayer& layer) {
       [&] { kernels_.hadamard_rows(down_plan_, w.wide.rows, std::span<int32_t>(w.wide.values)); });
   run(Operator::kRequantize, "hadamard_down", [&] {
     widen_rows(w.wide, w.acc);  // w.acc (up_proj's P') is consumed
+    if (grouped)
+      return requantize_groups(kernels_.requantize, w.acc, model_.act_group_size, settings.a_bits,
+                               settings.mantissa_bits, w.mixed, clip);
     kernels_.requantize(w.acc, settings.a_bits, settings.mantissa_bits, w.mixed, clip);
   });
 }
@@ -136,12 +160,21 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
     throw Error("executor: positions " + std::to_string(first) + ".." + std::to_string(int64_t{first} + tokens - 1) +
                 " pass max_positions = " + std::to_string(S.max_positions));
 
-  // DI-Norm of a block input site (attn_in, ffn_in) into w.x: clipped as the layer says, TRIP when it has factors.
+  // DI-Norm of a block input site (attn_in, ffn_in) into w.x: clipped as the layer says, TRIP when it has factors,
+  // per group (16-bit per-row codes first) with act_group_size.
+  const bool grouped = M.act_group_size > 0;
   auto norm_site = [&](const QuantizedLayer& L, const ChannelVector& gamma, int site) {
-    if (L.trip(site).enabled())
-      K.rms_norm_trip(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site], L.trip(site));
-    else
-      K.rms_norm(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site]);
+    if (grouped) {
+      run(Operator::kRmsNorm, nullptr,
+          [&] { K.rms_norm(w.h, gamma, M.norm_eps, settings, 16, w.site16, RequantClip{}); });
+      return group_site(L.act_clip[site], w.x);
+    }
+    run(Operator::kRmsNorm, nullptr, [&] {
+      if (L.trip(site).enabled())
+        K.rms_norm_trip(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site], L.trip(site));
+      else
+        K.rms_norm(w.h, gamma, M.norm_eps, settings, a_bits, w.x, L.act_clip[site]);
+    });
   };
 
   // Embedding rows are already a per-token quantized int16 residual (§7.3).
@@ -159,12 +192,12 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       const bool prune_here = pruning_.enabled() && tokens > 1 && layer >= pruning_.from_layer;
 
       // Attention half: DI-Norm → q/k/v DI-MatMul → RoPE + per-(token, head) codes → cache → attention.
-      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.attn_norm, kClipAttnIn); });
-      run(Operator::kLinear, "q_proj", [&] { K.linear(w.x, W.q_proj, w.acc); });
+      norm_site(L, L.attn_norm, kClipAttnIn);
+      block_linear(w.x, W.q_proj, "q_proj");
       rope_heads_site(S.n_heads, first, pruned, L.act_clip[kClipQ], w.q);
-      run(Operator::kLinear, "k_proj", [&] { K.linear(w.x, W.k_proj, w.acc); });
+      block_linear(w.x, W.k_proj, "k_proj");
       rope_heads_site(S.n_kv_heads, first, pruned, L.act_clip[kClipK], w.k);
-      run(Operator::kLinear, "v_proj", [&] { K.linear(w.x, W.v_proj, w.acc); });
+      block_linear(w.x, W.v_proj, "v_proj");
       run(Operator::kSplitHeads, nullptr, [&] {
         K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v, L.act_clip[kClipV]);
       });
@@ -173,20 +206,23 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
           for (int32_t g = 0; g < S.n_kv_heads; ++g) cache_.store(layer, g, slot + t, w.k.head(t, g), w.v.head(t, g));
       });
       run(Operator::kAttention, nullptr, [&] {
-        const RequantClip out_clip = L.act_clip[kClipAttnOut];
+        // Per-group activations: 16-bit per-row codes here, the site's clip at the per-group requantization.
+        const RequantClip out_clip = grouped ? RequantClip{} : L.act_clip[kClipAttnOut];
+        const int out_bits = grouped ? 16 : a_bits;
+        QuantizedActivation& out = grouped ? w.site16 : w.attended;
         const TripFactors trip = L.trip(kClipAttnOut);
         w.received.resize(prune_here ? static_cast<size_t>(w.q.rows) : 0);
         if (trip.enabled())
-          return K.attention_trip(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip,
-                                  trip, std::span<int64_t>(w.received));
+          return K.attention_trip(w.q, cache_, layer, slot, L.softmax_clip, settings, out_bits, out, out_clip, trip,
+                                  std::span<int64_t>(w.received));
         if (!prune_here)
-          return K.attention(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip);
-        K.attention_scored(w.q, cache_, layer, slot, L.softmax_clip, settings, a_bits, w.attended, out_clip,
-                           w.received);
+          return K.attention(w.q, cache_, layer, slot, L.softmax_clip, settings, out_bits, out, out_clip);
+        K.attention_scored(w.q, cache_, layer, slot, L.softmax_clip, settings, out_bits, out, out_clip, w.received);
       });
+      if (grouped) group_site(L.act_clip[kClipAttnOut], w.attended);
 
       // o_proj's aligned accumulator goes straight into the residual add (fused epilogue, §7.2).
-      run(Operator::kLinear, "o_proj", [&] { K.linear(w.attended, W.o_proj, w.acc); });
+      block_linear(w.attended, W.o_proj, "o_proj");
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
       if (prune_here) {
         const std::vector<int32_t> removed =
@@ -196,14 +232,14 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       }
 
       // MLP half: DI-Norm → gate/up DI-MatMul (8-bit) → DI-SwiGLU → down_proj → fused residual add.
-      run(Operator::kRmsNorm, nullptr, [&] { norm_site(L, L.ffn_norm, kClipFfnIn); });
+      norm_site(L, L.ffn_norm, kClipFfnIn);
       const int swiglu_bits = settings.swiglu_in_bits;
-      run(Operator::kLinear, "gate_proj", [&] { K.linear(w.x, W.gate_proj, w.acc); });
+      block_linear(w.x, W.gate_proj, "gate_proj");
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.gate, RequantClip{}); });
-      run(Operator::kLinear, "up_proj", [&] { K.linear(w.x, W.up_proj, w.acc); });
+      block_linear(w.x, W.up_proj, "up_proj");
       run(Operator::kRequantize, nullptr, [&] { K.requantize(w.acc, swiglu_bits, b_m, w.up, RequantClip{}); });
       swiglu_site(L);
-      run(Operator::kLinear, "down_proj", [&] { K.linear(w.mixed, W.down_proj, w.acc); });
+      block_linear(w.mixed, W.down_proj, "down_proj");
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
     }
 

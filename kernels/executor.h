@@ -82,6 +82,8 @@ class Executor {
     AlignedAccumulator run_acc;      // rope_heads_at's scratch
     PerHeadActivation run_heads;
     WideRows wide;  // the int32 rows an online Hadamard transforms
+    QuantizedActivation site16;  // a per-group activation site's 16-bit per-row codes (act_group_size > 0)
+    AlignedAccumulator site_acc; // the same, centered
   };
   template <typename Call>
   void run(Operator op, const char* detail, Call&& call);
@@ -92,6 +94,10 @@ class Executor {
   // DI-SwiGLU of w.gate and w.up into w.mixed: swiglu, or with hadamard_down its WHT form; the down_in clip applies
   // to the requantization that feeds down_proj (after the transform when there is one).
   void swiglu_site(const QuantizedLayer& layer);
+  // Per-group activations (act_group_size > 0): w.site16 → centered → DI_REQUANT per group to a_bits into out.
+  void group_site(RequantClip clip, QuantizedActivation& out);
+  // A block linear: `linear`, or `linear_act_groups` for per-group activation inputs.
+  void block_linear(const QuantizedActivation& x, const PreparedLinear& w, const char* name);
 
   const QuantizedModel& model_;
   const KernelSet& kernels_;

@@ -6,6 +6,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/error.h"
 #include "kernels/optimized/kernel_sets.h"
+#include "kernels/reference/act_group_matmul.h"
 #include "kernels/reference/attention.h"
 #include "kernels/reference/di_matmul.h"
 #include "kernels/reference/di_norm.h"
@@ -37,10 +38,13 @@ KernelSet make_reference() {
   k.swiglu_symmetric = swiglu_symmetric_rows;
   k.rope_symmetric = rope_symmetric_rows;
   set_reference_trip_kernels(k);
+  set_reference_act_group_kernels(k);
   return k;
 }
 
 }  // namespace
+
+void set_reference_act_group_kernels(KernelSet& k) { k.linear_act_groups = linear_act_groups_accumulate; }
 
 void set_reference_trip_kernels(KernelSet& k) {
   k.rms_norm_trip = di_norm_rows_trip;

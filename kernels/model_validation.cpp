@@ -2,7 +2,9 @@
 #include "kernels/model_validation.h"
 
 #include <string>
+#include <utility>
 
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
 #include "kernels/reference/di_matmul.h"
@@ -142,6 +144,21 @@ void validate_quantized_model(const QuantizedModel& model) {
     fail("layers", "has " + std::to_string(model.layers.size()) + " entries, expected n_layers = " +
                        std::to_string(s.n_layers));
   const int32_t q_width = s.n_heads * s.head_dim, kv_width = s.n_kv_heads * s.head_dim;
+  // Per-group activations (kernels/activation_groups.h): G divides every block linear's input width; the all-zero
+  // group rule of the DI-MatMul needs scale mantissas of >= 2 bits; per-row weights and no TRIP (their
+  // combinations have no integer operator).
+  const int32_t act_group = model.act_group_size;
+  if (act_group != 0) {
+    if (!supported_act_group_size(act_group))
+      fail("act_group_size", "= " + std::to_string(act_group) + " is not one of 16, 32, 64, 128");
+    for (const auto& [name, width] : {std::pair<const char*, int32_t>{"shape.hidden", s.hidden},
+                                      {"shape.intermediate", s.intermediate}, {"shape.n_heads·head_dim", q_width}})
+      if (width % act_group != 0)
+        fail("act_group_size", "= " + std::to_string(act_group) + " does not divide " + name + " = " +
+                                   std::to_string(width));
+    if (st.mantissa_bits < 2)
+      fail("act_group_size", "is set with settings.mantissa_bits = 1 (per-group activations need at least 2)");
+  }
   const int64_t gamma_limit = (int64_t{1} << 31) - 1;
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const QuantizedLayer& L = model.layers[l];
@@ -164,6 +181,16 @@ void validate_quantized_model(const QuantizedModel& model) {
       input_bits[site] += trip_extra_bits(L.trip(site));
       if (input_bits[site] > 16)
         fail(field, "widens the codes to " + std::to_string(input_bits[site]) + " bits (at most 16)");
+    }
+    if (act_group != 0) {
+      if (L.has_trip()) fail(layer_name(l, "trip_alpha"), "is set together with act_group_size (not supported)");
+      const std::pair<const char*, const QuantizedLinear*> linears[] = {
+          {"q_proj", &L.q_proj},       {"k_proj", &L.k_proj}, {"v_proj", &L.v_proj},    {"o_proj", &L.o_proj},
+          {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}};
+      for (const auto& [name, w] : linears)
+        if (weight_per_group(*w))
+          fail(layer_name(l, name) + ".group_size", "= " + std::to_string(w->group_size) +
+                                                     ": per-group weights with act_group_size are not supported");
     }
     check_linear(layer_name(l, "q_proj"), L.q_proj, q_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);
     check_linear(layer_name(l, "k_proj"), L.k_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);

@@ -191,6 +191,11 @@ struct QuantizedModel {
   // folded into down_proj's row scales) and of every q and k head after RoPE (n = d; 1/g into q_proj's row scales).
   bool hadamard_down = false;
   bool hadamard_qk = false;
+
+  // Per-group activations (docs/integer-semantics.md "## Per-group activations"): G > 0 gives the inputs of the seven
+  // block linears (attn_in, attn_out, ffn_in, down_in) one zero point and dyadic per (token, G channels); 0 = per
+  // token. The LM head input and q, k, v stay as they are.
+  int32_t act_group_size = 0;
 };
 
 }  // namespace illm

@@ -13,22 +13,31 @@ namespace illm {
 
 // Per-row asymmetric unsigned codes in [0, 2^bits − 1], 1 <= bits <= 16 (matmul inputs: 4–8 bits;
 // softmax inputs up to 16). Row-major [rows][cols].
+// With group_size G > 0 (per-group activations, docs/integer-semantics.md "## Per-group activations") each run of G
+// consecutive columns of a row has its own zero point and dyadic: zero_points and scales are [rows][cols/G].
 struct QuantizedActivation {
   int32_t rows = 0;
   int32_t cols = 0;
   int32_t bits = 0;
   std::vector<uint16_t> codes;       // [rows][cols]
-  std::vector<int32_t> zero_points;  // [rows], in [0, 2^bits − 1]
-  std::vector<Dyadic> scales;        // [rows]
+  std::vector<int32_t> zero_points;  // [rows] (or [rows][cols/G]), in [0, 2^bits − 1]
+  std::vector<Dyadic> scales;        // [rows] (or [rows][cols/G])
+  int32_t group_size = 0;            // G: 0 = one zero point and scale per row
 
   uint16_t at(int32_t r, int32_t c) const { return codes[static_cast<size_t>(r) * cols + c]; }
 };
 
-// Shapes `out` for rows × cols codes of `bits` bits (sizes only; the operators overwrite the contents).
+// Groups of one row: cols / G, or 1 for per-row codes.
+constexpr inline int32_t activation_groups(const QuantizedActivation& x) {
+  return x.group_size > 0 && x.cols > 0 ? x.cols / x.group_size : 1;
+}
+
+// Shapes `out` for rows × cols per-row codes of `bits` bits (sizes only; the operators overwrite the contents).
 inline void resize_activation(QuantizedActivation& out, int32_t rows, int32_t cols, int32_t bits) {
   out.rows = rows;
   out.cols = cols;
   out.bits = bits;
+  out.group_size = 0;
   out.codes.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols));
   out.zero_points.resize(static_cast<size_t>(rows));
   out.scales.resize(static_cast<size_t>(rows));

@@ -210,6 +210,8 @@ void check_exportable(const QuantizedModel& model) {
   validate_quantized_model(model);
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
+  if (model.act_group_size > 0)
+    refuse("act_group_size", "= " + std::to_string(model.act_group_size) + " (per-group activations): not exported yet");
   if (s.hidden >= (1 << 14)) refuse("shape.hidden", "= " + std::to_string(s.hidden) + " (DI-Norm's Σ Z² needs < 16384)");
   // Every DI_REQUANT site of the forward pass: (output bits, symmetric).
   const std::pair<int, bool> sites[] = {{st.a_bits, false},          {kResidualBits, true},   {st.softmax_in_bits, false},

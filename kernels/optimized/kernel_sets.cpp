@@ -105,6 +105,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.swiglu_symmetric = swiglu_symmetric_op<kIsa>;
   k.rope_symmetric = rope_symmetric_op<kIsa>;
   set_reference_trip_kernels(k);  // no optimized TRIP kernels: the reference is the entry
+  set_reference_act_group_kernels(k);  // no optimized per-group-activation DI-MatMul yet: the reference is the entry
   return k;
 }
 

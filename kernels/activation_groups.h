@@ -1,0 +1,33 @@
+#pragma once
+// Per-group activations (docs/integer-semantics.md "## Per-group activations"): a linear's input quantized with one
+// zero point and dyadic per (token, group of G consecutive channels) instead of per token. A site makes them in two
+// steps: its operator emits 16-bit per-row codes as before (out_bits = 16), then every group of each row goes through
+// its own DI_REQUANT to the site's width. Both steps are integer-only; the second is the path's own `requantize`
+// run on the rows reshaped to one group per row (the same int64 values and the row's dyadic), so it needs no kernel
+// of its own.
+#include <cstdint>
+
+#include "kernels/quantized_tensor.h"
+#include "kernels/requant.h"
+
+namespace illm {
+
+// G ∈ {16, 32, 64, 128}: the group sizes a model may use (checked at load).
+constexpr inline bool supported_act_group_size(int32_t g) { return g == 16 || g == 32 || g == 64 || g == 128; }
+
+// The centered codes of per-row codes x as an aligned accumulator: values = code − zero point, the row's dyadic
+// (exact). x must be per row.
+void center_codes(const QuantizedActivation& x, AlignedAccumulator& out);
+
+// The kernel-set operator `requantize` (kernels/kernel_set.h).
+using RequantizeOperator = void (*)(const AlignedAccumulator& acc, int out_bits, int mantissa_bits,
+                                    QuantizedActivation& out, RequantClip clip);
+
+// Y = DI_REQUANT of every group of G columns of every row of acc (real value acc[t][c]·m_t/2^k_t) to out_bits codes,
+// clipped by `clip` per group: out has group_size G and [rows][cols/G] zero points and scales. Runs `requantize` on
+// acc reshaped to rows·cols/G rows of G columns (acc is restored before returning). Throws illm::Error unless G >= 1
+// divides acc.cols.
+void requantize_groups(RequantizeOperator requantize, AlignedAccumulator& acc, int32_t group_size, int out_bits,
+                       int mantissa_bits, QuantizedActivation& out, RequantClip clip);
+
+}  // namespace illm

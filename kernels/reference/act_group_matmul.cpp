@@ -1,0 +1,92 @@
+// DI-MatMul of per-group activations, the reference. See act_group_matmul.h.
+#include "kernels/reference/act_group_matmul.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/error.h"
+#include "kernels/integer_math.h"
+#include "kernels/weight_codes.h"
+
+namespace illm {
+
+int32_t align_activation_groups(std::span<const Dyadic> scales, std::span<int64_t> lambdas) {
+  // An all-zero group (DI_REQUANT's scale (1, 0), codes = zero point = 0) adds nothing to any P: it is left out of
+  // the minimum, else its k = 0 would round every other group's mantissa away.
+  auto empty = [](const Dyadic& d) { return d.m == 1 && d.k == 0; };
+  bool any = false;
+  int32_t k1 = 0;
+  for (const Dyadic& d : scales) {
+    if (empty(d)) continue;
+    k1 = any ? std::min(k1, d.k) : d.k;
+    any = true;
+  }
+  for (size_t g = 0; g < scales.size(); ++g) {
+    const Dyadic& d = scales[g];
+    const int64_t shift = int64_t{d.k} - k1;  // >= 0 by the choice of K1
+    lambdas[g] = empty(d) ? 0 : rshr(d.m, static_cast<int>(std::min<int64_t>(shift, 64)));
+  }
+  return k1;
+}
+
+void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLinear& prepared,
+                                  AlignedAccumulator& out) {
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t n = w.out_features, k = w.in_features, group = x.group_size;
+  if (x.cols != k)
+    throw Error("DI-MatMul (per-group activations): input has " + std::to_string(x.cols) + " columns, weight " +
+                std::to_string(k));
+  if (group < 1 || k % group != 0)
+    throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group) +
+                " does not divide " + std::to_string(k) + " columns");
+  if (weight_per_group(w)) throw Error("DI-MatMul (per-group activations): the weight must be per row");
+  const int32_t groups = k / group;
+  const size_t scale_count = static_cast<size_t>(x.rows) * static_cast<size_t>(groups);
+  if (x.zero_points.size() != scale_count || x.scales.size() != scale_count)
+    throw Error("DI-MatMul (per-group activations): input has " + std::to_string(x.scales.size()) +
+                " scales for " + std::to_string(scale_count) + " (token, group)s");
+  const int b_m = prepared.mantissa_bits;
+  const int64_t q1 = (int64_t{1} << x.bits) - 1, q2 = (int64_t{1} << w.bits) - 1;
+  const bool use_int32 = accumulator_kind_for_bound(group, q1, q2) == AccumulatorKind::kInt32;
+
+  out.rows = x.rows;
+  out.cols = n;
+  out.values.assign(static_cast<size_t>(x.rows) * static_cast<size_t>(n), 0);
+  out.scales.resize(static_cast<size_t>(x.rows));
+  std::vector<int64_t> lambdas(scale_count);
+  for (int32_t t = 0; t < x.rows; ++t) {
+    const size_t first = static_cast<size_t>(t) * groups;
+    const int32_t k1 = align_activation_groups(std::span<const Dyadic>(x.scales.data() + first, groups),
+                                               std::span<int64_t>(lambdas.data() + first, groups));
+    out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
+  }
+  std::vector<uint8_t> w_row(static_cast<size_t>(k));
+  for (int32_t j = 0; j < n; ++j) {
+    unpack_weight_row(w, j, w_row);
+    const int32_t z2 = w.zero_points[j];
+    for (int32_t t = 0; t < x.rows; ++t) {
+      const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
+      const size_t first = static_cast<size_t>(t) * groups;
+      int64_t sum = 0;  // S_tj
+      for (int32_t g = 0; g < groups; ++g) {
+        const int32_t z1 = x.zero_points[first + g];
+        const int32_t begin = g * group;
+        int64_t p = 0;  // P_(t,j,g)
+        if (use_int32) {
+          int32_t p32 = 0;
+          for (int32_t c = begin; c < begin + group; ++c)
+            p32 += (static_cast<int32_t>(x_row[c]) - z1) * (static_cast<int32_t>(w_row[c]) - z2);
+          p = p32;
+        } else {
+          for (int32_t c = begin; c < begin + group; ++c)
+            p += int64_t{static_cast<int32_t>(x_row[c]) - z1} * int64_t{static_cast<int32_t>(w_row[c]) - z2};
+        }
+        sum += p * lambdas[first + g];
+      }
+      out.values[static_cast<size_t>(t) * n + j] = rshr(sum, b_m) * prepared.alignment.mantissas[j];
+    }
+  }
+}
+
+}  // namespace illm
