@@ -231,6 +231,48 @@ TEST_P(KernelPaths, LinearPerGroupEqualsReference) {
   EXPECT_EQ(cases, 45);
 }
 
+// Per-group activations (linear_act_groups; G = 16 … 128, weights per row): G·groups not a multiple of the ISA
+// blocks, decode (1 row) and prefill (> 128 rows), all-zero groups (scale (1, 0)), 4-bit packed and byte weights,
+// 8- and 16-bit mantissas; the weight prepared with the group size (the optimized kernel) and without (its reference).
+TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
+  EXPECT_NE(opt().linear_act_groups, ref().linear_act_groups);
+  Rng rng(23);
+  int cases = 0;
+  for (const int32_t group : {16, 32, 64, 128})
+    for (const int32_t groups : {1, 3, 5})
+      for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{8, 7},
+                                           std::pair{6, 5}}) {
+        const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 5 == 0 ? 130 : 0);
+        const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+        const int b_m = cases % 2 == 0 ? 16 : 8;
+        QuantizedActivation x = random_activation(rng, rows * groups, group, a_bits);  // one row per (token, group)
+        for (size_t tg = 0; tg < x.scales.size(); ++tg) {
+          x.scales[tg] = random_scale(rng, b_m, 5, 25);
+          if (uniform(rng, 0, 6) == 0) {  // an all-zero group, as DI_REQUANT emits it
+            std::fill_n(x.codes.begin() + static_cast<ptrdiff_t>(tg * group), group, uint16_t{0});
+            x.zero_points[tg] = 0;
+            x.scales[tg] = Dyadic{1, 0};
+          }
+        }
+        x.rows = rows;
+        x.cols = group * groups;
+        x.group_size = group;
+        const QuantizedLinear w = random_linear(rng, n, group * groups, w_bits, b_m);
+        const std::string what = "G " + std::to_string(group) + " groups " + std::to_string(groups) + " A" +
+                                 std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " +
+                                 std::to_string(rows);
+        const PreparedLinear p = prepare_linear(w, b_m, "w", group);
+        AlignedAccumulator want, got;
+        ref().linear_act_groups(x, p, want);
+        opt().linear_act_groups(x, p, got);
+        expect_equal(want, got, what);
+        opt().linear_act_groups(x, prepare_linear(w, b_m), got);  // no group code sums: the reference kernel
+        expect_equal(want, got, what + " (unprepared)");
+        ++cases;
+      }
+  EXPECT_EQ(cases, 60);
+}
+
 // The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with an Isa::grouped kernel)
 // against the reference per-group DI-MatMul: random shapes (K = G·groups, not a multiple of the 64-byte step or of
 // 128 packed codes, odd weight-row counts, 1..9 and > 128 activation rows, every G, 2..8-bit weights and
