@@ -145,6 +145,23 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
 }
 
+// Per-group activations: 0 (per token, the default), 16, 32, 64 or 128; not with TRIP or per-group weights.
+TEST(Recipe, ActGroupSize) {
+  EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn"})", "t").act_group_size, 0);
+  for (const int g : {16, 32, 64, 128})
+    EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "act_group_size": )" + std::to_string(g) + "}", "t")
+                  .act_group_size,
+              g);
+  for (const char* bad : {R"({"method": "rtn", "act_group_size": 24})", R"({"method": "rtn", "act_group_size": -1})",
+                          R"({"method": "rtn", "act_group_size": 256})", R"({"method": "rtn", "act_group_size": 8})"})
+    EXPECT_NE(error_of(bad).find("act_group_size"), std::string::npos) << bad;
+  const std::string trip = error_of(R"({"method": "rtn", "act_group_size": 32, "trip_shifts": 3})");
+  EXPECT_NE(trip.find("trip_shifts"), std::string::npos) << trip;
+  const std::string groups =
+      error_of(R"({"method": "rtn", "act_group_size": 32, "w_granularity": "per_group", "group_size": 32})");
+  EXPECT_NE(groups.find("per_group"), std::string::npos) << groups;
+}
+
 // ---- issue #8: values are reported as given, never wrapped; a key may appear once ----
 
 TEST(Recipe, OutOfRangeIntegersAreReportedAsGiven) {
