@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
 
@@ -24,7 +25,8 @@ std::string error_of(const std::string& json) {
 
 TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
-      {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4}};
+      {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
+      {"w4a4-g16.json", 4, 4}, {"w8a8-g16.json", 8, 8}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -52,6 +54,18 @@ TEST(Recipe, BundledRecipesParse) {
     EXPECT_TRUE(r.gptq && r.rotate_heads && r.hadamard_down && r.hadamard_qk) << file;
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
+  // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
+  for (const auto& [base, grouped] : {std::pair{"w4a4.json", "w4a4-g16.json"}, std::pair{"w8a8.json", "w8a8-g16.json"}}) {
+    EXPECT_EQ(illm::load_recipe(kConfigs / base).act_group_size, 0) << base;
+    EXPECT_EQ(illm::load_recipe(kConfigs / grouped).act_group_size, 16) << grouped;
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
+    nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / grouped));
+    for (nlohmann::json* j : {&a, &b}) {
+      j->erase("description");
+      j->erase("act_group_size");
+    }
+    EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than act_group_size";
+  }
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
   EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
@@ -62,7 +76,7 @@ TEST(Recipe, BundledRecipesParse) {
 // Scripts switch methods by replacing the string "fsbr": in the FSBR recipes it must occur exactly once, as the
 // method value.
 TEST(Recipe, FsbrStringOnlyAsMethodValue) {
-  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json"}) {
+  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json"}) {
     std::ifstream in(kConfigs / file);
     std::stringstream ss;
     ss << in.rdbuf();
