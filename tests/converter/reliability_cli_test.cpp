@@ -253,6 +253,9 @@ TEST_F(Reliability, RecipesTheIntegerPathRefusesFailBeforeCalibrating) {
   // stories260K's intermediate width 172 is no multiple of 32: per-group down_proj weights cannot exist.
   expect_cli_error(illm(base + q(dir_ / "group.json")), "quantize",
                    "\"group_size\": 32 does not divide intermediate_size = 172");
+  // Per-group activations likewise (the bundled configs/w8a8-g16.json on stories260K).
+  expect_cli_error(illm(base + q(fs::path(ILLM_SOURCE_DIR) / "configs" / "w8a8-g16.json")), "quantize",
+                   "\"act_group_size\": 16 does not divide intermediate_size = 172");
   const fs::path recipes = dir_ / "recipes";
   fs::create_directories(recipes);
   std::ofstream(recipes / "w8a8.json") << slow << R"("swiglu_in_bits": 16})";

@@ -26,7 +26,7 @@ std::string error_of(const std::string& json) {
 TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
-      {"w4a4-g16.json", 4, 4}, {"w8a8-g16.json", 8, 8}};
+      {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -55,7 +55,8 @@ TEST(Recipe, BundledRecipesParse) {
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
   // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
-  for (const auto& [base, grouped] : {std::pair{"w4a4.json", "w4a4-g16.json"}, std::pair{"w8a8.json", "w8a8-g16.json"}}) {
+  for (const auto& [base, grouped] :  {std::pair{"w4a4.json", "w4a4-g16.json"}, std::pair{"w6a6.json", "w6a6-g16.json"},
+                                       std::pair{"w8a8.json", "w8a8-g16.json"}}) {
     EXPECT_EQ(illm::load_recipe(kConfigs / base).act_group_size, 0) << base;
     EXPECT_EQ(illm::load_recipe(kConfigs / grouped).act_group_size, 16) << grouped;
     nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
