@@ -16,11 +16,13 @@ struct RowScale {
   Value m, k;
 };
 
-// Row-quantized codes (int64 values): real value = (m / 2^k)·(code − zero_point).
+// Row-quantized codes (int64 values): real value = (m / 2^k)·(code − zero_point). With group_size G > 0 (per-group
+// activations) the codes are [rows][cols/G][G] and the zero points and scales [rows][cols/G][1], one per group.
 struct Codes {
   Value codes;
   Value zero_point;
   RowScale scale;
+  int64_t group_size = 0;
 };
 
 // What DI-Exp derives from one input scale per row (kernels/reference/di_exp.h DiExpFrame), plus |t|.

@@ -76,12 +76,47 @@ Value grouped_products(GraphBuilder& g, const Codes& x, int input_bits, const Va
   return g.reduce_sum(scaled, 0, /*keep_dims=*/false);                                          // [T][out]
 }
 
+// DI-MatMul of per-group activations (docs/integer-semantics.md "## Per-group activations") with a per-row weight
+// (int32 codes [in][out]): x has codes [T][groups][G] and one zero point and dyadic per (token, group). The group
+// dots P [groups][T][out] as one batched MatMul (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group);
+// K1_t = min k over the groups that are not all-zero ((m, k) ≠ (1, 0); 0 if none), λ = rshr(m, k − K1) (0 for
+// all-zero groups), S = Σ_g P·λ in int64 (exact: |S| < in·Q1·Q2·2^b_m < 2^61 by check_linear_bound), P' =
+// rshr(S, b_m)·μ_j with the row dyadic (1, K1 − b_m + K2).
+Accumulator act_group_products(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int input_bits,
+                               const Value& weights, const QuantizedLinear& w, const ColumnAlignment& alignment,
+                               const std::string& name, int mantissa_bits) {
+  const int64_t out = w.out_features, group = x.group_size, groups = w.in_features / x.group_size;
+  const ElementType acc_type = accumulator_kind(static_cast<int32_t>(group), input_bits, w.bits) == AccumulatorKind::kInt32
+                                   ? ElementType::kInt32
+                                   : ElementType::kInt64;
+  const Value zero_points = g.initializer(name + ".zero_points", ElementType::kInt32, {out}, raw_bytes(w.zero_points));
+  const Value centered_w = g.reshape(g.cast(g.sub(weights, zero_points), acc_type), std::vector<int64_t>{groups, group, out});
+  const Value centered_x = g.transpose(g.cast(g.sub(x.codes, x.zero_point), acc_type), {1, 0, 2});  // [groups][T][G]
+  const Value products = g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64);           // [groups][T][out]
+  // The group alignment, [T][groups][1]; exponents lie in the int32 range.
+  const Value empty = g.logical_and(g.equal(x.scale.m, g.scalar(1)), g.equal(x.scale.k, g.scalar(0)));
+  const int64_t none = int64_t{1} << 30;  // beyond every dyadic exponent
+  const Value k_min = g.reduce_min_int32(g.where(empty, g.scalar(none), x.scale.k), 1);  // [T][1][1]
+  const Value k1 = g.where(g.equal(k_min, g.scalar(none)), g.scalar(0), k_min);
+  // λ = rshr(m, k − K1) with k − K1 >= 0; m < 2^24, so shifts past 62 give 0 as the kernel's do.
+  const Value lambda = g.where(empty, g.scalar(0),
+                               p.rshr(x.scale.m, p.clamp(g.sub(x.scale.k, k1), 0, 62),
+                                      IntegerPrimitives::Magnitude::kNonNegative));
+  const Value sum = g.reduce_sum(g.mul(products, g.transpose(lambda, {1, 0, 2})), 0, /*keep_dims=*/false);  // [T][out]
+  Accumulator acc;
+  acc.values = g.mul(p.rshr(sum, mantissa_bits), g.initializer_i64(name + ".mu", {out}, alignment.mantissas));
+  const Value k1_row = g.squeeze(k1, {2});  // [T][1]
+  acc.scale = RowScale{g.add(g.mul(k1_row, g.scalar(0)), g.scalar(1)),
+                       g.add(k1_row, g.scalar(int64_t{alignment.exponent} - mantissa_bits))};
+  return acc;
+}
+
 // DI-MatMul's aligned accumulator P' = (Σ_k (x − z1)(W − z2)) · μ_j with the weight-only alignment (μ, K2) computed
 // here by the kernel's own align_columns. Weights are stored transposed [in][out] as uint8 codes, two 4-bit codes
 // per byte when bits <= 4 (low nibble = even output column); the products run in an int32 MatMul when the §3.6
 // bound K·Q1·Q2 <= 2^31 − 1 holds (exact: every partial sum is bounded by it), else in int64.
-Accumulator linear(GraphBuilder& g, const Codes& x, int input_bits, const QuantizedLinear& w, const std::string& name,
-                   int mantissa_bits) {
+Accumulator linear(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int input_bits, const QuantizedLinear& w,
+                   const std::string& name, int mantissa_bits) {
   const ColumnAlignment alignment = align_columns(w.scales, mantissa_bits);
   const int32_t in = w.in_features, out = w.out_features;
   const bool packed = w.bits <= 4;
@@ -104,6 +139,7 @@ Accumulator linear(GraphBuilder& g, const Codes& x, int input_bits, const Quanti
     weights = g.reshape(g.concat({low, high}, -1), std::vector<int64_t>{in, 2 * stored_out});
     if (2 * stored_out != out) weights = g.slice(weights, 1, 0, out);
   }
+  if (x.group_size > 0) return act_group_products(g, p, x, input_bits, weights, w, alignment, name, mantissa_bits);
   Accumulator acc;
   acc.scale = RowScale{x.scale.m, g.add(x.scale.k, g.scalar(alignment.exponent))};
   if (weight_per_group(w)) {
@@ -116,6 +152,25 @@ Accumulator linear(GraphBuilder& g, const Codes& x, int input_bits, const Quanti
   const Value mu = g.initializer_i64(name + ".mu", {out}, alignment.mantissas);
   acc.values = g.mul(g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64), mu);
   return acc;
+}
+
+// Per-group activation codes (docs/integer-semantics.md "## Per-group activations"): the site's per-row values v
+// [T][C] (|v| < 2^value_bits) with their row dyadic (m < 2^b_m), every group of G columns through its own DI_REQUANT
+// with the site's clip → a_bits codes [T][C/G][G], zero points and dyadics [T][C/G][1].
+Codes requantize_groups(GraphBuilder& g, DiOperators& di, const Value& v, const RowScale& row_scale, int value_bits,
+                        int64_t channels, const QuantizedModel& model, RequantClip clip) {
+  const int64_t group = model.act_group_size;
+  const Value groups = g.reshape(v, std::vector<int64_t>{0, channels / group, group});
+  const RowScale scale{g.unsqueeze(row_scale.m, {1}), g.unsqueeze(row_scale.k, {1})};  // [T][1][1]
+  Codes out = di.requant(groups, scale, model.settings.mantissa_bits, model.settings.a_bits, value_bits, clip);
+  out.group_size = group;
+  return out;
+}
+
+// The same from a site's 16-bit per-row codes (made with no clip), centered first (exact: |code − z| < 2^16).
+Codes requantize_groups(GraphBuilder& g, DiOperators& di, const Codes& codes16, int64_t channels,
+                        const QuantizedModel& model, RequantClip clip) {
+  return requantize_groups(g, di, g.sub(codes16.codes, codes16.zero_point), codes16.scale, 16, channels, model, clip);
 }
 
 // Per-token tensors shared by every layer.
@@ -133,7 +188,7 @@ Value keys_row(GraphBuilder& g, const Value& per_token_head, const Value& head_m
 // Attention of every query head (GQA via head_map) over the keys 0..t: Q·Kᵀ, key alignment, DI-ClippedSoftmax,
 // value alignment with scale-ratio folding, int32 P·V, then requantize_heads (kernels/reference/attention.cpp).
 Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k, const Codes& v, const Sequence& seq,
-                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip, RequantClip out_clip,
+                const ModelShape& shape, const IntegerSettings& settings, Dyadic clip, int out_bits, RequantClip out_clip,
                 TripFactors out_trip) {
   IntegerPrimitives& p = di.p;
   const auto to_heads = [&](const Value& per_token) { return g.gather(g.transpose(per_token, {1, 0, 2}), seq.head_map, 0); };
@@ -159,7 +214,7 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
   const Value out = g.transpose(g.mul(acc, nu_max), {1, 0, 2});  // [T][H][d]
   const Value exponents =
       g.transpose(g.add(value_alignment.exponent, g.scalar(settings.prob_bits - 1)), {1, 0, 2});  // [T][H][1]
-  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, settings.a_bits, out_clip, out_trip);
+  return di.requantize_heads(out, exponents, shape.n_heads, shape.head_dim, out_bits, out_clip, out_trip);
 }
 
 // The explicit int32 matrix Hᵀ of plan_hadamard(n), [n][n], for hadamard_rows (one initializer shared by the layers).
@@ -210,12 +265,13 @@ void check_exportable(const QuantizedModel& model) {
   validate_quantized_model(model);
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
-  if (model.act_group_size > 0)
-    refuse("act_group_size", "= " + std::to_string(model.act_group_size) + " (per-group activations): not exported yet");
   if (s.hidden >= (1 << 14)) refuse("shape.hidden", "= " + std::to_string(s.hidden) + " (DI-Norm's Σ Z² needs < 16384)");
-  // Every DI_REQUANT site of the forward pass: (output bits, symmetric).
+  // Every DI_REQUANT site of the forward pass: (output bits, symmetric); per-group activations add the 16-bit
+  // per-row codes of their sites.
+  const int group_sites_bits = model.act_group_size > 0 ? 16 : st.a_bits;
   const std::pair<int, bool> sites[] = {{st.a_bits, false},          {kResidualBits, true},   {st.softmax_in_bits, false},
-                                        {st.swiglu_in_bits, false}, {st.head_bits, false}, {kRopeInputBits, true}};
+                                        {st.swiglu_in_bits, false}, {st.head_bits, false}, {kRopeInputBits, true},
+                                        {group_sites_bits, false}};
   for (const auto& [bits, symmetric] : sites) {
     const int64_t q = symmetric ? (int64_t{1} << (bits - 1)) - 1 : (int64_t{1} << bits) - 1;
     const unsigned __int128 top = static_cast<unsigned __int128>(((int64_t{1} << st.mantissa_bits) - 1) * q)
@@ -292,26 +348,37 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
 
     // TRIP sites (docs/integer-semantics.md "## TRIP channel factors"): their codes are E bits wider.
     const auto bits_after = [&](int site) { return a_bits + trip_extra_bits(L.trip(site)); };
-    const Codes x = di.norm(h, h_scale, L.attn_norm, model.norm_eps, a_bits, L.act_clip[kClipAttnIn],
-                            L.trip(kClipAttnIn));
+    // Per-group activations: the site's operator makes 16-bit per-row codes with no clip, then every group is
+    // requantized with the site's clip (no TRIP with act groups: model validation).
+    const bool grouped = model.act_group_size > 0;
+    const auto norm_site = [&](const ChannelVector& gamma, int site) {
+      if (grouped)
+        return requantize_groups(g, di, di.norm(h, h_scale, gamma, model.norm_eps, 16), S.hidden, model,
+                                 L.act_clip[site]);
+      return di.norm(h, h_scale, gamma, model.norm_eps, a_bits, L.act_clip[site], L.trip(site));
+    };
+    const Codes x = norm_site(L.attn_norm, kClipAttnIn);
     const int x_bits = bits_after(kClipAttnIn);
-    const Codes q = rope_heads(g, di, linear(g, x, x_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model, qk,
+    const Codes q = rope_heads(g, di, linear(g, p, x, x_bits, L.q_proj, name("q_proj"), b_m), S.n_heads, seq, model, qk,
                                L.act_clip[kClipQ]);
-    const Codes k = rope_heads(g, di, linear(g, x, x_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
+    const Codes k = rope_heads(g, di, linear(g, p, x, x_bits, L.k_proj, name("k_proj"), b_m), S.n_kv_heads, seq, model,
                                qk, L.act_clip[kClipK]);
-    const Codes v = split_heads(g, di, linear(g, x, x_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
+    const Codes v = split_heads(g, di, linear(g, p, x, x_bits, L.v_proj, name("v_proj"), b_m), S.n_kv_heads, model,
                                 L.act_clip[kClipV]);
-    const Codes attended = attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, L.act_clip[kClipAttnOut],
-                                     L.trip(kClipAttnOut));
-    const Accumulator o = linear(g, attended, bits_after(kClipAttnOut), L.o_proj, name("o_proj"), b_m);
+    const Codes attended =
+        grouped ? requantize_groups(g, di,
+                                    attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, 16, RequantClip{}, {}),
+                                    int64_t{S.n_heads} * S.head_dim, model, L.act_clip[kClipAttnOut])
+                : attention(g, di, q, k, v, seq, S, settings, L.softmax_clip, a_bits, L.act_clip[kClipAttnOut],
+                            L.trip(kClipAttnOut));
+    const Accumulator o = linear(g, p, attended, bits_after(kClipAttnOut), L.o_proj, name("o_proj"), b_m);
     Codes residual = di.residual_add(h, h_scale, o.values, o.scale);
     h = residual.codes, h_scale = residual.scale;
 
-    const Codes x2 = di.norm(h, h_scale, L.ffn_norm, model.norm_eps, a_bits, L.act_clip[kClipFfnIn],
-                             L.trip(kClipFfnIn));
+    const Codes x2 = norm_site(L.ffn_norm, kClipFfnIn);
     const int swiglu_bits = settings.swiglu_in_bits;
-    const Accumulator gate_acc = linear(g, x2, bits_after(kClipFfnIn), L.gate_proj, name("gate_proj"), b_m);
-    const Accumulator up_acc = linear(g, x2, bits_after(kClipFfnIn), L.up_proj, name("up_proj"), b_m);
+    const Accumulator gate_acc = linear(g, p, x2, bits_after(kClipFfnIn), L.gate_proj, name("gate_proj"), b_m);
+    const Accumulator up_acc = linear(g, p, x2, bits_after(kClipFfnIn), L.up_proj, name("up_proj"), b_m);
     const Codes gate = di.requant(gate_acc.values, gate_acc.scale, 31, swiglu_bits, 61);
     const Codes up = di.requant(up_acc.values, up_acc.scale, 31, swiglu_bits, 61);
     Codes mixed;
@@ -319,12 +386,17 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
                                 // validate_quantized_model refuses TRIP at down_in with this transform)
       const DiOperators::Products products = di.swiglu_products(gate, up, L.swiglu_inv_alpha);
       const Codes wide = di.requant_symmetric(products.values, products.scale, b_m + 1, kHadamardInputBits, 46);
-      mixed = di.requant(hadamard_last_axis(g, wide.codes, down_hadamard), wide.scale, 31, a_bits, 32,
-                         L.act_clip[kClipDownIn]);
+      const Value transformed = hadamard_last_axis(g, wide.codes, down_hadamard);
+      mixed = grouped ? requantize_groups(g, di, transformed, wide.scale, 32, S.intermediate, model,
+                                          L.act_clip[kClipDownIn])
+                      : di.requant(transformed, wide.scale, 31, a_bits, 32, L.act_clip[kClipDownIn]);
+    } else if (grouped) {
+      mixed = requantize_groups(g, di, di.swiglu(gate, up, L.swiglu_inv_alpha, 16), S.intermediate, model,
+                                L.act_clip[kClipDownIn]);
     } else {
       mixed = di.swiglu(gate, up, L.swiglu_inv_alpha, a_bits, L.act_clip[kClipDownIn], L.trip(kClipDownIn));
     }
-    const Accumulator down = linear(g, mixed, bits_after(kClipDownIn), L.down_proj, name("down_proj"), b_m);
+    const Accumulator down = linear(g, p, mixed, bits_after(kClipDownIn), L.down_proj, name("down_proj"), b_m);
     residual = di.residual_add(h, h_scale, down.values, down.scale);
     h = residual.codes, h_scale = residual.scale;
     g.pop_scope();
@@ -332,7 +404,7 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
 
   g.push_scope("head");
   const Codes xh = di.norm(h, h_scale, model.final_norm, model.norm_eps, settings.head_bits);
-  const Accumulator logits = linear(g, xh, settings.head_bits, model.lm_head, "lm_head", b_m);
+  const Accumulator logits = linear(g, p, xh, settings.head_bits, model.lm_head, "lm_head", b_m);
   g.pop_scope();
   const std::vector<Dim> per_token{Dim::fixed(1), Dim::named("T")};
   g.output(g.unsqueeze(logits.values, {0}), kLogits, ElementType::kInt64,

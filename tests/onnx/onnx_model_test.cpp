@@ -198,6 +198,53 @@ TEST(ExportedModelVariants, TripChannelFactorsAreBitExactToo) {
   }
 }
 
+// The shared per-row tinybible models made per-group-activation models in memory (act_group_size G: the seven block
+// linears' inputs get one zero point and dyadic per (token, group of G channels)); W4A4 and W8A8 at G = 16 and 32,
+// one with every site clipped (the per-group DI_REQUANT takes the site's clip), two with both online Hadamards (the
+// down_proj input's groups come from the transform's rows). One test per case (ctest runs them side by side).
+struct ActGroupCase {
+  const char* name;
+  int32_t group_size;
+  bool clip, hadamards, full_context;
+};
+
+class ExportedActGroupModel : public ::testing::TestWithParam<ActGroupCase> {};
+
+TEST_P(ExportedActGroupModel, OnnxRuntimeLogitsEqualTheExecutors) {
+  const ActGroupCase& c = GetParam();
+  formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(c.name) + ".illm"));
+  QuantizedModel& model = loaded.model;
+  const RequantClip ratios[] = {{15, 4}, {13, 4}, {10, 4}, {52429, 16}, {12, 4}, {14, 4}, {1, 2}};
+  for (size_t l = 0; l < model.layers.size() && c.clip; ++l)
+    for (int site = 0; site < kNumClipSites; ++site) model.layers[l].act_clip[site] = ratios[(site + l) % 7];
+  model.hadamard_down = model.hadamard_qk = c.hadamards;
+  const formats::LoadedIllm per_token = loaded;  // the same model with per-token activations
+  model.act_group_size = c.group_size;
+  // The groups are in effect: the executor's logits differ from the per-token model's.
+  Executor grouped(model), ungrouped(per_token.model);  // (the executor keeps a reference to its model)
+  const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 6);
+  EXPECT_NE(grouped.forward(ids).values, ungrouped.forward(ids).values);
+  std::vector<std::vector<int32_t>> sequences{random_ids(1, model.shape.vocab, 9), ids,
+                                              random_ids(77, model.shape.vocab, 10)};
+  if (c.full_context) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 11));
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, sequences, dir);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedActGroupModel,
+                         ::testing::Values(ActGroupCase{"tinybible-w4a4", 16, true, false, false},
+                                           ActGroupCase{"tinybible-w4a4", 32, false, true, false},
+                                           ActGroupCase{"tinybible-w8a8", 16, false, true, false},
+                                           ActGroupCase{"tinybible-w8a8", 32, false, false, true}),
+                         [](const ::testing::TestParamInfo<ActGroupCase>& info) {
+                           std::string name = std::string(info.param.name) + "_g" + std::to_string(info.param.group_size);
+                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
+                           if (info.param.clip) name += "_clipped";
+                           if (info.param.hadamards) name += "_hadamards";
+                           return name;
+                         });
+
 TEST(ExportedModelVariants, InvalidTokenIdsAndOverlongInputsFailTheRunAsTheyFailTheExecutor) {
   // The checks live in the embedding and RoPE-table lookups before the first layer: a model without layers keeps the
   // three ONNX Runtime sessions short.
