@@ -464,7 +464,7 @@ typedef struct {
   int32_t size;         /* G; 0: per-row codes */
   int32_t* zero_points; /* [n / G] z_g */
   int32_t* lambdas;     /* [n / G] m_g, then lambda_g */
-  int32_t* exponents;   /* [n / G] k_g */
+  int32_t* exponents;   /* [n / G] k_g, then the DI-MatMul's centered group sums (rt_row.group_sums) */
   int32_t* wide;        /* [n] scratch: the site's 16-bit per-row codes */
 } rt_act_groups;
 
@@ -596,6 +596,7 @@ typedef struct {
   int32_t group;
   const int32_t* group_zero_points;
   const int32_t* group_lambdas;
+  int32_t* group_sums; /* scratch [n / G] of the DI-MatMul: sum_(c in g) (x_c - z_g) */
 } rt_row;
 
 /* int32 iff K Q1 Q2 <= 2^31 - 1 (accumulator_kind_for_bound). */
@@ -687,19 +688,23 @@ static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t expone
 /* DI-MatMul of per-group activation codes with a per-row weight (docs/integer-semantics.md "## Per-group
  * activations"): P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_j) in int32 (G Q1 Q2 < 2^31 for codes of at most 8
  * bits), S_j = sum_g P_(j,g) lambda_g exact in int64 (|S| < in Q1 Q2 2^b_m, checked at load with 2^24),
- * P'_j = rshr(S_j, b_m) mu_j. A group with lambda_g = 0 (all-zero) adds nothing and is skipped. `centered` gets
- * x_c - z_g in column order, for packed weights each group's even columns then its odd ones. Returns the row of a
- * failing alignment, or -1. */
+ * P'_j = rshr(S_j, b_m) mu_j, each P as sum_c (x_c - z_g) w_jc - z2_j sum_c (x_c - z_g) (every partial sum within
+ * G Q1 Q2). A group with lambda_g = 0 (all-zero) adds nothing and is skipped. `centered` gets x_c - z_g in column
+ * order, for packed weights each group's even columns then its odd ones. Returns the row of a failing alignment, or
+ * -1. */
 static int64_t act_group_products(const rt_linear* w, const rt_row* x, int mantissa_bits, int32_t exponent,
                                   int16_t* centered, int64_t* out) {
   const int32_t G = x->group, groups = w->in / G, half = G / 2;
   int32_t j, g, c;
   for (g = 0; g < groups; ++g) {
     const int32_t z = x->group_zero_points[g], first = g * G;
+    int32_t sum = 0;
     for (c = 0; c < G; ++c) {
       const int16_t v = (int16_t)((int32_t)x->codes[first + c] - z);
       centered[first + (w->packed ? ((c & 1) ? half + c / 2 : c / 2) : c)] = v;
+      sum += v;
     }
+    x->group_sums[g] = sum;
   }
   for (j = 0; j < w->out; ++j) {
     const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
@@ -713,12 +718,12 @@ static int64_t act_group_products(const rt_linear* w, const rt_row* x, int manti
       if (x->group_lambdas[g] == 0) continue;
       if (w->packed) { /* G is even: a group starts on a byte */
         const uint8_t* bytes = row + (size_t)g * (size_t)half;
-        for (c = 0; c < half; ++c) p += v[c] * ((int32_t)(bytes[c] & 15) - z2) + v[half + c] * ((int32_t)(bytes[c] >> 4) - z2);
+        for (c = 0; c < half; ++c) p += v[c] * (int32_t)(bytes[c] & 15) + v[half + c] * (int32_t)(bytes[c] >> 4);
       } else {
         const uint8_t* codes = row + (size_t)g * (size_t)G;
-        for (c = 0; c < G; ++c) p += v[c] * ((int32_t)codes[c] - z2);
+        for (c = 0; c < G; ++c) p += v[c] * (int32_t)codes[c];
       }
-      sum += (int64_t)p * x->group_lambdas[g];
+      sum += (int64_t)(p - z2 * x->group_sums[g]) * x->group_lambdas[g];
     }
     out[j] = rt_mul(rt_rshr(sum, mantissa_bits), mu);
   }
@@ -1589,6 +1594,7 @@ static rt_row row_of(const uint8_t* codes, int bits, const rt_requant* r) {
   x.scale = r->scale;
   x.group = 0;
   x.group_zero_points = x.group_lambdas = 0;
+  x.group_sums = 0;
   return x;
 }
 
@@ -1621,6 +1627,7 @@ static rt_row site_row(illm_rt_session* s, int bits, rt_trip trip, const rt_act_
     x.group = groups->size;
     x.group_zero_points = groups->zero_points;
     x.group_lambdas = groups->lambdas;
+    x.group_sums = groups->exponents; /* k_g is consumed once lambda_g is made */
   }
   return x;
 }
