@@ -8,9 +8,11 @@
 //      (kernels/operator_profiler.h: the executor reports operator boundaries, this program measures);
 //   5. the online Walsh–Hadamard transforms (hadamard_down + hadamard_qk) on and off side by side: tinybible W4A4 and
 //      the 7B-shaped layer, prefill and decode, 1 thread, and the per-operator time of tinybible with them on
-//      (--hadamard-only: these tables alone).
+//      (--hadamard-only: these tables alone);
+//   6. per-group activations (act_group_size 32) on and off side by side: tinybible W4A4 / W8A8 and the 7B-shaped
+//      layer (--act-groups-only: this table alone).
 // Usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] [--skip-eval] [--reps N]
-//                       [--hadamard-only]
+//                       [--hadamard-only] [--act-groups-only]
 #include <omp.h>
 #include <time.h>
 
@@ -170,16 +172,19 @@ void profile_prefill_and_decode(illm::Executor& executor, const std::vector<int3
   executor.set_profiler(nullptr);
 }
 
-// Prefill (256 tokens) and decode (255 single steps) tokens/s of `model` with the online Hadamards off and on,
+// Prefill (256 tokens) and decode (255 single steps) tokens/s of `model` with a feature off and on (`set_feature`),
 // 1 thread, thread CPU time, best of `reps`, off and on interleaved.
-void hadamard_speed_row(const char* name, illm::QuantizedModel model, const illm::KernelSet& k, int reps,
-                        bool decode_too) {
+using FeatureSwitch = void (*)(illm::QuantizedModel& model, bool on);
+void set_hadamards(illm::QuantizedModel& model, bool on) { model.hadamard_down = model.hadamard_qk = on; }
+
+void side_by_side_speed_row(const char* name, illm::QuantizedModel model, const illm::KernelSet& k, int reps,
+                            bool decode_too, FeatureSwitch set_feature) {
   omp_set_num_threads(1);
   const std::vector<int32_t> ids = random_ids(model.shape.vocab, 256, 5);
   double prefill[2] = {1e30, 1e30}, decode[2] = {1e30, 1e30};
   for (int r = 0; r < reps; ++r)
     for (const int on : {0, 1}) {
-      model.hadamard_down = model.hadamard_qk = on == 1;
+      set_feature(model, on == 1);
       illm::Executor executor(model, k);
       double start = thread_cpu_seconds();
       executor.forward(ids);
@@ -203,8 +208,10 @@ void hadamard_speed(const std::string& models, const illm::KernelSet& k, int rep
   std::printf("\n| online Hadamards (down + q/k), 1 thread, thread CPU | prefill 256 tok/s, off | on | on/off speed |"
               " decode tok/s, off | on | on/off speed |\n| --- | --- | --- | --- | --- | --- | --- |\n");
   for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"})
-    hadamard_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true);
-  hadamard_speed_row("7B-shaped layer W4A4 (C_f 11008, d 128)", random_7b_model(4, 4, 1, 256, 7), k, reps, false);
+    side_by_side_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true,
+                           set_hadamards);
+  side_by_side_speed_row("7B-shaped layer W4A4 (C_f 11008, d 128)", random_7b_model(4, 4, 1, 256, 7), k, reps, false,
+                         set_hadamards);
 
   // Where the transforms' time goes: tinybible W4A4 with both on, per operator (the sites' rows are the ones named
   // hadamard_down / hadamard_qk / hadamard down / hadamard qk).
@@ -218,10 +225,33 @@ void hadamard_speed(const std::string& models, const illm::KernelSet& k, int rep
   decode.print("Per-operator time, tinybible W4A4 with both online Hadamards, 256 decode steps, 1 thread");
 }
 
+// Per-group activations (act_group_size 32) on and off: the tinybible models and the 7B-shaped layer.
+void act_group_speed(const std::string& models, const illm::KernelSet& k, int reps) {
+  std::printf("\n| per-group activations (G = 32), 1 thread, thread CPU | prefill 256 tok/s, off | on | on/off speed |"
+              " decode tok/s, off | on | on/off speed |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+  const FeatureSwitch set_groups = [](illm::QuantizedModel& model, bool on) { model.act_group_size = on ? 32 : 0; };
+  for (const char* name : {"tinybible-w4a4", "tinybible-w8a8"})
+    side_by_side_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true,
+                           set_groups);
+  side_by_side_speed_row("7B-shaped layer W4A4", random_7b_model(4, 4, 1, 256, 7), k, reps, false, set_groups);
+  side_by_side_speed_row("7B-shaped layer W8A8", random_7b_model(8, 8, 1, 256, 7), k, reps, false, set_groups);
+
+  // Where the time goes with groups on: the 7B-shaped layer W4A4, 256-token prefill, per operator.
+  illm::QuantizedModel model = random_7b_model(4, 4, 1, 256, 7);
+  model.act_group_size = 32;
+  illm::Executor executor(model, k);
+  Profile prefill;
+  omp_set_num_threads(1);
+  executor.set_profiler(&prefill);
+  executor.forward(random_ids(model.shape.vocab, 256, 5));
+  executor.set_profiler(nullptr);
+  prefill.print("Per-operator time, 7B-shaped layer W4A4 with act_group_size 32, 256-token prefill, 1 thread");
+}
+
 int main(int argc, char** argv) {
   std::string illm_binary = std::string(ILLM_BINARY_DIR) + "/illm", models = ILLM_TEST_MODELS_DIR, kernels = "auto";
   int windows = 100, reps = 2;
-  bool skip_eval = false, hadamard_only = false;
+  bool skip_eval = false, hadamard_only = false, act_groups_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--illm" && i + 1 < argc) illm_binary = argv[++i];
@@ -231,9 +261,10 @@ int main(int argc, char** argv) {
     else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--skip-eval") skip_eval = true;
     else if (a == "--hadamard-only") hadamard_only = true;
+    else if (a == "--act-groups-only") act_groups_only = true;
     else {
       std::fprintf(stderr, "usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] "
-                           "[--skip-eval] [--reps N] [--hadamard-only]\n");
+                           "[--skip-eval] [--reps N] [--hadamard-only] [--act-groups-only]\n");
       return 1;
     }
   }
@@ -243,6 +274,10 @@ int main(int argc, char** argv) {
               k.name, reps);
   if (hadamard_only) {
     hadamard_speed(models, k, reps);
+    return 0;
+  }
+  if (act_groups_only) {
+    act_group_speed(models, k, reps);
     return 0;
   }
 
@@ -339,5 +374,6 @@ int main(int argc, char** argv) {
   tinybible_prefill.print("Per-operator time, tinybible W4A4, 256-token prefill, 1 thread");
   tinybible_decode.print("Per-operator time, tinybible W4A4, 256 decode steps, 1 thread");
   hadamard_speed(models, k, reps);
+  act_group_speed(models, k, reps);
   return 0;
 }

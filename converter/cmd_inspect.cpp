@@ -320,7 +320,7 @@ void print_human(const Json& j) {
   std::printf("hadamard  down_proj input: %s; q/k heads after RoPE: %s\n",
               hadamard_text(j["online_hadamard"]["down_proj"]).c_str(), hadamard_text(j["online_hadamard"]["qk"]).c_str());
   const int act_group = j["act_group_size"].get<int>();
-  std::printf("act groups  linear inputs: %s\n",
+  std::printf("groups    linear-input activations: %s\n",
               act_group > 0 ? ("one scale per token and " + std::to_string(act_group) + " channels").c_str()
                             : "one scale per token");
   std::printf("recipe    %s\n", j["recipe"].dump().c_str());

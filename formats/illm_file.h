@@ -40,7 +40,9 @@ struct GoldenVector {
 
 // Everything in the file besides the integer model.
 struct IllmMetadata {
-  int64_t format_version = kIllmFormatVersion;
+  // The version a reader found; write_illm writes illm_format_version_for(model) whatever this says (the default is
+  // that of a file without version-3 fields).
+  int64_t format_version = 2;
   std::string tool_version;      // illm::build_info::kVersion
   std::string source_name;       // directory name only (e.g. "tinybible"): no paths in the file
   std::string source_sha256;     // hash of the source checkpoint (config.json + safetensors, sorted by name)

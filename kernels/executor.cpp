@@ -35,17 +35,18 @@ Executor::Executor(const QuantizedModel& model) : Executor(model, optimized_kern
 Executor::Executor(const QuantizedModel& model, const KernelSet& kernels) : model_(model), kernels_(kernels) {
   validate_quantized_model(model);
   const int b_m = model.settings.mantissa_bits;
+  const int32_t act_group = model.act_group_size;  // the block linears' per-group code sums (LM head: per row)
   layers_.reserve(model.layers.size());
   for (size_t l = 0; l < model.layers.size(); ++l) {
     const QuantizedLayer& L = model.layers[l];
     layers_.push_back(PreparedLayer{
-        prepare_linear(L.q_proj, b_m, layer_name(l, "q_proj").c_str()),
-        prepare_linear(L.k_proj, b_m, layer_name(l, "k_proj").c_str()),
-        prepare_linear(L.v_proj, b_m, layer_name(l, "v_proj").c_str()),
-        prepare_linear(L.o_proj, b_m, layer_name(l, "o_proj").c_str()),
-        prepare_linear(L.gate_proj, b_m, layer_name(l, "gate_proj").c_str()),
-        prepare_linear(L.up_proj, b_m, layer_name(l, "up_proj").c_str()),
-        prepare_linear(L.down_proj, b_m, layer_name(l, "down_proj").c_str())});
+        prepare_linear(L.q_proj, b_m, layer_name(l, "q_proj").c_str(), act_group),
+        prepare_linear(L.k_proj, b_m, layer_name(l, "k_proj").c_str(), act_group),
+        prepare_linear(L.v_proj, b_m, layer_name(l, "v_proj").c_str(), act_group),
+        prepare_linear(L.o_proj, b_m, layer_name(l, "o_proj").c_str(), act_group),
+        prepare_linear(L.gate_proj, b_m, layer_name(l, "gate_proj").c_str(), act_group),
+        prepare_linear(L.up_proj, b_m, layer_name(l, "up_proj").c_str(), act_group),
+        prepare_linear(L.down_proj, b_m, layer_name(l, "down_proj").c_str(), act_group)});
   }
   lm_head_ = prepare_linear(model.lm_head, b_m, "lm_head");
   rope_ = rope_table_view(model);

@@ -38,13 +38,12 @@ KernelSet make_reference() {
   k.swiglu_symmetric = swiglu_symmetric_rows;
   k.rope_symmetric = rope_symmetric_rows;
   set_reference_trip_kernels(k);
-  set_reference_act_group_kernels(k);
+  k.linear_act_groups = linear_act_groups_accumulate;
   return k;
 }
 
 }  // namespace
 
-void set_reference_act_group_kernels(KernelSet& k) { k.linear_act_groups = linear_act_groups_accumulate; }
 
 void set_reference_trip_kernels(KernelSet& k) {
   k.rms_norm_trip = di_norm_rows_trip;

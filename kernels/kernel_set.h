@@ -54,8 +54,7 @@ struct KernelSet {
   void (*linear)(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
   // DI-MatMul of per-group activations x (x.group_size > 0) and a per-row weight → P' with per-row dyadic
   // (1, K1_t − b_m + K2) (docs/integer-semantics.md "## Per-group activations"; kernels/reference/act_group_matmul.h).
-  // The executor calls it only for models with act_group_size set; every path's entry is the reference kernel until
-  // an optimized one exists.
+  // The executor calls it only for models with act_group_size set (the weights prepared with that group size).
   void (*linear_act_groups)(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
   // §3.4 DI_REQUANT of every row of P' → out_bits codes per row.
   void (*requantize)(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
@@ -116,8 +115,7 @@ struct KernelSet {
 
 // Fills the TRIP entries with the reference kernels (the entries of every path).
 void set_reference_trip_kernels(KernelSet& k);
-// Fills linear_act_groups with the reference kernel (the entry of every path for now).
-void set_reference_act_group_kernels(KernelSet& k);
+
 // The serial reference kernels (the specification).
 const KernelSet& reference_kernels();
 // The kernel set of one path. Throws illm::Error naming the path and the missing CPU features when this CPU

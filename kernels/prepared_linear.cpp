@@ -28,7 +28,8 @@ void prepare_group_terms(const QuantizedLinear& weight, PreparedLinear& p) {
 
 }  // namespace
 
-PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what) {
+PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what,
+                              int32_t act_group_size) {
   if (mantissa_bits < 1 || mantissa_bits > 24)
     throw Error(std::string(what) + ": mantissa_bits " + std::to_string(mantissa_bits) + " outside [1, 24]");
   PreparedLinear p;
@@ -48,6 +49,16 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
     throw Error(std::string(what) + ": " + e.what());
   }
   if (weight_per_group(weight) && weight.bits <= 8) prepare_group_terms(weight, p);
+  if (act_group_size > 0 && !weight_per_group(weight) && weight.in_features % act_group_size == 0) {
+    const size_t a_groups = static_cast<size_t>(weight.in_features / act_group_size);
+    p.act_group_size = act_group_size;
+    p.act_group_code_sums.assign(static_cast<size_t>(weight.out_features) * a_groups, 0);
+    for (int32_t j = 0; j < weight.out_features; ++j) {
+      unpack_weight_row(weight, j, row);
+      for (size_t c = 0; c < row.size(); ++c)
+        p.act_group_code_sums[static_cast<size_t>(j) * a_groups + c / static_cast<size_t>(act_group_size)] += row[c];
+    }
+  }
   return p;
 }
 

@@ -21,11 +21,17 @@ struct PreparedLinear {
   // `out` zero), and Γ_j = Σ_g μ_(j,g)·(CS_(j,g) − G·z_(j,g)) in wrapping 64-bit arithmetic, [out].
   std::vector<uint32_t> group_terms;
   std::vector<uint64_t> group_gamma;
+  // Per-group activations (act_group_size A > 0, per-row weights only; kernels/reference/act_group_matmul.h): the
+  // code sums of every (row, activation group) for the optimized linear_act_groups, [out][in/A]; empty otherwise.
+  int32_t act_group_size = 0;
+  std::vector<int64_t> act_group_code_sums;
 };
 
 // Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,
 // zero points and scale mantissas are not checked again here. Throws illm::Error (naming `what`) only when the
 // column alignment fails (a scale mantissa wider than mantissa_bits) or mantissa_bits is outside [1, 24].
-PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what = "DI-MatMul");
+// act_group_size > 0 (the model's, for a block linear of a per-row weight) also prepares act_group_code_sums.
+PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, const char* what = "DI-MatMul",
+                              int32_t act_group_size = 0);
 
 }  // namespace illm

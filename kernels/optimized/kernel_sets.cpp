@@ -23,6 +23,11 @@ void linear(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumu
 }
 
 template <const Isa& kIsa>
+void linear_act_groups(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
+  linear_act_groups_accumulate(kIsa, x, w, out);
+}
+
+template <const Isa& kIsa>
 void requantize_op(const AlignedAccumulator& acc, int out_bits, int mantissa_bits, QuantizedActivation& out,
                    RequantClip clip) {
   requantize(kIsa.rows, acc, out_bits, mantissa_bits, out, clip);
@@ -105,7 +110,7 @@ KernelSet make(KernelPath path, const char* name) {
   k.swiglu_symmetric = swiglu_symmetric_op<kIsa>;
   k.rope_symmetric = rope_symmetric_op<kIsa>;
   set_reference_trip_kernels(k);  // no optimized TRIP kernels: the reference is the entry
-  set_reference_act_group_kernels(k);  // no optimized per-group-activation DI-MatMul yet: the reference is the entry
+  k.linear_act_groups = linear_act_groups<kIsa>;
   return k;
 }
 

@@ -1,11 +1,14 @@
 #include "kernels/optimized/linear.h"
 
 #include <algorithm>
+#include <span>
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/integer_math.h"
 #include "kernels/optimized/grouped_linear.h"
 #include "kernels/optimized/parallel.h"
+#include "kernels/reference/act_group_matmul.h"
 #include "kernels/reference/di_matmul.h"
 
 namespace illm::optimized {
@@ -25,6 +28,9 @@ size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) /
 struct CallScratch {
   PackedActivations x;
   std::vector<uint64_t> alpha, beta, gamma;
+  std::vector<int64_t> lambdas;  // λ_(t,g) of per-group activations
+  std::vector<int32_t> group_code_sums;
+  std::vector<int64_t> token_terms;
 };
 CallScratch& call_scratch() {
   thread_local CallScratch scratch;
@@ -185,6 +191,112 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
 }
 
 }  // namespace
+
+void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
+                                  AlignedAccumulator& out) {
+  const DotIsa& isa = kernels.dot;
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t rows = x.rows, n = w.out_features, k = w.in_features, group = x.group_size;
+  const WeightFormat format = weight_format(w.bits);
+  const int32_t offset = format == WeightFormat::kBytes8 ? isa.byte8_offset : 0;
+  const int32_t block = format == WeightFormat::kPacked4 ? isa.layout.block4 : isa.layout.block;
+  if (x.bits > 8 || group < 1 || prepared.act_group_size != group || x.cols != k ||
+      exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) < group ||
+      (format == WeightFormat::kPacked4 && group % 2 != 0)) {
+    illm::linear_act_groups_accumulate(x, prepared, out);  // checks the shapes; not reached for validated models
+    return;
+  }
+  const int32_t groups = k / group;
+  const size_t scale_count = static_cast<size_t>(rows) * static_cast<size_t>(groups);
+  if (x.zero_points.size() != scale_count || x.scales.size() != scale_count) {
+    illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the mismatch
+    return;
+  }
+  const int b_m = prepared.mantissa_bits;
+  out.rows = rows;
+  out.cols = n;
+  out.values.resize(static_cast<size_t>(rows) * static_cast<size_t>(n));
+  out.scales.resize(static_cast<size_t>(rows));
+  CallScratch& s = call_scratch();
+  std::vector<int64_t>& lambdas = s.lambdas;
+  lambdas.resize(scale_count);
+  for (int32_t t = 0; t < rows; ++t) {
+    const size_t first = static_cast<size_t>(t) * groups;
+    const int32_t k1 = align_activation_groups(std::span<const Dyadic>(x.scales.data() + first, groups),
+                                               std::span<int64_t>(lambdas.data() + first, groups));
+    out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
+  }
+  // Row t's group g is packed row t·groups + g.
+  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
+  // Σ_g λ·P = Σ_g λ_(t,g)·(C_(t,j,g) − z_(t,g)·CS_(j,g)) − (z_j − o)·A_t + G·z_j·B_t with the per-token sums
+  // A_t = Σ_g λ_(t,g)·RS_(t,g) and B_t = Σ_g λ_(t,g)·z_(t,g): one int32 and one 64-bit multiply-add per (t, j, g).
+  // CS_(j,g) < 2^15 (G·255) is stored [group][row] as int32, C − z·CS stays within int32 (|C| + z·CS < 2^23).
+  const size_t terms = static_cast<size_t>(n) * static_cast<size_t>(groups);
+  std::vector<int32_t>& code_sums = s.group_code_sums;
+  code_sums.resize(terms);
+  for (int32_t j = 0; j < n; ++j)
+    for (int32_t g = 0; g < groups; ++g)
+      code_sums[static_cast<size_t>(g) * n + j] =
+          static_cast<int32_t>(prepared.act_group_code_sums[static_cast<size_t>(j) * groups + g]);
+  std::vector<int64_t>& token_terms = s.token_terms;  // [t][2]: A_t, B_t
+  token_terms.assign(static_cast<size_t>(rows) * 2, 0);
+  const PackedActivations& xp = s.x;
+  for (int32_t t = 0; t < rows; ++t)
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t tg = static_cast<size_t>(t) * groups + g;
+      token_terms[2 * t] += lambdas[tg] * xp.row_sums[tg];
+      token_terms[2 * t + 1] += lambdas[tg] * x.zero_points[tg];
+    }
+  const size_t row_bytes = weight_row_bytes(w);
+  const size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
+  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
+  const int64_t* mu = prepared.alignment.mantissas.data();
+  const int32_t* zero_points = w.zero_points.data();
+
+  const auto task = [&](int64_t index) {
+    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+    std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
+    for (int32_t g = 0; g < groups; ++g) {
+      DotBlockArgs a;
+      a.x = xp.codes.data() + (static_cast<size_t>(t0) * groups + g) * xp.stride;
+      a.x_stride = static_cast<size_t>(groups) * xp.stride;
+      a.rows = t1 - t0;
+      a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
+      a.w_stride = row_bytes;
+      a.cols = tile_cols;
+      a.k = group;
+      a.x_bits = x.bits;
+      a.w_bits = w.bits;
+      a.format = format;
+      a.c = tile.data();
+      a.c_stride = static_cast<size_t>(tile_cols);
+      a.accumulate = false;
+      isa.dot_block(a);
+      const int32_t* cs = code_sums.data() + static_cast<size_t>(g) * n + j0;
+      for (int32_t t = t0; t < t1; ++t) {
+        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
+        const size_t tg = static_cast<size_t>(t) * groups + g;
+        const int32_t z1 = x.zero_points[tg];
+        const int64_t lambda = lambdas[tg];
+        int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+        // Sums in wrapping 64-bit arithmetic: exact, since the final S fits int64 (|λ·(C − z·CS)| < 2^48).
+        kernels.rows.act_group_epilogue(c, cs, tile_cols, z1, lambda, g == 0, o);
+      }
+    }
+    for (int32_t t = t0; t < t1; ++t) {  // S_tj, then P' = rshr(S, b_m)·μ_j
+      const int64_t a = token_terms[2 * t], b = int64_t{group} * token_terms[2 * t + 1];
+      int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+      for (int32_t j = 0; j < tile_cols; ++j) {
+        const int64_t z2 = zero_points[j0 + j];
+        const uint64_t sum = static_cast<uint64_t>(o[j]) - static_cast<uint64_t>((z2 - offset) * a) +
+                             static_cast<uint64_t>(z2 * b);
+        o[j] = rshr(static_cast<int64_t>(sum), b_m) * mu[j0 + j];
+      }
+    }
+  };
+  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
+  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+}
 
 void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
                        AlignedAccumulator& out) {

@@ -21,6 +21,16 @@ namespace illm::optimized {
 
 void linear_accumulate(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
 
+// The operator `linear_act_groups` (per-group activations, kernels/reference/act_group_matmul.h), bit-for-bit equal
+// to the reference: every (token, group) is packed as its own activation row (as for per-group weights), the dot
+// blocks give C_(t,j,g) = Σ_(c in g) X_tc·(W_jc − o), and per group
+//   P_(t,j,g) = C_(t,j,g) − (z_j − o)·RS_(t,g) − z_(t,g)·(CS_(j,g) − G·z_j)      (exact in int64)
+//   S_tj     += P_(t,j,g)·λ_(t,g)                                                  (wrapping 64-bit, exact at the end)
+// then P'_tj = rshr(S_tj, b_m)·μ_j, with CS_(j,g) = PreparedLinear::act_group_code_sums. A weight prepared without
+// them (or codes wider than 8 bits) runs the reference kernel.
+void linear_act_groups_accumulate(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w,
+                                  AlignedAccumulator& out);
+
 // Rows of codes as the ISA's dot blocks read them (ActivationLayout), with their code sums.
 struct PackedActivations {
   std::vector<uint8_t> codes;     // [rows][stride]

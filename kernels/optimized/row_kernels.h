@@ -71,6 +71,10 @@ struct RowKernels {
   //   out[j] += alpha[j]·c[j]                                         (later K ranges)
   void (*linear_epilogue)(const int32_t* c, int32_t n, const uint64_t* alpha, const uint64_t* beta,
                           const uint64_t* gamma, uint64_t row_sum, uint64_t zero_point, bool first, int64_t* out);
+  // The per-group-activation DI-MatMul's group step (linear_act_groups_accumulate): in wrapping 64-bit arithmetic,
+  //   out[j] (+)= λ·(c[j] − z·cs[j])      (= on the first group), for |c[j]| + z·cs[j] < 2^31 and λ < 2^24
+  void (*act_group_epilogue)(const int32_t* c, const int32_t* cs, int32_t n, int32_t zero_point, int64_t lambda,
+                             bool first, int64_t* out);
   // The column alignment of align_columns for a given exponent K2 and scales m_j / 2^k_j (two arrays):
   // mu[j] = m_j·2^(K2 − k_j) when k_j <= K2, else rshr(m_j, k_j − K2) (0 <= m_j < 2^24, right shifts of 63 or more
   // give 0). Returns max_j mu[j]; *max_m = max_j m_j.

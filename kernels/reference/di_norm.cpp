@@ -164,10 +164,11 @@ DiRequantResult di_norm_row_per_channel(std::span<const uint8_t> codes, std::spa
 void di_norm_token(const ResidualStream& h, int32_t t, const ChannelVector& gamma, Dyadic eps,
                    const IntegerSettings& settings, int out_bits, QuantizedActivation& out, RequantClip clip) {
   const size_t offset = static_cast<size_t>(t) * h.cols;
-  std::vector<uint8_t> codes(h.cols);
-  const DiRequantResult r = di_norm_row(std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma,
-                                        eps, settings, out_bits, std::span<uint8_t>(codes), clip);
-  std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
+  // The TRIP form with TRIP off is di_norm_row bit for bit, and writes the (up to 16-bit) codes in place.
+  const DiRequantResult r =
+      di_norm_row_trip(std::span<const int16_t>(h.codes.data() + offset, h.cols), h.scales[t], gamma, eps, settings,
+                       out_bits, std::span<uint16_t>(out.codes.data() + offset, static_cast<size_t>(h.cols)), clip,
+                       TripFactors{});
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
 }

@@ -37,7 +37,7 @@ inline constexpr int kDiNormNormalizedMsb = 23;
 inline constexpr int kDiNormRinvFracBits = 30;
 int64_t di_norm_inverse_rms(int64_t sum_squares, int64_t channels, int64_t k_norm, Dyadic eps, int frac_bits);
 
-// The operator `rms_norm` (kernels/kernel_set.h): di_norm_row (uint8 codes) of every row of the residual stream,
+// The operator `rms_norm` (kernels/kernel_set.h): di_norm_row (out_bits <= 16) of every row of the residual stream,
 // codes, zero points and scales written to out; `clip` clips the final DI_REQUANT (sites attn_in, ffn_in).
 void di_norm_rows(const ResidualStream& h, const ChannelVector& gamma, Dyadic eps, const IntegerSettings& settings,
                   int out_bits, QuantizedActivation& out, RequantClip clip = {});

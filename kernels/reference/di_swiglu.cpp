@@ -121,10 +121,11 @@ void di_swiglu_token(const QuantizedActivation& gate, const QuantizedActivation&
                      const ChannelVector& inv_alpha, const IntegerSettings& settings, int out_bits,
                      QuantizedActivation& out, RequantClip clip) {
   const size_t n = static_cast<size_t>(gate.cols), offset = static_cast<size_t>(t) * n;
-  std::vector<uint8_t> g, u, codes(n);
-  const DiRequantResult r = di_swiglu_row(swiglu_input_row(gate, t, g), swiglu_input_row(up, t, u), inv_alpha,
-                                          settings, out_bits, std::span<uint8_t>(codes), clip);
-  std::copy(codes.begin(), codes.end(), out.codes.begin() + static_cast<ptrdiff_t>(offset));
+  std::vector<uint8_t> g, u;
+  // The TRIP form with TRIP off is di_swiglu_row bit for bit, and writes the (up to 16-bit) codes in place.
+  const DiRequantResult r =
+      di_swiglu_row_trip(swiglu_input_row(gate, t, g), swiglu_input_row(up, t, u), inv_alpha, settings, out_bits,
+                         std::span<uint16_t>(out.codes.data() + offset, n), clip, TripFactors{});
   out.zero_points[t] = static_cast<int32_t>(r.zero_point);
   out.scales[t] = r.scale;
 }

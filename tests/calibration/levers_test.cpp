@@ -10,6 +10,9 @@
 
 #include "calibration/calibrate.h"
 #include "calibration/integerize.h"
+#include "formats/dataset.h"
+#include "formats/llama_config.h"
+#include "formats/tokenizer.h"
 #include "kernels/error.h"
 #include "kernels/executor.h"
 #include "stories260k_data.h"
@@ -142,6 +145,38 @@ TEST(Levers, TripGivesAnIntegerModelThatAgreesWithFakeQuant) {
   std::printf("W4A4 trip_shifts 3: fake-quant (executor points) %.3f, integer %.3f, %d of %d sites widened\n", fake,
               integer, widened_sites, trip_sites);
   EXPECT_LT(std::fabs(integer / fake - 1), 0.15) << "fake " << fake << " integer " << integer;
+}
+
+// Per-group activations (act_group_size) on the bundled tinybible (stories260K's C_f = 172 takes no group size):
+// the integer model carries G, its perplexity agrees with the fake-quant simulation's at the executor's points, and
+// at W4A4 the groups lower both against the same recipe without them (4 windows x 64 tokens of calib.txt, 2 of
+// test.txt).
+TEST(Levers, ActGroupsGiveAnIntegerModelThatAgreesWithFakeQuant) {
+  const std::filesystem::path tinybible = kModel.parent_path() / "tinybible";
+  const illm::formats::LlamaConfig cfg = illm::formats::load_llama_config(tinybible);
+  const illm::formats::Tokenizer tokenizer = illm::formats::Tokenizer::load(tinybible / "tokenizer.model");
+  const auto load = [&](const char* file, int64_t count) {
+    return illm::formats::load_windows(tinybible / file, &tokenizer, 64, cfg.vocab_size, cfg.max_position_embeddings,
+                                       count)
+        .sequences;
+  };
+  const TokenWindows calib = load("calib.txt", 4), eval = load("test.txt", 2);
+  double integer_ppl[2] = {0, 0};
+  for (const int32_t group : {0, 32}) {
+    const illm::Recipe r =
+        recipe(R"(, "w_bits": 4, "a_bits": 4, "rotation": "orthogonal", "hadamard_down": true, "act_group_size": )" +
+               std::to_string(group));
+    EXPECT_NO_THROW(illm::require_integer_path(r, "test"));
+    const CalibratedModel m = calibrate(tinybible, r, calib, nullptr, quiet());
+    const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(4, 4, false));
+    EXPECT_EQ(qm.act_group_size, group);
+    const double fake = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kExecutor, 1});
+    integer_ppl[group > 0] = integer_perplexity(qm, eval);
+    std::printf("tinybible W4A4 act_group_size %d: fake-quant (executor points) %.3f, integer %.3f\n", group, fake,
+                integer_ppl[group > 0]);
+    EXPECT_LT(std::fabs(integer_ppl[group > 0] / fake - 1), 0.15) << "G " << group;
+  }
+  EXPECT_LT(integer_ppl[1], integer_ppl[0]);
 }
 
 // W4A4 RTN: rotations + online Hadamards + GPTQ + clip search + TRIP lower the summed block output MSE (invariant

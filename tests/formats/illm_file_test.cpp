@@ -239,6 +239,7 @@ void expect_model_eq(const QuantizedModel& a, const QuantizedModel& b) {
   EXPECT_EQ(a.rope_sin, b.rope_sin);
   EXPECT_EQ(a.hadamard_down, b.hadamard_down);
   EXPECT_EQ(a.hadamard_qk, b.hadamard_qk);
+  EXPECT_EQ(a.act_group_size, b.act_group_size);
 }
 
 // --------------------------------------------------------------------------------------------------- tests
@@ -304,6 +305,29 @@ TEST_F(IllmFileTest, PerGroupLinearsRoundTripAndBadGroupSizesAreRefused) {
 
 // Version 2, online Walsh–Hadamard transforms: the flags round-trip with the plans' construction strings (C_f = 11:
 // weighted blocks, d = 4: Sylvester); a file without them has no such attribute; a wrong plan string is refused.
+// Per-group activations are format version 3: the header and /meta say 3, act_group_size reads back; a model without
+// them is still written at version 2 (readable by the builds before version 3), with no act_group_size attribute.
+TEST_F(IllmFileTest, ActGroupSizeIsVersion3AndAbsentOtherwise) {
+  const fs::path plain = write_sample("plain.illm");
+  QuantizedModel model = make_model();
+  model.act_group_size = 32;
+  const fs::path path = dir_ / "act_groups.illm";
+  write_illm(path, model, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, model);
+  EXPECT_EQ(loaded.meta.format_version, 3);
+  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 3\n");
+  const LoadedIllm old = read_illm(plain, ModelCheck::kNone);
+  EXPECT_EQ(old.model.act_group_size, 0);
+  EXPECT_EQ(old.meta.format_version, 2);
+  EXPECT_EQ(read_all(plain).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 2\n");
+  const hid_t f = H5Fopen(plain.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+  EXPECT_EQ(H5Aexists(g, "act_group_size"), 0);
+  H5Gclose(g);
+  H5Fclose(f);
+}
+
 TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
   const fs::path plain = write_sample("plain.illm");
   QuantizedModel model = make_model();
@@ -519,17 +543,17 @@ TEST_F(IllmFileTest, FlippedHeaderByteIsCaught) {
 
 TEST_F(IllmFileTest, WrongFormatVersionIsAClearError) {
   const fs::path path = write_sample();
-  write_header(path, "3", to_hex(sha256_of_file(path, 512)));
+  write_header(path, "4", to_hex(sha256_of_file(path, 512)));
   const std::string message = error_of([&] { read_illm(path); });
-  EXPECT_NE(message.find("format version 3"), std::string::npos) << message;
+  EXPECT_NE(message.find("format version 4"), std::string::npos) << message;
   EXPECT_NE(message.find("not supported"), std::string::npos) << message;
 
-  // A consistent file whose /meta/format_version says 3 (header left at 2) is rejected as well, and so is one
+  // A consistent file whose /meta/format_version says 4 (header left at 2) is rejected as well, and so is one
   // whose /meta says 1 under a version-2 header (both readable versions, but they disagree).
   const fs::path inner = write_sample("inner.illm");
-  set_meta_format_version(inner, 3);
+  set_meta_format_version(inner, 4);
   const std::string inner_message = error_of([&] { read_illm(inner); });
-  EXPECT_NE(inner_message.find("format_version 3"), std::string::npos) << inner_message;
+  EXPECT_NE(inner_message.find("format_version 4"), std::string::npos) << inner_message;
   EXPECT_THROW(verify_illm_integrity(inner), Error);
 
   const fs::path mixed = write_sample("mixed.illm");

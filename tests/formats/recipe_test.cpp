@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
 
@@ -24,7 +25,8 @@ std::string error_of(const std::string& json) {
 
 TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
-      {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4}};
+      {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
+      {"w4a4-g16.json", 4, 4}, {"w8a8-g16.json", 8, 8}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -52,6 +54,18 @@ TEST(Recipe, BundledRecipesParse) {
     EXPECT_TRUE(r.gptq && r.rotate_heads && r.hadamard_down && r.hadamard_qk) << file;
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
+  // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
+  for (const auto& [base, grouped] : {std::pair{"w4a4.json", "w4a4-g16.json"}, std::pair{"w8a8.json", "w8a8-g16.json"}}) {
+    EXPECT_EQ(illm::load_recipe(kConfigs / base).act_group_size, 0) << base;
+    EXPECT_EQ(illm::load_recipe(kConfigs / grouped).act_group_size, 16) << grouped;
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
+    nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / grouped));
+    for (nlohmann::json* j : {&a, &b}) {
+      j->erase("description");
+      j->erase("act_group_size");
+    }
+    EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than act_group_size";
+  }
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
   EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
@@ -62,7 +76,7 @@ TEST(Recipe, BundledRecipesParse) {
 // Scripts switch methods by replacing the string "fsbr": in the FSBR recipes it must occur exactly once, as the
 // method value.
 TEST(Recipe, FsbrStringOnlyAsMethodValue) {
-  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json"}) {
+  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json"}) {
     std::ifstream in(kConfigs / file);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -143,6 +157,23 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "trip_shifts": 9})").find("trip_shifts"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
+}
+
+// Per-group activations: 0 (per token, the default), 16, 32, 64 or 128; not with TRIP or per-group weights.
+TEST(Recipe, ActGroupSize) {
+  EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn"})", "t").act_group_size, 0);
+  for (const int g : {16, 32, 64, 128})
+    EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "act_group_size": )" + std::to_string(g) + "}", "t")
+                  .act_group_size,
+              g);
+  for (const char* bad : {R"({"method": "rtn", "act_group_size": 24})", R"({"method": "rtn", "act_group_size": -1})",
+                          R"({"method": "rtn", "act_group_size": 256})", R"({"method": "rtn", "act_group_size": 8})"})
+    EXPECT_NE(error_of(bad).find("act_group_size"), std::string::npos) << bad;
+  const std::string trip = error_of(R"({"method": "rtn", "act_group_size": 32, "trip_shifts": 3})");
+  EXPECT_NE(trip.find("trip_shifts"), std::string::npos) << trip;
+  const std::string groups =
+      error_of(R"({"method": "rtn", "act_group_size": 32, "w_granularity": "per_group", "group_size": 32})");
+  EXPECT_NE(groups.find("per_group"), std::string::npos) << groups;
 }
 
 // ---- issue #8: values are reported as given, never wrapped; a key may appear once ----

@@ -231,6 +231,48 @@ TEST_P(KernelPaths, LinearPerGroupEqualsReference) {
   EXPECT_EQ(cases, 45);
 }
 
+// Per-group activations (linear_act_groups; G = 16 … 128, weights per row): G·groups not a multiple of the ISA
+// blocks, decode (1 row) and prefill (> 128 rows), all-zero groups (scale (1, 0)), 4-bit packed and byte weights,
+// 8- and 16-bit mantissas; the weight prepared with the group size (the optimized kernel) and without (its reference).
+TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
+  EXPECT_NE(opt().linear_act_groups, ref().linear_act_groups);
+  Rng rng(23);
+  int cases = 0;
+  for (const int32_t group : {16, 32, 64, 128})
+    for (const int32_t groups : {1, 3, 5})
+      for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{8, 7},
+                                           std::pair{6, 5}}) {
+        const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 5 == 0 ? 130 : 0);
+        const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+        const int b_m = cases % 2 == 0 ? 16 : 8;
+        QuantizedActivation x = random_activation(rng, rows * groups, group, a_bits);  // one row per (token, group)
+        for (size_t tg = 0; tg < x.scales.size(); ++tg) {
+          x.scales[tg] = random_scale(rng, b_m, 5, 25);
+          if (uniform(rng, 0, 6) == 0) {  // an all-zero group, as DI_REQUANT emits it
+            std::fill_n(x.codes.begin() + static_cast<ptrdiff_t>(tg * group), group, uint16_t{0});
+            x.zero_points[tg] = 0;
+            x.scales[tg] = Dyadic{1, 0};
+          }
+        }
+        x.rows = rows;
+        x.cols = group * groups;
+        x.group_size = group;
+        const QuantizedLinear w = random_linear(rng, n, group * groups, w_bits, b_m);
+        const std::string what = "G " + std::to_string(group) + " groups " + std::to_string(groups) + " A" +
+                                 std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " +
+                                 std::to_string(rows);
+        const PreparedLinear p = prepare_linear(w, b_m, "w", group);
+        AlignedAccumulator want, got;
+        ref().linear_act_groups(x, p, want);
+        opt().linear_act_groups(x, p, got);
+        expect_equal(want, got, what);
+        opt().linear_act_groups(x, prepare_linear(w, b_m), got);  // no group code sums: the reference kernel
+        expect_equal(want, got, what + " (unprepared)");
+        ++cases;
+      }
+  EXPECT_EQ(cases, 60);
+}
+
 // The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with an Isa::grouped kernel)
 // against the reference per-group DI-MatMul: random shapes (K = G·groups, not a multiple of the 64-byte step or of
 // 128 packed codes, odd weight-row counts, 1..9 and > 128 activation rows, every G, 2..8-bit weights and
@@ -1032,6 +1074,66 @@ TEST(PerGroupWholeModel, GroupEqualToInAndRepeatedGroupScalesGiveThePerRowLogits
 
 std::string path_name(const ::testing::TestParamInfo<KernelPath>& info) { return kernel_path_name(info.param); }
 
+// Per-group activations (act_group_size, docs/integer-semantics.md "## Per-group activations") on the tinybible test
+// models (hidden 192, intermediate 512), also with both online Hadamards and with clipped sites: every path equals
+// the reference, prefill and decode, and the groups change the logits.
+class WholeModelWithActGroups : public ::testing::TestWithParam<std::tuple<KernelPath, std::string>> {};
+
+TEST_P(WholeModelWithActGroups, PrefillAndDecodeEqualReference) {
+  const auto& [path, name] = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  for (const int32_t group : {16, 64}) {
+    for (const bool hadamards : {false, true}) {
+      if (group == 64 && hadamards) continue;  // the Hadamard sites' grouping does not depend on G
+      QuantizedModel model = test_model(name).model;
+      model.act_group_size = group;
+      model.hadamard_down = model.hadamard_qk = hadamards;
+      const std::string what = name + " act_group_size " + std::to_string(group) + (hadamards ? " + Hadamards" : "");
+      const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
+      Executor reference(model, reference_kernels());
+      const IntegerLogits want = reference.forward(ids);
+      if (!hadamards) EXPECT_NE(want.values, reference_logits(name).values) << what << ": the groups change the logits";
+      expect_prefill_and_decode(model, kernels_for(path), ids, want, what);
+    }
+  }
+}
+
+// The executor calls linear_act_groups for the seven block linears of every layer and `linear` only for the LM head.
+TEST(WholeModelActGroups, BlockLinearsUseThePerGroupOperator) {
+  static int g_grouped = 0, g_plain = 0;
+  KernelSet k = reference_kernels();
+  k.linear = [](const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
+    ++g_plain;
+    reference_kernels().linear(x, w, out);
+  };
+  k.linear_act_groups = [](const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out) {
+    ++g_grouped;
+    EXPECT_GT(x.group_size, 0);
+    reference_kernels().linear_act_groups(x, w, out);
+  };
+  QuantizedModel model = test_model("tinybible-w4a4").model;
+  model.act_group_size = 32;
+  Executor executor(model, k);
+  executor.forward(token_ids(model.shape.vocab, 4, 3));
+  EXPECT_EQ(g_grouped, 7 * model.shape.n_layers);
+  EXPECT_EQ(g_plain, 1);
+}
+
+// Per-group weights and per-group activations have no integer operator together: refused at load, naming the field.
+TEST(WholeModelActGroups, PerGroupWeightsAreRefused) {
+  QuantizedModel model = test_model("tinybible-w4a4-g32").model;
+  model.act_group_size = 32;
+  try {
+    Executor executor(model);
+    ADD_FAILURE() << "accepted per-group weights with act_group_size";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("per-group weights with act_group_size are not supported"), std::string::npos)
+        << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
 std::string model_case_name(const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
   std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
@@ -1047,6 +1149,12 @@ INSTANTIATE_TEST_SUITE_P(
                                          "tinybible-w4a8", "tinybible-w8a8", "stories260K-w4a4+clip",
                                          "tinybible-w4a8+clip", "tinybible-w4a4-g32",
                                          "stories260K-w4a4+trip", "tinybible-w4a4+trip", "tinybible-w4a8+trip")),
+    model_case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    Paths, WholeModelWithActGroups,
+    ::testing::Combine(::testing::ValuesIn(kOptimizedPaths),
+                       ::testing::Values("tinybible-w4a4", "tinybible-w8a8", "tinybible-w4a8+clip")),
     model_case_name);
 
 INSTANTIATE_TEST_SUITE_P(
