@@ -1,7 +1,8 @@
 // Host tokens/s of the C99 runtime (runtime/illm_rt.h) next to the C++ integer executor on the same prompt and the
 // same greedy continuation, one thread each, printed as a markdown table with the ratios (issue #10).
-// Usage: runtime_speed [prompt_tokens] [generated_tokens] [repeats] [model.illm ...]
+// Usage: runtime_speed [prompt_tokens] [generated_tokens] [repeats] [model.illm[@G] ...]
 //   defaults: 32 64 5, the shared test models build/test_models/{stories260K,tinybible}-{w4a4,w4a8,w8a8}.illm
+//   model.illm@G: the model with act_group_size = G set in memory (per-group activations, both sides).
 // Prefill: the executor runs the prompt in one call, the runtime token by token (its only mode). Decode: one token
 // per call in both. Each number is the best of `repeats` runs (the machine may be shared).
 #include <omp.h>
@@ -72,9 +73,13 @@ int main(int argc, char** argv) {
   omp_set_num_threads(1);
   std::printf("prompt %d tokens, %d generated, best of %d, 1 thread\n\n", prompt_tokens, tokens, repeats);
   std::printf("| model | executor prefill tok/s | C runtime prefill tok/s | runtime / executor | executor decode tok/s | "
-              "C runtime decode tok/s | runtime / executor | same ids |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  for (const std::string& path : models) {
-    const illm::formats::LoadedIllm loaded = illm::formats::read_illm(path);
+              "C runtime decode tok/s | runtime / executor | same ids | model.bin bytes |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const std::string& spec : models) {
+    const size_t at = spec.find('@');
+    const std::string path = spec.substr(0, at);
+    illm::formats::LoadedIllm loaded = illm::formats::read_illm(path);
+    if (at != std::string::npos) loaded.model.act_group_size = std::atoi(spec.c_str() + at + 1);
     std::vector<int32_t> prompt = {loaded.model.shape.bos_id};
     for (int i = 1; i < prompt_tokens; ++i) prompt.push_back((i * 37 + 11) % loaded.model.shape.vocab);
     const std::vector<uint8_t> bytes = illm::formats::build_model_bin(loaded.model, "", {}).bytes;
@@ -94,11 +99,12 @@ int main(int argc, char** argv) {
       best_executor.ids = e.ids;
       best_runtime.ids = c.ids;
     }
-    const std::string name = path.substr(path.find_last_of('/') + 1);
-    std::printf("| %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f | %s |\n", name.c_str(), best_executor.prefill,
+    std::string name = path.substr(path.find_last_of('/') + 1);
+    if (loaded.model.act_group_size > 0) name += " act_group_size " + std::to_string(loaded.model.act_group_size);
+    std::printf("| %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f | %s | %zu |\n", name.c_str(), best_executor.prefill,
                 best_runtime.prefill, best_runtime.prefill / best_executor.prefill, best_executor.decode,
                 best_runtime.decode, best_runtime.decode / best_executor.decode,
-                best_executor.ids == best_runtime.ids ? "yes" : "NO");
+                best_executor.ids == best_runtime.ids ? "yes" : "NO", bytes.size());
   }
   return 0;
 }

@@ -257,9 +257,6 @@ size_t align_up(size_t v) { return (v + ILLM_RT_ALIGNMENT - 1) / ILLM_RT_ALIGNME
 
 ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer_model, const ModelBinOptions& options) {
   validate_quantized_model(model);  // the executor's checks, naming the field (TRIP factors included)
-  if (model.act_group_size > 0)
-    throw Error("model.bin export: act_group_size = " + std::to_string(model.act_group_size) +
-                " (per-group activations) is not supported by the C99 runtime yet");
   const ModelShape& s = model.shape;
   const IntegerSettings& st = model.settings;
   ModelBin result;
@@ -373,8 +370,11 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   const uint32_t hadamard_sites = (model.hadamard_down ? ILLM_RT_HADAMARD_DOWN : 0u) |
                                   (model.hadamard_qk ? ILLM_RT_HADAMARD_QK : 0u);
   if (hadamard_sites != 0) required_features |= ILLM_RT_REQUIRED_HADAMARD;
+  // Per-group activations: required feature bit 4 and G in the header (validated above), only when the model has them.
+  if (model.act_group_size > 0) required_features |= ILLM_RT_REQUIRED_ACT_GROUPS;
   put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
   put_u32(out, ILLM_RT_H_HADAMARD_SITES, hadamard_sites);
+  put_u32(out, ILLM_RT_H_ACT_GROUP_SIZE, static_cast<uint32_t>(model.act_group_size));
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);
@@ -392,7 +392,7 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   put_i32(out, ILLM_RT_H_CONTEXT, result.context);
   illm_rt_shape rt_shape{s.hidden, s.intermediate, s.n_layers, s.n_heads, s.n_kv_heads,
                          s.head_dim, s.vocab, s.max_positions, s.bos_id, s.eos_id};
-  result.arena_bytes = illm_rt_arena_size_for_shape(&rt_shape, result.context);
+  result.arena_bytes = illm_rt_arena_size_for_groups(&rt_shape, model.act_group_size, result.context);
   if (result.arena_bytes == 0) throw Error("model.bin export: the arena for context " + std::to_string(result.context) + " overflows");
   put_u64(out, ILLM_RT_H_ARENA_BYTES, result.arena_bytes);
   const std::vector<uint8_t> source = hex_to_bytes(options.source_sha256);

@@ -454,6 +454,76 @@ static int di_requant_symmetric(const int64_t* v, size_t n, int64_t m_in, int64_
 }
 
 /* ============================================================================================================
+ * Per-group activations (kernels/activation_groups.cpp, docs/integer-semantics.md "## Per-group activations"): the
+ * input of a block linear with one zero point and dyadic per (token, group of G channels). The DI-MatMul needs of
+ * each group only its zero point z_g and its mantissa aligned to the row's coarsest group,
+ * lambda_g = rshr(m_g, k_g - K1) with K1 = min k_g over the groups that are not all-zero (scale (1, 0)), 0 for an
+ * all-zero group; the site stores those and K1 (as the row's scale (1, K1)). */
+
+typedef struct {
+  int32_t size;         /* G; 0: per-row codes */
+  int32_t* zero_points; /* [n / G] z_g */
+  int32_t* lambdas;     /* [n / G] m_g, then lambda_g */
+  int32_t* exponents;   /* [n / G] k_g, then the DI-MatMul's centered group sums (rt_row.group_sums) */
+  int32_t* wide;        /* [n] scratch: the site's 16-bit per-row codes */
+} rt_act_groups;
+
+static const rt_act_groups kNoActGroups = {0, 0, 0, 0, 0};
+
+/* DI_REQUANT of every group of G values of v (real v_c m_in / 2^k_in) to out_bits codes with the site's clip, then
+ * the alignment above; result = (zero point 0, scale (1, K1)). */
+static int di_requant_groups(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
+                             uint8_t* codes, const rt_act_groups* groups, illm_rt_dyadic clip, rt_requant* result,
+                             illm_rt_error* err) {
+  const size_t G = (size_t)groups->size, count = n / G;
+  int32_t k1 = 0;
+  int any = 0, status;
+  size_t g;
+  for (g = 0; g < count; ++g) {
+    rt_requant r;
+    status = di_requant(v + g * G, G, m_in, k_in, out_bits, mantissa_bits, codes + g * G, CODES_U8, &r, err, clip);
+    if (status) return status;
+    groups->zero_points[g] = (int32_t)r.zero_point;
+    groups->lambdas[g] = (int32_t)r.scale.m; /* < 2^mantissa_bits */
+    groups->exponents[g] = r.scale.k;
+    if (r.scale.m == 1 && r.scale.k == 0) continue; /* all-zero: left out of K1 */
+    if (!any || r.scale.k < k1) k1 = r.scale.k;
+    any = 1;
+  }
+  for (g = 0; g < count; ++g) {
+    const int64_t shift = (int64_t)groups->exponents[g] - k1; /* >= 0 */
+    groups->lambdas[g] = (groups->lambdas[g] == 1 && groups->exponents[g] == 0)
+                             ? 0
+                             : (int32_t)rt_rshr(groups->lambdas[g], shift > 64 ? 64 : (int)shift);
+  }
+  result->zero_point = 0;
+  result->scale.m = 1;
+  result->scale.k = k1;
+  return ILLM_RT_OK;
+}
+
+/* The requantization that ends a block linear's input site (attn_in and ffn_in DI-Norm, the attention output,
+ * DI-SwiGLU) of a row v (real v_c m_in / 2^k_in; consumed): per row to out_bits codes (u8, or with TRIP factors u16
+ * wide codes); with per-group activations the site's operator at 16 bits without clip, its codes centered, then
+ * every group to out_bits (di_requant_groups). */
+static int site_requant(int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits, void* codes,
+                        rt_requant* result, illm_rt_dyadic clip, rt_trip trip, const rt_act_groups* groups,
+                        illm_rt_error* err) {
+  rt_requant wide;
+  size_t c;
+  int status;
+  if (trip.alpha) /* never with per-group activations (refused at load) */
+    return di_requant_trip(v, n, m_in, k_in, out_bits, mantissa_bits, (uint16_t*)codes, result, err, clip, trip);
+  if (groups->size == 0)
+    return di_requant(v, n, m_in, k_in, out_bits, mantissa_bits, codes, CODES_U8, result, err, clip);
+  status = di_requant(v, n, m_in, k_in, 16, mantissa_bits, groups->wide, CODES_I32, &wide, err, kNoClip);
+  if (status) return status;
+  for (c = 0; c < n; ++c) v[c] = (int64_t)groups->wide[c] - wide.zero_point;
+  return di_requant_groups(v, n, wide.scale.m, wide.scale.k, out_bits, mantissa_bits, (uint8_t*)codes, groups, clip,
+                           result, err);
+}
+
+/* ============================================================================================================
  * Column alignment (kernels/reference/di_matmul.cpp align_columns): K2 = min(max_j k_j, min_j k_j + 24 - b_m),
  * mu_j = shl(m_j, K2 - k_j) or rshr(m_j, k_j - K2); every mu_j < 2^24. */
 
@@ -520,7 +590,13 @@ typedef struct {
   const uint16_t* wide_codes; /* [n] codes wider than 8 bits (a TRIP site's output), else NULL */
   int32_t bits;
   int64_t zero_point;
-  illm_rt_dyadic scale;
+  illm_rt_dyadic scale;       /* per-group activations: (1, K1), the exponent of the row's coarsest group */
+  /* Per-group activations (group > 0): zero point z_g and aligned mantissa lambda_g of each group of G codes
+   * (di_requant_groups); zero_point is then unused. */
+  int32_t group;
+  const int32_t* group_zero_points;
+  const int32_t* group_lambdas;
+  int32_t* group_sums; /* scratch [n / G] of the DI-MatMul: sum_(c in g) (x_c - z_g) */
 } rt_row;
 
 /* int32 iff K Q1 Q2 <= 2^31 - 1 (accumulator_kind_for_bound). */
@@ -609,6 +685,51 @@ static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t expone
   return -1;
 }
 
+/* DI-MatMul of per-group activation codes with a per-row weight (docs/integer-semantics.md "## Per-group
+ * activations"): P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_j) in int32 (G Q1 Q2 < 2^31 for codes of at most 8
+ * bits), S_j = sum_g P_(j,g) lambda_g exact in int64 (|S| < in Q1 Q2 2^b_m, checked at load with 2^24),
+ * P'_j = rshr(S_j, b_m) mu_j, each P as sum_c (x_c - z_g) w_jc - z2_j sum_c (x_c - z_g) (every partial sum within
+ * G Q1 Q2). A group with lambda_g = 0 (all-zero) adds nothing and is skipped. `centered` gets x_c - z_g in column
+ * order, for packed weights each group's even columns then its odd ones. Returns the row of a failing alignment, or
+ * -1. */
+static int64_t act_group_products(const rt_linear* w, const rt_row* x, int mantissa_bits, int32_t exponent,
+                                  int16_t* centered, int64_t* out) {
+  const int32_t G = x->group, groups = w->in / G, half = G / 2;
+  int32_t j, g, c;
+  for (g = 0; g < groups; ++g) {
+    const int32_t z = x->group_zero_points[g], first = g * G;
+    int32_t sum = 0;
+    for (c = 0; c < G; ++c) {
+      const int16_t v = (int16_t)((int32_t)x->codes[first + c] - z);
+      centered[first + (w->packed ? ((c & 1) ? half + c / 2 : c / 2) : c)] = v;
+      sum += v;
+    }
+    x->group_sums[g] = sum;
+  }
+  for (j = 0; j < w->out; ++j) {
+    const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
+    const int32_t z2 = w->zero_points[j];
+    const int64_t mu = aligned_mantissa(dyadic_at(w->scales, (size_t)j), exponent);
+    int64_t sum = 0;
+    if (mu < 0) return j;
+    for (g = 0; g < groups; ++g) {
+      const int16_t* v = centered + (size_t)g * (size_t)G;
+      int32_t p = 0;
+      if (x->group_lambdas[g] == 0) continue;
+      if (w->packed) { /* G is even: a group starts on a byte */
+        const uint8_t* bytes = row + (size_t)g * (size_t)half;
+        for (c = 0; c < half; ++c) p += v[c] * (int32_t)(bytes[c] & 15) + v[half + c] * (int32_t)(bytes[c] >> 4);
+      } else {
+        const uint8_t* codes = row + (size_t)g * (size_t)G;
+        for (c = 0; c < G; ++c) p += v[c] * (int32_t)codes[c];
+      }
+      sum += (int64_t)(p - z2 * x->group_sums[g]) * x->group_lambdas[g];
+    }
+    out[j] = rt_mul(rt_rshr(sum, mantissa_bits), mu);
+  }
+  return -1;
+}
+
 static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_bits, int16_t* centered, int64_t* out,
                              illm_rt_dyadic* out_scale, const char* what, illm_rt_error* err) {
   const int32_t n = w->out, k = w->in, half = (k + 1) / 2;
@@ -628,10 +749,15 @@ static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_b
   scales.pairs = w->scales;
   scales.m = scales.k = 0;
   exponent = alignment_exponent(&scales, (size_t)n * (size_t)w->groups, mantissa_bits);
-  k_out = (int64_t)x->scale.k + exponent;
+  k_out = (int64_t)x->scale.k + exponent - (x->group > 0 ? mantissa_bits : 0); /* groups: (1, K1 - b_m + K2) */
   if (k_out < INT32_MIN || k_out > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-MatMul: output exponent out of range");
   out_scale->m = x->scale.m;
   out_scale->k = (int32_t)k_out;
+  if (x->group > 0) { /* the weight is per row (checked at load) */
+    const int64_t failed = act_group_products(w, x, mantissa_bits, exponent, centered, out);
+    if (failed >= 0) return alignment_fail(err, what, (size_t)failed, dyadic_at(w->scales, (size_t)failed).m, mantissa_bits);
+    return ILLM_RT_OK;
+  }
   if (x->wide_codes) {
     const int64_t failed = wide_products(w, x, exponent, out);
     if (failed >= 0) return alignment_fail(err, what, (size_t)failed, dyadic_at(w->scales, (size_t)failed).m, mantissa_bits);
@@ -688,7 +814,7 @@ typedef struct {
 
 static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channels gamma, illm_rt_dyadic eps,
                        const illm_rt_settings* st, int out_bits, int64_t* z, void* codes, rt_requant* result,
-                       illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
+                       illm_rt_dyadic clip, rt_trip trip, const rt_act_groups* groups, illm_rt_error* err) {
   uint64_t max_abs = 0, rms;
   int64_t k_norm, sum_squares = 0, mean_square, eps_units = 0, inv_rms;
   int sh;
@@ -700,7 +826,11 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
     z[c] = (int64_t)h[c] * s_h.m;
     if (rt_abs_u64(z[c]) > max_abs) max_abs = rt_abs_u64(z[c]);
   }
-  if (max_abs == 0) return zero_row(codes, trip.alpha ? CODES_I16 : CODES_U8, n, result);
+  if (max_abs == 0) { /* per group: the all-zero 16-bit row gives all-zero groups */
+    if (groups->size > 0)
+      return site_requant(z, n, 1, 0, out_bits, st->mantissa_bits, codes, result, clip, trip, groups, err);
+    return zero_row(codes, trip.alpha ? CODES_I16 : CODES_U8, n, result);
+  }
   sh = rt_msb(max_abs) - RT_NORMALIZED_MSB;
   for (c = 0; c < n; ++c) z[c] = rt_rshr(z[c], sh);
   k_norm = (int64_t)s_h.k - sh;
@@ -721,11 +851,8 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
     const int64_t normalized = rt_rshr(rt_mul(z[c], inv_rms), RT_RINV_FRAC_BITS);
     z[c] = rt_mul(normalized, rd_i32(gamma.mantissa + 4 * c));
   }
-  if (trip.alpha)
-    return di_requant_trip(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, (uint16_t*)codes, result,
-                           err, clip, trip);
-  return di_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, CODES_U8, result, err,
-                    clip);
+  return site_requant(z, n, 1, frac_bits + gamma.exponent, out_bits, st->mantissa_bits, codes, result, clip, trip,
+                      groups, err);
 }
 
 /* ============================================================================================================
@@ -1073,21 +1200,22 @@ static int di_swiglu_products(const rt_row* gate, const rt_row* up, rt_channels 
 static int di_swiglu_row(const rt_row* gate, const rt_row* up, rt_channels inv_alpha, size_t n,
                          const illm_rt_settings* st, int out_bits, int64_t* row, int32_t* sigma, void* codes,
                          int hadamard, int64_t* scratch, rt_requant* result, illm_rt_dyadic clip, rt_trip trip,
-                         illm_rt_error* err) {
+                         const rt_act_groups* groups, illm_rt_error* err) {
   int64_t m_in = 0, k_in = 0;
   rt_requant wide;
   size_t c;
   int status = di_swiglu_products(gate, up, inv_alpha, n, st, row, sigma, &m_in, &k_in, err);
   if (status) return status;
-  if (trip.alpha) /* never with the online down_proj Hadamard (refused at load) */
-    return di_requant_trip(row, n, m_in, k_in, out_bits, st->mantissa_bits, (uint16_t*)codes, result, err, clip, trip);
-  if (!hadamard)
-    return di_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, CODES_U8, result, err, clip);
+  if (!hadamard) /* TRIP never with the online down_proj Hadamard (refused at load); sigma[] is free for groups->wide */
+    return site_requant(row, n, m_in, k_in, out_bits, st->mantissa_bits, codes, result, clip, trip, groups, err);
   status = di_requant_symmetric(row, n, m_in, k_in, 16, st->mantissa_bits, sigma, CODES_I32, &wide, err);
   if (status) return status;
   for (c = 0; c < n; ++c) row[c] = sigma[c];
   status = wht_row(row, (int32_t)n, scratch, err);
   if (status) return status;
+  if (groups->size > 0) /* the transformed row goes to the groups directly (no second 16-bit step) */
+    return di_requant_groups(row, n, wide.scale.m, wide.scale.k, out_bits, st->mantissa_bits, (uint8_t*)codes, groups,
+                             clip, result, err);
   return di_requant(row, n, wide.scale.m, wide.scale.k, out_bits, st->mantissa_bits, codes, CODES_U8, result, err,
                     clip);
 }
@@ -1207,7 +1335,7 @@ static int attention_head_row(const uint8_t* q, int64_t z_q, illm_rt_dyadic q_sc
 /* All heads of one token brought to one exponent and requantized once (requantize_heads). */
 static int requantize_heads(const int64_t* values, const int32_t* exponents, int32_t heads, int32_t d, int out_bits,
                             int mantissa_bits, int64_t* aligned, void* codes, rt_requant* result,
-                            illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
+                            illm_rt_dyadic clip, rt_trip trip, const rt_act_groups* groups, illm_rt_error* err) {
   int64_t common = INT64_MIN, cap = INT64_MAX;
   int32_t h, c;
   for (h = 0; h < heads; ++h) {
@@ -1230,11 +1358,8 @@ static int requantize_heads(const int64_t* values, const int32_t* exponents, int
       aligned[i] = shift >= 0 ? rt_shl(values[i], shift > 64 ? 64 : (int)shift) : rt_rshr(values[i], (int)(-shift < 64 ? -shift : 64));
     }
   }
-  if (trip.alpha)
-    return di_requant_trip(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, (uint16_t*)codes,
-                           result, err, clip, trip);
-  return di_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, CODES_U8, result, err,
-                    clip);
+  return site_requant(aligned, (size_t)heads * (size_t)d, 1, common, out_bits, mantissa_bits, codes, result, clip, trip,
+                      groups, err);
 }
 
 /* ============================================================================================================
@@ -1246,15 +1371,20 @@ enum {
   R_RESIDUAL, R_CODES, R_CENTERED, R_ACC, R_ACC2, R_WORK64, R_WORK32, R_HEAD64,
   R_Q_CODES, R_Q_ZERO_POINTS, R_Q_SCALE_M, R_Q_SCALE_K, R_GATE, R_UP,
   R_ATT_LOGITS, R_ATT_SHIFTED, R_ATT_PROBS, R_ATT_ACC, R_HEAD_VALUES, R_HEAD_EXPONENTS, R_LOGITS,
+  /* Only with per-group activations (after every other region, so that the arena of other models is unchanged): the
+   * z_g, m_g -> lambda_g and k_g of a linear input's groups (rt_act_groups; its 16-bit codes use R_WORK32, free at
+   * every such site). */
+  R_GROUP_ZERO_POINTS, R_GROUP_LAMBDAS, R_GROUP_EXPONENTS,
   R_COUNT
 };
+#define R_COUNT_WITHOUT_GROUPS R_GROUP_ZERO_POINTS
 
 #define RT_REGION_ALIGN 16u
 
 static uint64_t max3(uint64_t a, uint64_t b, uint64_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 /* Region sizes in bytes; returns 0 when a size does not fit 64 bits (or the shape is not positive). */
-static int region_sizes(const illm_rt_shape* s, int32_t context, uint64_t sizes[R_COUNT]) {
+static int region_sizes(const illm_rt_shape* s, int32_t act_group_size, int32_t context, uint64_t sizes[R_COUNT]) {
   const uint64_t hidden = (uint64_t)s->hidden, inter = (uint64_t)s->intermediate, d = (uint64_t)s->head_dim;
   const uint64_t q_width = (uint64_t)s->n_heads * d, kv_width = (uint64_t)s->n_kv_heads * d;
   const uint64_t heads = (uint64_t)s->n_heads, ctx = (uint64_t)context, vocab = (uint64_t)s->vocab;
@@ -1291,15 +1421,21 @@ static int region_sizes(const illm_rt_shape* s, int32_t context, uint64_t sizes[
   sizes[R_HEAD_VALUES] = q_width * 8u;
   sizes[R_HEAD_EXPONENTS] = heads * 4u;
   sizes[R_LOGITS] = vocab * 8u;
+  sizes[R_GROUP_ZERO_POINTS] = sizes[R_GROUP_LAMBDAS] = sizes[R_GROUP_EXPONENTS] =
+      act_group_size > 0 ? max_in / (uint64_t)act_group_size * 4u : 0;
   return 1;
 }
 
-/* Offsets (relative to the 16-byte aligned arena start) and the total; 0 on overflow. */
-static uint64_t plan_regions(const illm_rt_shape* s, int32_t context, size_t offsets[R_COUNT]) {
+/* Offsets (relative to the 16-byte aligned arena start) and the total; 0 on overflow. Without per-group activations
+ * the group regions are left out (offset 0, never used). */
+static uint64_t plan_regions(const illm_rt_shape* s, int32_t act_group_size, int32_t context, size_t offsets[R_COUNT]) {
   uint64_t sizes[R_COUNT], total = 0;
+  const int count = act_group_size > 0 ? R_COUNT : R_COUNT_WITHOUT_GROUPS;
   int r;
-  if (!region_sizes(s, context, sizes)) return 0;
-  for (r = 0; r < R_COUNT; ++r) {
+  if (!region_sizes(s, act_group_size, context, sizes)) return 0;
+  if (offsets)
+    for (r = count; r < R_COUNT; ++r) offsets[r] = 0;
+  for (r = 0; r < count; ++r) {
     total = (total + RT_REGION_ALIGN - 1) / RT_REGION_ALIGN * RT_REGION_ALIGN;
     if (offsets) offsets[r] = (size_t)total;
     if (sizes[r] > ((uint64_t)1 << 62) || total > ((uint64_t)1 << 62)) return 0;
@@ -1308,16 +1444,21 @@ static uint64_t plan_regions(const illm_rt_shape* s, int32_t context, size_t off
   return total + RT_REGION_ALIGN; /* slack to align the caller's arena */
 }
 
-size_t illm_rt_arena_size_for_shape(const illm_rt_shape* shape, int32_t context) {
+size_t illm_rt_arena_size_for_groups(const illm_rt_shape* shape, int32_t act_group_size, int32_t context) {
   uint64_t total;
-  if (!shape || context < 1 || context > shape->max_positions) return 0;
-  total = plan_regions(shape, context, 0);
+  if (!shape || context < 1 || context > shape->max_positions || act_group_size < 0) return 0;
+  total = plan_regions(shape, act_group_size, context, 0);
   return total > (uint64_t)(size_t)-1 ? 0 : (size_t)total;
+}
+
+size_t illm_rt_arena_size_for_shape(const illm_rt_shape* shape, int32_t context) {
+  return illm_rt_arena_size_for_groups(shape, 0, context);
 }
 
 size_t illm_rt_arena_size(const illm_rt_model* model, int32_t context) {
   if (!model) return 0;
-  return illm_rt_arena_size_for_shape(&model->shape, context == 0 ? model->default_context : context);
+  return illm_rt_arena_size_for_groups(&model->shape, model->act_group_size,
+                                       context == 0 ? model->default_context : context);
 }
 
 int illm_rt_session_init(illm_rt_session* session, const illm_rt_model* model, void* arena, size_t arena_size,
@@ -1339,7 +1480,7 @@ int illm_rt_session_init(illm_rt_session* session, const illm_rt_model* model, v
   session->arena_size = arena_size;
   session->context = context;
   session->position = 0;
-  plan_regions(&model->shape, context, session->region);
+  plan_regions(&model->shape, model->act_group_size, context, session->region);
   for (r = R_COUNT; r < sizeof session->region / sizeof session->region[0]; ++r) session->region[r] = 0;
   session->logits.values = (const int64_t*)(void*)(session->arena + session->region[R_LOGITS]);
   session->logits.vocab = model->shape.vocab;
@@ -1451,7 +1592,23 @@ static rt_row row_of(const uint8_t* codes, int bits, const rt_requant* r) {
   x.bits = bits;
   x.zero_point = r->zero_point;
   x.scale = r->scale;
+  x.group = 0;
+  x.group_zero_points = x.group_lambdas = 0;
+  x.group_sums = 0;
   return x;
+}
+
+/* The per-group buffers of a block linear's input site; kNoActGroups without per-group activations. */
+static rt_act_groups act_groups_of(illm_rt_session* s) {
+  rt_act_groups g = kNoActGroups;
+  if (s->model->act_group_size > 0) {
+    g.size = s->model->act_group_size;
+    g.zero_points = REGION(s, R_GROUP_ZERO_POINTS, int32_t);
+    g.lambdas = REGION(s, R_GROUP_LAMBDAS, int32_t);
+    g.exponents = REGION(s, R_GROUP_EXPONENTS, int32_t);
+    g.wide = REGION(s, R_WORK32, int32_t);
+  }
+  return g;
 }
 
 /* Where a site's output codes go: R_CODES (u8), or for a TRIP site R_CENTERED as u16 codes (bits + E wide): the
@@ -1460,24 +1617,31 @@ static void* site_codes(illm_rt_session* s, rt_trip trip) {
   return trip.alpha ? (void*)REGION(s, R_CENTERED, uint16_t) : (void*)REGION(s, R_CODES, uint8_t);
 }
 
-static rt_row site_row(illm_rt_session* s, int bits, rt_trip trip, const rt_requant* r) {
+static rt_row site_row(illm_rt_session* s, int bits, rt_trip trip, const rt_act_groups* groups, const rt_requant* r) {
   rt_row x = row_of(REGION(s, R_CODES, uint8_t), bits + trip.extra_bits, r);
   if (trip.alpha) {
     x.codes = 0;
     x.wide_codes = REGION(s, R_CENTERED, uint16_t);
+  }
+  if (groups->size > 0) {
+    x.group = groups->size;
+    x.group_zero_points = groups->zero_points;
+    x.group_lambdas = groups->lambdas;
+    x.group_sums = groups->exponents; /* k_g is consumed once lambda_g is made */
   }
   return x;
 }
 
 /* x = DI-Norm(h) -> codes of the site (site_codes) with their zero point and scale. */
 static int norm_into(illm_rt_session* s, const illm_rt_dyadic* s_h, rt_channels gamma, int bits, rt_row* x,
-                     illm_rt_dyadic clip, rt_trip trip, illm_rt_error* err) {
+                     illm_rt_dyadic clip, rt_trip trip, const rt_act_groups* groups, illm_rt_error* err) {
   const illm_rt_model* m = s->model;
   rt_requant r;
   int status = di_norm_row(REGION(s, R_RESIDUAL, int16_t), (size_t)m->shape.hidden, *s_h, gamma, m->norm_eps,
-                           &m->settings, bits, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r, clip, trip, err);
+                           &m->settings, bits, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r, clip, trip,
+                           groups, err);
   if (status) return status;
-  *x = site_row(s, bits, trip, &r);
+  *x = site_row(s, bits, trip, groups, &r);
   return ILLM_RT_OK;
 }
 
@@ -1527,12 +1691,13 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   rt_trip trip;
   rt_requant r;
   rt_head_sink sink;
+  const rt_act_groups groups = act_groups_of(s); /* per-group activations at the four linear-input sites */
   int32_t h;
   int status;
 
   /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. */
   status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, layer_clip(m, l, SITE_ATTN_IN),
-                     layer_trip(m, l, TRIP_ATTN_IN), err);
+                     layer_trip(m, l, TRIP_ATTN_IN), &groups, err);
   if (status) return status;
   sink.session = s;
   sink.layer = l;
@@ -1575,15 +1740,15 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   trip = layer_trip(m, l, TRIP_ATTN_OUT);
   status = requantize_heads(REGION(s, R_HEAD_VALUES, int64_t), REGION(s, R_HEAD_EXPONENTS, int32_t), S->n_heads, d,
                             a_bits, b_m, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r,
-                            layer_clip(m, l, SITE_ATTN_OUT), trip, err);
+                            layer_clip(m, l, SITE_ATTN_OUT), trip, &groups, err);
   if (status) return status;
-  x = site_row(s, a_bits, trip, &r);
+  x = site_row(s, a_bits, trip, &groups, &r);
   status = linear_into_residual(s, l, LIN_O, &x, s_h, err);
   if (status) return status;
 
   /* MLP half: DI-Norm -> gate/up DI-MatMul (swiglu_in_bits codes) -> DI-SwiGLU -> down_proj -> residual add. */
   status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_FFN_NORM, 1), a_bits, &x, layer_clip(m, l, SITE_FFN_IN),
-                     layer_trip(m, l, TRIP_FFN_IN), err);
+                     layer_trip(m, l, TRIP_FFN_IN), &groups, err);
   if (!status) status = linear_to_codes(s, l, LIN_GATE, &x, st->swiglu_in_bits, acc, REGION(s, R_GATE, uint8_t), &gate, err);
   if (!status)
     status = linear_to_codes(s, l, LIN_UP, &x, st->swiglu_in_bits, REGION(s, R_ACC2, int64_t), REGION(s, R_UP, uint8_t), &up, err);
@@ -1592,9 +1757,9 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
                          a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t), site_codes(s, trip),
                          (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN) != 0, REGION(s, R_ACC, int64_t), &r,
-                         layer_clip(m, l, SITE_DOWN_IN), trip, err);
+                         layer_clip(m, l, SITE_DOWN_IN), trip, &groups, err);
   if (status) return status;
-  x = site_row(s, a_bits, trip, &r);
+  x = site_row(s, a_bits, trip, &groups, &r);
   return linear_into_residual(s, l, LIN_DOWN, &x, s_h, err);
 }
 
@@ -1636,7 +1801,7 @@ int illm_rt_forward(illm_rt_session* s, int32_t token, illm_rt_error* err) {
   /* Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits. */
   final_norm.mantissa = global_tensor(m, ILLM_RT_T_FINAL_NORM).p;
   final_norm.exponent = m->final_norm_exponent;
-  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, kNoTrip, err);
+  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, kNoTrip, &kNoActGroups, err);
   if (status) return status;
   head = head_linear(m);
   status = linear_accumulate(&head, &x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t),
@@ -2104,8 +2269,33 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
   return check_linear_values(&head, &name, st->head_bits, st->mantissa_bits, err);
 }
 
-#define RT_IMPLEMENTED_FEATURES \
-  (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP)
+#define RT_IMPLEMENTED_FEATURES                                                                              \
+  (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP | \
+   ILLM_RT_REQUIRED_ACT_GROUPS)
+
+/* Per-group activations (required bit 4): G in {16, 32, 64, 128} dividing the inputs of every block linear (hidden,
+ * n_heads head_dim, intermediate), mantissa_bits >= 2 (no group but an all-zero one has the scale (1, 0)), and
+ * neither per-group weights nor TRIP factors (the executor's validate_quantized_model: no operator for the pairs). */
+static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
+  const uint32_t G = rd_u32(m->data + ILLM_RT_H_ACT_GROUP_SIZE);
+  const illm_rt_shape* S = &m->shape;
+  m->act_group_size = 0;
+  if ((m->required_features & ILLM_RT_REQUIRED_ACT_GROUPS) ? (G != 16 && G != 32 && G != 64 && G != 128) : G != 0)
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: act_group_size ", G,
+                  " does not match the required feature 16 (16, 32, 64 or 128 with it, else 0)");
+  if (G == 0) return ILLM_RT_OK;
+  m->act_group_size = (int32_t)G;
+  if ((uint32_t)S->hidden % G != 0 || (uint32_t)(S->n_heads * S->head_dim) % G != 0 ||
+      (uint32_t)S->intermediate % G != 0)
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: act_group_size = ", G,
+                  " does not divide hidden, n_heads head_dim and intermediate");
+  if (m->settings.mantissa_bits < 2)
+    return fail(err, ILLM_RT_E_INVALID, "model.bin: per-group activations need settings.mantissa_bits >= 2");
+  if (m->required_features & (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_TRIP))
+    return fail(err, ILLM_RT_E_INVALID,
+                "model.bin: per-group activations do not compose with per-group weights or TRIP channel factors");
+  return ILLM_RT_OK;
+}
 
 int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_error* err) {
   const uint8_t* p = (const uint8_t*)buffer;
@@ -2141,7 +2331,7 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   if ((required & ~RT_IMPLEMENTED_FEATURES) != 0)
     return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~RT_IMPLEMENTED_FEATURES,
                   " this runtime does not implement (it implements 1: per-group weight scales, 2: online Hadamard, "
-                  "4: clipped requantization, 8: TRIP channel factors)");
+                  "4: clipped requantization, 8: TRIP, 16: per-group activations)");
   model->required_features = required;
   model->hadamard_sites = rd_u32(p + ILLM_RT_H_HADAMARD_SITES);
   if ((required & ILLM_RT_REQUIRED_HADAMARD) ? (model->hadamard_sites == 0 ||
@@ -2179,6 +2369,7 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   model->has_tokenizer = 0;
   model->tokenizer_can_encode = 0;
   status = check_shape_and_settings(model, err);
+  if (!status) status = check_act_groups(model, err);
   if (status) return status;
   if (model->default_context < 1 || model->default_context > model->shape.max_positions)
     return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: header context ", model->default_context,
@@ -2210,7 +2401,7 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
     status = illm_rt_internal_load_tokenizer(model, err);
     if (status) return status;
   }
-  arena = plan_regions(&model->shape, model->default_context, 0);
+  arena = plan_regions(&model->shape, model->act_group_size, model->default_context, 0);
   if (arena == 0 || arena != model->header_arena_bytes)
     return fail_ii(err, ILLM_RT_E_LAYOUT, "model.bin: the header states an arena of ",
                    (int64_t)(model->header_arena_bytes & 0x7FFFFFFFFFFFFFFFu), " bytes, this runtime needs ",

@@ -93,6 +93,7 @@ typedef struct {
   int32_t tok_vocab, tok_unk_id, tok_bos_id, tok_eos_id;
   int32_t tok_byte_fallback, tok_add_dummy_prefix, tok_remove_extra_whitespaces, tok_escape_whitespaces;
   uint32_t tok_first_tensor;   /* index of the first tokenizer tensor in the table */
+  int32_t act_group_size;      /* G of per-group activations (required_features & ILLM_RT_REQUIRED_ACT_GROUPS), 0: none */
 } illm_rt_model;
 
 #define ILLM_RT_FEATURE_TOKENIZER 1u /* optional_features: the file carries a tokenizer */
@@ -125,8 +126,10 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
 /* Bytes of arena a session of `context` positions needs (0: the header's default context); 0 when context is outside [1, max_positions]. */
 size_t illm_rt_arena_size(const illm_rt_model* model, int32_t context);
 
-/* The same from the shape alone (what the exporter writes into the header). */
+/* The same from the shape alone, for a model without per-group activations (what the exporter writes into the
+ * header), and from the shape and the act group size G (0: none; G > 0 adds its per-group zero points and scales). */
 size_t illm_rt_arena_size_for_shape(const illm_rt_shape* shape, int32_t context);
+size_t illm_rt_arena_size_for_groups(const illm_rt_shape* shape, int32_t act_group_size, int32_t context);
 
 /* Carves a session from the arena (at least illm_rt_arena_size(model, context) bytes; any alignment). */
 int illm_rt_session_init(illm_rt_session* session, const illm_rt_model* model, void* arena, size_t arena_size,

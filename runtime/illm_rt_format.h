@@ -28,14 +28,18 @@
 #define ILLM_RT_H_SOURCE_SHA256 176     /* 32 bytes: SHA-256 of the source .illm file's payload (provenance) */
 #define ILLM_RT_H_HADAMARD_SITES 208    /* u32: online Walsh-Hadamard sites (ILLM_RT_HADAMARD_*); 0 unless the required
                                            feature ILLM_RT_REQUIRED_HADAMARD is set */
-/* bytes [212, 256): zero */
+#define ILLM_RT_H_ACT_GROUP_SIZE 212    /* u32: G of per-group activations (16, 32, 64 or 128) when the required feature
+                                           ILLM_RT_REQUIRED_ACT_GROUPS is set, else 0 */
+/* bytes [216, 256): zero */
 
 #define ILLM_RT_MAGIC_BYTES "ILLMBIN"  /* followed by one NUL: 8 bytes */
 
-/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0, 1 and 2). */
+/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0 to 4; bit 2 is
+ * ILLM_RT_FEATURE_ACT_CLIP in illm_rt.h). */
 #define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
 #define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard transforms (docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_TRIP 8u            /* TRIP channel factors (ILLM_RT_T_TRIP, docs/model-bin.md) */
+#define ILLM_RT_REQUIRED_ACT_GROUPS 16u     /* per-group activations: G at ILLM_RT_H_ACT_GROUP_SIZE (docs/model-bin.md) */
 /* The sites of ILLM_RT_H_HADAMARD_SITES (at least one when ILLM_RT_REQUIRED_HADAMARD is set). */
 #define ILLM_RT_HADAMARD_DOWN 1u /* down_proj's input, size intermediate */
 #define ILLM_RT_HADAMARD_QK 2u   /* every q and k head after RoPE, size head_dim */

@@ -6,6 +6,7 @@
 // the .text bytes of the core per target.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <regex>
@@ -26,6 +27,8 @@ struct AuditTarget {
   const char* tool_prefix;  // binutils prefix ("" for the host)
   std::vector<fs::path> objects;
   std::regex float_instruction;  // on the mnemonic (and its type suffix)
+  // Instructions (mnemonic, one space, operands) that match float_instruction but only copy a register's bits.
+  std::regex register_copy = std::regex("$^");
 };
 
 const std::regex kFloatHelper(
@@ -46,8 +49,10 @@ std::vector<AuditTarget> targets() {
       // riscv64: the F/D extensions' mnemonics start with f (fadd.s, fcvt.d.l, flw, ...); fence is not one.
       {"riscv64", "riscv64-linux-gnu-", core("riscv64"), std::regex(R"(^(?!fence)f[a-z0-9.]+$)")},
       // armhf: VFP arithmetic carries a .f16/.f32/.f64 type (vadd.f64, vcvt.f64.s32); vmov/vldr of d registers
-      // move 64-bit integers.
-      {"armhf", "arm-linux-gnueabihf-", core("armhf"), std::regex(R"(^v[a-z]+(\.[a-z0-9]+)*\.f(16|32|64)(\.[a-z0-9]+)*$|^vcvt.*)")},
+      // move 64-bit integers, and so does vmov.f64 from one d register to another (GCC's copy of a 64-bit integer it
+      // keeps in a VFP register: a bit copy, no rounding, no exception; an immediate operand is still refused).
+      {"armhf", "arm-linux-gnueabihf-", core("armhf"), std::regex(R"(^v[a-z]+(\.[a-z0-9]+)*\.f(16|32|64)(\.[a-z0-9]+)*$|^vcvt.*)"),
+       std::regex(R"(^vmov\.f64 d[0-9]+, d[0-9]+$)")},
       // Cortex-M4 soft float: no VFP instruction of any kind.
       {"cortex-m4 (soft float)", "arm-none-eabi-", core("cortex-m4"), std::regex(R"(^v[a-z].*)")},
   };
@@ -70,6 +75,18 @@ std::string object_list(const std::vector<fs::path>& objects) {
   return list;
 }
 
+// Whether one disassembled instruction ("mnemonic\toperands") is floating-point on target t.
+bool is_float_instruction(const AuditTarget& t, const std::string& instruction) {
+  std::istringstream fields(instruction);
+  std::string mnemonic, operands;
+  fields >> mnemonic;
+  std::getline(fields >> std::ws, operands);
+  const size_t comment = operands.find(" @");  // objdump's "@ 0x..." annotations
+  if (comment != std::string::npos) operands.resize(comment);
+  while (!operands.empty() && std::isspace(static_cast<unsigned char>(operands.back()))) operands.pop_back();
+  return std::regex_match(mnemonic, t.float_instruction) && !std::regex_match(mnemonic + " " + operands, t.register_copy);
+}
+
 // Disassembles `objects` with the target's objdump; returns the instruction count and the floating-point ones.
 size_t float_instructions(const AuditTarget& t, const std::vector<fs::path>& objects, std::vector<std::string>& found) {
   std::istringstream lines(run(std::string(t.tool_prefix) + "objdump -d --no-show-raw-insn" + object_list(objects)));
@@ -83,7 +100,7 @@ size_t float_instructions(const AuditTarget& t, const std::vector<fs::path>& obj
     fields >> mnemonic;
     if (mnemonic.empty() || mnemonic == "(bad)" || mnemonic == ".word" || mnemonic == ".short") continue;
     ++instructions;
-    if (std::regex_match(mnemonic, t.float_instruction)) found.push_back(line);
+    if (is_float_instruction(t, line.substr(tab + 2))) found.push_back(line);
   }
   return instructions;
 }
@@ -121,6 +138,20 @@ TEST(RuntimeAudit, CatchesFloatCodeOnEveryTarget) {
     EXPECT_FALSE(found.empty() && helpers.empty()) << t.name << ": float code not detected";
   }
   fs::remove_all(dir);
+}
+
+// The armhf register-copy exception is exactly a d-to-d vmov.f64: arithmetic, an immediate (a float constant) and
+// conversions stay floating-point.
+TEST(RuntimeAudit, OnlyARegisterToRegisterCopyIsExempt) {
+  for (const AuditTarget& t : targets()) {
+    if (std::string(t.name) != "armhf") continue;
+    EXPECT_FALSE(is_float_instruction(t, "vmov.f64\td9, d8"));
+    EXPECT_FALSE(is_float_instruction(t, "vldr\td8, [sp, #144]\t@ 0x90"));
+    EXPECT_TRUE(is_float_instruction(t, "vmov.f64\td0, #112\t@ 0x3f800000  1.0"));
+    EXPECT_TRUE(is_float_instruction(t, "vadd.f64\td9, d8, d7"));
+    EXPECT_TRUE(is_float_instruction(t, "vmov.f32\ts0, s1"));
+    EXPECT_TRUE(is_float_instruction(t, "vcvt.f64.s32\td0, s0"));
+  }
 }
 
 TEST(RuntimeAudit, NoFloatingPointInstructionOnAnyTarget) {

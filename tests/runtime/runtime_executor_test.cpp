@@ -2,9 +2,12 @@
 // fixtures at W4A4/W4A8/W8A8) every greedy step's int64 logits and dyadic scale are identical; the same on synthetic
 // models over the settings the test models do not use (paper-conformance numerics, 8-bit embeddings, 3-bit weights,
 // a 4-bit head, odd widths); the generation rules (EOS, context limit) are those of `illm generate`; and the
-// session errors (token outside the vocabulary, prompt longer than the context, arena too small) are reported.
+// session errors (token outside the vocabulary, prompt longer than the context, arena too small) are reported. The
+// extensions (clipped sites, per-group weights, online Hadamards, TRIP, per-group activations) are compared the same
+// way on the shared models changed in memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -277,6 +280,197 @@ TEST(TripModels, LoaderRefusesAnExponentAboveK) {
   illm_rt_error err;
   EXPECT_EQ(illm_rt_load(&model, bytes.data(), bytes.size(), &err), ILLM_RT_E_INVALID);
   EXPECT_NE(std::string(err.message).find("layers[0].trip"), std::string::npos) << err.message;
+}
+
+// ---- Per-group activations (required feature 16) ----
+
+uint32_t header_u32(const std::vector<uint8_t>& bin, size_t offset) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | bin[offset + static_cast<size_t>(i)];
+  return v;
+}
+
+void put_header_u32(std::vector<uint8_t>& bin, size_t offset, uint32_t v) {
+  for (int i = 0; i < 4; ++i) bin[offset + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+void recompute_crc(std::vector<uint8_t>& bin) {
+  put_header_u32(bin, ILLM_RT_H_CRC32, illm_rt_crc32(0, bin.data() + 16, bin.size() - 16));
+}
+
+// Prefill: the executor runs the whole prompt in one call; the runtime, token by token, gives every row's logits and
+// scale bit for bit.
+void expect_prefill_rows_equal(const QuantizedModel& model, const std::vector<int32_t>& prompt, const std::string& what) {
+  Runtime rt(model_bin_of(model));
+  Executor executor(model);
+  const IntegerLogits all = executor.forward(prompt);
+  ASSERT_EQ(all.tokens, static_cast<int32_t>(prompt.size())) << what;
+  const auto vocab = static_cast<ptrdiff_t>(all.vocab);
+  illm_rt_error err;
+  for (size_t t = 0; t < prompt.size(); ++t) {
+    ASSERT_EQ(illm_rt_forward(&rt.session(), prompt[t], &err), ILLM_RT_OK) << what << " row " << t << ": " << err.message;
+    const illm_rt_logits& out = rt.session().logits;
+    const auto row = all.values.begin() + static_cast<ptrdiff_t>(t) * vocab;
+    EXPECT_EQ(std::vector<int64_t>(out.values, out.values + vocab), std::vector<int64_t>(row, row + vocab))
+        << what << " prefill row " << t;
+    EXPECT_EQ(out.scale.m, all.scales[t].m) << what << " prefill row " << t;
+    EXPECT_EQ(out.scale.k, all.scales[t].k) << what << " prefill row " << t;
+  }
+}
+
+struct ActGroupCase {
+  const char* bits;
+  int32_t group;
+  bool hadamard;  // hadamard_down and hadamard_qk
+  bool clip;      // every site clipped (with_act_clip): the per-group requantizations take the site's ratio
+};
+
+void PrintTo(const ActGroupCase& c, std::ostream* os) {
+  *os << c.bits << " G " << c.group << (c.hadamard ? " hadamard" : "") << (c.clip ? " clip" : "");
+}
+
+class ActGroupModels : public ::testing::TestWithParam<ActGroupCase> {};
+
+// tinybible (hidden 192, heads·d 192, intermediate 512) made a per-group activation model in memory: the file carries
+// the bit and G and no extra tensor, its arena is the runtime's; prefill rows and every greedy step's logits equal
+// the executor's; the groups are in effect (the logits differ from the per-token model's).
+TEST_P(ActGroupModels, PrefillAndEveryStepsLogitsEqualTheExecutors) {
+  const ActGroupCase& c = GetParam();
+  QuantizedModel plain = formats::read_illm(illm_path("tinybible", c.bits)).model;
+  if (c.clip) plain = with_act_clip(plain);
+  plain.hadamard_down = plain.hadamard_qk = c.hadamard;
+  QuantizedModel grouped = plain;
+  grouped.act_group_size = c.group;
+  const std::string what = std::string("tinybible-") + c.bits + " G " + std::to_string(c.group) +
+                           (c.hadamard ? " +hadamard" : "") + (c.clip ? " +clip" : "");
+  const std::vector<uint8_t> bytes = model_bin_of(grouped), plain_bytes = model_bin_of(plain);
+  EXPECT_EQ(required_features(bytes), required_features(plain_bytes) | ILLM_RT_REQUIRED_ACT_GROUPS) << what;
+  EXPECT_EQ(header_u32(bytes, ILLM_RT_H_ACT_GROUP_SIZE), static_cast<uint32_t>(c.group)) << what;
+  EXPECT_EQ(tensor_count(bytes), tensor_count(plain_bytes)) << what;
+  EXPECT_EQ(bytes.size(), plain_bytes.size()) << what;
+  {
+    Runtime rt(bytes);
+    EXPECT_EQ(rt.model().act_group_size, c.group);
+    EXPECT_EQ(rt.model().header_arena_bytes, illm_rt_arena_size(&rt.model(), 0));
+  }
+  const std::vector<int32_t> prompt = {grouped.shape.bos_id, 13, 7, 300, 42, 5, 1000, 77};
+  expect_prefill_rows_equal(grouped, prompt, what);
+  EXPECT_EQ(compare_step_by_step(grouped, {grouped.shape.bos_id, 13, 7, 300}, 20, what), 3 + 20);
+  Executor a(plain), b(grouped);
+  EXPECT_NE(a.forward(prompt).values, b.forward(prompt).values) << what;
+}
+
+INSTANTIATE_TEST_SUITE_P(Tinybible, ActGroupModels,
+                         ::testing::Values(ActGroupCase{"w4a4", 16, false, false}, ActGroupCase{"w4a4", 32, true, false},
+                                           ActGroupCase{"w8a8", 32, false, false}, ActGroupCase{"w8a8", 16, true, false},
+                                           ActGroupCase{"w8a8", 64, false, false}, ActGroupCase{"w4a8", 32, false, true}),
+                         [](const auto& info) {
+                           const ActGroupCase& c = info.param;
+                           return std::string(c.bits) + "_G" + std::to_string(c.group) + (c.hadamard ? "_hadamard" : "") +
+                                  (c.clip ? "_clip" : "");
+                         });
+
+// Synthetic models (seeded weights and scales, small widths) at G 16: W4A4 and the paper-conformance W8A8 numerics.
+TEST(ActGroupModels, SyntheticModelsEqualTheExecutor) {
+  SyntheticShape shape;
+  shape.hidden = 64;
+  shape.intermediate = 96;
+  shape.heads = 4;
+  shape.head_dim = 16;
+  SyntheticShape paper = shape;
+  paper.settings = paper_conformance_settings(paper.settings);
+  paper.settings.a_bits = paper.settings.w_bits = 8;
+  for (const SyntheticShape* base : {&shape, &paper})
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+      SyntheticShape s = *base;
+      s.seed = seed;
+      QuantizedModel model = synthetic_model(s);
+      model.act_group_size = 16;
+      const std::string what = std::string(base == &shape ? "synthetic w4a4" : "synthetic paper w8a8") + " G 16 seed " +
+                               std::to_string(seed);
+      EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+    }
+}
+
+// The arena the runtime computes holds every region of a per-group model: a session given exactly that many bytes
+// never writes past them (a guard band after them stays untouched over a prefill and decode steps).
+TEST(ActGroupModels, TheSessionStaysInsideItsArena) {
+  QuantizedModel model = formats::read_illm(illm_path("tinybible", "w8a8")).model;
+  model.act_group_size = 16;
+  model.hadamard_down = true;
+  const std::vector<uint8_t> bytes = model_bin_of(model);
+  illm_rt_model m;
+  illm_rt_error err;
+  ASSERT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << err.message;
+  const size_t need = illm_rt_arena_size(&m, 0);
+  illm_rt_shape shape = m.shape;
+  EXPECT_GT(need, illm_rt_arena_size_for_shape(&shape, m.default_context));  // the group regions
+  EXPECT_EQ(need, illm_rt_arena_size_for_groups(&shape, 16, m.default_context));
+  constexpr size_t kGuard = 4096;
+  std::vector<uint8_t> arena(need + kGuard, 0xA5);
+  illm_rt_session session;
+  ASSERT_EQ(illm_rt_session_init(&session, &m, arena.data(), need, 0, &err), ILLM_RT_OK) << err.message;
+  for (const int32_t token : {model.shape.bos_id, 13, 7, 300, 42, 5, 1000, 77, 9, 11})
+    ASSERT_EQ(illm_rt_forward(&session, token, &err), ILLM_RT_OK) << err.message;
+  EXPECT_EQ(std::count(arena.begin() + static_cast<ptrdiff_t>(need), arena.end(), 0xA5), static_cast<ptrdiff_t>(kGuard));
+}
+
+// A model without act groups: no bit, G 0 in the header, no extra tensor, the arena of the shape alone (the file is
+// the one the exporter wrote before the feature; compared byte for byte with it when the feature was added).
+TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
+  for (const char* bits : kBits) {
+    const QuantizedModel plain = formats::read_illm(illm_path("tinybible", bits)).model;
+    const std::vector<uint8_t> bytes = model_bin_of(plain);
+    EXPECT_EQ(required_features(bytes), 0u) << bits;
+    EXPECT_EQ(header_u32(bytes, ILLM_RT_H_ACT_GROUP_SIZE), 0u) << bits;
+    EXPECT_EQ(tensor_count(bytes), static_cast<uint32_t>(ILLM_RT_GLOBAL_TENSORS + ILLM_RT_LAYER_TENSORS * plain.shape.n_layers));
+    Runtime rt(bytes);
+    illm_rt_shape shape = rt.model().shape;
+    EXPECT_EQ(rt.model().header_arena_bytes, illm_rt_arena_size_for_shape(&shape, rt.model().default_context)) << bits;
+  }
+}
+
+// The header's bit and G must agree, and the loader refuses what the executor refuses (CRC recomputed each time): a
+// runtime without the feature refuses the bit as unknown (as this one refuses bit 32); G without the bit; the bit with
+// a G outside {16, 32, 64, 128} or not dividing the widths; the bit with per-group weights or TRIP.
+TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
+  QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4")).model;
+  model.act_group_size = 32;
+  const std::vector<uint8_t> good = model_bin_of(model);
+  const uint32_t bits = required_features(good);
+  ASSERT_EQ(bits, ILLM_RT_REQUIRED_ACT_GROUPS);
+  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
+    recompute_crc(bytes);
+    illm_rt_model m;
+    illm_rt_error err;
+    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
+    *message = err.message;
+    return status;
+  };
+  std::string message;
+  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
+  struct Mutation {
+    const char* what;
+    size_t offset;
+    uint32_t value;
+    int status;
+    const char* message;
+  } mutations[] = {
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 32u, ILLM_RT_E_UNSUPPORTED, "feature bits 32"},
+      {"G without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID, "act_group_size 32"},
+      {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
+      {"G 24", ILLM_RT_H_ACT_GROUP_SIZE, 24u, ILLM_RT_E_INVALID, "act_group_size 24"},
+      {"G 128 (does not divide hidden 192)", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID, "does not divide"},
+      {"with per-group weights", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_GROUP_SCALES, ILLM_RT_E_INVALID,
+       "per-group weights"},
+      {"with TRIP", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_TRIP, ILLM_RT_E_INVALID, "TRIP"},
+  };
+  for (const Mutation& mutation : mutations) {
+    std::vector<uint8_t> bytes = good;
+    put_header_u32(bytes, mutation.offset, mutation.value);
+    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
+    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
+  }
 }
 
 // ---- Synthetic models over other settings ----
