@@ -112,6 +112,34 @@ template void pack_activations<uint16_t>(const ActivationLayout&, WeightFormat, 
 
 namespace {
 
+// The dot blocks of one group of every (token, group)-packed activation row against a tile of weight rows: the
+// group's G codes of each row, read in place (shared by the per-group weight and per-group activation kernels).
+struct GroupDotBlocks {
+  const DotIsa& isa;
+  const PackedActivations& x;
+  const QuantizedLinear& w;
+  WeightFormat format;
+  int32_t x_bits, groups, group;
+  size_t row_bytes, group_bytes;
+  void run(int32_t t0, int32_t t1, int32_t j0, int32_t cols, int32_t g, int32_t* tile) const {
+    DotBlockArgs a;
+    a.x = x.codes.data() + (static_cast<size_t>(t0) * groups + g) * x.stride;
+    a.x_stride = static_cast<size_t>(groups) * x.stride;
+    a.rows = t1 - t0;
+    a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
+    a.w_stride = row_bytes;
+    a.cols = cols;
+    a.k = group;
+    a.x_bits = x_bits;
+    a.w_bits = w.bits;
+    a.format = format;
+    a.c = tile;
+    a.c_stride = static_cast<size_t>(cols);
+    a.accumulate = false;
+    isa.dot_block(a);
+  }
+};
+
 // Per-group weights (linear.h): every (activation row, group) is packed as its own padded row, so each dot block
 // call covers exactly one group of G codes (a group may start inside an ISA block or a packed byte pair's block:
 // the packing restarts the layout at every group), and the per-group epilogue adds
@@ -151,26 +179,13 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
   const size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const PackedActivations& xp = s.x;
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group, row_bytes, group_bytes};
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
     std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
     for (int32_t g = 0; g < groups; ++g) {
-      DotBlockArgs a;
-      a.x = xp.codes.data() + (static_cast<size_t>(t0) * groups + g) * xp.stride;
-      a.x_stride = static_cast<size_t>(groups) * xp.stride;
-      a.rows = t1 - t0;
-      a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
-      a.w_stride = row_bytes;
-      a.cols = tile_cols;
-      a.k = group;
-      a.x_bits = x.bits;
-      a.w_bits = w.bits;
-      a.format = format;
-      a.c = tile.data();
-      a.c_stride = static_cast<size_t>(tile_cols);
-      a.accumulate = false;
-      isa.dot_block(a);
+      dots.run(t0, t1, j0, tile_cols, g, tile.data());
       const uint64_t* alpha = s.alpha.data() + static_cast<size_t>(g) * n + j0;
       const uint64_t* beta = s.beta.data() + static_cast<size_t>(g) * n + j0;
       const uint64_t* gamma = s.gamma.data() + static_cast<size_t>(g) * n + j0;
@@ -252,26 +267,13 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const int64_t* mu = prepared.alignment.mantissas.data();
   const int32_t* zero_points = w.zero_points.data();
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group, row_bytes, group_bytes};
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
     std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
     for (int32_t g = 0; g < groups; ++g) {
-      DotBlockArgs a;
-      a.x = xp.codes.data() + (static_cast<size_t>(t0) * groups + g) * xp.stride;
-      a.x_stride = static_cast<size_t>(groups) * xp.stride;
-      a.rows = t1 - t0;
-      a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
-      a.w_stride = row_bytes;
-      a.cols = tile_cols;
-      a.k = group;
-      a.x_bits = x.bits;
-      a.w_bits = w.bits;
-      a.format = format;
-      a.c = tile.data();
-      a.c_stride = static_cast<size_t>(tile_cols);
-      a.accumulate = false;
-      isa.dot_block(a);
+      dots.run(t0, t1, j0, tile_cols, g, tile.data());
       const int32_t* cs = code_sums.data() + static_cast<size_t>(g) * n + j0;
       for (int32_t t = t0; t < t1; ++t) {
         const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
