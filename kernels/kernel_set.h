@@ -115,7 +115,6 @@ struct KernelSet {
 
 // Fills the TRIP entries with the reference kernels (the entries of every path).
 void set_reference_trip_kernels(KernelSet& k);
-
 // The serial reference kernels (the specification).
 const KernelSet& reference_kernels();
 // The kernel set of one path. Throws illm::Error naming the path and the missing CPU features when this CPU
