@@ -1,8 +1,8 @@
 // Per-group activation codes from a site's per-row values. See activation_groups.h.
 #include "kernels/activation_groups.h"
 
+#include <algorithm>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "kernels/error.h"
@@ -27,25 +27,32 @@ void requantize_groups(RequantizeOperator requantize, AlignedAccumulator& acc, i
   if (group_size < 1 || acc.cols % group_size != 0)
     throw Error("requantize_groups: group size " + std::to_string(group_size) + " does not divide the " +
                 std::to_string(acc.cols) + " columns");
-  const int32_t rows = acc.rows, cols = acc.cols, groups = cols / group_size;
-  // One group per row: the values stay where they are, each group row takes its token's dyadic.
-  std::vector<Dyadic> group_scales(static_cast<size_t>(rows) * static_cast<size_t>(groups));
-  for (int32_t t = 0; t < rows; ++t)
-    for (int32_t g = 0; g < groups; ++g) group_scales[static_cast<size_t>(t) * groups + g] = acc.scales[t];
-  std::swap(acc.scales, group_scales);
-  acc.rows = rows * groups;
+  const int32_t rows = acc.rows, cols = acc.cols;
+  const size_t groups = static_cast<size_t>(cols / group_size);
+  // One group per row: the values stay where they are, each group row takes its token's dyadic. The scales are
+  // expanded in place (from the last row down, so no row's dyadic is overwritten before it is copied) and folded
+  // back afterwards: no allocation once the vector has grown.
+  std::vector<Dyadic>& scales = acc.scales;
+  scales.resize(static_cast<size_t>(rows) * groups);
+  for (size_t t = static_cast<size_t>(rows); t-- > 0;) {
+    const Dyadic row_scale = scales[t];
+    std::fill_n(scales.begin() + static_cast<ptrdiff_t>(t * groups), groups, row_scale);
+  }
+  const auto restore = [&] {
+    for (size_t t = 0; t < static_cast<size_t>(rows); ++t) scales[t] = scales[t * groups];
+    scales.resize(static_cast<size_t>(rows));
+    acc.rows = rows;
+    acc.cols = cols;
+  };
+  acc.rows = rows * static_cast<int32_t>(groups);
   acc.cols = group_size;
   try {
     requantize(acc, out_bits, mantissa_bits, out, clip);
   } catch (...) {
-    std::swap(acc.scales, group_scales);
-    acc.rows = rows;
-    acc.cols = cols;
+    restore();
     throw;
   }
-  std::swap(acc.scales, group_scales);
-  acc.rows = rows;
-  acc.cols = cols;
+  restore();
   out.rows = rows;
   out.cols = cols;
   out.group_size = group_size;

@@ -38,10 +38,20 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
   const size_t group = static_cast<size_t>(weight_group_size(weight));
   const size_t groups = static_cast<size_t>(weight_groups(weight));
   p.code_sums.assign(static_cast<size_t>(weight.out_features) * groups, 0);
+  const bool act_groups =
+      act_group_size > 0 && !weight_per_group(weight) && weight.in_features % act_group_size == 0;
+  const size_t out = static_cast<size_t>(weight.out_features);
+  if (act_groups) {
+    p.act_group_size = act_group_size;
+    p.act_group_code_sums.assign(static_cast<size_t>(weight.in_features / act_group_size) * out, 0);
+  }
   std::vector<uint8_t> row(static_cast<size_t>(weight.in_features));
   for (int32_t j = 0; j < weight.out_features; ++j) {
     unpack_weight_row(weight, j, row);
     for (size_t c = 0; c < row.size(); ++c) p.code_sums[static_cast<size_t>(j) * groups + c / group] += row[c];
+    if (act_groups)
+      for (size_t c = 0; c < row.size(); ++c)
+        p.act_group_code_sums[c / static_cast<size_t>(act_group_size) * out + static_cast<size_t>(j)] += row[c];
   }
   try {
     p.alignment = align_columns(weight.scales, mantissa_bits);
@@ -49,16 +59,6 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
     throw Error(std::string(what) + ": " + e.what());
   }
   if (weight_per_group(weight) && weight.bits <= 8) prepare_group_terms(weight, p);
-  if (act_group_size > 0 && !weight_per_group(weight) && weight.in_features % act_group_size == 0) {
-    const size_t a_groups = static_cast<size_t>(weight.in_features / act_group_size);
-    p.act_group_size = act_group_size;
-    p.act_group_code_sums.assign(static_cast<size_t>(weight.out_features) * a_groups, 0);
-    for (int32_t j = 0; j < weight.out_features; ++j) {
-      unpack_weight_row(weight, j, row);
-      for (size_t c = 0; c < row.size(); ++c)
-        p.act_group_code_sums[static_cast<size_t>(j) * a_groups + c / static_cast<size_t>(act_group_size)] += row[c];
-    }
-  }
   return p;
 }
 

@@ -22,9 +22,10 @@ struct PreparedLinear {
   std::vector<uint32_t> group_terms;
   std::vector<uint64_t> group_gamma;
   // Per-group activations (act_group_size A > 0, per-row weights only; kernels/reference/act_group_matmul.h): the
-  // code sums of every (row, activation group) for the optimized linear_act_groups, [out][in/A]; empty otherwise.
+  // code sums CS_(j,g) of every (row, activation group) for the optimized linear_act_groups, [in/A][out] (the layout
+  // its per-group epilogue reads along the rows; < A·255 fits int32); empty otherwise.
   int32_t act_group_size = 0;
-  std::vector<int64_t> act_group_code_sums;
+  std::vector<int32_t> act_group_code_sums;
 };
 
 // Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,

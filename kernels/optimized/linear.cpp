@@ -29,7 +29,6 @@ struct CallScratch {
   PackedActivations x;
   std::vector<uint64_t> alpha, beta, gamma;
   std::vector<int64_t> lambdas;  // λ_(t,g) of per-group activations
-  std::vector<int32_t> group_code_sums;
   std::vector<int64_t> token_terms;
 };
 CallScratch& call_scratch() {
@@ -120,7 +119,8 @@ struct GroupDotBlocks {
   const QuantizedLinear& w;
   WeightFormat format;
   int32_t x_bits, groups, group;
-  size_t row_bytes, group_bytes;
+  size_t row_bytes = weight_row_bytes(w);
+  size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
   void run(int32_t t0, int32_t t1, int32_t j0, int32_t cols, int32_t g, int32_t* tile) const {
     DotBlockArgs a;
     a.x = x.codes.data() + (static_cast<size_t>(t0) * groups + g) * x.stride;
@@ -175,11 +175,9 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
       s.beta[target] = mu * static_cast<uint64_t>(z2 - offset);
       s.gamma[target] = mu * static_cast<uint64_t>(prepared.code_sums[source] - int64_t{group} * z2);
     }
-  const size_t row_bytes = weight_row_bytes(w);
-  const size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const PackedActivations& xp = s.x;
-  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group, row_bytes, group_bytes};
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
@@ -245,14 +243,8 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
   // Σ_g λ·P = Σ_g λ_(t,g)·(C_(t,j,g) − z_(t,g)·CS_(j,g)) − (z_j − o)·A_t + G·z_j·B_t with the per-token sums
   // A_t = Σ_g λ_(t,g)·RS_(t,g) and B_t = Σ_g λ_(t,g)·z_(t,g): one int32 and one 64-bit multiply-add per (t, j, g).
-  // CS_(j,g) < 2^15 (G·255) is stored [group][row] as int32, C − z·CS stays within int32 (|C| + z·CS < 2^23).
-  const size_t terms = static_cast<size_t>(n) * static_cast<size_t>(groups);
-  std::vector<int32_t>& code_sums = s.group_code_sums;
-  code_sums.resize(terms);
-  for (int32_t j = 0; j < n; ++j)
-    for (int32_t g = 0; g < groups; ++g)
-      code_sums[static_cast<size_t>(g) * n + j] =
-          static_cast<int32_t>(prepared.act_group_code_sums[static_cast<size_t>(j) * groups + g]);
+  // CS_(j,g) < 2^15 (G·255), prepared [group][row]; C − z·CS stays within int32 (|C| + z·CS < 2^23).
+  const std::vector<int32_t>& code_sums = prepared.act_group_code_sums;
   std::vector<int64_t>& token_terms = s.token_terms;  // [t][2]: A_t, B_t
   token_terms.assign(static_cast<size_t>(rows) * 2, 0);
   const PackedActivations& xp = s.x;
@@ -262,12 +254,10 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
       token_terms[2 * t] += lambdas[tg] * xp.row_sums[tg];
       token_terms[2 * t + 1] += lambdas[tg] * x.zero_points[tg];
     }
-  const size_t row_bytes = weight_row_bytes(w);
-  const size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const int64_t* mu = prepared.alignment.mantissas.data();
   const int32_t* zero_points = w.zero_points.data();
-  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group, row_bytes, group_bytes};
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);

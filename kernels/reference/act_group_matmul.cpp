@@ -7,6 +7,7 @@
 
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
+#include "kernels/reference/dot_centered.h"
 #include "kernels/weight_codes.h"
 
 namespace illm {
@@ -70,18 +71,9 @@ void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLi
       const size_t first = static_cast<size_t>(t) * groups;
       int64_t sum = 0;  // S_tj
       for (int32_t g = 0; g < groups; ++g) {
-        const int32_t z1 = x.zero_points[first + g];
-        const int32_t begin = g * group;
-        int64_t p = 0;  // P_(t,j,g)
-        if (use_int32) {
-          int32_t p32 = 0;
-          for (int32_t c = begin; c < begin + group; ++c)
-            p32 += (static_cast<int32_t>(x_row[c]) - z1) * (static_cast<int32_t>(w_row[c]) - z2);
-          p = p32;
-        } else {
-          for (int32_t c = begin; c < begin + group; ++c)
-            p += int64_t{static_cast<int32_t>(x_row[c]) - z1} * int64_t{static_cast<int32_t>(w_row[c]) - z2};
-        }
+        const size_t begin = static_cast<size_t>(g) * group;
+        const int64_t p = dot_centered(use_int32, x_row + begin, x.zero_points[first + g], w_row.data() + begin, z2,
+                                       group);  // P_(t,j,g)
         sum += p * lambdas[first + g];
       }
       out.values[static_cast<size_t>(t) * n + j] = rshr(sum, b_m) * prepared.alignment.mantissas[j];

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/reference/dot_centered.h"
 #include "kernels/integer_math.h"
 #include "kernels/prepared_linear.h"
 #include "kernels/requant.h"
@@ -59,14 +60,6 @@ void check_input(const QuantizedActivation& x, int32_t n, int32_t k, int k_bits,
                 std::to_string(k_bits) + " bits can overflow the int64 aligned accumulator");
 }
 
-// Σ_k (x_k − z1)(w_k − z2) in Acc (int32_t when the §3.6 bound holds for the shape, else int64_t).
-template <typename Acc, typename Code>
-Acc dot_centered(const uint16_t* x, int32_t z1, const Code* w, int32_t z2, int32_t length) {
-  Acc sum = 0;
-  for (int32_t i = 0; i < length; ++i)
-    sum += static_cast<Acc>(static_cast<int32_t>(x[i]) - z1) * static_cast<Acc>(static_cast<int32_t>(w[i]) - z2);
-  return sum;
-}
 
 // P'_tj = P_tj · μ_j for every row t of x and every row j of the second operand; `operand_row(j)` returns a pointer
 // to the k codes of row j (valid until the next call).
@@ -84,8 +77,7 @@ void accumulate(const QuantizedActivation& x, int32_t n, int32_t k, int k_bits, 
     for (int32_t t = 0; t < x.rows; ++t) {
       const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
       const int32_t z1 = x.zero_points[t];
-      const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row, z1, w_row, zero_points[j], k)}
-                                  : dot_centered<int64_t>(x_row, z1, w_row, zero_points[j], k);
+      const int64_t p = dot_centered(use_int32, x_row, z1, w_row, zero_points[j], k);
       out.values[static_cast<size_t>(t) * n + j] = p * alignment.mantissas[j];
     }
   }
@@ -126,8 +118,7 @@ void accumulate_grouped(const QuantizedActivation& x, const QuantizedLinear& w, 
       for (int32_t g = 0; g < groups; ++g) {
         const size_t offset = static_cast<size_t>(g) * static_cast<size_t>(group);
         const int32_t z2 = w.zero_points[first + static_cast<size_t>(g)];
-        const int64_t p = use_int32 ? int64_t{dot_centered<int32_t>(x_row + offset, z1, w_row + offset, z2, group)}
-                                    : dot_centered<int64_t>(x_row + offset, z1, w_row + offset, z2, group);
+        const int64_t p = dot_centered(use_int32, x_row + offset, z1, w_row + offset, z2, group);
         sum += p * alignment.mantissas[first + static_cast<size_t>(g)];
       }
       out.values[static_cast<size_t>(t) * n + j] = sum;
