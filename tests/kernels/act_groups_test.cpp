@@ -204,7 +204,9 @@ TEST(RequantizeGroups, EveryGroupIsItsOwnDiRequantOnEveryPath) {
             EXPECT_EQ(codes, want) << kernel_path_name(path) << " G " << group << " t " << t << " g " << g;
             EXPECT_EQ(got.zero_points[t * 3 + g], r.zero_point);
             EXPECT_EQ(got.scales[t * 3 + g], r.scale);
-            if (t == 2 && g == 1) EXPECT_EQ(got.scales[t * 3 + g], (Dyadic{1, 0}));
+            if (t == 2 && g == 1) {
+              EXPECT_EQ(got.scales[t * 3 + g], (Dyadic{1, 0}));
+            }
           }
       }
     }
