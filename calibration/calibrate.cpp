@@ -11,6 +11,7 @@
 #include "calibration/activations.h"
 #include "calibration/fake_quant_block.h"
 #include "calibration/fsbr.h"
+#include "calibration/gptq.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
 #include "calibration/rotation.h"
@@ -18,6 +19,7 @@
 #include "calibration/threads.h"
 #include "formats/llama_config.h"
 #include "kernels/error.h"
+#include "kernels/quantized_model.h"
 
 namespace illm::calib {
 namespace {
@@ -221,10 +223,33 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.hadamard_qk = recipe.hadamard_qk;
   out.trip_max_shift = recipe.trip_shifts;
   out.act_group_size = recipe.act_group_size;
+  out.head_gptq_damp = recipe.gptq_damp;
+  out.head_gptq_act_order = recipe.gptq_act_order;
   // A rotated head is W_head·diag(γ)·Q, no longer the rotated embedding E·Q.
   out.tied_head = cfg.tie_word_embeddings && recipe.rotation == ResidualRotation::kNone;
   return out;
 }
+
+namespace {
+
+// Σ x̂ᵀx̂ of the LM head's inputs (recipe key gptq_head): the final RMSNorm of the last block's quantized-trajectory
+// outputs (gain γ, or ones when the offline rotation has folded γ into the head rows), quantized per token at the
+// head's width as DI-Norm's output is in the integer executor.
+std::vector<double> head_hessian(const formats::TensorStore& store, const Recipe& recipe, const Activations& outputs,
+                                 double eps) {
+  const int64_t C = outputs.hidden();
+  torch::Tensor gain = from_vector(store.read_f32("model.norm.weight"), {C});
+  if (ResidualRowRotation(recipe, C).enabled()) gain = torch::ones({C});
+  HessianAccumulator acc(C);
+  for (int64_t i = 0; i < outputs.samples(); i += kEvalChunk) {
+    const torch::Tensor h = outputs.read(i, std::min(kEvalChunk, outputs.samples() - i));
+    acc.add(fake_quant_per_token(rms_norm(h, gain, eps), IntegerSettings{}.head_bits));
+  }
+  const torch::Tensor sum = acc.sum().contiguous();
+  return std::vector<double>(sum.data_ptr<double>(), sum.data_ptr<double>() + sum.numel());
+}
+
+}  // namespace
 
 void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStore& store, const Recipe& recipe,
                       const TokenWindows& calib, const BlockSink& sink, const CalibrateOptions& options) {
@@ -304,7 +329,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
       fp_next.write(i, decoder_block_forward(cfg, fp, fp_in->read(i, n).to(device), rot));
     }
     std::optional<Activations> q_next;
-    if (!last) q_next = create(l + 1, true);
+    if (!last || recipe.gptq_head) q_next = create(l + 1, true);  // the last one: the LM head's GPTQ inputs
 
     BlockCalibration bc;
     {
@@ -318,6 +343,15 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
       q_next->commit();
     }
     CalibratedBlock block;
+    if (last && recipe.gptq_head) {
+      q_next->commit();
+      block.head_hessian = head_hessian(store, recipe, *q_next, cfg.rms_norm_eps);
+      q_next.reset();
+      if (!in_memory) {
+        std::error_code ignored;
+        std::filesystem::remove(block_inputs_file(options.work_dir, l + 1, true), ignored);
+      }
+    }
     block.index = l;
     block.report = {bc.loss_before, bc.loss_after, bc.seconds, bc.seconds_per_step, bc.best_epoch, bc.epoch_losses,
                     bc.clip_c};
@@ -356,6 +390,7 @@ CalibratedModel calibrate(const std::filesystem::path& model_dir, const Recipe& 
   in_memory.first_block = 0;
   calibrate_blocks(cfg, store, recipe, calib, [&](CalibratedBlock&& block) {
     out.layers.push_back(std::move(block.layer));
+    if (!block.head_hessian.empty()) out.head_hessian = std::move(block.head_hessian);
     if (report) report->blocks.push_back(std::move(block.report));
   }, in_memory);
   const int64_t C = cfg.hidden_size, V = cfg.vocab_size;

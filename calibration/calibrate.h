@@ -44,6 +44,7 @@ struct CalibratedBlock {
   int index = 0;
   CalibratedLayer layer;
   BlockReport report;
+  std::vector<double> head_hessian;  // the last block with recipe key gptq_head: CalibratedModel::head_hessian
 };
 using BlockSink = std::function<void(CalibratedBlock&& block)>;
 

@@ -62,6 +62,12 @@ struct CalibratedModel {
   std::vector<float> final_norm;  // [hidden]
   std::vector<float> lm_head;     // [vocab][hidden] (a copy of embed when tied)
   bool tied_head = false;
+  // Recipe key gptq_head: Σ x̂ᵀx̂ [hidden][hidden] (float64) over the LM head's inputs on the calibration samples (the
+  // quantized trajectory after the final norm, quantized per token at the head's width), for GPTQ rounding of the
+  // head rows (calibration/integerize.h); empty = round to nearest. Damping and column order as the recipe's GPTQ.
+  std::vector<double> head_hessian;
+  double head_gptq_damp = 0.01;
+  bool head_gptq_act_order = false;
   std::vector<CalibratedLayer> layers;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "calibration/fsbr.h"
+#include "calibration/gptq_rows.h"
 #include "kernels/error.h"
 
 namespace illm::calib {
@@ -27,55 +28,75 @@ void HessianAccumulator::add(const torch::Tensor& x) {
   rows_ += rows.size(0);
 }
 
+namespace {
+
+// The column order and the upper Cholesky factor U of H⁻¹ (after damping) that the rounding loop walks.
+struct ColumnFactor {
+  torch::Tensor perm;  // [in] int64: the i-th column processed is perm[i]
+  torch::Tensor dead;  // [in] bool: diag(H) == 0 (never active), in the original order
+  torch::Tensor upper; // [in, in] float64, in the processing order
+};
+
+ColumnFactor factor_columns(const torch::Tensor& hessian, int64_t in, const GptqOptions& options) {
+  if (hessian.dim() != 2 || hessian.size(0) != in || hessian.size(1) != in)
+    throw Error("gptq: Hessian must be [" + std::to_string(in) + ", " + std::to_string(in) + "]");
+  if (!(options.damp > 0)) throw Error("gptq: damping must be > 0");
+  torch::Tensor H = hessian.detach().to(torch::kCPU, torch::kFloat64).clone();
+  ColumnFactor f;
+  f.dead = H.diagonal() == 0;
+  H.diagonal().masked_fill_(f.dead, 1.0);
+  f.perm = options.act_order ? torch::argsort(H.diagonal(), /*stable=*/true, 0, /*descending=*/true)
+                             : torch::arange(in, torch::kLong);
+  H = H.index_select(0, f.perm).index_select(1, f.perm);
+  H.diagonal().add_(options.damp * H.diagonal().mean().item<double>());
+  const torch::Tensor h_inv = torch::cholesky_inverse(torch::linalg_cholesky(H));
+  f.upper = torch::linalg_cholesky(h_inv, /*upper=*/true).contiguous();
+  return f;
+}
+
+// The GPTQ column loop on `rows` rows of W (float64, columns already in the factor's order, dead columns zeroed):
+// column i is rounded on its (row, group) grid and its error e = (w_i − ŵ_i)/U_ii is pushed onto the later columns,
+// w_j −= e·U_ij. Columns outermost, so U is read once per call whatever the number of rows. codes[r][perm[i]].
+void round_columns(double* w, int64_t rows, int64_t in, const ColumnFactor& f, const double* scale,
+                   const double* zero, int64_t group, double q_max, int64_t* codes) {
+  const double* up = f.upper.data_ptr<double>();
+  const int64_t* pp = f.perm.data_ptr<int64_t>();
+  const int64_t groups = in / group;
+  for (int64_t i = 0; i < in; ++i) {
+    const int64_t col = pp[i], g = col / group;
+    const double u_ii = up[i * in + i];
+    for (int64_t r = 0; r < rows; ++r) {
+      double* row = w + r * in;
+      const double s = scale[r * groups + g], z = zero[r * groups + g];
+      const double q = std::clamp(round_half_away(row[i] / s) + z, 0.0, q_max);
+      codes[r * in + col] = static_cast<int64_t>(q);
+      const double err = (row[i] - (q - z) * s) / u_ii;
+      for (int64_t j = i + 1; j < in; ++j) row[j] -= err * up[i * in + j];
+    }
+  }
+}
+
+}  // namespace
+
 WeightQuant gptq_quantize_weight(const torch::Tensor& w, const torch::Tensor& hessian, int bits, int group_size,
                                  const torch::Tensor& upper, const torch::Tensor& lower, const GptqOptions& options) {
   torch::NoGradGuard no_grad;
   const int64_t out = w.size(0), in = w.size(1);
-  if (hessian.dim() != 2 || hessian.size(0) != in || hessian.size(1) != in)
-    throw Error("gptq: Hessian must be [" + std::to_string(in) + ", " + std::to_string(in) + "]");
-  if (!(options.damp > 0)) throw Error("gptq: damping must be > 0");
+  const ColumnFactor factor = factor_columns(hessian, in, options);
   const int64_t group = group_size <= 0 ? in : group_size;
   const WeightQuant grid = quantize_weight(w.detach(), bits, group_size, upper.defined() ? upper.detach() : upper,
                                            lower.defined() ? lower.detach() : lower);
   // The column loop runs on the CPU in float64 (weights on another device come back as the result).
   const torch::Tensor scale64 = grid.scale.to(torch::kCPU, torch::kFloat64).contiguous();
   const torch::Tensor zero64 = grid.zero_point.to(torch::kCPU, torch::kFloat64).contiguous();
-
   torch::Tensor W = w.detach().to(torch::kCPU, torch::kFloat64).clone();
-  torch::Tensor H = hessian.detach().to(torch::kCPU, torch::kFloat64).clone();
-  const torch::Tensor dead = H.diagonal() == 0;
-  H.diagonal().masked_fill_(dead, 1.0);
-  W.masked_fill_(dead.unsqueeze(0), 0.0);
-  const torch::Tensor perm = options.act_order ? torch::argsort(H.diagonal(), /*stable=*/true, 0, /*descending=*/true)
-                                               : torch::arange(in, torch::kLong);
-  W = W.index_select(1, perm).contiguous();
-  H = H.index_select(0, perm).index_select(1, perm);
-  H.diagonal().add_(options.damp * H.diagonal().mean().item<double>());
-  const torch::Tensor h_inv = torch::cholesky_inverse(torch::linalg_cholesky(H));
-  const torch::Tensor U = torch::linalg_cholesky(h_inv, /*upper=*/true).contiguous();
-
-  const double q_max = static_cast<double>((1 << bits) - 1);
+  W.masked_fill_(factor.dead.unsqueeze(0), 0.0);
+  W = W.index_select(1, factor.perm).contiguous();
   torch::Tensor codes = torch::zeros({out, in}, torch::kInt64);
-  double* wp = W.data_ptr<double>();
-  const double* up = U.data_ptr<double>();
-  const double* sp = scale64.data_ptr<double>();
-  const double* zp = zero64.data_ptr<double>();
-  int64_t* cp = codes.data_ptr<int64_t>();
-  const int64_t* pp = perm.data_ptr<int64_t>();
-  const int64_t groups = in / group;
-  for (int64_t i = 0; i < in; ++i) {
-    const int64_t col = pp[i], g = col / group;
-    const double u_ii = up[i * in + i];
-    for (int64_t r = 0; r < out; ++r) {
-      double* row = wp + r * in;
-      const double s = sp[r * groups + g], z = zp[r * groups + g];
-      const double q = std::clamp(round_half_away(row[i] / s) + z, 0.0, q_max);
-      cp[r * in + col] = static_cast<int64_t>(q);
-      const double err = (row[i] - (q - z) * s) / u_ii;
-      for (int64_t j = i + 1; j < in; ++j) row[j] -= err * up[i * in + j];
-    }
-  }
+  round_columns(W.data_ptr<double>(), out, in, factor, scale64.data_ptr<double>(), zero64.data_ptr<double>(), group,
+                static_cast<double>((1 << bits) - 1), codes.data_ptr<int64_t>());
   WeightQuant result;
+  const int64_t groups = in / group;
   result.codes = codes.to(w.device());
   result.scale = grid.scale;
   result.zero_point = grid.zero_point;
@@ -83,6 +104,46 @@ WeightQuant gptq_quantize_weight(const torch::Tensor& w, const torch::Tensor& he
   const torch::Tensor z = grid.zero_point.to(grid.scale.scalar_type()).unsqueeze(-1);
   result.dequantized = ((c - z) * grid.scale.unsqueeze(-1)).reshape({out, in}).to(w.scalar_type());
   return result;
+}
+
+struct GptqRowRounder::Factor {
+  ColumnFactor columns;
+  int64_t in = 0;
+};
+
+GptqRowRounder::GptqRowRounder(const std::vector<double>& hessian, int64_t in_features, double damp, bool act_order) {
+  if (in_features <= 0 || hessian.size() != static_cast<size_t>(in_features * in_features))
+    throw Error("gptq: Hessian has " + std::to_string(hessian.size()) + " entries, expected " +
+                std::to_string(in_features) + "²");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor H = torch::from_blob(const_cast<double*>(hessian.data()), {in_features, in_features},
+                                           torch::kFloat64);
+  factor_ = std::make_unique<Factor>(Factor{factor_columns(H, in_features, {damp, act_order}), in_features});
+}
+
+GptqRowRounder::~GptqRowRounder() = default;
+GptqRowRounder::GptqRowRounder(GptqRowRounder&&) noexcept = default;
+GptqRowRounder& GptqRowRounder::operator=(GptqRowRounder&&) noexcept = default;
+
+int64_t GptqRowRounder::in_features() const { return factor_->in; }
+
+void GptqRowRounder::round_rows(const float* rows, int64_t count, const double* scale, const int64_t* zero_point,
+                                int64_t q_max, uint8_t* codes) const {
+  const int64_t in = factor_->in;
+  const ColumnFactor& f = factor_->columns;
+  const bool* dead = f.dead.data_ptr<bool>();
+  const int64_t* perm = f.perm.data_ptr<int64_t>();
+  std::vector<double> w(static_cast<size_t>(count * in)), zero(static_cast<size_t>(count));
+  for (int64_t r = 0; r < count; ++r) {
+    for (int64_t i = 0; i < in; ++i) {
+      const int64_t col = perm[i];
+      w[static_cast<size_t>(r * in + i)] = dead[col] ? 0.0 : static_cast<double>(rows[r * in + col]);
+    }
+    zero[static_cast<size_t>(r)] = static_cast<double>(zero_point[r]);
+  }
+  std::vector<int64_t> wide(static_cast<size_t>(count * in));
+  round_columns(w.data(), count, in, f, scale, zero.data(), in, static_cast<double>(q_max), wide.data());
+  for (size_t i = 0; i < wide.size(); ++i) codes[i] = static_cast<uint8_t>(wide[i]);
 }
 
 BlockWeights gptq_quantize_block(const BlockWeights& folded, const torch::Tensor& alpha, const Activations& inputs,

@@ -45,13 +45,15 @@ QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_
 
 // Asymmetric per-row RTN of float rows [first, first + count) of the LM head (§7.6), ranges widened to include 0.
 // Each row's codes go into out.codes in the storage layout (packed for bits <= 4).
-void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int mantissa_bits, QuantizedLinear& out) {
+// With `gptq`, the codes of the chunk are GPTQ's on the same grids instead of round-to-nearest.
+void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int mantissa_bits, QuantizedLinear& out,
+                              const calib::GptqRowRounder* gptq) {
   const int32_t cols = out.in_features;
   const int64_t q_max = (int64_t{1} << out.bits) - 1;
   const size_t row_bytes = weight_row_bytes(out);
-  std::vector<uint8_t> codes(static_cast<size_t>(cols));  // one row, one code per byte
+  std::vector<double> scales(static_cast<size_t>(count));
+  std::vector<int64_t> zeros(static_cast<size_t>(count));
   for (int32_t k = 0; k < count; ++k) {
-    const int32_t r = first + k;
     const float* row = w + static_cast<size_t>(k) * cols;
     double lo = 0, hi = 0;
     for (int32_t c = 0; c < cols; ++c) {
@@ -60,12 +62,30 @@ void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int 
     }
     double s = (hi - lo) / static_cast<double>(q_max);
     if (!(s > 0)) s = 1.0;  // an all-zero row: any scale reproduces it
-    const int64_t z = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
-    for (int32_t c = 0; c < cols; ++c)
-      codes[static_cast<size_t>(c)] = static_cast<uint8_t>(std::clamp<int64_t>(round_away(row[c] / s) + z, 0, q_max));
-    out.zero_points[r] = static_cast<int32_t>(z);
-    out.scales[r] = dyadic_from_double(s, mantissa_bits, "lm_head row scale");
-    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, codes, "lm_head");
+    scales[static_cast<size_t>(k)] = s;
+    zeros[static_cast<size_t>(k)] = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
+  }
+  std::vector<uint8_t> codes(static_cast<size_t>(count) * cols);  // one code per byte
+  if (gptq) {
+    if (gptq->in_features() != cols)
+      throw Error("lm_head: the GPTQ Hessian is for " + std::to_string(gptq->in_features()) + " inputs, the head has " +
+                  std::to_string(cols));
+    gptq->round_rows(w, count, scales.data(), zeros.data(), q_max, codes.data());
+  } else {
+    for (int32_t k = 0; k < count; ++k)
+      for (int32_t c = 0; c < cols; ++c) {
+        const size_t i = static_cast<size_t>(k) * cols + c;
+        codes[i] = static_cast<uint8_t>(
+            std::clamp<int64_t>(round_away(w[i] / scales[static_cast<size_t>(k)]) + zeros[static_cast<size_t>(k)], 0, q_max));
+      }
+  }
+  for (int32_t k = 0; k < count; ++k) {
+    const int32_t r = first + k;
+    out.zero_points[r] = static_cast<int32_t>(zeros[static_cast<size_t>(k)]);
+    out.scales[r] = dyadic_from_double(scales[static_cast<size_t>(k)], mantissa_bits, "lm_head row scale");
+    const std::vector<uint8_t> row_codes(codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(k) * cols),
+                                         codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(k + 1) * cols));
+    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, row_codes, "lm_head");
     std::copy(stored.begin(), stored.end(), out.codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * row_bytes));
   }
 }
@@ -183,9 +203,16 @@ void integerize_embedding_rows(QuantizedModel& qm, int32_t first, int32_t count,
   }
 }
 
-void integerize_head_rows(QuantizedModel& qm, int32_t first, int32_t count, const float* rows) {
+void integerize_head_rows(QuantizedModel& qm, int32_t first, int32_t count, const float* rows,
+                          const calib::GptqRowRounder* gptq) {
   check_rows(qm, first, count, "lm_head");
-  quantize_rows_asymmetric(rows, first, count, qm.settings.mantissa_bits, qm.lm_head);
+  quantize_rows_asymmetric(rows, first, count, qm.settings.mantissa_bits, qm.lm_head, gptq);
+}
+
+std::optional<calib::GptqRowRounder> head_gptq_rounder(const calib::CalibratedModel& frame,
+                                                       const std::vector<double>& head_hessian) {
+  if (head_hessian.empty()) return std::nullopt;
+  return calib::GptqRowRounder(head_hessian, frame.hidden, frame.head_gptq_damp, frame.head_gptq_act_order);
 }
 
 void integerize_final_norm(QuantizedModel& qm, const std::vector<float>& gain) {
@@ -259,7 +286,8 @@ QuantizedModel integerize(const calib::CalibratedModel& cm, const IntegerSetting
     qm.layers.push_back(integerize_layer(cm.layers[l], settings, cm.head_dim,
                                          OnlineHadamards{cm.hadamard_down, cm.hadamard_qk}, l, cm.trip_max_shift));
   integerize_final_norm(qm, cm.final_norm);
-  integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data());
+  const std::optional<calib::GptqRowRounder> head_gptq = head_gptq_rounder(cm, cm.head_hessian);
+  integerize_head_rows(qm, 0, cm.vocab, cm.lm_head.data(), head_gptq ? &*head_gptq : nullptr);
   return qm;
 }
 

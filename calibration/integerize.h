@@ -3,9 +3,12 @@
 // dyadic number, norms and the SwiGLU divisor become integer channel vectors, the embedding and the LM head are
 // quantized by their own rules (docs/method.md §7.3, §7.6), 1/√d is folded into q_proj's row scales (§7.4) and the
 // RoPE tables are built in float64 (§7.4). After this, nothing float is needed to run the model.
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "calibration/calibrated_model.h"
+#include "calibration/gptq_rows.h"
 #include "formats/recipe.h"
 #include "kernels/dyadic.h"
 #include "kernels/quantized_model.h"
@@ -49,8 +52,14 @@ QuantizedLayer integerize_layer(calib::CalibratedLayer layer, const IntegerSetti
 RequantClip requant_clip_from_ratio(double ratio, const std::string& what);
 // Embedding rows [first, first + count) from their float values ([count][hidden], row-major).
 void integerize_embedding_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
-// LM head rows [first, first + count) likewise.
-void integerize_head_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows);
+// LM head rows [first, first + count) likewise: per row asymmetric, the range min/max widened to include 0; the codes
+// round to nearest, or by GPTQ on that grid when `gptq` is given (recipe key gptq_head; head_gptq_rounder below).
+void integerize_head_rows(QuantizedModel& model, int32_t first, int32_t count, const float* rows,
+                          const calib::GptqRowRounder* gptq = nullptr);
+// The GPTQ rounder of the LM head for a calibrated model that carries a head Hessian (CalibratedModel::head_hessian);
+// nullopt when it carries none.
+std::optional<calib::GptqRowRounder> head_gptq_rounder(const calib::CalibratedModel& frame,
+                                                       const std::vector<double>& head_hessian);
 // The final RMSNorm gain.
 void integerize_final_norm(QuantizedModel& model, const std::vector<float>& gain);
 

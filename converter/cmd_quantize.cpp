@@ -189,6 +189,7 @@ int run_quantize(const QuantizeOptions& opt) {
     calib::calibrate_blocks(
         source.config, *source.store, recipe, calib_windows,
         [&](calib::CalibratedBlock&& block) {
+          if (!block.head_hessian.empty()) state.write_head_hessian(block.head_hessian);
           const QuantizedLayer layer =
               integerize_layer(std::move(block.layer), settings, static_cast<int32_t>(source.config.head_dim()),
                                OnlineHadamards{recipe.hadamard_down, recipe.hadamard_qk},
@@ -209,7 +210,8 @@ int run_quantize(const QuantizeOptions& opt) {
   // memory once: assembled from the committed layers, the embedding and the head.
   std::optional<FpReference> fp_reference;
   if (!eval_windows.empty()) fp_reference = fp_reference_logits(*calib::FpModel::load(model_dir), eval_windows, progress);
-  const calib::CalibratedModel frame = calib::calibrated_model_frame(source.config, recipe);
+  calib::CalibratedModel frame = calib::calibrated_model_frame(source.config, recipe);
+  if (recipe.gptq_head) frame.head_hessian = state.read_head_hessian(source.config.hidden_size);
   const QuantizedModel model =
       assemble_integer_model(source, recipe, frame, settings, [&](int l) { return state.read_layer(l); });
   source.sha256 = checkpoint_sha256(source);  // every tensor was hashed while it was read

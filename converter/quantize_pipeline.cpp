@@ -83,13 +83,15 @@ QuantizedModel assemble_integer_model(const SourceModel& source, const Recipe& r
   const std::vector<float> final_norm = store.read_f32("model.norm.weight");
   formats::check_weight_values(store.info("model.norm.weight"), final_norm);
   integerize_final_norm(model, rotation.enabled() ? std::vector<float>(final_norm.size(), 1.0f) : final_norm);
+  const std::optional<calib::GptqRowRounder> head_gptq = head_gptq_rounder(frame, frame.head_hessian);
   const formats::TensorInfo& head =
       store.info(source.config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   store.read_rows(head.name, kRows, [&](int64_t first, int64_t count, std::span<const float> rows) {
     if (!source.config.tie_word_embeddings) formats::check_weight_values(head, rows, first * hidden);  // else: above
     const std::span<const float> values =
         rows_for(rows, [&](std::span<float> r) { rotation.rotate_head_rows(r, final_norm); });
-    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data());
+    integerize_head_rows(model, static_cast<int32_t>(first), static_cast<int32_t>(count), values.data(),
+                         head_gptq ? &*head_gptq : nullptr);
   });
   return model;
 }
@@ -175,6 +177,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   if (r.gptq != off.gptq) j["gptq"] = r.gptq;
   if (r.gptq_damp != off.gptq_damp) j["gptq_damp"] = r.gptq_damp;
   if (r.gptq_act_order != off.gptq_act_order) j["gptq_act_order"] = r.gptq_act_order;
+  if (r.gptq_head != off.gptq_head) j["gptq_head"] = r.gptq_head;
   if (r.act_clip_search) {
     j["act_clip"] = "search";
   } else if (r.act_clip != off.act_clip) {

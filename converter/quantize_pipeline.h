@@ -42,8 +42,8 @@ std::string checkpoint_sha256(const SourceModel& model);
 
 // The integer model assembled from a finished streaming calibration: the frame, the embedding and LM head
 // integerized from the checkpoint row block by row block (in the basis of the recipe's offline residual rotation,
-// calibration/row_rotation.h), and `layer(l)` for every layer (each read straight into the model, so the integer
-// model is in memory once).
+// calibration/row_rotation.h; GPTQ-rounded when the frame carries a head Hessian, recipe key gptq_head), and
+// `layer(l)` for every layer (each read straight into the model, so the integer model is in memory once).
 QuantizedModel assemble_integer_model(const SourceModel& source, const Recipe& recipe,
                                       const calib::CalibratedModel& frame, const IntegerSettings& settings,
                                       const std::function<QuantizedLayer(int layer)>& layer);

@@ -12,7 +12,9 @@
 #include <sstream>
 
 #include "converter/quantize_pipeline.h"
+#include "formats/atomic_file.h"
 #include "formats/illm_file.h"
+#include "formats/input_file.h"
 #include "kernels/error.h"
 
 namespace illm::converter {
@@ -23,6 +25,8 @@ namespace {
 
 constexpr int kStateFormat = 1;
 const char* const kStateFile = "state.json";
+
+constexpr const char* kHeadHessianFile = "head-hessian.f64";
 
 fs::path layer_file(const fs::path& dir, int index) {
   char name[64];
@@ -183,6 +187,24 @@ void QuantizeState::commit_block(int index, const QuantizedLayer& layer, const B
 }
 
 QuantizedLayer QuantizeState::read_layer(int index) const { return formats::read_layer_file(layer_file(dir_, index)); }
+
+void QuantizeState::write_head_hessian(const std::vector<double>& hessian) const {
+  formats::write_file_atomically(dir_ / kHeadHessianFile,
+                                 std::string_view(reinterpret_cast<const char*>(hessian.data()),
+                                                  hessian.size() * sizeof(double)));
+}
+
+std::vector<double> QuantizeState::read_head_hessian(int64_t hidden) const {
+  const fs::path path = dir_ / kHeadHessianFile;
+  const std::string bytes = formats::read_input_file(path, "LM head GPTQ Hessian of the quantize state");
+  const size_t expected = static_cast<size_t>(hidden * hidden) * sizeof(double);
+  if (bytes.size() != expected)
+    throw Error(path.string() + ": " + std::to_string(bytes.size()) + " bytes, expected " + std::to_string(expected) +
+                " (hidden " + std::to_string(hidden) + "² float64): the state is broken; delete " + dir_.string());
+  std::vector<double> out(static_cast<size_t>(hidden * hidden));
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
 
 void QuantizeState::remove() {
   std::error_code ec;

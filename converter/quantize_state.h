@@ -5,7 +5,8 @@
 //                            threads, device), the blocks done with their reports, and the per-tensor hashes of the
 //                            checkpoint taken so far (so the source hash needs no second pass after a resume);
 //   layer-NNN.illm-layer     each finished block's integer layer (formats::write_layer_file);
-//   inputs-NNN.{fp,q}.f32    the float32 inputs of the next block (calib::calibrate_blocks).
+//   inputs-NNN.{fp,q}.f32    the float32 inputs of the next block (calib::calibrate_blocks);
+//   head-hessian.f64         recipe key gptq_head: the LM head's GPTQ Hessian, written before the last block commits.
 // Every file is written under a temporary name and renamed; state.json is renamed last, after the block's layer
 // file and the next block's inputs. After a kill at any point the directory therefore describes a consistent
 // prefix of finished blocks, and `--resume` continues with the next one. The final model file is assembled from the
@@ -56,6 +57,11 @@ class QuantizeState {
   void commit_block(int index, const QuantizedLayer& layer, const BlockRecord& record,
                     std::map<std::string, std::string> digests);
   QuantizedLayer read_layer(int index) const;
+  // The LM head's GPTQ Hessian ([hidden][hidden] float64, recipe key gptq_head): written before the last block's
+  // commit_block, so a state whose blocks are all done has it; read_head_hessian throws illm::Error naming the file
+  // when it is missing or not hidden² values.
+  void write_head_hessian(const std::vector<double>& hessian) const;
+  std::vector<double> read_head_hessian(int64_t hidden) const;
   // Deletes the directory: the model file is written.
   void remove();
 

@@ -23,7 +23,7 @@ const std::set<std::string>& schema_keys() {
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
       "description", "rotation", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
-      "gptq_act_order", "act_clip", "trip_shifts", "act_group_size"};
+      "gptq_act_order", "gptq_head", "act_clip", "trip_shifts", "act_group_size"};
   return keys;
 }
 
@@ -167,6 +167,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
   if (j.contains("gptq")) r.gptq = get_bool(j, "gptq", source);
   if (j.contains("gptq_damp")) r.gptq_damp = get_number(j, "gptq_damp", source);
   if (j.contains("gptq_act_order")) r.gptq_act_order = get_bool(j, "gptq_act_order", source);
+  if (j.contains("gptq_head")) r.gptq_head = get_bool(j, "gptq_head", source);
   if (j.contains("act_clip")) {
     const json& v = j.at("act_clip");
     if (v.is_string() && v.get<std::string>() == "search") r.act_clip_search = true;

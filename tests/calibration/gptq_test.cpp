@@ -1,11 +1,13 @@
 // GPTQ: a hand-derived 3-column case, agreement with an independent float64 implementation (the OBQ form: explicit
 // inverse Hessian, downdated after each column, no Cholesky) with groups and act-order, and its effect on the
-// layer output error.
+// layer output error; the torch-free row rounder the LM head goes through (gptq_head) against the same reference.
 #include "calibration/gptq.h"
+#include "calibration/gptq_rows.h"
 
 #include <gtest/gtest.h>
 
 #include "calibration/quantizers.h"
+#include "kernels/error.h"
 
 namespace {
 
@@ -99,6 +101,66 @@ TEST(Gptq, LowersLayerOutputErrorAndZeroesDeadColumns) {
   EXPECT_LT(error(g.dequantized.to(torch::kFloat64)), 0.7 * error(r.dequantized));
   for (int64_t row = 0; row < out; ++row)
     EXPECT_EQ(g.codes[row][5].item<int64_t>(), g.zero_point[row][0].item<int64_t>()) << row;
+}
+
+// The row rounder (the LM head's GPTQ, streamed a chunk of rows at a time) against the same independent reference,
+// on the per-row grid it is given, with and without act-order, one input column never active; rounding the rows in
+// two chunks gives the codes of one call (the factor is shared, rows are independent).
+TEST(Gptq, RowRounderMatchesIndependentReference) {
+  torch::manual_seed(5);
+  const int64_t out = 7, in = 24;
+  torch::Tensor x = torch::randn({300, in}, torch::kFloat64).matmul(torch::randn({in, in}, torch::kFloat64));
+  x.select(1, 3).zero_();
+  const torch::Tensor h = x.t().matmul(x).contiguous();
+  const std::vector<double> hessian(h.data_ptr<double>(), h.data_ptr<double>() + h.numel());
+  const torch::Tensor w = torch::randn({out, in}, torch::kFloat32);
+  const torch::Tensor w64 = w.to(torch::kFloat64);
+  const WeightQuant grid = quantize_weight(w64, 8, 0, {}, {});
+  std::vector<double> scale(out);
+  std::vector<int64_t> zero(out);
+  for (int64_t r = 0; r < out; ++r) {
+    scale[r] = grid.scale[r][0].item<double>();
+    zero[r] = grid.zero_point[r][0].item<int64_t>();
+  }
+  for (const bool act_order : {false, true}) {
+    const GptqRowRounder rounder(hessian, in, 0.01, act_order);
+    std::vector<uint8_t> codes(static_cast<size_t>(out * in)), split(codes.size());
+    rounder.round_rows(w.data_ptr<float>(), out, scale.data(), zero.data(), 255, codes.data());
+    rounder.round_rows(w.data_ptr<float>(), 3, scale.data(), zero.data(), 255, split.data());
+    rounder.round_rows(w.data_ptr<float>() + 3 * in, out - 3, scale.data() + 3, zero.data() + 3, 255,
+                       split.data() + 3 * in);
+    EXPECT_EQ(codes, split);
+    std::vector<int64_t> order(in);
+    for (int64_t i = 0; i < in; ++i) order[i] = i;
+    torch::Tensor diagonal = h.diagonal().clone();
+    diagonal[3] = 1.0;  // a dead column counts as diag 1 for the order (and is zeroed before rounding)
+    if (act_order)
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t a, int64_t b) { return diagonal[a].item<double>() > diagonal[b].item<double>(); });
+    torch::Tensor w_dead = w64.clone();
+    w_dead.select(1, 3).zero_();
+    torch::Tensor h_dead = h.clone();
+    h_dead[3][3] = 1.0;
+    const torch::Tensor ref = reference_codes(w_dead, h_dead, grid, 8, in, 0.01, order);
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t c = 0; c < in; ++c)
+        EXPECT_EQ(codes[static_cast<size_t>(r * in + c)], ref[r][c].item<int64_t>())
+            << "act_order " << act_order << " row " << r << " col " << c;
+  }
+  EXPECT_THROW(GptqRowRounder(std::vector<double>(10), in, 0.01, false), illm::Error);
+}
+
+// With a diagonal Hessian no error is pushed anywhere: the row rounder is round-to-nearest (half away from zero).
+TEST(Gptq, RowRounderWithDiagonalHessianIsRoundToNearest) {
+  const int64_t in = 5;
+  std::vector<double> hessian(in * in, 0.0);
+  for (int64_t i = 0; i < in; ++i) hessian[static_cast<size_t>(i * in + i)] = 1.0 + static_cast<double>(i);
+  const float row[in] = {-0.3f, 0.25f, 1.0f, 0.74f, -2.0f};  // grid s = 0.5, z = 4: codes −0.6+4, 0.5+4, 2+4, …
+  const double scale = 0.5;
+  const int64_t zero = 4;
+  std::vector<uint8_t> codes(in);
+  GptqRowRounder(hessian, in, 0.01, false).round_rows(row, 1, &scale, &zero, 15, codes.data());
+  EXPECT_EQ(codes, (std::vector<uint8_t>{3, 5, 6, 5, 0}));
 }
 
 }  // namespace

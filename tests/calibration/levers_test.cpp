@@ -60,6 +60,47 @@ TEST(Levers, OfflineRotationAndGptqGiveAnIntegerModel) {
   }
 }
 
+// gptq_head: the LM head's Hessian comes out of calibration (symmetric, hidden², the last block's quantized outputs
+// after the final norm) and integerize rounds the head rows by GPTQ on the RTN grid: same scales and zero points,
+// other codes, and a lower head output error tr((W − Ŵ)·H·(W − Ŵ)ᵀ) on those inputs than round-to-nearest.
+TEST(Levers, GptqHeadLowersTheHeadOutputError) {
+  const auto calib = windows("calib.jsonl");
+  const illm::Recipe r = recipe(R"(, "w_bits": 8, "a_bits": 8, "gptq_head": true)");
+  const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
+  const int64_t C = m.hidden;
+  ASSERT_EQ(m.head_hessian.size(), static_cast<size_t>(C * C));
+  for (int64_t i = 0; i < C; ++i) {
+    EXPECT_GT(m.head_hessian[static_cast<size_t>(i * C + i)], 0) << i;
+    for (int64_t j = 0; j < i; ++j)
+      EXPECT_NEAR(m.head_hessian[static_cast<size_t>(i * C + j)], m.head_hessian[static_cast<size_t>(j * C + i)],
+                  1e-9 * m.head_hessian[static_cast<size_t>(i * C + i)]);
+  }
+  CalibratedModel rtn_model = m;
+  rtn_model.head_hessian.clear();
+  const illm::IntegerSettings st = illm::integer_settings_for(8, 8, false);
+  const illm::QuantizedModel gptq = illm::integerize(m, st), rtn = illm::integerize(rtn_model, st);
+  EXPECT_EQ(gptq.lm_head.zero_points, rtn.lm_head.zero_points);
+  EXPECT_EQ(gptq.lm_head.scales, rtn.lm_head.scales);
+  EXPECT_NE(gptq.lm_head.codes, rtn.lm_head.codes);
+  // The output error of each head on the Hessian's inputs, from the stored codes and the dyadic row scales.
+  auto error = [&](const illm::QuantizedModel& q) {
+    double total = 0;
+    std::vector<double> d(static_cast<size_t>(C));
+    for (int64_t v = 0; v < m.vocab; ++v) {
+      const double s = std::ldexp(static_cast<double>(q.lm_head.scales[v].m), -q.lm_head.scales[v].k);
+      for (int64_t c = 0; c < C; ++c)
+        d[static_cast<size_t>(c)] = m.lm_head[static_cast<size_t>(v * C + c)] -
+                                    s * (q.lm_head.codes[static_cast<size_t>(v * C + c)] - q.lm_head.zero_points[v]);
+      for (int64_t i = 0; i < C; ++i)
+        for (int64_t j = 0; j < C; ++j)
+          total += d[static_cast<size_t>(i)] * m.head_hessian[static_cast<size_t>(i * C + j)] * d[static_cast<size_t>(j)];
+    }
+    return total;
+  };
+  EXPECT_LT(error(gptq), 0.8 * error(rtn));
+  illm::Executor executor(gptq);  // validates the model
+}
+
 // Perplexity of the integer executor on `windows` (real logits value·m/2^k, log-softmax in double).
 double integer_perplexity(const illm::QuantizedModel& qm, const TokenWindows& windows) {
   double nll = 0;

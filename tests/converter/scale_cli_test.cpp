@@ -169,6 +169,43 @@ TEST_F(ScaleCli, ResumeWithRotationAndGptqIsByteIdentical) {
   EXPECT_TRUE(slurp(output) == expected) << "the resumed rotated run wrote other bytes than the uninterrupted one";
 }
 
+// gptq_head keeps the resume guarantee: the LM head's Hessian is written into the state before the last block
+// commits, so a run killed after that commit (nothing left to calibrate) and one killed after block 1 (the resumed
+// run computes it) both write the uninterrupted run's bytes. Not vacuous: the head's codes differ from the recipe
+// without gptq_head.
+TEST_F(ScaleCli, ResumeWithGptqHeadIsByteIdentical) {
+  fs::create_directories(dir_ / "out");
+  const fs::path plain = dir_ / "out" / "plain.illm";
+  ASSERT_EQ(quantize(plain, "-q").exit_code, 0);
+  std::ofstream(recipe_) << R"({"method": "fsbr", "w_bits": 4, "a_bits": 8, "epochs": 1, "samples": 4,
+                                "seq_len": 32, "seed": 3, "smooth_init": "smoothquant", "clip_c": 15,
+                                "gptq_head": true})";
+  const fs::path reference = dir_ / "out" / "reference.illm";
+  const CommandResult full = quantize(reference, "-q --json");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  EXPECT_TRUE(Json::parse(full.out).at("recipe").at("gptq_head").get<bool>());
+  const std::string expected = slurp(reference);
+  // (h5dump's first line names the file.)
+  const CommandResult dump = shell("h5dump -d /model/lm_head/codes " + quote(reference) + " | sed 1d | md5sum; h5dump -d "
+                                   "/model/lm_head/codes " + quote(plain) + " | sed 1d | md5sum");
+  ASSERT_EQ(dump.exit_code, 0) << dump.err;
+  const size_t newline = dump.out.find('\n');
+  EXPECT_NE(dump.out.substr(0, newline), dump.out.substr(newline + 1)) << "gptq_head changed no head code";
+
+  for (const int block : {2, 1}) {
+    SCOPED_TRACE(block);
+    const fs::path output = dir_ / "out" / "resumed.illm";
+    ASSERT_TRUE(killed(quantize(output, "-q", kill_at("block-committed", block))));
+    EXPECT_EQ(fs::exists(output.string() + ".partial/head-hessian.f64"), block == 2);
+    const CommandResult resumed = quantize(output, "--resume --json");
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+    EXPECT_EQ(Json::parse(resumed.out).at("resumed_from_block").get<int>(), block + 1);
+    EXPECT_TRUE(slurp(output) == expected) << "the resumed run wrote other bytes than the uninterrupted one";
+    fs::remove(output);
+    fs::remove(output.string() + ".json");
+  }
+}
+
 TEST_F(ScaleCli, ResumeRefusesAnotherRecipe) {
   fs::create_directories(dir_ / "out");
   const fs::path output = dir_ / "out" / "m.illm";
