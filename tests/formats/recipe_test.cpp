@@ -44,6 +44,7 @@ TEST(Recipe, BundledRecipesParse) {
   EXPECT_EQ(full.epochs, 4);  // with the W4A4 levers (configs/README.md: what measured best)
   EXPECT_EQ(full.samples, 128);
   EXPECT_TRUE(full.hadamard_down && full.gptq && full.act_clip_search && full.rotate_heads);
+  EXPECT_FALSE(full.gptq_head);  // measured no better at W4A4 (stories260K; configs/README.md)
   EXPECT_FALSE(full.hadamard_qk);
   const Recipe w4a8 = illm::load_recipe(kConfigs / "w4a8.json");
   EXPECT_EQ(w4a8.epochs, 4);
@@ -51,7 +52,7 @@ TEST(Recipe, BundledRecipesParse) {
   EXPECT_EQ(w4a8.group_size, 32);
   for (const char* file : {"w6a6.json", "w8a8.json"}) {
     const Recipe r = illm::load_recipe(kConfigs / file);
-    EXPECT_TRUE(r.gptq && r.rotate_heads && r.hadamard_down && r.hadamard_qk) << file;
+    EXPECT_TRUE(r.gptq && r.gptq_head && r.rotate_heads && r.hadamard_down && r.hadamard_qk) << file;
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
   // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
@@ -136,15 +137,16 @@ TEST(Recipe, ClipSearchAndDefaults) {
 TEST(Recipe, LeverKeys) {
   const Recipe d = illm::parse_recipe_json(R"({"method": "rtn"})", "t");
   EXPECT_EQ(d.rotation, illm::ResidualRotation::kNone);
-  EXPECT_FALSE(d.rotate_heads || d.hadamard_down || d.hadamard_qk || d.gptq || d.gptq_act_order || d.act_clip_search);
+  EXPECT_FALSE(d.rotate_heads || d.hadamard_down || d.hadamard_qk || d.gptq || d.gptq_act_order || d.gptq_head ||
+               d.act_clip_search);
   EXPECT_DOUBLE_EQ(d.gptq_damp, 0.01);
   EXPECT_DOUBLE_EQ(d.act_clip, 1.0);
   EXPECT_EQ(d.trip_shifts, 0);
   const Recipe r = illm::parse_recipe_json(R"({"method": "fsbr", "rotation": "orthogonal", "rotate_heads": true,
-      "hadamard_down": true, "hadamard_qk": true, "gptq": true, "gptq_damp": 0.05, "gptq_act_order": true,
+      "hadamard_down": true, "hadamard_qk": true, "gptq": true, "gptq_damp": 0.05, "gptq_act_order": true, "gptq_head": true,
       "act_clip": "search", "trip_shifts": 3})", "t");
   EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal);
-  EXPECT_TRUE(r.rotate_heads && r.hadamard_down && r.hadamard_qk && r.gptq && r.gptq_act_order && r.act_clip_search);
+  EXPECT_TRUE(r.rotate_heads && r.hadamard_down && r.hadamard_qk && r.gptq && r.gptq_act_order && r.gptq_head && r.act_clip_search);
   EXPECT_DOUBLE_EQ(r.gptq_damp, 0.05);
   EXPECT_EQ(r.trip_shifts, 3);
   EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "rotation": "hadamard"})", "t").rotation,
@@ -153,6 +155,7 @@ TEST(Recipe, LeverKeys) {
   for (const char* bad : {R"({"method": "rtn", "rotation": "random"})", R"({"method": "rtn", "rotation": true})"})
     EXPECT_NE(error_of(bad).find("\"rotation\""), std::string::npos) << bad;
   EXPECT_NE(error_of(R"({"method": "rtn", "gptq": 1})").find("\"gptq\""), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "gptq_head": "yes"})").find("\"gptq_head\""), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "gptq_damp": 0})").find("gptq_damp"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": 1.5})").find("act_clip"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
