@@ -58,7 +58,8 @@ ScaleRange scale_range(const std::vector<Dyadic>& scales) {
 
 const char* accumulator_name(AccumulatorKind kind) { return kind == AccumulatorKind::kInt32 ? "int32" : "int64"; }
 
-// One linear as the executor runs it: every block linear reads a_bits-wide activations, the LM head head_bits.
+// One linear as the executor runs it: every block linear reads a_bits-wide activations, the LM head head_in_bits
+// (head_bits unless set).
 Json linear_summary(const QuantizedLinear& w, int input_bits) {
   const ScaleRange r = scale_range(w.scales);
   Json j;
@@ -184,6 +185,7 @@ Json inspect_file(const fs::path& file) {
                            {"swiglu_in_bits", st.swiglu_in_bits},
                            {"norm_frac_bits", st.norm_frac_bits},
                            {"head_bits", st.head_bits},
+                           {"head_in_bits", head_input_bits(st)},
                            {"embed_bits", st.embed_bits},
                            {"exp_quadratic", st.exp_quadratic},
                            {"sigmoid_stable", st.sigmoid_stable},
@@ -241,7 +243,7 @@ Json inspect_file(const fs::path& file) {
   const ScaleRange embed = scale_range(m.embed_scales);
   j["embedding"] = {{"bits", st.embed_bits}, {"scale_m", {embed.m_min, embed.m_max}}, {"scale_k", {embed.k_min, embed.k_max}}};
   j["final_norm_exponent"] = m.final_norm.exponent;
-  j["lm_head"] = linear_summary(m.lm_head, st.head_bits);
+  j["lm_head"] = linear_summary(m.lm_head, head_input_bits(st));
   j["golden_vectors"] = meta.golden.size();
   j["tokenizer_bytes"] = meta.tokenizer_model.size();
 
@@ -380,10 +382,13 @@ void print_human(const Json& j) {
       std::printf("\n");
     }
   }
-  std::printf("  embedding %d-bit codes, scale m %s, k %s; final_norm exponent %d; lm_head W%d A%d\n",
+  const std::string head_groups = j["lm_head"]["per_group"].get<bool>()
+                                      ? ", groups of " + std::to_string(j["lm_head"]["group_size"].get<int>())
+                                      : std::string();
+  std::printf("  embedding %d-bit codes, scale m %s, k %s; final_norm exponent %d; lm_head W%d A%d%s\n",
               j["embedding"]["bits"].get<int>(), range_text(j["embedding"]["scale_m"]).c_str(),
               range_text(j["embedding"]["scale_k"]).c_str(), j["final_norm_exponent"].get<int>(),
-              j["lm_head"]["w_bits"].get<int>(), j["lm_head"]["a_bits"].get<int>());
+              j["lm_head"]["w_bits"].get<int>(), j["lm_head"]["a_bits"].get<int>(), head_groups.c_str());
   std::printf("  %zu golden vectors, tokenizer %zu bytes\n", j["golden_vectors"].get<size_t>(),
               j["tokenizer_bytes"].get<size_t>());
 

@@ -16,14 +16,17 @@ namespace illm::formats {
 // flags, clipped requantization ratios, TRIP factors, per-group weights); a field a file lacks reads as "off", so
 // every version-1 file reads unchanged. Version 3 adds /model act_group_size (per-group activations): a build that
 // reads only up to version 2 would run such a file with per-token activations, so it must refuse it.
-// A file is written at the lowest version that holds its fields (illm_format_version_for): 3 with per-group
-// activations, else 2.
-inline constexpr int64_t kIllmFormatVersion = 3;
+// Version 4 adds /model/settings head_in_bits (the LM head's input width, when it differs from head_bits) and allows
+// per-group scales on /model/lm_head: a version-3 build would run the head on head_bits-wide inputs.
+// A file is written at the lowest version that holds its fields (illm_format_version_for): 4 with a wide or grouped
+// LM head, 3 with per-group activations, else 2.
+inline constexpr int64_t kIllmFormatVersion = 4;
 inline constexpr int64_t kIllmOldestReadableVersion = 1;
 inline constexpr bool illm_format_version_readable(int64_t version) {
   return version >= kIllmOldestReadableVersion && version <= kIllmFormatVersion;
 }
 inline constexpr int64_t illm_format_version_for(const QuantizedModel& model) {
+  if (model.settings.head_in_bits != 0 || model.lm_head.group_size > 0) return 4;
   return model.act_group_size > 0 ? 3 : 2;
 }
 inline constexpr size_t kIllmUserBlockSize = 512;

@@ -244,9 +244,10 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       run(Operator::kResidualAdd, nullptr, [&] { K.residual_add(w.h, w.acc, b_m, kResidualBits, w.h); });
     }
 
-    // Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits (§7.6).
+    // Final DI-Norm to head_in_bits codes (default head_bits), then the LM head's aligned accumulator = the integer
+    // logits (§7.6).
     run(Operator::kRmsNorm, nullptr,
-        [&] { K.rms_norm(w.h, M.final_norm, M.norm_eps, settings, settings.head_bits, w.x, RequantClip{}); });
+        [&] { K.rms_norm(w.h, M.final_norm, M.norm_eps, settings, head_input_bits(settings), w.x, RequantClip{}); });
     AlignedAccumulator head;
     run(Operator::kLinear, "lm_head", [&] { K.linear(w.x, lm_head_, head); });
     cache_.commit_stored();

@@ -96,6 +96,7 @@ void validate_model_settings(const ModelShape& s, const IntegerSettings& st) {
   check_range("settings.swiglu_in_bits", st.swiglu_in_bits, 2, 8);
   check_range("settings.norm_frac_bits", st.norm_frac_bits, 1, 20);
   check_range("settings.head_bits", st.head_bits, 2, 8);
+  if (st.head_in_bits != 0) check_range("settings.head_in_bits", st.head_in_bits, 2, 16);  // 0: head_bits
   check_range("settings.embed_bits", st.embed_bits, 2, 16);
   // §3.6 bounds of the attention products (int32): Q·Kᵀ over head_dim, P·V with Σ_j W_j <= 2^(p_out−1).
   const int64_t q_a = (int64_t{1} << st.a_bits) - 1;
@@ -206,8 +207,7 @@ void validate_quantized_model(const QuantizedModel& model) {
     }
   }
   check_channel_vector("final_norm", model.final_norm, s.hidden, -gamma_limit, gamma_limit);
-  check_linear("lm_head", model.lm_head, s.vocab, s.hidden, st.head_bits, "settings.head_bits", st.head_bits,
-               /*groups_allowed=*/false);
+  check_linear("lm_head", model.lm_head, s.vocab, s.hidden, st.head_bits, "settings.head_bits", head_input_bits(st));
 }
 
 }  // namespace illm

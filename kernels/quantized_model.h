@@ -43,13 +43,17 @@ struct IntegerSettings {
   int32_t sigmoid_bits = 15;      // p_sigma (paper: 8)
   int32_t swiglu_in_bits = 8;     // gate/up output codes
   int32_t norm_frac_bits = 14;    // F of DI-Norm
-  int32_t head_bits = 8;          // LM head weight and input width
+  int32_t head_bits = 8;          // LM head weight width (and input width unless head_in_bits is set)
+  int32_t head_in_bits = 0;       // LM head input width (final DI-Norm output), 2..16; 0 = head_bits (format v4)
   int32_t embed_bits = 16;        // embedding rows (int16 default, int8 for deployment)
   bool exp_quadratic = true;      // DI-Exp 2^u: quadratic (default) or linear (paper)
   bool sigmoid_stable = true;     // DI-SwiGLU sigmoid: stable elementwise (default) or shared max (paper)
   bool paper_conformance = false; // set when the settings above were switched to the paper's choices
   friend bool operator==(const IntegerSettings&, const IntegerSettings&) = default;
 };
+
+// The width of the LM head's input codes (the final DI-Norm's output).
+inline int32_t head_input_bits(const IntegerSettings& s) { return s.head_in_bits > 0 ? s.head_in_bits : s.head_bits; }
 
 // The paper's literal integer choices (docs/method.md §9.1 "conformance" column) on top of `base`: 8-bit dyadic
 // mantissas, 8-bit softmax input and probabilities, linear DI-Exp, shared-max sigmoid with 8-bit output.
