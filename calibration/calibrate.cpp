@@ -12,6 +12,7 @@
 #include "calibration/fake_quant_block.h"
 #include "calibration/fsbr.h"
 #include "calibration/gptq.h"
+#include "calibration/integerize.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
 #include "calibration/rotation.h"
@@ -225,6 +226,8 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.act_group_size = recipe.act_group_size;
   out.head_gptq_damp = recipe.gptq_damp;
   out.head_gptq_act_order = recipe.gptq_act_order;
+  out.head_in_bits = head_in_bits_setting(recipe.head_in_bits, IntegerSettings{}.head_bits);
+  out.head_group_size = recipe.head_group_size;
   // A rotated head is W_head·diag(γ)·Q, no longer the rotated embedding E·Q.
   out.tied_head = cfg.tie_word_embeddings && recipe.rotation == ResidualRotation::kNone;
   return out;
@@ -234,7 +237,7 @@ namespace {
 
 // Σ x̂ᵀx̂ of the LM head's inputs (recipe key gptq_head): the final RMSNorm of the last block's quantized-trajectory
 // outputs (gain γ, or ones when the offline rotation has folded γ into the head rows), quantized per token at the
-// head's width as DI-Norm's output is in the integer executor.
+// head's input width (recipe key head_in_bits) as DI-Norm's output is in the integer executor.
 std::vector<double> head_hessian(const formats::TensorStore& store, const Recipe& recipe, const Activations& outputs,
                                  double eps) {
   const int64_t C = outputs.hidden();
@@ -243,7 +246,7 @@ std::vector<double> head_hessian(const formats::TensorStore& store, const Recipe
   HessianAccumulator acc(C);
   for (int64_t i = 0; i < outputs.samples(); i += kEvalChunk) {
     const torch::Tensor h = outputs.read(i, std::min(kEvalChunk, outputs.samples() - i));
-    acc.add(fake_quant_per_token(rms_norm(h, gain, eps), IntegerSettings{}.head_bits));
+    acc.add(fake_quant_per_token(rms_norm(h, gain, eps), recipe.head_in_bits));  // 16: not quantized
   }
   const torch::Tensor sum = acc.sum().contiguous();
   return std::vector<double>(sum.data_ptr<double>(), sum.data_ptr<double>() + sum.numel());
@@ -262,6 +265,9 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
     throw Error("recipe: group_size " + std::to_string(recipe.group_size) + " does not divide hidden " +
                 std::to_string(cfg.hidden_size) + " and intermediate " + std::to_string(cfg.intermediate_size) +
                 " of " + source);
+  if (recipe.head_group_size > 0 && cfg.hidden_size % recipe.head_group_size != 0)
+    throw Error("recipe: head_group_size " + std::to_string(recipe.head_group_size) + " does not divide hidden " +
+                std::to_string(cfg.hidden_size) + " of " + source);
   if (recipe.seq_len > cfg.max_position_embeddings)
     throw Error("recipe: seq_len " + std::to_string(recipe.seq_len) + " exceeds max_position_embeddings of " + source);
   const int n_layers = static_cast<int>(cfg.num_hidden_layers);

@@ -68,6 +68,10 @@ struct CalibratedModel {
   std::vector<double> head_hessian;
   double head_gptq_damp = 0.01;
   bool head_gptq_act_order = false;
+  // Recipe keys head_in_bits / head_group_size: the LM head's input width (0 = its weight width) and its weights'
+  // group size (0 = per row).
+  int32_t head_in_bits = 0;
+  int32_t head_group_size = 0;
   std::vector<CalibratedLayer> layers;
 };
 

@@ -127,22 +127,26 @@ GptqRowRounder& GptqRowRounder::operator=(GptqRowRounder&&) noexcept = default;
 
 int64_t GptqRowRounder::in_features() const { return factor_->in; }
 
-void GptqRowRounder::round_rows(const float* rows, int64_t count, const double* scale, const int64_t* zero_point,
-                                int64_t q_max, uint8_t* codes) const {
+void GptqRowRounder::round_rows(const float* rows, int64_t count, int64_t group, const double* scale,
+                                const int64_t* zero_point, int64_t q_max, uint8_t* codes) const {
   const int64_t in = factor_->in;
   const ColumnFactor& f = factor_->columns;
   const bool* dead = f.dead.data_ptr<bool>();
   const int64_t* perm = f.perm.data_ptr<int64_t>();
-  std::vector<double> w(static_cast<size_t>(count * in)), zero(static_cast<size_t>(count));
+  if (group <= 0) group = in;
+  if (in % group != 0)
+    throw Error("gptq: group of " + std::to_string(group) + " columns does not divide " + std::to_string(in));
+  const int64_t groups = in / group;
+  std::vector<double> w(static_cast<size_t>(count * in)), zero(static_cast<size_t>(count * groups));
   for (int64_t r = 0; r < count; ++r) {
     for (int64_t i = 0; i < in; ++i) {
       const int64_t col = perm[i];
       w[static_cast<size_t>(r * in + i)] = dead[col] ? 0.0 : static_cast<double>(rows[r * in + col]);
     }
-    zero[static_cast<size_t>(r)] = static_cast<double>(zero_point[r]);
   }
+  for (size_t i = 0; i < zero.size(); ++i) zero[i] = static_cast<double>(zero_point[i]);
   std::vector<int64_t> wide(static_cast<size_t>(count * in));
-  round_columns(w.data(), count, in, f, scale, zero.data(), in, static_cast<double>(q_max), wide.data());
+  round_columns(w.data(), count, in, f, scale, zero.data(), group, static_cast<double>(q_max), wide.data());
   for (size_t i = 0; i < wide.size(); ++i) codes[i] = static_cast<uint8_t>(wide[i]);
 }
 

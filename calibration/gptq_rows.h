@@ -18,10 +18,11 @@ class GptqRowRounder {
   GptqRowRounder& operator=(GptqRowRounder&&) noexcept;
 
   int64_t in_features() const;
-  // Codes of `count` rows (`rows` [count][in] row-major) on the grid w ≈ scale[r]·(code − zero_point[r]), codes in
-  // [0, q_max]; codes [count][in], one per byte, in the original column order.
-  void round_rows(const float* rows, int64_t count, const double* scale, const int64_t* zero_point, int64_t q_max,
-                  uint8_t* codes) const;
+  // Codes of `count` rows (`rows` [count][in] row-major) on the grid w ≈ scale[r][g]·(code − zero_point[r][g]) of
+  // groups of `group` columns (0 = one group per row; scale and zero_point [count][in/group]), codes in [0, q_max];
+  // codes [count][in], one per byte, in the original column order.
+  void round_rows(const float* rows, int64_t count, int64_t group, const double* scale, const int64_t* zero_point,
+                  int64_t q_max, uint8_t* codes) const;
 
  private:
   struct Factor;

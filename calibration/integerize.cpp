@@ -43,50 +43,53 @@ QuantizedLinear linear_from_calibrated(calib::CalibratedLinear in, int mantissa_
   return out;
 }
 
-// Asymmetric per-row RTN of float rows [first, first + count) of the LM head (§7.6), ranges widened to include 0.
-// Each row's codes go into out.codes in the storage layout (packed for bits <= 4).
-// With `gptq`, the codes of the chunk are GPTQ's on the same grids instead of round-to-nearest.
+// Asymmetric RTN of float rows [first, first + count) of the LM head (§7.6), per row or per group of out.group_size
+// columns, each range widened to include 0; with `gptq`, the codes are GPTQ's on the same grids instead. Each row's
+// codes go into out.codes in the storage layout (packed for bits <= 4).
 void quantize_rows_asymmetric(const float* w, int32_t first, int32_t count, int mantissa_bits, QuantizedLinear& out,
                               const calib::GptqRowRounder* gptq) {
   const int32_t cols = out.in_features;
+  const int32_t group = out.group_size > 0 ? out.group_size : cols;
+  const int32_t groups = cols / group;
   const int64_t q_max = (int64_t{1} << out.bits) - 1;
   const size_t row_bytes = weight_row_bytes(out);
-  std::vector<double> scales(static_cast<size_t>(count));
-  std::vector<int64_t> zeros(static_cast<size_t>(count));
-  for (int32_t k = 0; k < count; ++k) {
-    const float* row = w + static_cast<size_t>(k) * cols;
+  const size_t grids = static_cast<size_t>(count) * groups;
+  std::vector<double> scales(grids);
+  std::vector<int64_t> zeros(grids);
+  for (size_t i = 0; i < grids; ++i) {
+    const float* values = w + i * group;  // group i of the chunk: row i / groups, columns (i % groups)·G …
     double lo = 0, hi = 0;
-    for (int32_t c = 0; c < cols; ++c) {
-      lo = std::min(lo, static_cast<double>(row[c]));
-      hi = std::max(hi, static_cast<double>(row[c]));
+    for (int32_t c = 0; c < group; ++c) {
+      lo = std::min(lo, static_cast<double>(values[c]));
+      hi = std::max(hi, static_cast<double>(values[c]));
     }
     double s = (hi - lo) / static_cast<double>(q_max);
-    if (!(s > 0)) s = 1.0;  // an all-zero row: any scale reproduces it
-    scales[static_cast<size_t>(k)] = s;
-    zeros[static_cast<size_t>(k)] = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
+    if (!(s > 0)) s = 1.0;  // an all-zero group: any scale reproduces it
+    scales[i] = s;
+    zeros[i] = std::clamp<int64_t>(round_away(-lo / s), 0, q_max);
   }
   std::vector<uint8_t> codes(static_cast<size_t>(count) * cols);  // one code per byte
   if (gptq) {
     if (gptq->in_features() != cols)
       throw Error("lm_head: the GPTQ Hessian is for " + std::to_string(gptq->in_features()) + " inputs, the head has " +
                   std::to_string(cols));
-    gptq->round_rows(w, count, scales.data(), zeros.data(), q_max, codes.data());
+    gptq->round_rows(w, count, group, scales.data(), zeros.data(), q_max, codes.data());
   } else {
-    for (int32_t k = 0; k < count; ++k)
-      for (int32_t c = 0; c < cols; ++c) {
-        const size_t i = static_cast<size_t>(k) * cols + c;
-        codes[i] = static_cast<uint8_t>(
-            std::clamp<int64_t>(round_away(w[i] / scales[static_cast<size_t>(k)]) + zeros[static_cast<size_t>(k)], 0, q_max));
-      }
+    for (size_t i = 0; i < codes.size(); ++i) {
+      const size_t g = i / static_cast<size_t>(group);
+      codes[i] = static_cast<uint8_t>(std::clamp<int64_t>(round_away(w[i] / scales[g]) + zeros[g], 0, q_max));
+    }
   }
   for (int32_t k = 0; k < count; ++k) {
-    const int32_t r = first + k;
-    out.zero_points[r] = static_cast<int32_t>(zeros[static_cast<size_t>(k)]);
-    out.scales[r] = dyadic_from_double(scales[static_cast<size_t>(k)], mantissa_bits, "lm_head row scale");
-    const std::vector<uint8_t> row_codes(codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(k) * cols),
-                                         codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(k + 1) * cols));
-    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, row_codes, "lm_head");
-    std::copy(stored.begin(), stored.end(), out.codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * row_bytes));
+    const size_t r = static_cast<size_t>(first + k);
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t i = static_cast<size_t>(k) * groups + g;
+      out.zero_points[r * groups + g] = static_cast<int32_t>(zeros[i]);
+      out.scales[r * groups + g] = dyadic_from_double(scales[i], mantissa_bits, "lm_head row scale");
+    }
+    const auto row = codes.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(k) * cols);
+    const std::vector<uint8_t> stored = pack_weight_codes(out.bits, 1, cols, std::vector<uint8_t>(row, row + cols), "lm_head");
+    std::copy(stored.begin(), stored.end(), out.codes.begin() + static_cast<ptrdiff_t>(r * row_bytes));
   }
 }
 
@@ -172,8 +175,14 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const Integ
   qm.lm_head.in_features = cm.hidden;
   qm.lm_head.bits = settings.head_bits;
   qm.lm_head.codes.resize(static_cast<size_t>(cm.vocab) * weight_row_bytes(settings.head_bits, cm.hidden));
-  qm.lm_head.zero_points.resize(cm.vocab);
-  qm.lm_head.scales.resize(cm.vocab);
+  if (cm.head_group_size < 0 || (cm.head_group_size > 0 && cm.hidden % cm.head_group_size != 0))
+    throw Error("integerize: LM head group size " + std::to_string(cm.head_group_size) + " does not divide hidden " +
+                std::to_string(cm.hidden));
+  qm.lm_head.group_size = cm.head_group_size;  // 0: per row
+  const size_t head_grids = static_cast<size_t>(cm.vocab) * (cm.head_group_size > 0 ? cm.hidden / cm.head_group_size : 1);
+  qm.lm_head.zero_points.resize(head_grids);
+  qm.lm_head.scales.resize(head_grids);
+  qm.settings.head_in_bits = cm.head_in_bits;
   const RopeTables tables = build_rope_tables(cm.rope_inv_freq, cm.max_positions, 14);
   qm.rope_frac_bits = tables.frac_bits;
   qm.rope_cos = tables.cos;

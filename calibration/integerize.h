@@ -19,6 +19,12 @@ namespace illm {
 // literal choices when paper_conformance is set.
 IntegerSettings integer_settings_for(int w_bits, int a_bits, bool paper_conformance);
 
+// IntegerSettings::head_in_bits for a recipe's head_in_bits: 0 (the head's weight width) when they are equal, so that
+// a model without a wide head input is written as before.
+inline int32_t head_in_bits_setting(int recipe_head_in_bits, int32_t head_bits) {
+  return recipe_head_in_bits == head_bits ? 0 : recipe_head_in_bits;
+}
+
 // s ≈ m / 2^k with an m of exactly `mantissa_bits` bits (§1.4: k = b_m − 1 − ⌊log2 s⌋, m = round(s·2^k)).
 // s must be finite and > 0 (throws illm::Error naming `what` otherwise).
 Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);

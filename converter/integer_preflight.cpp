@@ -58,12 +58,16 @@ void check_recipe_for_integer_model(const Recipe& recipe, const std::string& rec
   if (recipe.w_granularity == WeightGranularity::kPerGroup) check_group_size_for_integer_model(recipe, where, config);
   if (recipe.act_group_size > 0)  // per-group activations (docs/integer-semantics.md "## Per-group activations")
     check_linear_input_widths(recipe.act_group_size, "act_group_size", where, config);
+  if (recipe.head_group_size > 0 && config.hidden_size % recipe.head_group_size != 0)
+    throw Error(where + "key \"head_group_size\": " + std::to_string(recipe.head_group_size) +
+                " does not divide hidden_size = " + std::to_string(config.hidden_size) + " (the LM head's input width)");
   if (recipe.swiglu_in_bits > 8)
     throw Error(where + "key \"swiglu_in_bits\": " + std::to_string(recipe.swiglu_in_bits) +
                 " (no SwiGLU input quantization) is a fake-quant experiment; the integer executor needs 2..8");
   require_integer_path(recipe, recipe_name);  // the W4A4 levers that are fake-quant only
   IntegerSettings settings = integer_settings_for(recipe.w_bits, recipe.a_bits, paper_conformance);
   settings.swiglu_in_bits = recipe.swiglu_in_bits;  // as integerize() sets it
+  settings.head_in_bits = head_in_bits_setting(recipe.head_in_bits, settings.head_bits);
   try {
     validate_model_settings(integer_shape_for(config), settings);
   } catch (const Error& e) {

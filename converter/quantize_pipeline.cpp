@@ -178,6 +178,8 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   if (r.gptq_damp != off.gptq_damp) j["gptq_damp"] = r.gptq_damp;
   if (r.gptq_act_order != off.gptq_act_order) j["gptq_act_order"] = r.gptq_act_order;
   if (r.gptq_head != off.gptq_head) j["gptq_head"] = r.gptq_head;
+  if (r.head_in_bits != off.head_in_bits) j["head_in_bits"] = r.head_in_bits;
+  if (r.head_group_size != off.head_group_size) j["head_group_size"] = r.head_group_size;
   if (r.act_clip_search) {
     j["act_clip"] = "search";
   } else if (r.act_clip != off.act_clip) {

@@ -26,7 +26,7 @@ inline constexpr bool illm_format_version_readable(int64_t version) {
   return version >= kIllmOldestReadableVersion && version <= kIllmFormatVersion;
 }
 inline constexpr int64_t illm_format_version_for(const QuantizedModel& model) {
-  if (model.settings.head_in_bits != 0 || model.lm_head.group_size > 0) return 4;
+  if (model.settings.head_in_bits != 0 || weight_per_group(model.lm_head)) return 4;
   return model.act_group_size > 0 ? 3 : 2;
 }
 inline constexpr size_t kIllmUserBlockSize = 512;

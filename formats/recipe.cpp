@@ -23,7 +23,7 @@ const std::set<std::string>& schema_keys() {
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
       "description", "rotation", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
-      "gptq_act_order", "gptq_head", "act_clip", "trip_shifts", "act_group_size"};
+      "gptq_act_order", "gptq_head", "head_in_bits", "head_group_size", "act_clip", "trip_shifts", "act_group_size"};
   return keys;
 }
 
@@ -168,6 +168,8 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
   if (j.contains("gptq_damp")) r.gptq_damp = get_number(j, "gptq_damp", source);
   if (j.contains("gptq_act_order")) r.gptq_act_order = get_bool(j, "gptq_act_order", source);
   if (j.contains("gptq_head")) r.gptq_head = get_bool(j, "gptq_head", source);
+  if (j.contains("head_in_bits")) r.head_in_bits = get_int(j, "head_in_bits", source, 2, 16);
+  if (j.contains("head_group_size")) r.head_group_size = get_int(j, "head_group_size", source, 0, 128);
   if (j.contains("act_clip")) {
     const json& v = j.at("act_clip");
     if (v.is_string() && v.get<std::string>() == "search") r.act_clip_search = true;
@@ -200,6 +202,10 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   if (!(r.act_clip > 0 && r.act_clip <= 1)) fail(source, "act_clip", "must be in (0, 1] or \"search\"");
   if (r.trip_shifts < 0 || r.trip_shifts > 8)
     fail(source, "trip_shifts", "must be in 0..8, got " + std::to_string(r.trip_shifts));
+  if (r.head_in_bits < 2 || r.head_in_bits > 16)
+    fail(source, "head_in_bits", "must be in 2..16, got " + std::to_string(r.head_in_bits));
+  if (r.head_group_size != 0 && r.head_group_size != 32 && r.head_group_size != 64 && r.head_group_size != 128)
+    fail(source, "head_group_size", "must be 0 (per row), 32, 64 or 128, got " + std::to_string(r.head_group_size));
   const int g = r.act_group_size;
   if (g != 0 && g != 16 && g != 32 && g != 64 && g != 128)
     fail(source, "act_group_size", "must be 0 (per token), 16, 32, 64 or 128, got " + std::to_string(g));

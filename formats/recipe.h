@@ -48,6 +48,8 @@ struct Recipe {
   double gptq_damp = 0.01;      // H + damp·mean(diag H)·I
   bool gptq_act_order = false;  // quantize columns in decreasing diag(H) order
   bool gptq_head = false;       // GPTQ rounding of the LM head on its calibration inputs (gptq_damp, gptq_act_order)
+  int head_in_bits = 8;         // LM head input width (the final DI-Norm's codes), 2..16; 8 = the head's weight width
+  int head_group_size = 0;      // LM head weights per group of 32, 64 or 128 columns (0 = per row)
   double act_clip = 1.0;        // per-token activation range ratio at every site (1 = off; fake-quant only)
   bool act_clip_search = false; // "act_clip": "search": per site, by block-output MSE (fake-quant only)
   int trip_shifts = 0;          // TRIP power-of-two channel factors 2^0..2^K at the linear inputs (0 = off; fake-quant only)

@@ -298,7 +298,8 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   if (x.cols != k)
     throw Error("DI-MatMul: inner sizes differ (input has " + std::to_string(x.cols) + " columns, weight " +
                 std::to_string(k) + ")");
-  if (x.bits > 8) {  // wider inputs (TRIP sites of 8-bit activations, kernels/trip_requant.h): the reference kernel
+  // Wider inputs (TRIP sites, kernels/trip_requant.h; an LM head with head_in_bits > 8): the reference kernel.
+  if (x.bits > 8) {
     illm::linear_accumulate(x, prepared, out);
     return;
   }

@@ -104,8 +104,8 @@ TEST(Gptq, LowersLayerOutputErrorAndZeroesDeadColumns) {
 }
 
 // The row rounder (the LM head's GPTQ, streamed a chunk of rows at a time) against the same independent reference,
-// on the per-row grid it is given, with and without act-order, one input column never active; rounding the rows in
-// two chunks gives the codes of one call (the factor is shared, rows are independent).
+// on the grid it is given (per row, and per group of 8 columns), with and without act-order, one input column never
+// active; rounding the rows in two chunks gives the codes of one call (the factor is shared, rows are independent).
 TEST(Gptq, RowRounderMatchesIndependentReference) {
   torch::manual_seed(5);
   const int64_t out = 7, in = 24;
@@ -115,37 +115,41 @@ TEST(Gptq, RowRounderMatchesIndependentReference) {
   const std::vector<double> hessian(h.data_ptr<double>(), h.data_ptr<double>() + h.numel());
   const torch::Tensor w = torch::randn({out, in}, torch::kFloat32);
   const torch::Tensor w64 = w.to(torch::kFloat64);
-  const WeightQuant grid = quantize_weight(w64, 8, 0, {}, {});
-  std::vector<double> scale(out);
-  std::vector<int64_t> zero(out);
-  for (int64_t r = 0; r < out; ++r) {
-    scale[r] = grid.scale[r][0].item<double>();
-    zero[r] = grid.zero_point[r][0].item<int64_t>();
-  }
-  for (const bool act_order : {false, true}) {
-    const GptqRowRounder rounder(hessian, in, 0.01, act_order);
-    std::vector<uint8_t> codes(static_cast<size_t>(out * in)), split(codes.size());
-    rounder.round_rows(w.data_ptr<float>(), out, scale.data(), zero.data(), 255, codes.data());
-    rounder.round_rows(w.data_ptr<float>(), 3, scale.data(), zero.data(), 255, split.data());
-    rounder.round_rows(w.data_ptr<float>() + 3 * in, out - 3, scale.data() + 3, zero.data() + 3, 255,
-                       split.data() + 3 * in);
-    EXPECT_EQ(codes, split);
-    std::vector<int64_t> order(in);
-    for (int64_t i = 0; i < in; ++i) order[i] = i;
-    torch::Tensor diagonal = h.diagonal().clone();
-    diagonal[3] = 1.0;  // a dead column counts as diag 1 for the order (and is zeroed before rounding)
-    if (act_order)
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t b) { return diagonal[a].item<double>() > diagonal[b].item<double>(); });
-    torch::Tensor w_dead = w64.clone();
-    w_dead.select(1, 3).zero_();
-    torch::Tensor h_dead = h.clone();
-    h_dead[3][3] = 1.0;
-    const torch::Tensor ref = reference_codes(w_dead, h_dead, grid, 8, in, 0.01, order);
+  for (const int64_t group : {int64_t{0}, int64_t{8}}) {
+    const int64_t groups = group > 0 ? in / group : 1;
+    const WeightQuant grid = quantize_weight(w64, 8, static_cast<int>(group), {}, {});
+    std::vector<double> scale(out * groups);
+    std::vector<int64_t> zero(out * groups);
     for (int64_t r = 0; r < out; ++r)
-      for (int64_t c = 0; c < in; ++c)
-        EXPECT_EQ(codes[static_cast<size_t>(r * in + c)], ref[r][c].item<int64_t>())
-            << "act_order " << act_order << " row " << r << " col " << c;
+      for (int64_t g = 0; g < groups; ++g) {
+        scale[r * groups + g] = grid.scale[r][g].item<double>();
+        zero[r * groups + g] = grid.zero_point[r][g].item<int64_t>();
+      }
+    for (const bool act_order : {false, true}) {
+      SCOPED_TRACE("group " + std::to_string(group) + (act_order ? ", act_order" : ""));
+      const GptqRowRounder rounder(hessian, in, 0.01, act_order);
+      std::vector<uint8_t> codes(static_cast<size_t>(out * in)), split(codes.size());
+      rounder.round_rows(w.data_ptr<float>(), out, group, scale.data(), zero.data(), 255, codes.data());
+      rounder.round_rows(w.data_ptr<float>(), 3, group, scale.data(), zero.data(), 255, split.data());
+      rounder.round_rows(w.data_ptr<float>() + 3 * in, out - 3, group, scale.data() + 3 * groups,
+                         zero.data() + 3 * groups, 255, split.data() + 3 * in);
+      EXPECT_EQ(codes, split);
+      std::vector<int64_t> order(in);
+      for (int64_t i = 0; i < in; ++i) order[i] = i;
+      torch::Tensor diagonal = h.diagonal().clone();
+      diagonal[3] = 1.0;  // a dead column counts as diag 1 for the order (and is zeroed before rounding)
+      if (act_order)
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return diagonal[a].item<double>() > diagonal[b].item<double>(); });
+      torch::Tensor w_dead = w64.clone();
+      w_dead.select(1, 3).zero_();
+      torch::Tensor h_dead = h.clone();
+      h_dead[3][3] = 1.0;
+      const torch::Tensor ref = reference_codes(w_dead, h_dead, grid, 8, group > 0 ? group : in, 0.01, order);
+      for (int64_t r = 0; r < out; ++r)
+        for (int64_t c = 0; c < in; ++c)
+          EXPECT_EQ(codes[static_cast<size_t>(r * in + c)], ref[r][c].item<int64_t>()) << "row " << r << " col " << c;
+    }
   }
   EXPECT_THROW(GptqRowRounder(std::vector<double>(10), in, 0.01, false), illm::Error);
 }
@@ -159,7 +163,7 @@ TEST(Gptq, RowRounderWithDiagonalHessianIsRoundToNearest) {
   const double scale = 0.5;
   const int64_t zero = 4;
   std::vector<uint8_t> codes(in);
-  GptqRowRounder(hessian, in, 0.01, false).round_rows(row, 1, &scale, &zero, 15, codes.data());
+  GptqRowRounder(hessian, in, 0.01, false).round_rows(row, 1, 0, &scale, &zero, 15, codes.data());
   EXPECT_EQ(codes, (std::vector<uint8_t>{3, 5, 6, 5, 0}));
 }
 

@@ -5,12 +5,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "calibration/calibrate.h"
 #include "calibration/integerize.h"
 #include "formats/dataset.h"
+#include "formats/illm_file.h"
 #include "formats/llama_config.h"
 #include "formats/tokenizer.h"
 #include "kernels/error.h"
@@ -60,6 +64,27 @@ TEST(Levers, OfflineRotationAndGptqGiveAnIntegerModel) {
   }
 }
 
+// tr((W − Ŵ)·H·(W − Ŵ)ᵀ): the LM head's output error on the inputs of the calibrated model's head Hessian, Ŵ from the
+// integer model's codes and dyadic scales (per row or per group).
+double head_output_error(const CalibratedModel& m, const illm::QuantizedModel& q) {
+  const int64_t C = m.hidden;
+  const int64_t G = q.lm_head.group_size > 0 ? q.lm_head.group_size : C, groups = C / G;
+  double total = 0;
+  std::vector<double> d(static_cast<size_t>(C));
+  for (int64_t v = 0; v < m.vocab; ++v) {
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t g = static_cast<size_t>(v * groups + c / G);
+      const double s = std::ldexp(static_cast<double>(q.lm_head.scales[g].m), -q.lm_head.scales[g].k);
+      d[static_cast<size_t>(c)] = m.lm_head[static_cast<size_t>(v * C + c)] -
+                                  s * (q.lm_head.codes[static_cast<size_t>(v * C + c)] - q.lm_head.zero_points[g]);
+    }
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j)
+        total += d[static_cast<size_t>(i)] * m.head_hessian[static_cast<size_t>(i * C + j)] * d[static_cast<size_t>(j)];
+  }
+  return total;
+}
+
 // gptq_head: the LM head's Hessian comes out of calibration (symmetric, hidden², the last block's quantized outputs
 // after the final norm) and integerize rounds the head rows by GPTQ on the RTN grid: same scales and zero points,
 // other codes, and a lower head output error tr((W − Ŵ)·H·(W − Ŵ)ᵀ) on those inputs than round-to-nearest.
@@ -82,24 +107,60 @@ TEST(Levers, GptqHeadLowersTheHeadOutputError) {
   EXPECT_EQ(gptq.lm_head.zero_points, rtn.lm_head.zero_points);
   EXPECT_EQ(gptq.lm_head.scales, rtn.lm_head.scales);
   EXPECT_NE(gptq.lm_head.codes, rtn.lm_head.codes);
-  // The output error of each head on the Hessian's inputs, from the stored codes and the dyadic row scales.
-  auto error = [&](const illm::QuantizedModel& q) {
-    double total = 0;
-    std::vector<double> d(static_cast<size_t>(C));
-    for (int64_t v = 0; v < m.vocab; ++v) {
-      const double s = std::ldexp(static_cast<double>(q.lm_head.scales[v].m), -q.lm_head.scales[v].k);
-      for (int64_t c = 0; c < C; ++c)
-        d[static_cast<size_t>(c)] = m.lm_head[static_cast<size_t>(v * C + c)] -
-                                    s * (q.lm_head.codes[static_cast<size_t>(v * C + c)] - q.lm_head.zero_points[v]);
-      for (int64_t i = 0; i < C; ++i)
-        for (int64_t j = 0; j < C; ++j)
-          total += d[static_cast<size_t>(i)] * m.head_hessian[static_cast<size_t>(i * C + j)] * d[static_cast<size_t>(j)];
-    }
-    return total;
-  };
-  EXPECT_LT(error(gptq), 0.8 * error(rtn));
+  EXPECT_LT(head_output_error(m, gptq), 0.8 * head_output_error(m, rtn));
   illm::Executor executor(gptq);  // validates the model
 }
+
+// head_group_size / head_in_bits (recipe keys): the LM head per group of 32 columns, each group's grid the min/max
+// RTN grid of its float weights (recomputed here), codes by GPTQ on those grids, and 16-bit head inputs in the
+// settings; the head output error falls below the per-row GPTQ head's; the model validates and runs, and is written
+// as format version 4 and read back equal (so is a model with the wide input alone).
+TEST(Levers, GroupedHeadWithWideInputs) {
+  const auto calib = windows("calib.jsonl");
+  const illm::Recipe r =
+      recipe(R"(, "w_bits": 8, "a_bits": 8, "gptq_head": true, "head_group_size": 32, "head_in_bits": 16)");
+  const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
+  EXPECT_EQ(m.head_group_size, 32);
+  EXPECT_EQ(m.head_in_bits, 16);
+  const illm::IntegerSettings st = illm::integer_settings_for(8, 8, false);
+  const illm::QuantizedModel q = illm::integerize(m, st);
+  EXPECT_EQ(q.settings.head_in_bits, 16);
+  EXPECT_EQ(illm::head_input_bits(q.settings), 16);
+  ASSERT_EQ(q.lm_head.group_size, 32);
+  const int64_t C = m.hidden, groups = C / 32;
+  ASSERT_EQ(q.lm_head.scales.size(), static_cast<size_t>(m.vocab * groups));
+  for (int64_t v = 0; v < m.vocab; v += 37)
+    for (int64_t g = 0; g < groups; ++g) {
+      double lo = 0, hi = 0;
+      for (int64_t c = g * 32; c < (g + 1) * 32; ++c) {
+        lo = std::min(lo, static_cast<double>(m.lm_head[static_cast<size_t>(v * C + c)]));
+        hi = std::max(hi, static_cast<double>(m.lm_head[static_cast<size_t>(v * C + c)]));
+      }
+      const illm::Dyadic d = q.lm_head.scales[static_cast<size_t>(v * groups + g)];
+      EXPECT_NEAR(std::ldexp(static_cast<double>(d.m), -d.k), (hi - lo) / 255, 1e-4 * (hi - lo) / 255) << v << " " << g;
+      EXPECT_EQ(q.lm_head.zero_points[static_cast<size_t>(v * groups + g)], std::lround(-lo / ((hi - lo) / 255)));
+    }
+  CalibratedModel per_row = m;
+  per_row.head_group_size = 0;
+  EXPECT_LT(head_output_error(m, q), head_output_error(m, illm::integerize(per_row, st)));
+  illm::Executor executor(q);
+  const std::vector<int32_t> prefix(calib[0].begin(), calib[0].begin() + 8);
+  EXPECT_EQ(executor.forward(prefix).values.size(), 8u * static_cast<size_t>(m.vocab));
+  EXPECT_EQ(illm::formats::illm_format_version_for(q), 4);
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / ("illm_levers_grouped_head_" + std::to_string(::getpid()) + ".illm");
+  illm::formats::write_illm(file, q, illm::formats::IllmMetadata{});
+  const illm::formats::LoadedIllm back = illm::formats::read_illm(file);
+  std::filesystem::remove(file);
+  EXPECT_EQ(back.meta.format_version, 4);
+  EXPECT_EQ(back.model.settings, q.settings);
+  EXPECT_EQ(back.model.lm_head.group_size, 32);
+  EXPECT_EQ(back.model.lm_head.codes, q.lm_head.codes);
+  EXPECT_EQ(back.model.lm_head.zero_points, q.lm_head.zero_points);
+  EXPECT_EQ(back.model.lm_head.scales, q.lm_head.scales);
+  EXPECT_EQ(illm::formats::illm_format_version_for(illm::integerize(per_row, illm::integer_settings_for(8, 8, false))), 4);
+}
+
 
 // Perplexity of the integer executor on `windows` (real logits value·m/2^k, log-softmax in double).
 double integer_perplexity(const illm::QuantizedModel& qm, const TokenWindows& windows) {

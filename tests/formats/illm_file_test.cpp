@@ -328,6 +328,28 @@ TEST_F(IllmFileTest, ActGroupSizeIsVersion3AndAbsentOtherwise) {
   H5Fclose(f);
 }
 
+// A wide LM head input (settings head_in_bits) is format version 4 (so are per-group LM head weights: too wide for
+// this sample, tested on stories260K in levers_test): it writes version 4 and reads back equal; without it the
+// settings carry no head_in_bits attribute (the plain sample is still version 2).
+TEST_F(IllmFileTest, WideLmHeadInputIsVersion4) {
+  QuantizedModel wide = make_model();
+  wide.settings.head_in_bits = 16;
+  const fs::path path = dir_ / "wide.illm";
+  write_illm(path, wide, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, wide);
+  EXPECT_EQ(loaded.model.settings.head_in_bits, 16);
+  EXPECT_EQ(loaded.meta.format_version, 4);
+  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 4\n");
+  const fs::path plain = write_sample("plain.illm");
+  const hid_t f = H5Fopen(plain.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t g = H5Gopen2(f, "/model/settings", H5P_DEFAULT);
+  EXPECT_EQ(H5Aexists(g, "head_in_bits"), 0);
+  H5Gclose(g);
+  H5Fclose(f);
+  EXPECT_EQ(read_illm(plain, ModelCheck::kNone).meta.format_version, 2);
+}
+
 TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
   const fs::path plain = write_sample("plain.illm");
   QuantizedModel model = make_model();
@@ -543,17 +565,17 @@ TEST_F(IllmFileTest, FlippedHeaderByteIsCaught) {
 
 TEST_F(IllmFileTest, WrongFormatVersionIsAClearError) {
   const fs::path path = write_sample();
-  write_header(path, "4", to_hex(sha256_of_file(path, 512)));
+  write_header(path, "5", to_hex(sha256_of_file(path, 512)));
   const std::string message = error_of([&] { read_illm(path); });
-  EXPECT_NE(message.find("format version 4"), std::string::npos) << message;
+  EXPECT_NE(message.find("format version 5"), std::string::npos) << message;
   EXPECT_NE(message.find("not supported"), std::string::npos) << message;
 
-  // A consistent file whose /meta/format_version says 4 (header left at 2) is rejected as well, and so is one
+  // A consistent file whose /meta/format_version says 5 (header left at 2) is rejected as well, and so is one
   // whose /meta says 1 under a version-2 header (both readable versions, but they disagree).
   const fs::path inner = write_sample("inner.illm");
-  set_meta_format_version(inner, 4);
+  set_meta_format_version(inner, 5);
   const std::string inner_message = error_of([&] { read_illm(inner); });
-  EXPECT_NE(inner_message.find("format_version 4"), std::string::npos) << inner_message;
+  EXPECT_NE(inner_message.find("format_version 5"), std::string::npos) << inner_message;
   EXPECT_THROW(verify_illm_integrity(inner), Error);
 
   const fs::path mixed = write_sample("mixed.illm");
