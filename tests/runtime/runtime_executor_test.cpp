@@ -298,6 +298,36 @@ void recompute_crc(std::vector<uint8_t>& bin) {
   put_header_u32(bin, ILLM_RT_H_CRC32, illm_rt_crc32(0, bin.data() + 16, bin.size() - 16));
 }
 
+// One u32 header field of a model.bin changed, and the loader's expected status and a part of its message.
+struct HeaderMutation {
+  const char* what;
+  size_t offset;
+  uint32_t value;
+  int status;
+  const char* message;
+};
+
+// `good` loads; each mutation of it (CRC recomputed, so that the loader reaches its field checks) gives its status
+// and a message naming the problem.
+void expect_header_mutations(const std::vector<uint8_t>& good, const std::vector<HeaderMutation>& mutations) {
+  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
+    recompute_crc(bytes);
+    illm_rt_model m;
+    illm_rt_error err;
+    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
+    *message = err.message;
+    return status;
+  };
+  std::string message;
+  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
+  for (const HeaderMutation& mutation : mutations) {
+    std::vector<uint8_t> bytes = good;
+    put_header_u32(bytes, mutation.offset, mutation.value);
+    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
+    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
+  }
+}
+
 // Prefill: the executor runs the whole prompt in one call; the runtime, token by token, gives every row's logits and
 // scale bit for bit.
 void expect_prefill_rows_equal(const QuantizedModel& model, const std::vector<int32_t>& prompt, const std::string& what) {
@@ -439,23 +469,7 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   const std::vector<uint8_t> good = model_bin_of(model);
   const uint32_t bits = required_features(good);
   ASSERT_EQ(bits, ILLM_RT_REQUIRED_ACT_GROUPS);
-  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
-    recompute_crc(bytes);
-    illm_rt_model m;
-    illm_rt_error err;
-    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
-    *message = err.message;
-    return status;
-  };
-  std::string message;
-  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
-  struct Mutation {
-    const char* what;
-    size_t offset;
-    uint32_t value;
-    int status;
-    const char* message;
-  } mutations[] = {
+  expect_header_mutations(good, {
       {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
       {"G without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID, "act_group_size 32"},
       {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
@@ -464,13 +478,7 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
       {"with per-group weights", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_GROUP_SCALES, ILLM_RT_E_INVALID,
        "per-group weights"},
       {"with TRIP", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_TRIP, ILLM_RT_E_INVALID, "TRIP"},
-  };
-  for (const Mutation& mutation : mutations) {
-    std::vector<uint8_t> bytes = good;
-    put_header_u32(bytes, mutation.offset, mutation.value);
-    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
-    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
-  }
+  });
 }
 
 // ---- LM-head options: the head's input width (required feature 32) and per-group head weights (feature 1) ----
@@ -588,23 +596,7 @@ TEST(LmHeadOptions, LoaderRefusesABadWidthOrAMissingBit) {
   const std::vector<uint8_t> good = model_bin_of(model);
   const uint32_t bits = required_features(good);
   ASSERT_EQ(bits, ILLM_RT_REQUIRED_HEAD_INPUT | ILLM_RT_REQUIRED_GROUP_SCALES);
-  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
-    recompute_crc(bytes);
-    illm_rt_model m;
-    illm_rt_error err;
-    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
-    *message = err.message;
-    return status;
-  };
-  std::string message;
-  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
-  struct Mutation {
-    const char* what;
-    size_t offset;
-    uint32_t value;
-    int status;
-    const char* message;
-  } mutations[] = {
+  expect_header_mutations(good, {
       {"head_in_bits 17", ILLM_RT_H_HEAD_INPUT_BITS, 17u, ILLM_RT_E_INVALID, "settings.head_in_bits = 17 outside [2, 16]"},
       {"head_in_bits 1", ILLM_RT_H_HEAD_INPUT_BITS, 1u, ILLM_RT_E_INVALID, "settings.head_in_bits = 1 outside [2, 16]"},
       {"the bit without a width", ILLM_RT_H_HEAD_INPUT_BITS, 0u, ILLM_RT_E_INVALID, "settings.head_in_bits = 0"},
@@ -613,13 +605,7 @@ TEST(LmHeadOptions, LoaderRefusesABadWidthOrAMissingBit) {
       {"head groups without bit 1", ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_HEAD_INPUT, ILLM_RT_E_LAYOUT,
        "lm_head.zero_points"},
       {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
-  };
-  for (const Mutation& mutation : mutations) {
-    std::vector<uint8_t> bytes = good;
-    put_header_u32(bytes, mutation.offset, mutation.value);
-    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
-    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
-  }
+  });
 }
 
 // A model without the options: neither bit, 0 at offset 216, the head's zero points one column.
