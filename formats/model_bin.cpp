@@ -100,26 +100,17 @@ Tensor codes_tensor(uint16_t kind, uint16_t layer, const QuantizedLinear& w) {
   return t;
 }
 
-void add_linear(std::vector<Tensor>& tensors, uint16_t layer, int which, const QuantizedLinear& w,
+// A linear's codes, zero points and scales as tensor kinds `codes_kind` + 0, 1, 2. Per-group weights (required
+// feature bit 0): zero points [out][groups], scales [out·groups][2], row-major (one column / row each per row).
+void add_linear(std::vector<Tensor>& tensors, uint16_t codes_kind, uint16_t layer, const QuantizedLinear& w,
                 const std::string& field) {
-  const auto base = static_cast<uint16_t>(ILLM_RT_T_LINEAR_FIRST + 3 * which);
-  tensors.push_back(codes_tensor(base, layer, w));
-  // Per-group weights (required feature bit 0): zero points [out][groups], scales [out·groups][2], row-major.
-  Tensor zero_points{static_cast<uint16_t>(base + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features),
+  tensors.push_back(codes_tensor(codes_kind, layer, w));
+  Tensor zero_points{static_cast<uint16_t>(codes_kind + 1), layer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features),
                      static_cast<uint32_t>(weight_groups(w)), {}};
   for (size_t j = 0; j < w.zero_points.size(); ++j)
     zero_points.payload.u8(static_cast<uint8_t>(checked(w.zero_points[j], 0, 255, field + ".zero_points[" + std::to_string(j) + "]")));
   tensors.push_back(std::move(zero_points));
-  tensors.push_back(dyadic_tensor(static_cast<uint16_t>(base + 2), layer, w.scales, field + ".scales"));
-}
-
-void add_head_linear(std::vector<Tensor>& tensors, const QuantizedLinear& w) {
-  tensors.push_back(codes_tensor(ILLM_RT_T_LM_HEAD_CODES, kNoLayer, w));
-  Tensor zero_points{ILLM_RT_T_LM_HEAD_ZERO_POINTS, kNoLayer, ILLM_RT_DT_U8, static_cast<uint32_t>(w.out_features), 1, {}};
-  for (size_t j = 0; j < w.zero_points.size(); ++j)
-    zero_points.payload.u8(static_cast<uint8_t>(checked(w.zero_points[j], 0, 255, "lm_head.zero_points[" + std::to_string(j) + "]")));
-  tensors.push_back(std::move(zero_points));
-  tensors.push_back(dyadic_tensor(ILLM_RT_T_LM_HEAD_SCALES, kNoLayer, w.scales, "lm_head.scales"));
+  tensors.push_back(dyadic_tensor(static_cast<uint16_t>(codes_kind + 2), layer, w.scales, field + ".scales"));
 }
 
 // The compact vocabulary the runtime's tokenizer reads (runtime/illm_rt_tokenizer.c).
@@ -283,7 +274,9 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
     tensors.push_back(std::move(t));
   }
   tensors.push_back(mantissa_tensor(ILLM_RT_T_FINAL_NORM, kNoLayer, model.final_norm, "final_norm"));
-  add_head_linear(tensors, model.lm_head);
+  static_assert(ILLM_RT_T_LM_HEAD_ZERO_POINTS == ILLM_RT_T_LM_HEAD_CODES + 1 &&
+                ILLM_RT_T_LM_HEAD_SCALES == ILLM_RT_T_LM_HEAD_CODES + 2, "the head's tensors follow its codes");
+  add_linear(tensors, ILLM_RT_T_LM_HEAD_CODES, kNoLayer, model.lm_head, "lm_head");
   Tensor scalars{ILLM_RT_T_LAYER_SCALARS, kNoLayer, ILLM_RT_DT_I64, static_cast<uint32_t>(s.n_layers),
                  ILLM_RT_LAYER_SCALAR_COUNT, {}};
   for (const QuantizedLayer& L : model.layers) {
@@ -306,11 +299,12 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
                                                        &L.gate_proj, &L.up_proj, &L.down_proj};
     static const char* const names[ILLM_RT_LINEARS] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                        "gate_proj", "up_proj", "down_proj"};
-    for (int j = 0; j < ILLM_RT_LINEARS; ++j) add_linear(tensors, layer, j, *linears[j], prefix + names[j]);
+    for (int j = 0; j < ILLM_RT_LINEARS; ++j)
+      add_linear(tensors, static_cast<uint16_t>(ILLM_RT_T_LINEAR_FIRST + 3 * j), layer, *linears[j], prefix + names[j]);
   }
   // Extension tensors (docs/model-bin.md), in required-feature-bit order, only for models that use the feature.
   static_assert(ILLM_RT_ACT_CLIP_SITES == kNumClipSites, "the runtime and the model list the same clip sites");
-  uint32_t required_features = 0;
+  uint32_t required_features = weight_groups(model.lm_head) > 1 ? ILLM_RT_REQUIRED_GROUP_SCALES : 0u;
   for (const QuantizedLayer& L : model.layers)
     for (const QuantizedLinear* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
       if (weight_groups(*w) > 1) required_features |= ILLM_RT_REQUIRED_GROUP_SCALES;
@@ -372,9 +366,12 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   if (hadamard_sites != 0) required_features |= ILLM_RT_REQUIRED_HADAMARD;
   // Per-group activations: required feature bit 4 and G in the header (validated above), only when the model has them.
   if (model.act_group_size > 0) required_features |= ILLM_RT_REQUIRED_ACT_GROUPS;
+  // The LM head's input width: required feature bit 5 and the width, only when the model sets head_in_bits.
+  if (st.head_in_bits != 0) required_features |= ILLM_RT_REQUIRED_HEAD_INPUT;
   put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
   put_u32(out, ILLM_RT_H_HADAMARD_SITES, hadamard_sites);
   put_u32(out, ILLM_RT_H_ACT_GROUP_SIZE, static_cast<uint32_t>(model.act_group_size));
+  put_u32(out, ILLM_RT_H_HEAD_INPUT_BITS, static_cast<uint32_t>(st.head_in_bits));
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);

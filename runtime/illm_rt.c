@@ -205,11 +205,12 @@ static rt_trip layer_trip(const illm_rt_model* m, int32_t layer, int site) {
 /* ============================================================================================================
  * DI_REQUANT (kernels/requant.cpp): dynamic per-row requantization with a dyadic scale found by integer steps. */
 
-typedef enum { CODES_U8, CODES_I16, CODES_I32 } rt_code_kind;
+typedef enum { CODES_U8, CODES_U16, CODES_I16, CODES_I32 } rt_code_kind;
 
 static void store_code(void* out, rt_code_kind kind, size_t j, int64_t v) {
   switch (kind) {
     case CODES_U8: ((uint8_t*)out)[j] = (uint8_t)v; break;
+    case CODES_U16: ((uint16_t*)out)[j] = (uint16_t)v; break;
     case CODES_I16: ((int16_t*)out)[j] = (int16_t)v; break;
     default: ((int32_t*)out)[j] = (int32_t)v; break;
   }
@@ -295,7 +296,11 @@ static int check_requant_arguments(const char* op, int64_t m_in, int out_bits, i
 }
 
 /* Widest code a code array holds: 8 (uint8 / int8), 16 (uint16 / int16) or 31 (int32). */
-static int max_code_bits(rt_code_kind kind) { return kind == CODES_U8 ? 8 : (kind == CODES_I16 ? 16 : 31); }
+static int max_code_bits(rt_code_kind kind) { return kind == CODES_U8 ? 8 : (kind == CODES_I32 ? 31 : 16); }
+
+/* Unsigned per-row codes of a linear's input: one byte each up to 8 bits, else (the LM head's input of up to 16
+ * bits) u16 wide codes, which the DI-MatMul reads through wide_products. */
+static rt_code_kind input_code_kind(int bits) { return bits > 8 ? CODES_U16 : CODES_U8; }
 
 /* An all-zero row: codes 0, zero point 0, scale (1, 0). */
 static int zero_row(void* codes, rt_code_kind kind, size_t n, rt_requant* result) {
@@ -502,10 +507,10 @@ static int di_requant_groups(const int64_t* v, size_t n, int64_t m_in, int64_t k
   return ILLM_RT_OK;
 }
 
-/* The requantization that ends a block linear's input site (attn_in and ffn_in DI-Norm, the attention output,
- * DI-SwiGLU) of a row v (real v_c m_in / 2^k_in; consumed): per row to out_bits codes (u8, or with TRIP factors u16
- * wide codes); with per-group activations the site's operator at 16 bits without clip, its codes centered, then
- * every group to out_bits (di_requant_groups). */
+/* The requantization that ends a linear's input site (attn_in and ffn_in DI-Norm, the attention output, DI-SwiGLU,
+ * the final DI-Norm) of a row v (real v_c m_in / 2^k_in; consumed): per row to out_bits codes (u8, or with TRIP
+ * factors or more than 8 bits u16 wide codes); with per-group activations the site's operator at 16 bits without
+ * clip, its codes centered, then every group to out_bits (di_requant_groups). */
 static int site_requant(int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits, void* codes,
                         rt_requant* result, illm_rt_dyadic clip, rt_trip trip, const rt_act_groups* groups,
                         illm_rt_error* err) {
@@ -515,7 +520,7 @@ static int site_requant(int64_t* v, size_t n, int64_t m_in, int64_t k_in, int ou
   if (trip.alpha) /* never with per-group activations (refused at load) */
     return di_requant_trip(v, n, m_in, k_in, out_bits, mantissa_bits, (uint16_t*)codes, result, err, clip, trip);
   if (groups->size == 0)
-    return di_requant(v, n, m_in, k_in, out_bits, mantissa_bits, codes, CODES_U8, result, err, clip);
+    return di_requant(v, n, m_in, k_in, out_bits, mantissa_bits, codes, input_code_kind(out_bits), result, err, clip);
   status = di_requant(v, n, m_in, k_in, 16, mantissa_bits, groups->wide, CODES_I32, &wide, err, kNoClip);
   if (status) return status;
   for (c = 0; c < n; ++c) v[c] = (int64_t)groups->wide[c] - wide.zero_point;
@@ -587,7 +592,7 @@ static int alignment_fail(illm_rt_error* err, const char* what, size_t column, i
 
 typedef struct {
   const uint8_t* codes;       /* [n], or NULL when wide_codes holds the row */
-  const uint16_t* wide_codes; /* [n] codes wider than 8 bits (a TRIP site's output), else NULL */
+  const uint16_t* wide_codes; /* [n] codes wider than 8 bits (a TRIP site's or a wide LM head input), else NULL */
   int32_t bits;
   int64_t zero_point;
   illm_rt_dyadic scale;       /* per-group activations: (1, K1), the exponent of the row's coarsest group */
@@ -662,7 +667,8 @@ static int64_t grouped_products(const rt_linear* w, const int16_t* centered, int
   return -1;
 }
 
-/* DI-MatMul of a row of wide (up to 16-bit) codes, a TRIP site's output: per (row, group) the exact int64 sum
+/* DI-MatMul of a row of wide (up to 16-bit) codes, a TRIP site's output or the LM head's input of more than 8 bits
+ * (per row or per group of weights): per (row, group) the exact int64 sum
  * P_(j,g) = sum (x_c - z1)(w_jc - z_(j,g)) (|x - z1| < 2^16), then P'_j = sum_g P_(j,g) mu_(j,g) as for every input
  * (groups = 1: one group of the whole row). Returns the index of a failing alignment, or -1. */
 static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t exponent, int64_t* out) {
@@ -829,7 +835,7 @@ static int di_norm_row(const int16_t* h, size_t n, illm_rt_dyadic s_h, rt_channe
   if (max_abs == 0) { /* per group: the all-zero 16-bit row gives all-zero groups */
     if (groups->size > 0)
       return site_requant(z, n, 1, 0, out_bits, st->mantissa_bits, codes, result, clip, trip, groups, err);
-    return zero_row(codes, trip.alpha ? CODES_I16 : CODES_U8, n, result);
+    return zero_row(codes, trip.alpha ? CODES_I16 : input_code_kind(out_bits), n, result);
   }
   sh = rt_msb(max_abs) - RT_NORMALIZED_MSB;
   for (c = 0; c < n; ++c) z[c] = rt_rshr(z[c], sh);
@@ -1611,15 +1617,18 @@ static rt_act_groups act_groups_of(illm_rt_session* s) {
   return g;
 }
 
-/* Where a site's output codes go: R_CODES (u8), or for a TRIP site R_CENTERED as u16 codes (bits + E wide): the
- * DI-MatMul of wide codes reads them in place and needs no centered copy, so the arena does not grow. */
-static void* site_codes(illm_rt_session* s, rt_trip trip) {
-  return trip.alpha ? (void*)REGION(s, R_CENTERED, uint16_t) : (void*)REGION(s, R_CODES, uint8_t);
+/* A site makes u16 wide codes with TRIP factors (bits + E wide) and for more than 8 bits (the LM head's input). */
+static int site_is_wide(rt_trip trip, int bits) { return trip.alpha != 0 || bits > 8; }
+
+/* Where a site's output codes go: R_CODES (u8), or wide codes (site_is_wide) in R_CENTERED as u16: the DI-MatMul of
+ * wide codes reads them in place and needs no centered copy, so the arena does not grow. */
+static void* site_codes(illm_rt_session* s, rt_trip trip, int bits) {
+  return site_is_wide(trip, bits) ? (void*)REGION(s, R_CENTERED, uint16_t) : (void*)REGION(s, R_CODES, uint8_t);
 }
 
 static rt_row site_row(illm_rt_session* s, int bits, rt_trip trip, const rt_act_groups* groups, const rt_requant* r) {
   rt_row x = row_of(REGION(s, R_CODES, uint8_t), bits + trip.extra_bits, r);
-  if (trip.alpha) {
+  if (site_is_wide(trip, bits)) {
     x.codes = 0;
     x.wide_codes = REGION(s, R_CENTERED, uint16_t);
   }
@@ -1638,7 +1647,7 @@ static int norm_into(illm_rt_session* s, const illm_rt_dyadic* s_h, rt_channels 
   const illm_rt_model* m = s->model;
   rt_requant r;
   int status = di_norm_row(REGION(s, R_RESIDUAL, int16_t), (size_t)m->shape.hidden, *s_h, gamma, m->norm_eps,
-                           &m->settings, bits, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r, clip, trip,
+                           &m->settings, bits, REGION(s, R_WORK64, int64_t), site_codes(s, trip, bits), &r, clip, trip,
                            groups, err);
   if (status) return status;
   *x = site_row(s, bits, trip, groups, &r);
@@ -1739,7 +1748,7 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   }
   trip = layer_trip(m, l, TRIP_ATTN_OUT);
   status = requantize_heads(REGION(s, R_HEAD_VALUES, int64_t), REGION(s, R_HEAD_EXPONENTS, int32_t), S->n_heads, d,
-                            a_bits, b_m, REGION(s, R_WORK64, int64_t), site_codes(s, trip), &r,
+                            a_bits, b_m, REGION(s, R_WORK64, int64_t), site_codes(s, trip, a_bits), &r,
                             layer_clip(m, l, SITE_ATTN_OUT), trip, &groups, err);
   if (status) return status;
   x = site_row(s, a_bits, trip, &groups, &r);
@@ -1755,7 +1764,7 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   if (status) return status;
   trip = layer_trip(m, l, TRIP_DOWN_IN);
   status = di_swiglu_row(&gate, &up, layer_channels(m, l, ILLM_RT_T_SWIGLU_INV_ALPHA, 2), (size_t)S->intermediate, st,
-                         a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t), site_codes(s, trip),
+                         a_bits, REGION(s, R_WORK64, int64_t), REGION(s, R_WORK32, int32_t), site_codes(s, trip, a_bits),
                          (m->hadamard_sites & ILLM_RT_HADAMARD_DOWN) != 0, REGION(s, R_ACC, int64_t), &r,
                          layer_clip(m, l, SITE_DOWN_IN), trip, &groups, err);
   if (status) return status;
@@ -1798,10 +1807,11 @@ int illm_rt_forward(illm_rt_session* s, int32_t token, illm_rt_error* err) {
     if (status) return status;
   }
 
-  /* Final DI-Norm to head_bits codes, then the LM head's aligned accumulator = the integer logits. */
+  /* Final DI-Norm to head_input_bits codes (u16 wide codes above 8 bits), then the LM head's aligned accumulator = the
+   * integer logits. */
   final_norm.mantissa = global_tensor(m, ILLM_RT_T_FINAL_NORM).p;
   final_norm.exponent = m->final_norm_exponent;
-  status = norm_into(s, &s_h, final_norm, m->settings.head_bits, &x, kNoClip, kNoTrip, &kNoActGroups, err);
+  status = norm_into(s, &s_h, final_norm, m->head_input_bits, &x, kNoClip, kNoTrip, &kNoActGroups, err);
   if (status) return status;
   head = head_linear(m);
   status = linear_accumulate(&head, &x, m->settings.mantissa_bits, REGION(s, R_CENTERED, int16_t),
@@ -1970,9 +1980,9 @@ static rt_expected expected(int kind, uint32_t layer, int dtype, uint64_t rows, 
   return e;
 }
 
-/* Groups per row of a block linear: the column count of its zero-point tensor. With the per-group feature bit, any
- * count whose G = in / groups is 32, 64 or 128; else (or for any other count) 1, so that check_entry refuses the
- * entry by its columns. */
+/* Groups per row of a block linear or the LM head: the column count of its zero-point tensor. With the per-group
+ * feature bit, any count whose G = in / groups is 32, 64 or 128; else (or for any other count) 1, so that
+ * check_entry refuses the entry by its columns. */
 static uint64_t linear_groups(const illm_rt_model* m, uint32_t zero_point_entry, uint64_t in) {
   const uint8_t* e = m->data + (size_t)m->tensor_table + (size_t)zero_point_entry * ILLM_RT_TENSOR_ENTRY_SIZE;
   const uint64_t groups = rd_u32(e + ILLM_RT_ENT_COLS);
@@ -1992,6 +2002,7 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
   const int w_codes = st->w_bits <= 4 ? ILLM_RT_DT_U4 : ILLM_RT_DT_U8;
   const uint32_t G = ILLM_RT_NO_LAYER;
   rt_expected globals[ILLM_RT_GLOBAL_TENSORS];
+  const uint64_t head_groups = linear_groups(m, global_entry(ILLM_RT_T_LM_HEAD_ZERO_POINTS), (uint64_t)S->hidden);
   uint32_t i, l;
   int status, j;
   globals[0] = expected(ILLM_RT_T_EMBED_CODES, G, st->embed_bits <= 8 ? ILLM_RT_DT_I8 : ILLM_RT_DT_I16, (uint64_t)S->vocab, (uint64_t)S->hidden);
@@ -2000,13 +2011,18 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
   globals[3] = expected(ILLM_RT_T_ROPE_SIN, G, ILLM_RT_DT_I16, (uint64_t)S->max_positions, (uint64_t)S->head_dim / 2);
   globals[4] = expected(ILLM_RT_T_FINAL_NORM, G, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
   globals[5] = expected(ILLM_RT_T_LM_HEAD_CODES, G, st->head_bits <= 4 ? ILLM_RT_DT_U4 : ILLM_RT_DT_U8, (uint64_t)S->vocab, (uint64_t)S->hidden);
-  globals[6] = expected(ILLM_RT_T_LM_HEAD_ZERO_POINTS, G, ILLM_RT_DT_U8, (uint64_t)S->vocab, 1);
-  globals[7] = expected(ILLM_RT_T_LM_HEAD_SCALES, G, ILLM_RT_DT_I32, (uint64_t)S->vocab, 2);
+  globals[6] = expected(ILLM_RT_T_LM_HEAD_ZERO_POINTS, G, ILLM_RT_DT_U8, (uint64_t)S->vocab, head_groups);
+  globals[7] = expected(ILLM_RT_T_LM_HEAD_SCALES, G, ILLM_RT_DT_I32, (uint64_t)S->vocab * head_groups, 2);
   globals[8] = expected(ILLM_RT_T_LAYER_SCALARS, G, ILLM_RT_DT_I64, (uint64_t)S->n_layers, ILLM_RT_LAYER_SCALAR_COUNT);
   for (i = 0; i < ILLM_RT_GLOBAL_TENSORS; ++i) {
     status = check_entry(m, i, &globals[i], table_end, err);
     if (status) return status;
   }
+  /* With per-group activations only the LM head may have weight groups (the executor's model validation). */
+  if (m->act_group_size > 0 && (m->required_features & ILLM_RT_REQUIRED_GROUP_SCALES) && head_groups == 1)
+    return fail(err, ILLM_RT_E_INVALID,
+                "model.bin: per-group activations do not compose with per-group weights of the block linears (required "
+                "feature 1 with them is for a per-group LM head)");
   for (l = 0; l < (uint32_t)S->n_layers; ++l) {
     rt_expected want = expected(ILLM_RT_T_ATTN_NORM, l, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
     status = check_entry(m, layer_entry((int32_t)l, ILLM_RT_T_ATTN_NORM), &want, table_end, err);
@@ -2022,6 +2038,14 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
       rt_expected parts[3];
       int part;
       const uint64_t groups = linear_groups(m, layer_entry((int32_t)l, base + 1), ins[j]);
+      if (groups > 1 && m->act_group_size > 0) {
+        const rt_name n = layer_name((int32_t)l, kLinearNames[j]);
+        rt_msg msg = msg_begin(err, ILLM_RT_E_INVALID);
+        msg_s(&msg, "model.bin: ");
+        msg_s(&msg, n.s);
+        msg_s(&msg, " has per-group weights, which do not compose with per-group activations");
+        return ILLM_RT_E_INVALID;
+      }
       parts[0] = expected(base, l, w_codes, outs[j], ins[j]);
       parts[1] = expected(base + 1, l, ILLM_RT_DT_U8, outs[j], groups);
       parts[2] = expected(base + 2, l, ILLM_RT_DT_I32, outs[j] * groups, 2);
@@ -2266,16 +2290,17 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
   if (status) return status;
   head = head_linear(m);
   name = name_of("lm_head");
-  return check_linear_values(&head, &name, st->head_bits, st->mantissa_bits, err);
+  return check_linear_values(&head, &name, m->head_input_bits, st->mantissa_bits, err);
 }
 
 #define RT_IMPLEMENTED_FEATURES                                                                              \
   (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP | \
-   ILLM_RT_REQUIRED_ACT_GROUPS)
+   ILLM_RT_REQUIRED_ACT_GROUPS | ILLM_RT_REQUIRED_HEAD_INPUT)
 
 /* Per-group activations (required bit 4): G in {16, 32, 64, 128} dividing the inputs of every block linear (hidden,
- * n_heads head_dim, intermediate), mantissa_bits >= 2 (no group but an all-zero one has the scale (1, 0)), and
- * neither per-group weights nor TRIP factors (the executor's validate_quantized_model: no operator for the pairs). */
+ * n_heads head_dim, intermediate), mantissa_bits >= 2 (no group but an all-zero one has the scale (1, 0)), and no
+ * TRIP factors (the executor's validate_quantized_model: no operator for the pair; per-group weights of the block
+ * linears are refused by check_table, a per-group LM head is allowed). */
 static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
   const uint32_t G = rd_u32(m->data + ILLM_RT_H_ACT_GROUP_SIZE);
   const illm_rt_shape* S = &m->shape;
@@ -2291,9 +2316,24 @@ static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
                   " does not divide hidden, n_heads head_dim and intermediate");
   if (m->settings.mantissa_bits < 2)
     return fail(err, ILLM_RT_E_INVALID, "model.bin: per-group activations need settings.mantissa_bits >= 2");
-  if (m->required_features & (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_TRIP))
-    return fail(err, ILLM_RT_E_INVALID,
-                "model.bin: per-group activations do not compose with per-group weights or TRIP channel factors");
+  if (m->required_features & ILLM_RT_REQUIRED_TRIP)
+    return fail(err, ILLM_RT_E_INVALID, "model.bin: per-group activations do not compose with TRIP channel factors");
+  return ILLM_RT_OK;
+}
+
+/* The LM head's input width (required bit 5, value 32): 2..16 at ILLM_RT_H_HEAD_INPUT_BITS with the bit, 0 there
+ * without it (the input is then head_bits wide). */
+static int check_head_input(illm_rt_model* m, illm_rt_error* err) {
+  const uint32_t bits = rd_u32(m->data + ILLM_RT_H_HEAD_INPUT_BITS);
+  m->head_input_bits = m->settings.head_bits;
+  if (!(m->required_features & ILLM_RT_REQUIRED_HEAD_INPUT))
+    return bits == 0 ? ILLM_RT_OK
+                     : fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
+                              " without the required feature 32 (0 then: the head's input is head_bits wide)");
+  if (bits < 2 || bits > 16)
+    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
+                  " outside [2, 16] (required feature 32)");
+  m->head_input_bits = (int32_t)bits;
   return ILLM_RT_OK;
 }
 
@@ -2330,8 +2370,8 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   required = rd_u32(p + ILLM_RT_H_REQUIRED_FEATURES);
   if ((required & ~RT_IMPLEMENTED_FEATURES) != 0)
     return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~RT_IMPLEMENTED_FEATURES,
-                  " this runtime does not implement (it implements 1: per-group weight scales, 2: online Hadamard, "
-                  "4: clipped requantization, 8: TRIP, 16: per-group activations)");
+                  " this runtime does not implement (it has 1 per-group weights, 2 online Hadamard, 4 clipped "
+                  "requant, 8 TRIP, 16 per-group activations, 32 LM head input width)");
   model->required_features = required;
   model->hadamard_sites = rd_u32(p + ILLM_RT_H_HADAMARD_SITES);
   if ((required & ILLM_RT_REQUIRED_HADAMARD) ? (model->hadamard_sites == 0 ||
@@ -2370,6 +2410,7 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   model->tokenizer_can_encode = 0;
   status = check_shape_and_settings(model, err);
   if (!status) status = check_act_groups(model, err);
+  if (!status) status = check_head_input(model, err);
   if (status) return status;
   if (model->default_context < 1 || model->default_context > model->shape.max_positions)
     return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: header context ", model->default_context,

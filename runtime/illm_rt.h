@@ -94,6 +94,8 @@ typedef struct {
   int32_t tok_byte_fallback, tok_add_dummy_prefix, tok_remove_extra_whitespaces, tok_escape_whitespaces;
   uint32_t tok_first_tensor;   /* index of the first tokenizer tensor in the table */
   int32_t act_group_size;      /* G of per-group activations (required_features & ILLM_RT_REQUIRED_ACT_GROUPS), 0: none */
+  int32_t head_input_bits;     /* width of the LM head's input codes (2..16): the header's value with
+                                  ILLM_RT_REQUIRED_HEAD_INPUT, else settings.head_bits */
 } illm_rt_model;
 
 #define ILLM_RT_FEATURE_TOKENIZER 1u /* optional_features: the file carries a tokenizer */

@@ -30,16 +30,20 @@
                                            feature ILLM_RT_REQUIRED_HADAMARD is set */
 #define ILLM_RT_H_ACT_GROUP_SIZE 212    /* u32: G of per-group activations (16, 32, 64 or 128) when the required feature
                                            ILLM_RT_REQUIRED_ACT_GROUPS is set, else 0 */
-/* bytes [216, 256): zero */
+#define ILLM_RT_H_HEAD_INPUT_BITS 216   /* u32: width of the LM head's input codes (the final DI-Norm's output), 2..16,
+                                           when the required feature ILLM_RT_REQUIRED_HEAD_INPUT is set, else 0 (the
+                                           head's input is head_bits wide) */
+/* bytes [220, 256): zero */
 
 #define ILLM_RT_MAGIC_BYTES "ILLMBIN"  /* followed by one NUL: 8 bytes */
 
-/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0 to 4; bit 2 is
+/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0 to 5; bit 2 is
  * ILLM_RT_FEATURE_ACT_CLIP in illm_rt.h). */
 #define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
 #define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard transforms (docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_TRIP 8u            /* TRIP channel factors (ILLM_RT_T_TRIP, docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_ACT_GROUPS 16u     /* per-group activations: G at ILLM_RT_H_ACT_GROUP_SIZE (docs/model-bin.md) */
+#define ILLM_RT_REQUIRED_HEAD_INPUT 32u     /* LM head input width other than head_bits: at ILLM_RT_H_HEAD_INPUT_BITS */
 /* The sites of ILLM_RT_H_HADAMARD_SITES (at least one when ILLM_RT_REQUIRED_HADAMARD is set). */
 #define ILLM_RT_HADAMARD_DOWN 1u /* down_proj's input, size intermediate */
 #define ILLM_RT_HADAMARD_QK 2u   /* every q and k head after RoPE, size head_dim */
@@ -72,8 +76,8 @@
 #define ILLM_RT_T_ROPE_SIN 4            /* i16 [max_positions][head_dim / 2] */
 #define ILLM_RT_T_FINAL_NORM 5          /* i32 [hidden] gamma mantissas (exponent in the header) */
 #define ILLM_RT_T_LM_HEAD_CODES 6       /* u8 / u4 [vocab][hidden] */
-#define ILLM_RT_T_LM_HEAD_ZERO_POINTS 7 /* u8 [vocab] */
-#define ILLM_RT_T_LM_HEAD_SCALES 8      /* i32 [vocab][2] */
+#define ILLM_RT_T_LM_HEAD_ZERO_POINTS 7 /* u8 [vocab][groups] (groups = 1 without ILLM_RT_REQUIRED_GROUP_SCALES) */
+#define ILLM_RT_T_LM_HEAD_SCALES 8      /* i32 [vocab * groups][2] */
 #define ILLM_RT_T_LAYER_SCALARS 9       /* i64 [n_layers][5]: attn_norm, ffn_norm, swiglu_inv_alpha exponents,
                                            softmax clip m, clip k */
 #define ILLM_RT_GLOBAL_TENSORS 9

@@ -101,6 +101,15 @@ static void m_required_feature(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM
 static void m_group_columns(uint8_t* d, size_t s) { (void)s; put_u32(entry(d, RT_Q_ZERO_POINTS_ENTRY) + ILLM_RT_ENT_COLS, 2); }
 static void m_group_bit_and_columns(uint8_t* d, size_t s) { m_required_feature(d, s); m_group_columns(d, s); }
 static void m_required_unknown(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_REQUIRED_FEATURES, 0x80u); }
+/* The LM head's input width (required bit 32, the width at offset 216): 16 loads, 17 does not, nor a width without
+ * the bit. */
+static void m_head_input_16(uint8_t* d, size_t s) {
+  (void)s;
+  put_u32(d + ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_HEAD_INPUT);
+  put_u32(d + ILLM_RT_H_HEAD_INPUT_BITS, 16);
+}
+static void m_head_input_17(uint8_t* d, size_t s) { m_head_input_16(d, s); put_u32(d + ILLM_RT_H_HEAD_INPUT_BITS, 17); }
+static void m_head_input_without_bit(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_HEAD_INPUT_BITS, 16); }
 static void m_count(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_TENSOR_COUNT, get_u32(d + ILLM_RT_H_TENSOR_COUNT) + 1); }
 static void m_table_outside(uint8_t* d, size_t s) { put_u64(d + ILLM_RT_H_TENSOR_TABLE, (uint64_t)s & ~(uint64_t)63); }
 static void m_table_huge(uint8_t* d, size_t s) { (void)s; put_u64(d + ILLM_RT_H_TENSOR_TABLE, (uint64_t)1 << 63); }
@@ -198,6 +207,10 @@ static void header_and_table(const uint8_t* data, size_t size) {
   expect_mutated("group columns, bit, wrong size", data, size, m_group_bit_and_columns, ILLM_RT_E_LAYOUT,
                  "q_proj.zero_points");
   expect_mutated("required feature: unknown bit", data, size, m_required_unknown, ILLM_RT_E_UNSUPPORTED, "feature");
+  expect_mutated("head_in_bits 16 with its bit", data, size, m_head_input_16, ILLM_RT_OK, NULL);
+  expect_mutated("head_in_bits 17", data, size, m_head_input_17, ILLM_RT_E_INVALID, "settings.head_in_bits = 17");
+  expect_mutated("head_in_bits without its bit", data, size, m_head_input_without_bit, ILLM_RT_E_INVALID,
+                 "settings.head_in_bits = 16 without");
   expect_mutated("tensor count", data, size, m_count, ILLM_RT_E_LAYOUT, "tensors");
   expect_mutated("table outside the file", data, size, m_table_outside, ILLM_RT_E_LAYOUT, "table");
   expect_mutated("table offset 2^63", data, size, m_table_huge, ILLM_RT_E_LAYOUT, "table");
@@ -289,6 +302,30 @@ static void sessions_and_buffers(const uint8_t* data, size_t size, const uint8_t
   free(copy);
 }
 
+/* The file made a 16-bit head input model (m_head_input_16) runs in an arena of exactly its size: the u16 head codes
+ * stay inside their region (ASan sees any access past the malloc-ed arena). */
+static void wide_head_input_forward(const uint8_t* data, size_t size) {
+  uint8_t* d = copy_of(data, size);
+  illm_rt_model model;
+  illm_rt_session session;
+  illm_rt_error err;
+  uint8_t* arena;
+  size_t need;
+  int32_t t;
+  int status;
+  m_head_input_16(d, size);
+  fix_crc(d, size);
+  status = illm_rt_load(&model, d, size, &err);
+  need = status == ILLM_RT_OK ? illm_rt_arena_size(&model, 8) : 1;
+  arena = (uint8_t*)malloc(need);
+  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, &model, arena, need, 8, &err);
+  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, &err);
+  expect(status == ILLM_RT_OK && model.head_input_bits == 16, "16-bit head input: 4 tokens in an exact arena",
+         status == ILLM_RT_OK ? "ran" : err.message);
+  free(arena);
+  free(d);
+}
+
 /* Random corruptions with the CRC fixed: every load returns a status; a model that loads runs a few tokens. */
 static void random_corruptions(const uint8_t* data, size_t size, int rounds) {
   uint64_t state = 12345;
@@ -346,6 +383,7 @@ int main(int argc, char** argv) {
   header_and_table(data, size);
   tokenizer_tables(tok_data, tok_size);
   sessions_and_buffers(data, size, tok_data, tok_size);
+  wide_head_input_forward(data, size);
   random_corruptions(data, size, 400);
   free(data);
   free(tok_data);

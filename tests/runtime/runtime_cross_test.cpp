@@ -1,14 +1,17 @@
 // The C99 runtime cross-compiled for aarch64, riscv64 and 32-bit ARM (armhf: int64 arithmetic on a 32-bit machine)
 // and run under qemu-user (issue #10): for both shared test models at W4A4, W4A8 and W8A8 the greedy ids equal
 // `illm generate --json`'s (computed in-process, see Golden) and the final-position logits (int64 values and dyadic scale) equal the C++ executor's.
-// tinybible's prompt is text, so the runtime's tokenizer runs on each target too. Programs: runtime/CMakeLists.txt.
+// tinybible's prompt is text, so the runtime's tokenizer runs on each target too. The same for a synthetic model with
+// both LM-head options (16-bit head input, per-group head weights). Programs: runtime/CMakeLists.txt.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "formats/illm_file.h"
+#include "formats/model_bin.h"
 #include "formats/tokenizer.h"
+#include "tests/runtime/runtime_synthetic_model.h"
 #include "tests/runtime/runtime_test_support.h"
 
 namespace illm::rt_testing {
@@ -85,6 +88,38 @@ INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargets,
                            return std::string(std::get<0>(info.param).name) + "_" + std::get<1>(info.param) + "_" +
                                   std::get<2>(info.param);
                          });
+
+// The LM-head options on each target (the 16-bit head codes' int64 products on a 32-bit machine too): the synthetic
+// W4A4 model with head_in_bits 16 and lm_head groups of 32, exported into a scratch directory.
+class CrossTargetsLmHead : public ::testing::TestWithParam<Target> {};
+
+TEST_P(CrossTargetsLmHead, IdsAndFinalLogitsEqualTheExecutors) {
+  const Target target = GetParam();
+  const fs::path program = kBinaryDir / "runtime" / "cross" / (std::string("illm_rt-") + target.name);
+  ASSERT_TRUE(fs::exists(program)) << program << " was not built: install the cross compilers (scripts/setup.sh)";
+  const QuantizedModel model = synthetic_model(lm_head_options_shape());
+  const fs::path work = scratch() / (std::string("lm_head_") + target.name);
+  fs::create_directories(work);
+  const std::vector<uint8_t> bytes = formats::build_model_bin(model, "", {}).bytes;
+  std::ofstream(work / "model.bin", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                             static_cast<std::streamsize>(bytes.size()));
+  const CommandResult r = run_command(std::string(target.emulator) + " '" + program.string() + "' '" +
+                                          (work / "model.bin").string() + "' --json --logits --max-tokens " +
+                                          std::to_string(kMaxTokens) + " --prompt-ids 1,5,9",
+                                      work);
+  ASSERT_EQ(r.exit_code, 0) << target.emulator << ": " << r.err;
+  const auto ours = nlohmann::json::parse(r.out);
+  const ExecutorReference ref = executor_greedy(model, {1, 5, 9}, kMaxTokens);
+  EXPECT_EQ(ours["ids"].get<std::vector<int32_t>>(), ref.ids);
+  EXPECT_EQ(ours["stopped_at_eos"].get<bool>(), ref.stopped_at_eos);
+  EXPECT_EQ(ours["logits"]["scale_m"].get<int64_t>(), ref.last_scale.m);
+  EXPECT_EQ(ours["logits"]["scale_k"].get<int32_t>(), ref.last_scale.k);
+  EXPECT_EQ(ours["logits"]["values"].get<std::vector<int64_t>>(), ref.last_logits);
+  fs::remove_all(work);
+}
+
+INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargetsLmHead, ::testing::ValuesIn(kTargets),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace illm::rt_testing

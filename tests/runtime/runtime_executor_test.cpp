@@ -298,6 +298,36 @@ void recompute_crc(std::vector<uint8_t>& bin) {
   put_header_u32(bin, ILLM_RT_H_CRC32, illm_rt_crc32(0, bin.data() + 16, bin.size() - 16));
 }
 
+// One u32 header field of a model.bin changed, and the loader's expected status and a part of its message.
+struct HeaderMutation {
+  const char* what;
+  size_t offset;
+  uint32_t value;
+  int status;
+  const char* message;
+};
+
+// `good` loads; each mutation of it (CRC recomputed, so that the loader reaches its field checks) gives its status
+// and a message naming the problem.
+void expect_header_mutations(const std::vector<uint8_t>& good, const std::vector<HeaderMutation>& mutations) {
+  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
+    recompute_crc(bytes);
+    illm_rt_model m;
+    illm_rt_error err;
+    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
+    *message = err.message;
+    return status;
+  };
+  std::string message;
+  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
+  for (const HeaderMutation& mutation : mutations) {
+    std::vector<uint8_t> bytes = good;
+    put_header_u32(bytes, mutation.offset, mutation.value);
+    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
+    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
+  }
+}
+
 // Prefill: the executor runs the whole prompt in one call; the runtime, token by token, gives every row's logits and
 // scale bit for bit.
 void expect_prefill_rows_equal(const QuantizedModel& model, const std::vector<int32_t>& prompt, const std::string& what) {
@@ -431,7 +461,7 @@ TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
 }
 
 // The header's bit and G must agree, and the loader refuses what the executor refuses (CRC recomputed each time): a
-// runtime without the feature refuses the bit as unknown (as this one refuses bit 32); G without the bit; the bit with
+// runtime without the feature refuses the bit as unknown (as this one refuses bit 64); G without the bit; the bit with
 // a G outside {16, 32, 64, 128} or not dividing the widths; the bit with per-group weights or TRIP.
 TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4")).model;
@@ -439,24 +469,8 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   const std::vector<uint8_t> good = model_bin_of(model);
   const uint32_t bits = required_features(good);
   ASSERT_EQ(bits, ILLM_RT_REQUIRED_ACT_GROUPS);
-  const auto load = [](std::vector<uint8_t> bytes, std::string* message) {
-    recompute_crc(bytes);
-    illm_rt_model m;
-    illm_rt_error err;
-    const int status = illm_rt_load(&m, bytes.data(), bytes.size(), &err);
-    *message = err.message;
-    return status;
-  };
-  std::string message;
-  EXPECT_EQ(load(good, &message), ILLM_RT_OK) << message;
-  struct Mutation {
-    const char* what;
-    size_t offset;
-    uint32_t value;
-    int status;
-    const char* message;
-  } mutations[] = {
-      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 32u, ILLM_RT_E_UNSUPPORTED, "feature bits 32"},
+  expect_header_mutations(good, {
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
       {"G without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID, "act_group_size 32"},
       {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
       {"G 24", ILLM_RT_H_ACT_GROUP_SIZE, 24u, ILLM_RT_E_INVALID, "act_group_size 24"},
@@ -464,12 +478,143 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
       {"with per-group weights", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_GROUP_SCALES, ILLM_RT_E_INVALID,
        "per-group weights"},
       {"with TRIP", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_TRIP, ILLM_RT_E_INVALID, "TRIP"},
-  };
-  for (const Mutation& mutation : mutations) {
-    std::vector<uint8_t> bytes = good;
-    put_header_u32(bytes, mutation.offset, mutation.value);
-    EXPECT_EQ(load(bytes, &message), mutation.status) << mutation.what << ": " << message;
-    EXPECT_NE(message.find(mutation.message), std::string::npos) << mutation.what << ": " << message;
+  });
+}
+
+// ---- LM-head options: the head's input width (required feature 32) and per-group head weights (feature 1) ----
+
+struct HeadCase {
+  const char* name;
+  int32_t head_in_bits;  // 0: head_bits
+  int32_t head_group;    // 0: per row
+  int32_t act_group;     // per-group activations of the block linears (the head's input stays per token)
+  int32_t head_bits;
+};
+
+void PrintTo(const HeadCase& c, std::ostream* os) { *os << c.name; }
+
+// The column count of the LM head's zero-point entry: the head's groups per row.
+uint32_t head_zero_point_columns(const std::vector<uint8_t>& bin) {
+  const size_t entry = header_u32(bin, ILLM_RT_H_TENSOR_TABLE) +
+                       static_cast<size_t>(ILLM_RT_T_LM_HEAD_ZERO_POINTS - 1) * ILLM_RT_TENSOR_ENTRY_SIZE;
+  return header_u32(bin, entry + ILLM_RT_ENT_COLS);
+}
+
+QuantizedModel head_case_model(const HeadCase& c, uint64_t seed) {
+  SyntheticShape shape = lm_head_options_shape(seed);
+  shape.settings.head_in_bits = c.head_in_bits;
+  shape.settings.head_bits = c.head_bits;
+  shape.head_group_size = c.head_group;
+  QuantizedModel model = synthetic_model(shape);
+  model.act_group_size = c.act_group;
+  return model;
+}
+
+class LmHeadOptions : public ::testing::TestWithParam<HeadCase> {};
+
+// Synthetic models (seeds 1..3): the header states exactly the features the model uses (bit 32 and the width at
+// offset 216, bit 1 and the head's zero points [vocab][hidden / G]); prefill rows and every greedy step's logits equal
+// the executor's; the input width is in effect (the logits differ from those of the head_bits-wide input).
+TEST_P(LmHeadOptions, PrefillAndEveryStepsLogitsEqualTheExecutors) {
+  const HeadCase& c = GetParam();
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    const QuantizedModel model = head_case_model(c, seed);
+    const std::string what = std::string(c.name) + " seed " + std::to_string(seed);
+    const std::vector<uint8_t> bytes = model_bin_of(model);
+    const uint32_t expected_bits = (c.head_in_bits != 0 ? ILLM_RT_REQUIRED_HEAD_INPUT : 0u) |
+                                   (c.head_group != 0 ? ILLM_RT_REQUIRED_GROUP_SCALES : 0u) |
+                                   (c.act_group != 0 ? ILLM_RT_REQUIRED_ACT_GROUPS : 0u);
+    EXPECT_EQ(required_features(bytes), expected_bits) << what;
+    EXPECT_EQ(header_u32(bytes, ILLM_RT_H_HEAD_INPUT_BITS), static_cast<uint32_t>(c.head_in_bits)) << what;
+    EXPECT_EQ(head_zero_point_columns(bytes),
+              c.head_group != 0 ? static_cast<uint32_t>(model.shape.hidden / c.head_group) : 1u)
+        << what;
+    {
+      Runtime rt(bytes);
+      EXPECT_EQ(rt.model().head_input_bits, c.head_in_bits != 0 ? c.head_in_bits : c.head_bits) << what;
+      EXPECT_EQ(rt.model().header_arena_bytes, illm_rt_arena_size(&rt.model(), 0)) << what;
+    }
+    expect_prefill_rows_equal(model, {1, 5, 9, 13, 2, 7}, what);
+    EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+    if (c.head_in_bits != 0 && c.head_in_bits != c.head_bits) {
+      QuantizedModel narrow = model;
+      narrow.settings.head_in_bits = 0;
+      const std::vector<int32_t> prompt = {1, 5, 9};
+      Executor a(narrow), b(model);
+      EXPECT_NE(a.forward(prompt).values, b.forward(prompt).values) << what;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Synthetic, LmHeadOptions,
+    ::testing::Values(HeadCase{"head_in_16", 16, 0, 0, 8}, HeadCase{"head_group_32", 0, 32, 0, 8},
+                      HeadCase{"head_in_16_group_32", 16, 32, 0, 8},
+                      HeadCase{"head_in_16_group_32_act_group_16", 16, 32, 16, 8},
+                      HeadCase{"head_in_12_group_32_head_4", 12, 32, 0, 4}, HeadCase{"head_in_6_head_4", 6, 0, 0, 4},
+                      HeadCase{"head_in_9_act_group_32", 9, 0, 32, 8}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// The shared W4A4 models with a 16-bit head input: every greedy step equals the executor's.
+TEST(LmHeadOptions, SharedModelsWithA16BitHeadInputEqualTheExecutor) {
+  for (const char* name : kModels) {
+    QuantizedModel model = formats::read_illm(illm_path(name, "w4a4")).model;
+    model.settings.head_in_bits = 16;
+    const std::vector<int32_t> prompt = {model.shape.bos_id, 13, 7, 300};
+    EXPECT_EQ(compare_step_by_step(model, prompt, 20, std::string(name) + "-w4a4 head_in 16"), 3 + 20) << name;
+  }
+}
+
+// The 16-bit head codes live in the region of the centered input copy: the arena is the one of the model without the
+// options (with act groups: with their regions), and a session given exactly that many bytes never writes past them.
+TEST(LmHeadOptions, TheSessionStaysInsideTheUnchangedArena) {
+  for (const int32_t act_group : {0, 16}) {
+    const QuantizedModel model = head_case_model(HeadCase{"both", 16, 32, act_group, 8}, 1);
+    const std::vector<uint8_t> bytes = model_bin_of(model);
+    illm_rt_model m;
+    illm_rt_error err;
+    ASSERT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << err.message;
+    illm_rt_shape shape = m.shape;
+    const size_t need = illm_rt_arena_size(&m, 0);
+    EXPECT_EQ(need, illm_rt_arena_size_for_groups(&shape, act_group, m.default_context)) << act_group;
+    constexpr size_t kGuard = 4096;
+    std::vector<uint8_t> arena(need + kGuard, 0xA5);
+    illm_rt_session session;
+    ASSERT_EQ(illm_rt_session_init(&session, &m, arena.data(), need, 0, &err), ILLM_RT_OK) << err.message;
+    for (const int32_t token : {1, 5, 9, 13, 2, 7, 30, 11})
+      ASSERT_EQ(illm_rt_forward(&session, token, &err), ILLM_RT_OK) << err.message;
+    EXPECT_EQ(std::count(arena.begin() + static_cast<ptrdiff_t>(need), arena.end(), 0xA5), static_cast<ptrdiff_t>(kGuard))
+        << act_group;
+  }
+}
+
+// The header's bit and width must agree (CRC recomputed each time): a width outside [2, 16], the bit without a
+// width, a width without the bit; the head's groups need bit 1; bit 64 is still unknown (as bit 32 is to a runtime
+// built before the feature, which refuses such a file as `unsupported`).
+TEST(LmHeadOptions, LoaderRefusesABadWidthOrAMissingBit) {
+  const QuantizedModel model = head_case_model(HeadCase{"both", 16, 32, 0, 8}, 1);
+  const std::vector<uint8_t> good = model_bin_of(model);
+  const uint32_t bits = required_features(good);
+  ASSERT_EQ(bits, ILLM_RT_REQUIRED_HEAD_INPUT | ILLM_RT_REQUIRED_GROUP_SCALES);
+  expect_header_mutations(good, {
+      {"head_in_bits 17", ILLM_RT_H_HEAD_INPUT_BITS, 17u, ILLM_RT_E_INVALID, "settings.head_in_bits = 17 outside [2, 16]"},
+      {"head_in_bits 1", ILLM_RT_H_HEAD_INPUT_BITS, 1u, ILLM_RT_E_INVALID, "settings.head_in_bits = 1 outside [2, 16]"},
+      {"the bit without a width", ILLM_RT_H_HEAD_INPUT_BITS, 0u, ILLM_RT_E_INVALID, "settings.head_in_bits = 0"},
+      {"a width without the bit", ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_GROUP_SCALES, ILLM_RT_E_INVALID,
+       "without the required feature 32"},
+      {"head groups without bit 1", ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_HEAD_INPUT, ILLM_RT_E_LAYOUT,
+       "lm_head.zero_points"},
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
+  });
+}
+
+// A model without the options: neither bit, 0 at offset 216, the head's zero points one column.
+TEST(LmHeadOptions, AFileWithoutTheOptionsHasNeitherBitNorWidth) {
+  for (const char* bits : kBits) {
+    const std::vector<uint8_t> bytes = model_bin_of(formats::read_illm(illm_path("stories260K", bits)).model);
+    EXPECT_EQ(required_features(bytes), 0u) << bits;
+    EXPECT_EQ(header_u32(bytes, ILLM_RT_H_HEAD_INPUT_BITS), 0u) << bits;
+    EXPECT_EQ(head_zero_point_columns(bytes), 1u) << bits;
   }
 }
 

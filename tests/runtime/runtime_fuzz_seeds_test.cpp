@@ -92,8 +92,14 @@ std::vector<Seed> seeds() {
   varied.settings.embed_bits = 8;
   varied.settings.head_bits = 4;
   varied.seed = 2;
+  // The LM-head options (required features 32 and 1): a 16-bit head input and two head groups of 32.
+  SyntheticShape head = tiny;
+  head.hidden = 64;
+  head.settings.head_in_bits = 16;
+  head.head_group_size = 32;
+  head.seed = 3;
   return {{"tiny-w4a4.bin", tiny, false}, {"tiny-paper-w8a8-int8-embed-head4.bin", varied, false},
-          {"tiny-tokenizer.bin", tiny, true}};
+          {"tiny-tokenizer.bin", tiny, true}, {"tiny-head-in16-group32.bin", head, false}};
 }
 
 TEST(FuzzSeeds, CommittedSeedsAreTheGeneratorsAndRun) {

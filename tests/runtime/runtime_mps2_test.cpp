@@ -1,13 +1,16 @@
 // The runtime's Cortex-M4 soft-float build on an emulated board (issue #10, stretch): the MPS2-AN386 program
 // (runtime/boards/mps2_an386.c) with model.bin linked into flash runs under qemu-system-arm, greedy from BOS with a
 // 24-position context, and prints over semihosting the ids and the last logits row, which must equal the C++
-// executor's. stories260K at the three widths and tinybible at W4A4.
+// executor's. stories260K at the three widths and tinybible at W4A4; and a synthetic model with both LM-head options
+// (16-bit head input, per-group head weights).
 #include <gtest/gtest.h>
 
 #include <sstream>
 #include <string>
 
 #include "formats/illm_file.h"
+#include "formats/model_bin.h"
+#include "tests/runtime/runtime_synthetic_model.h"
 #include "tests/runtime/runtime_test_support.h"
 
 namespace illm::rt_testing {
@@ -32,29 +35,47 @@ std::vector<int64_t> numbers_after(const std::string& output, const std::string&
   return {};
 }
 
-class Mps2Board : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
-
-TEST_P(Mps2Board, IdsAndLastLogitsEqualTheExecutors) {
-  const auto [model, bits] = GetParam();
+// Runs `model_bin` on the board and compares its ids and last logits with the executor's greedy run of `m` from BOS.
+void expect_board_equals_executor(const fs::path& model_bin, const QuantizedModel& m, const std::string& name) {
   const fs::path cross = kBinaryDir / "runtime" / "cross";
   ASSERT_TRUE(fs::exists(cross / "cortex-m4-board_mps2.o")) << "arm-none-eabi-gcc missing (scripts/setup.sh)";
-  const fs::path work = fs::temp_directory_path() / ("illm_mps2_" + std::string(model) + bits + "_" + std::to_string(::getpid()));
+  const fs::path work = fs::temp_directory_path() / ("illm_mps2_" + name + "_" + std::to_string(::getpid()));
   const CommandResult r =
-      run_command("'" + (kSourceDir / "tests/runtime/run_mps2.sh").string() + "' '" + model_bin_path(model, bits).string() +
-                      "' '" + work.string() + "' '" + cross.string() + "' '" +
+      run_command("'" + (kSourceDir / "tests/runtime/run_mps2.sh").string() + "' '" + model_bin.string() + "' '" +
+                      work.string() + "' '" + cross.string() + "' '" +
                       (kSourceDir / "runtime/boards/mps2_an386.ld").string() + "'",
                   work / "run");
   ASSERT_EQ(r.exit_code, 0) << r.out.substr(0, 2000) << r.err;
-  const QuantizedModel m = formats::read_illm(illm_path(model, bits)).model;
   const ExecutorReference ref = executor_greedy(m, {m.shape.bos_id}, kBoardMaxTokens);
   const std::vector<int64_t> ids = numbers_after(r.out, "ids");
   EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.end()), ref.ids);
   EXPECT_EQ(numbers_after(r.out, "stopped_at_eos"), std::vector<int64_t>{ref.stopped_at_eos ? 1 : 0});
   EXPECT_EQ(numbers_after(r.out, "scale"), (std::vector<int64_t>{ref.last_scale.m, ref.last_scale.k}));
   EXPECT_EQ(numbers_after(r.out, "logits"), ref.last_logits);
-  std::printf("%s-%s on MPS2-AN386: %s", model, bits, r.out.substr(0, r.out.find("\nids")).c_str());
+  std::printf("%s on MPS2-AN386: %s", name.c_str(), r.out.substr(0, r.out.find("\nids")).c_str());
   std::printf("\n");
   fs::remove_all(work);
+}
+
+class Mps2Board : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(Mps2Board, IdsAndLastLogitsEqualTheExecutors) {
+  const auto [model, bits] = GetParam();
+  expect_board_equals_executor(model_bin_path(model, bits), formats::read_illm(illm_path(model, bits)).model,
+                               std::string(model) + "-" + bits);
+}
+
+// Both LM-head options on the Cortex-M4 (soft float, 32-bit int64 arithmetic): the synthetic W4A4 model with
+// head_in_bits 16 and lm_head groups of 32.
+TEST(Mps2Board, LmHeadOptionsEqualTheExecutors) {
+  const QuantizedModel m = synthetic_model(lm_head_options_shape());
+  const fs::path dir = fs::temp_directory_path() / ("illm_mps2_lm_head_model_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::vector<uint8_t> bytes = formats::build_model_bin(m, "", {}).bytes;
+  std::ofstream(dir / "model.bin", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                            static_cast<std::streamsize>(bytes.size()));
+  expect_board_equals_executor(dir / "model.bin", m, "synthetic-lm-head-options");
+  fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(QemuSystemArm, Mps2Board,

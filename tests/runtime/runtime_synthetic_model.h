@@ -23,6 +23,7 @@ struct SyntheticShape {
   uint64_t seed = 1;
   bool clip_first_layer = true;  // layer 0 clipped at c = 15, the others unclipped
   int32_t group_size = 0;        // per-group block linears (G must divide every block linear's input width)
+  int32_t head_group_size = 0;   // per-group LM head weights (G must divide hidden)
 };
 
 namespace detail {
@@ -93,12 +94,26 @@ inline QuantizedModel synthetic_model(const SyntheticShape& s) {
     m.layers.push_back(L);
   }
   m.final_norm = detail::random_channels(rng, s.hidden, 14, 1 << 12);
-  m.lm_head = detail::random_linear(rng, s.vocab, s.hidden, s.settings.head_bits, b_m, 2);
+  m.lm_head = detail::random_linear(rng, s.vocab, s.hidden, s.settings.head_bits, b_m, 2, s.head_group_size);
   const RopeTables tables = build_rope_tables(rope_default_inv_freq(s.head_dim, 10000.0), s.max_positions, 14);
   m.rope_frac_bits = tables.frac_bits;
   m.rope_cos = tables.cos;
   m.rope_sin = tables.sin;
   return m;
+}
+
+// The LM-head options together (head_in_bits 16: 16-bit head input codes; LM head weights per group of 32), on a W4A4
+// model whose widths are multiples of 32: the shape the cross-compiled and board runs use for the feature.
+inline SyntheticShape lm_head_options_shape(uint64_t seed = 1) {
+  SyntheticShape s;
+  s.hidden = 64;
+  s.intermediate = 96;
+  s.heads = 4;
+  s.head_dim = 16;
+  s.seed = seed;
+  s.settings.head_in_bits = 16;
+  s.head_group_size = 32;
+  return s;
 }
 
 }  // namespace illm::rt_testing
