@@ -267,10 +267,11 @@ void check_exportable(const QuantizedModel& model) {
   const IntegerSettings& st = model.settings;
   if (s.hidden >= (1 << 14)) refuse("shape.hidden", "= " + std::to_string(s.hidden) + " (DI-Norm's Σ Z² needs < 16384)");
   // Every DI_REQUANT site of the forward pass: (output bits, symmetric); per-group activations add the 16-bit
-  // per-row codes of their sites.
+  // per-row codes of their sites; the final DI-Norm makes the LM head's head_input_bits codes.
   const int group_sites_bits = model.act_group_size > 0 ? 16 : st.a_bits;
-  const std::pair<int, bool> sites[] = {{st.a_bits, false},          {kResidualBits, true},   {st.softmax_in_bits, false},
-                                        {st.swiglu_in_bits, false}, {st.head_bits, false}, {kRopeInputBits, true},
+  const std::pair<int, bool> sites[] = {{st.a_bits, false},           {kResidualBits, true},
+                                        {st.softmax_in_bits, false},  {st.swiglu_in_bits, false},
+                                        {head_input_bits(st), false}, {kRopeInputBits, true},
                                         {group_sites_bits, false}};
   for (const auto& [bits, symmetric] : sites) {
     const int64_t q = symmetric ? (int64_t{1} << (bits - 1)) - 1 : (int64_t{1} << bits) - 1;
@@ -290,7 +291,7 @@ void check_exportable(const QuantizedModel& model) {
                                         {"up_proj", &L.up_proj, kClipFfnIn}, {"down_proj", &L.down_proj, kClipDownIn}})
       check_linear_bound(layer_name(l, part), *w, bits_after(site));
   }
-  check_linear_bound("lm_head", model.lm_head, st.head_bits);
+  check_linear_bound("lm_head", model.lm_head, head_input_bits(st));  // per row or per group, as the block linears
   const std::pair<bool, int32_t> hadamards[] = {{model.hadamard_down, s.intermediate}, {model.hadamard_qk, s.head_dim}};
   for (const auto& [on, n] : hadamards)
     if (on && n > kMaxExportedHadamard)
@@ -402,9 +403,12 @@ void build_llama_graph(GraphBuilder& g, const QuantizedModel& model) {
     g.pop_scope();
   }
 
+  // The final DI-Norm makes head_input_bits codes (head_bits unless head_in_bits is set; up to 16, where linear()
+  // takes the int64 MatMul the bound needs), per token; linear() also runs a per-group head.
   g.push_scope("head");
-  const Codes xh = di.norm(h, h_scale, model.final_norm, model.norm_eps, settings.head_bits);
-  const Accumulator logits = linear(g, p, xh, settings.head_bits, model.lm_head, "lm_head", b_m);
+  const int head_in_bits = head_input_bits(settings);
+  const Codes xh = di.norm(h, h_scale, model.final_norm, model.norm_eps, head_in_bits);
+  const Accumulator logits = linear(g, p, xh, head_in_bits, model.lm_head, "lm_head", b_m);
   g.pop_scope();
   const std::vector<Dim> per_token{Dim::fixed(1), Dim::named("T")};
   g.output(g.unsqueeze(logits.values, {0}), kLogits, ElementType::kInt64,

@@ -18,9 +18,12 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include "formats/illm_file.h"
+#include "formats/onnx/llama_graph.h"
 #include "formats/onnx/onnx_export.h"
 #include "kernels/error.h"
+#include "kernels/model_validation.h"
 #include "onnx/support/operator_graph.h"
+#include "tests/runtime/runtime_synthetic_model.h"
 
 namespace illm {
 namespace {
@@ -139,6 +142,35 @@ TEST(OnnxGraph, PerGroupActivationGraphsPassTheWalkAndOtherGraphsKeepTheirNodes)
         << kAllModels[i];
 }
 
+TEST(OnnxGraph, HeadOptionGraphsPassTheWalkAndTheirDefaultsKeepTheBytes) {
+  // settings.head_in_bits = 16 with an LM head of per-group weights (G = 32; its scales need not be calibrated for
+  // the walk: the row's codes, zero point and scale repeated per group).
+  const fs::path dir = testing::test_scratch_dir("onnx_graph");
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "tinybible-w4a4.illm");
+  formats::export_onnx(loaded, dir / "plain.onnx", {.check = false});
+  QuantizedLinear& head = loaded.model.lm_head;
+  formats::LoadedIllm wide = loaded;
+  wide.model.settings.head_in_bits = 16;
+  QuantizedLinear& grouped = wide.model.lm_head;
+  grouped.group_size = 32;
+  grouped.zero_points.clear();
+  grouped.scales.clear();
+  for (int32_t r = 0; r < head.out_features; ++r)
+    for (int32_t g = 0; g < head.in_features / 32; ++g) {
+      grouped.zero_points.push_back(head.zero_points[static_cast<size_t>(r)]);
+      grouped.scales.push_back(head.scales[static_cast<size_t>(r)]);
+    }
+  const std::vector<std::string> problems = graph_problems(formats::build_onnx_model(wide));
+  EXPECT_TRUE(problems.empty()) << problems.size() << " problems, first: " << problems.front();
+  // The options at their defaults written out (head_in_bits = head_bits, one group of in_features columns) change
+  // no byte of the export.
+  loaded.model.settings.head_in_bits = loaded.model.settings.head_bits;
+  head.group_size = head.in_features;
+  formats::export_onnx(loaded, dir / "defaults.onnx", {.check = false});
+  EXPECT_TRUE(read_bytes(dir / "defaults.onnx") == read_bytes(dir / "plain.onnx"));
+  fs::remove_all(dir);
+}
+
 TEST(OnnxGraph, TheGraphWalkFindsAFloatTensor) {
   // The walk itself must fail on a float anywhere: an initializer, and an intermediate (a Cast to float).
   const formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
@@ -203,6 +235,29 @@ TEST(OnnxGraph, UnsupportedSettingsAreRefusedWithTheFieldAndNothingIsWritten) {
   }
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);
+}
+
+TEST(OnnxGraph, TheLmHeadBoundUsesTheHeadInputWidth) {
+  // A layerless synthetic model with hidden 8448 and 8-bit head weights: head_bits-wide (8-bit) head inputs keep the
+  // aligned accumulator below 2^61 (8448·255·255·2^24 < 2^53), 16-bit ones do not (8448·65535·255·2^24 > 2^61),
+  // though the executor's own bound (2^63) still admits them.
+  rt_testing::SyntheticShape shape;
+  shape.hidden = 8448;
+  shape.layers = 0;
+  shape.vocab = 4;
+  QuantizedModel model = rt_testing::synthetic_model(shape);
+  ASSERT_EQ(model.settings.head_bits, 8);
+  EXPECT_NO_THROW(formats::onnx_export::check_exportable(model));
+  model.settings.head_in_bits = 12;
+  EXPECT_NO_THROW(formats::onnx_export::check_exportable(model));
+  model.settings.head_in_bits = 16;
+  EXPECT_NO_THROW(validate_quantized_model(model));
+  try {
+    formats::onnx_export::check_exportable(model);
+    FAIL() << "a 16-bit head input over 8448 channels was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head has a reduction length 8448"), std::string::npos) << e.what();
+  }
 }
 
 TEST(OnnxGraph, AnUnwritablePathGivesOneErrorAndLeavesNothing) {

@@ -1,9 +1,13 @@
 // The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8; tinybible with
-// per-group weight scales, G = 32, on the shorter sequences) run by ONNX Runtime must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd length
-// and on the full context (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
+// per-group weight scales, G = 32, on the shorter sequences; variants set in memory: clipping, paper operator forms,
+// online Hadamards, TRIP, per-group activations, the LM head options) run by ONNX Runtime must give exactly the
+// integer executor's logits and per-token logit scales: on a single token, on an odd length and on the full context
+// (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
 // code path the exporter does not use.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -14,6 +18,7 @@
 #include "formats/onnx/onnx_export.h"
 #include "kernels/error.h"
 #include "kernels/executor.h"
+#include "kernels/weight_codes.h"
 #include "onnx/support/onnx_runtime_runner.h"
 
 namespace illm {
@@ -242,6 +247,100 @@ INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedActGroupModel,
                            for (char& ch : name) ch = ch == '-' ? '_' : ch;
                            if (info.param.clip) name += "_clipped";
                            if (info.param.hadamards) name += "_hadamards";
+                           return name;
+                         });
+
+// The LM head of `head` (per row) requantized RTN per group of G input columns from its dequantized rows: every
+// group gets its own zero point and dyadic scale (the group's range with 0, as the block linears' per-group RTN).
+// Test-side float arithmetic; the exporter and the executor only see the integer result.
+QuantizedLinear per_group_head(const QuantizedLinear& head, int32_t group_size, int mantissa_bits) {
+  const int32_t out = head.out_features, in = head.in_features, groups = in / group_size;
+  const int32_t q = (1 << head.bits) - 1;
+  const std::vector<uint8_t> row_codes = unpack_weight_codes(head);
+  std::vector<uint8_t> codes(row_codes.size());
+  std::vector<int32_t> zero_points;
+  std::vector<Dyadic> scales;
+  for (int32_t r = 0; r < out; ++r)
+    for (int32_t gi = 0; gi < groups; ++gi) {
+      const Dyadic row_scale = head.scales[static_cast<size_t>(r)];
+      std::vector<double> values;
+      for (int32_t c = gi * group_size; c < (gi + 1) * group_size; ++c)
+        values.push_back(std::ldexp(static_cast<double>(row_codes[static_cast<size_t>(r) * in + c]) -
+                                        head.zero_points[static_cast<size_t>(r)],
+                                    -static_cast<int>(row_scale.k)) *
+                         static_cast<double>(row_scale.m));
+      const double lo = std::min(0.0, *std::min_element(values.begin(), values.end()));
+      const double hi = std::max(0.0, *std::max_element(values.begin(), values.end()));
+      // The step as a dyadic m / 2^k with a mantissa of mantissa_bits bits (an all-zero group keeps the row's).
+      Dyadic step = row_scale;
+      if (hi > lo) {
+        int exponent = 0;
+        const double fraction = std::frexp((hi - lo) / q, &exponent);  // in [0.5, 1)
+        step.m = std::llround(std::ldexp(fraction, mantissa_bits));
+        step.k = mantissa_bits - exponent;
+        if (step.m >= (int64_t{1} << mantissa_bits)) step.m /= 2, --step.k;
+      }
+      const double step_value = std::ldexp(static_cast<double>(step.m), -static_cast<int>(step.k));
+      const int32_t zero = std::clamp(static_cast<int32_t>(std::lround(-lo / step_value)), 0, q);
+      for (int32_t j = 0; j < group_size; ++j)
+        codes[static_cast<size_t>(r) * in + gi * group_size + j] = static_cast<uint8_t>(
+            std::clamp(static_cast<int32_t>(std::lround(values[static_cast<size_t>(j)] / step_value)) + zero, 0, q));
+      zero_points.push_back(zero);
+      scales.push_back(step);
+    }
+  return make_quantized_linear(out, in, head.bits, codes, std::move(zero_points), std::move(scales), group_size);
+}
+
+// The LM head options set in memory on the shared tinybible models: settings.head_in_bits (the final DI-Norm's
+// output width, the LM head's input; 16 takes the head's int64 MatMul, 12 its int32 one) and per-group LM head
+// weights, alone, together, and together with per-group activations (the head's input stays per token). Each model
+// goes through an .illm file (format version 4) before the export. One test per case.
+struct HeadCase {
+  const char* name;
+  int32_t head_in_bits, head_group_size, act_group_size;
+  bool full_context;
+};
+
+class ExportedHeadOptionModel : public ::testing::TestWithParam<HeadCase> {};
+
+TEST_P(ExportedHeadOptionModel, OnnxRuntimeLogitsEqualTheExecutors) {
+  const HeadCase& c = GetParam();
+  formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(c.name) + ".illm"));
+  const formats::LoadedIllm plain = loaded;
+  QuantizedModel& model = loaded.model;
+  model.settings.head_in_bits = c.head_in_bits;
+  model.act_group_size = c.act_group_size;
+  if (c.head_group_size > 0) model.lm_head = per_group_head(model.lm_head, c.head_group_size, model.settings.mantissa_bits);
+  const fs::path dir = scratch_dir();
+  formats::write_illm(dir / "model.illm", model, loaded.meta);
+  loaded = formats::read_illm(dir / "model.illm");
+  ASSERT_EQ(loaded.meta.format_version, 4);
+  ASSERT_EQ(loaded.model.settings.head_in_bits, c.head_in_bits);
+  ASSERT_EQ(loaded.model.lm_head.group_size, c.head_group_size);
+  // The options are in effect: the executor's logits differ from the plain model's.
+  Executor with_options(loaded.model), without(plain.model);  // (the executor keeps a reference to its model)
+  const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 12);
+  EXPECT_NE(with_options.forward(ids).values, without.forward(ids).values);
+  std::vector<std::vector<int32_t>> sequences{random_ids(1, model.shape.vocab, 13), ids,
+                                              random_ids(77, model.shape.vocab, 14)};
+  if (c.full_context) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 15));
+  expect_bit_exact(loaded, sequences, dir);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedHeadOptionModel,
+                         ::testing::Values(HeadCase{"tinybible-w4a4", 16, 0, 0, true},
+                                           HeadCase{"tinybible-w8a8", 12, 0, 0, false},
+                                           HeadCase{"tinybible-w4a8", 0, 32, 0, false},
+                                           HeadCase{"tinybible-w4a4", 16, 32, 0, false},
+                                           HeadCase{"tinybible-w8a8", 16, 32, 16, false}),
+                         [](const ::testing::TestParamInfo<HeadCase>& info) {
+                           std::string name = info.param.name;
+                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
+                           if (info.param.head_in_bits > 0) name += "_head_in" + std::to_string(info.param.head_in_bits);
+                           if (info.param.head_group_size > 0)
+                             name += "_head_g" + std::to_string(info.param.head_group_size);
+                           if (info.param.act_group_size > 0) name += "_act_g" + std::to_string(info.param.act_group_size);
                            return name;
                          });
 
