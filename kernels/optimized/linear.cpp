@@ -290,6 +290,43 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
 }
 
+namespace {
+
+// Codes of up to 16 bits, split into bytes: x = 2^8·hi + lo and z = 2^8·z_hi + z_lo, so x − z = 2^8·(hi − z_hi) +
+// (lo − z_lo) and, the DI-MatMul being linear in (x − z), P' = 2^8·P'(hi) + P'(lo) exactly: two calls of the 8-bit
+// fast path, combined in int64. Each term's magnitude is within the wide input's accumulator bound (model
+// validation), so neither the parts nor the sum overflow.
+void linear_accumulate_wide(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
+                            AlignedAccumulator& out) {
+  if (x.group_size != 0 || x.bits > 16) {  // not produced by any site; keep the specification's behaviour
+    illm::linear_accumulate(x, prepared, out);
+    return;
+  }
+  QuantizedActivation high, low;
+  for (QuantizedActivation* part : {&high, &low}) {
+    part->rows = x.rows;
+    part->cols = x.cols;
+    part->bits = 8;
+    part->scales = x.scales;
+    part->codes.resize(x.codes.size());
+    part->zero_points.resize(x.zero_points.size());
+  }
+  for (size_t i = 0; i < x.codes.size(); ++i) {
+    high.codes[i] = static_cast<uint16_t>(x.codes[i] >> 8);
+    low.codes[i] = static_cast<uint16_t>(x.codes[i] & 0xFF);
+  }
+  for (size_t r = 0; r < x.zero_points.size(); ++r) {
+    high.zero_points[r] = x.zero_points[r] >> 8;
+    low.zero_points[r] = x.zero_points[r] & 0xFF;
+  }
+  AlignedAccumulator low_part;
+  linear_accumulate(kernels, high, prepared, out);
+  linear_accumulate(kernels, low, prepared, low_part);
+  for (size_t i = 0; i < out.values.size(); ++i) out.values[i] = out.values[i] * 256 + low_part.values[i];
+}
+
+}  // namespace
+
 void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
                        AlignedAccumulator& out) {
   const DotIsa& isa = kernels.dot;
@@ -298,9 +335,9 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   if (x.cols != k)
     throw Error("DI-MatMul: inner sizes differ (input has " + std::to_string(x.cols) + " columns, weight " +
                 std::to_string(k) + ")");
-  // Wider inputs (TRIP sites, kernels/trip_requant.h; an LM head with head_in_bits > 8): the reference kernel.
+  // Wider inputs (TRIP sites, kernels/trip_requant.h; an LM head with head_in_bits > 8): two 8-bit DI-MatMuls.
   if (x.bits > 8) {
-    illm::linear_accumulate(x, prepared, out);
+    linear_accumulate_wide(kernels, x, prepared, out);
     return;
   }
   out.rows = rows;

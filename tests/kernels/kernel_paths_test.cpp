@@ -231,6 +231,32 @@ TEST_P(KernelPaths, LinearPerGroupEqualsReference) {
   EXPECT_EQ(cases, 45);
 }
 
+// Inputs wider than 8 bits (TRIP sites, a 16-bit LM head input): the optimized paths split the codes into bytes and
+// run two 8-bit DI-MatMuls; against the reference's direct int64 sums, with per-row and per-group weights, codes and
+// zero points at 0 and 2^bits − 1, decode and prefill row counts.
+TEST_P(KernelPaths, LinearWideInputsEqualReference) {
+  Rng rng(23);
+  int cases = 0;
+  for (const int32_t a_bits : {9, 12, 16})
+    for (const int32_t group : {0, 32, 64})
+      for (const int32_t w_bits : {4, 8}) {
+        const int32_t k = group > 0 ? group * 3 : 190 + cases;
+        const int32_t rows = cases % 3 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 4 == 0 ? 130 : 0);
+        const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 2 == 0 ? 40 : 0);
+        const QuantizedActivation x = random_activation(rng, rows, k, a_bits);
+        const QuantizedLinear w = group > 0 ? random_grouped_linear(rng, n, k, w_bits, group, 16)
+                                            : random_linear(rng, n, k, w_bits, 16);
+        const PreparedLinear p = prepare_linear(w, 16);
+        AlignedAccumulator want, got;
+        ref().linear(x, p, want);
+        opt().linear(x, p, got);
+        expect_equal(want, got, "A" + std::to_string(a_bits) + "W" + std::to_string(w_bits) + " G " +
+                                    std::to_string(group) + " rows " + std::to_string(rows));
+        ++cases;
+      }
+  EXPECT_EQ(cases, 18);
+}
+
 // Per-group activations (linear_act_groups; G = 16 … 128, weights per row): G·groups not a multiple of the ISA
 // blocks, decode (1 row) and prefill (> 128 rows), all-zero groups (scale (1, 0)), 4-bit packed and byte weights,
 // 8- and 16-bit mantissas; the weight prepared with the group size (the optimized kernel) and without (its reference).
