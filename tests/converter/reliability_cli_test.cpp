@@ -253,6 +253,10 @@ TEST_F(Reliability, RecipesTheIntegerPathRefusesFailBeforeCalibrating) {
   // stories260K's intermediate width 172 is no multiple of 32: per-group down_proj weights cannot exist.
   expect_cli_error(illm(base + q(dir_ / "group.json")), "quantize",
                    "\"group_size\": 32 does not divide intermediate_size = 172");
+  // LM head groups of 128 on stories260K's hidden width 64.
+  std::ofstream(dir_ / "head_group.json") << slow << R"("head_group_size": 128})";
+  expect_cli_error(illm(base + q(dir_ / "head_group.json")), "quantize",
+                   "\"head_group_size\": 128 does not divide hidden_size = 64");
   // Per-group activations likewise (the bundled configs/w8a8-g16.json on stories260K).
   expect_cli_error(illm(base + q(fs::path(ILLM_SOURCE_DIR) / "configs" / "w8a8-g16.json")), "quantize",
                    "\"act_group_size\": 16 does not divide intermediate_size = 172");

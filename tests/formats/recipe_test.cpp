@@ -45,6 +45,8 @@ TEST(Recipe, BundledRecipesParse) {
   EXPECT_EQ(full.samples, 128);
   EXPECT_TRUE(full.hadamard_down && full.gptq && full.act_clip_search && full.rotate_heads);
   EXPECT_FALSE(full.gptq_head);  // measured no better at W4A4 (stories260K; configs/README.md)
+  EXPECT_EQ(full.head_in_bits, 8);
+  EXPECT_EQ(full.head_group_size, 0);
   EXPECT_FALSE(full.hadamard_qk);
   const Recipe w4a8 = illm::load_recipe(kConfigs / "w4a8.json");
   EXPECT_EQ(w4a8.epochs, 4);
@@ -53,6 +55,9 @@ TEST(Recipe, BundledRecipesParse) {
   for (const char* file : {"w6a6.json", "w8a8.json"}) {
     const Recipe r = illm::load_recipe(kConfigs / file);
     EXPECT_TRUE(r.gptq && r.gptq_head && r.rotate_heads && r.hadamard_down && r.hadamard_qk) << file;
+    // Their LM head: 16-bit inputs, 32-wide weight groups (configs/README.md: they measured better on both models)
+    EXPECT_EQ(r.head_in_bits, 16) << file;
+    EXPECT_EQ(r.head_group_size, 32) << file;
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
   // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
@@ -156,6 +161,9 @@ TEST(Recipe, LeverKeys) {
     EXPECT_NE(error_of(bad).find("\"rotation\""), std::string::npos) << bad;
   EXPECT_NE(error_of(R"({"method": "rtn", "gptq": 1})").find("\"gptq\""), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "gptq_head": "yes"})").find("\"gptq_head\""), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "head_in_bits": 17})").find("head_in_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "head_in_bits": 1})").find("head_in_bits"), std::string::npos);
+  EXPECT_NE(error_of(R"({"method": "rtn", "head_group_size": 16})").find("head_group_size"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "gptq_damp": 0})").find("gptq_damp"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": 1.5})").find("act_clip"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
