@@ -239,10 +239,9 @@ namespace {
 // outputs (gain γ, or ones when the offline rotation has folded γ into the head rows), quantized per token at the
 // head's input width (recipe key head_in_bits) as DI-Norm's output is in the integer executor.
 std::vector<double> head_hessian(const formats::TensorStore& store, const Recipe& recipe, const Activations& outputs,
-                                 double eps) {
+                                 double eps, bool gain_folded) {
   const int64_t C = outputs.hidden();
-  torch::Tensor gain = from_vector(store.read_f32("model.norm.weight"), {C});
-  if (ResidualRowRotation(recipe, C).enabled()) gain = torch::ones({C});
+  const torch::Tensor gain = gain_folded ? torch::ones({C}) : from_vector(store.read_f32("model.norm.weight"), {C});
   HessianAccumulator acc(C);
   for (int64_t i = 0; i < outputs.samples(); i += kEvalChunk) {
     const torch::Tensor h = outputs.read(i, std::min(kEvalChunk, outputs.samples() - i));
@@ -351,7 +350,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
     CalibratedBlock block;
     if (last && recipe.gptq_head) {
       q_next->commit();
-      block.head_hessian = head_hessian(store, recipe, *q_next, cfg.rms_norm_eps);
+      block.head_hessian = head_hessian(store, recipe, *q_next, cfg.rms_norm_eps, rotation.defined());
       q_next.reset();
       if (!in_memory) {
         std::error_code ignored;
