@@ -203,6 +203,58 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
   parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
 }
 
+// Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
+// activations with per-group weights"): the dot blocks of every activation group as above, then per (token, row,
+// activation group a of weight group h) the exact centered sum
+//   P = C − z_(t,a)·CS_(j,a) − (z_(j,h) − o)·RS_(t,a) + A·z_(t,a)·z_(j,h)
+// (C = Σ X·(W − o) from the dot block), T += λ_(t,a)·P, and at the last activation group of h, P' += rshr(T, b_m)·μ_(j,h).
+// A scalar epilogue: the group count per (token, row) is small next to the dot blocks' work.
+void linear_act_and_weight_groups_accumulate(const Isa& kernels, const QuantizedActivation& x,
+                                             const PreparedLinear& prepared, std::span<const int64_t> lambdas,
+                                             int32_t offset, AlignedAccumulator& out) {
+  const DotIsa& isa = kernels.dot;
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t rows = x.rows, n = w.out_features, k = w.in_features, group = x.group_size;
+  const int32_t groups = k / group, w_groups = weight_groups(w), per_weight_group = weight_group_size(w) / group;
+  const WeightFormat format = weight_format(w.bits);
+  CallScratch& s = call_scratch();
+  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
+  const PackedActivations& xp = s.x;
+  const int b_m = prepared.mantissa_bits;
+  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
+
+  const auto task = [&](int64_t index) {
+    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+    const size_t tile_size = static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols);
+    std::vector<int32_t>& tile = tile_scratch(tile_size);
+    thread_local std::vector<int64_t> weight_group_sums;  // T_(t,j,h) of the tile's current weight group
+    weight_group_sums.resize(tile_size);
+    for (int32_t g = 0; g < groups; ++g) {
+      dots.run(t0, t1, j0, tile_cols, g, tile.data());
+      const int32_t h = g / per_weight_group;
+      const bool first_of_h = g % per_weight_group == 0, last_of_h = g % per_weight_group == per_weight_group - 1;
+      const int32_t* cs = prepared.act_group_code_sums.data() + static_cast<size_t>(g) * n + j0;
+      for (int32_t t = t0; t < t1; ++t) {
+        const size_t tg = static_cast<size_t>(t) * groups + g;
+        const int64_t z1 = x.zero_points[tg], row_sum = xp.row_sums[tg], lambda = lambdas[tg];
+        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
+        int64_t* sums = weight_group_sums.data() + static_cast<size_t>(t - t0) * tile_cols;
+        int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+        for (int32_t j = 0; j < tile_cols; ++j) {
+          const size_t jh = static_cast<size_t>(j0 + j) * w_groups + h;
+          const int64_t z2 = w.zero_points[jh];
+          const int64_t p = int64_t{c[j]} - z1 * cs[j] - (z2 - offset) * row_sum + int64_t{group} * z1 * z2;
+          sums[j] = (first_of_h ? 0 : sums[j]) + lambda * p;
+          if (last_of_h) o[j] = (h == 0 ? 0 : o[j]) + rshr(sums[j], b_m) * prepared.alignment.mantissas[jh];
+        }
+      }
+    }
+  };
+  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
+  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+}
+
 }  // namespace
 
 void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
@@ -238,6 +290,13 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
     const int32_t k1 = align_activation_groups(std::span<const Dyadic>(x.scales.data() + first, groups),
                                                std::span<int64_t>(lambdas.data() + first, groups));
     out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
+  }
+  if (weight_per_group(w)) {
+    if (weight_group_size(w) % group != 0) {
+      illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the sizes
+      return;
+    }
+    return linear_act_and_weight_groups_accumulate(kernels, x, prepared, lambdas, offset, out);
   }
   // Row t's group g is packed row t·groups + g.
   pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
