@@ -204,11 +204,11 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
 }
 
 // Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
-// activations with per-group weights"): the dot blocks of every activation group as above, then per (token, row,
-// activation group a of weight group h) the exact centered sum
-//   P = C − z_(t,a)·CS_(j,a) − (z_(j,h) − o)·RS_(t,a) + A·z_(t,a)·z_(j,h)
-// (C = Σ X·(W − o) from the dot block), T += λ_(t,a)·P, and at the last activation group of h, P' += rshr(T, b_m)·μ_(j,h).
-// A scalar epilogue: the group count per (token, row) is small next to the dot blocks' work.
+// activations with per-group weights"): the dot blocks of every activation group as above, and per weight group h
+//   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + A·z_(j,h)·B_(t,h)
+// with A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a), B_(t,h) = Σ_(a in h) λ_(t,a)·z_(t,a) (per call), which is Σ_a λ·P term
+// for term; the sum over a is the path's act_group_epilogue row kernel, and at the last activation group of h the
+// row adds rshr(T, b_m)·μ_(j,h). Wrapping 64-bit arithmetic is exact: each final T fits int64.
 void linear_act_and_weight_groups_accumulate(const Isa& kernels, const QuantizedActivation& x,
                                              const PreparedLinear& prepared, std::span<const int64_t> lambdas,
                                              int32_t offset, AlignedAccumulator& out) {
@@ -220,6 +220,14 @@ void linear_act_and_weight_groups_accumulate(const Isa& kernels, const Quantized
   CallScratch& s = call_scratch();
   pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
   const PackedActivations& xp = s.x;
+  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h)
+  token_terms.assign(static_cast<size_t>(rows) * w_groups * 2, 0);
+  for (int32_t t = 0; t < rows; ++t)
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t tg = static_cast<size_t>(t) * groups + g, th = static_cast<size_t>(t) * w_groups + g / per_weight_group;
+      token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
+      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg];
+    }
   const int b_m = prepared.mantissa_bits;
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
@@ -237,16 +245,19 @@ void linear_act_and_weight_groups_accumulate(const Isa& kernels, const Quantized
       const int32_t* cs = prepared.act_group_code_sums.data() + static_cast<size_t>(g) * n + j0;
       for (int32_t t = t0; t < t1; ++t) {
         const size_t tg = static_cast<size_t>(t) * groups + g;
-        const int64_t z1 = x.zero_points[tg], row_sum = xp.row_sums[tg], lambda = lambdas[tg];
-        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
         int64_t* sums = weight_group_sums.data() + static_cast<size_t>(t - t0) * tile_cols;
+        kernels.rows.act_group_epilogue(tile.data() + static_cast<size_t>(t - t0) * tile_cols, cs, tile_cols,
+                                        x.zero_points[tg], lambdas[tg], first_of_h, sums);
+        if (!last_of_h) continue;
+        const size_t th = static_cast<size_t>(t) * w_groups + h;
+        const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
         int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
         for (int32_t j = 0; j < tile_cols; ++j) {
           const size_t jh = static_cast<size_t>(j0 + j) * w_groups + h;
           const int64_t z2 = w.zero_points[jh];
-          const int64_t p = int64_t{c[j]} - z1 * cs[j] - (z2 - offset) * row_sum + int64_t{group} * z1 * z2;
-          sums[j] = (first_of_h ? 0 : sums[j]) + lambda * p;
-          if (last_of_h) o[j] = (h == 0 ? 0 : o[j]) + rshr(sums[j], b_m) * prepared.alignment.mantissas[jh];
+          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2 - offset) * a) +
+                               static_cast<uint64_t>(z2 * b);
+          o[j] = (h == 0 ? 0 : o[j]) + rshr(static_cast<int64_t>(sum), b_m) * prepared.alignment.mantissas[jh];
         }
       }
     }
