@@ -691,17 +691,19 @@ static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t expone
   return -1;
 }
 
-/* DI-MatMul of per-group activation codes with a per-row weight (docs/integer-semantics.md "## Per-group
- * activations"): P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_j) in int32 (G Q1 Q2 < 2^31 for codes of at most 8
- * bits), S_j = sum_g P_(j,g) lambda_g exact in int64 (|S| < in Q1 Q2 2^b_m, checked at load with 2^24),
- * P'_j = rshr(S_j, b_m) mu_j, each P as sum_c (x_c - z_g) w_jc - z2_j sum_c (x_c - z_g) (every partial sum within
- * G Q1 Q2). A group with lambda_g = 0 (all-zero) adds nothing and is skipped. `centered` gets x_c - z_g in column
- * order, for packed weights each group's even columns then its odd ones. Returns the row of a failing alignment, or
- * -1. */
+/* DI-MatMul of per-group activation codes (docs/integer-semantics.md "## Per-group activations" and "## Per-group
+ * activations with per-group weights"): weight groups of G_w columns (G_w = in for a per-row weight) each hold
+ * G_w / G whole activation groups (G divides G_w, checked at load). P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_(j,h))
+ * in int32 (G Q1 Q2 < 2^31 for codes of at most 8 bits), T_(j,h) = sum_(g in h) P_(j,g) lambda_g exact in int64
+ * (|T| < G_w Q1 Q2 2^b_m), P'_j = sum_h rshr(T_(j,h), b_m) mu_(j,h) (|P'| < in Q1 Q2 2^24, checked at load); with one
+ * weight group this is rshr(S_j, b_m) mu_j of the per-row operator. Each P is sum_c (x_c - z_g) w_jc
+ * - z2 sum_c (x_c - z_g) (every partial sum within G Q1 Q2). A group with lambda_g = 0 (all-zero) adds nothing and
+ * is skipped. `centered` gets x_c - z_g in column order, for packed weights each group's even columns then its odd
+ * ones. Returns the index (j groups + h) of a failing alignment, or -1. */
 static int64_t act_group_products(const rt_linear* w, const rt_row* x, int mantissa_bits, int32_t exponent,
                                   int16_t* centered, int64_t* out) {
-  const int32_t G = x->group, groups = w->in / G, half = G / 2;
-  int32_t j, g, c;
+  const int32_t G = x->group, groups = w->in / G, half = G / 2, per_weight_group = w->group / G;
+  int32_t j, g, h, c;
   for (g = 0; g < groups; ++g) {
     const int32_t z = x->group_zero_points[g], first = g * G;
     int32_t sum = 0;
@@ -714,24 +716,29 @@ static int64_t act_group_products(const rt_linear* w, const rt_row* x, int manti
   }
   for (j = 0; j < w->out; ++j) {
     const uint8_t* row = w->codes + (size_t)j * w->row_bytes;
-    const int32_t z2 = w->zero_points[j];
-    const int64_t mu = aligned_mantissa(dyadic_at(w->scales, (size_t)j), exponent);
-    int64_t sum = 0;
-    if (mu < 0) return j;
-    for (g = 0; g < groups; ++g) {
-      const int16_t* v = centered + (size_t)g * (size_t)G;
-      int32_t p = 0;
-      if (x->group_lambdas[g] == 0) continue;
-      if (w->packed) { /* G is even: a group starts on a byte */
-        const uint8_t* bytes = row + (size_t)g * (size_t)half;
-        for (c = 0; c < half; ++c) p += v[c] * (int32_t)(bytes[c] & 15) + v[half + c] * (int32_t)(bytes[c] >> 4);
-      } else {
-        const uint8_t* codes = row + (size_t)g * (size_t)G;
-        for (c = 0; c < G; ++c) p += v[c] * (int32_t)codes[c];
+    int64_t total = 0;
+    for (h = 0, g = 0; h < w->groups; ++h) {
+      const size_t index = (size_t)j * (size_t)w->groups + (size_t)h;
+      const int32_t z2 = w->zero_points[index];
+      const int64_t mu = aligned_mantissa(dyadic_at(w->scales, index), exponent);
+      int64_t t = 0;
+      if (mu < 0) return (int64_t)index;
+      for (; g < (h + 1) * per_weight_group; ++g) {
+        const int16_t* v = centered + (size_t)g * (size_t)G;
+        int32_t p = 0;
+        if (x->group_lambdas[g] == 0) continue;
+        if (w->packed) { /* G is even: a group starts on a byte */
+          const uint8_t* bytes = row + (size_t)g * (size_t)half;
+          for (c = 0; c < half; ++c) p += v[c] * (int32_t)(bytes[c] & 15) + v[half + c] * (int32_t)(bytes[c] >> 4);
+        } else {
+          const uint8_t* codes = row + (size_t)g * (size_t)G;
+          for (c = 0; c < G; ++c) p += v[c] * (int32_t)codes[c];
+        }
+        t += (int64_t)(p - z2 * x->group_sums[g]) * x->group_lambdas[g];
       }
-      sum += (int64_t)(p - z2 * x->group_sums[g]) * x->group_lambdas[g];
+      total += rt_mul(rt_rshr(t, mantissa_bits), mu); /* one rounding per weight group: mu differs between groups */
     }
-    out[j] = rt_mul(rt_rshr(sum, mantissa_bits), mu);
+    out[j] = total;
   }
   return -1;
 }
@@ -759,7 +766,7 @@ static int linear_accumulate(const rt_linear* w, const rt_row* x, int mantissa_b
   if (k_out < INT32_MIN || k_out > INT32_MAX) return fail(err, ILLM_RT_E_NUMERIC, "DI-MatMul: output exponent out of range");
   out_scale->m = x->scale.m;
   out_scale->k = (int32_t)k_out;
-  if (x->group > 0) { /* the weight is per row (checked at load) */
+  if (x->group > 0) { /* per row or per group of weights (their G a multiple of the activations', checked at load) */
     const int64_t failed = act_group_products(w, x, mantissa_bits, exponent, centered, out);
     if (failed >= 0) return alignment_fail(err, what, (size_t)failed, dyadic_at(w->scales, (size_t)failed).m, mantissa_bits);
     return ILLM_RT_OK;
@@ -2018,11 +2025,6 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
     status = check_entry(m, i, &globals[i], table_end, err);
     if (status) return status;
   }
-  /* With per-group activations only the LM head may have weight groups (the executor's model validation). */
-  if (m->act_group_size > 0 && (m->required_features & ILLM_RT_REQUIRED_GROUP_SCALES) && head_groups == 1)
-    return fail(err, ILLM_RT_E_INVALID,
-                "model.bin: per-group activations do not compose with per-group weights of the block linears (required "
-                "feature 1 with them is for a per-group LM head)");
   for (l = 0; l < (uint32_t)S->n_layers; ++l) {
     rt_expected want = expected(ILLM_RT_T_ATTN_NORM, l, ILLM_RT_DT_I32, (uint64_t)S->hidden, 1);
     status = check_entry(m, layer_entry((int32_t)l, ILLM_RT_T_ATTN_NORM), &want, table_end, err);
@@ -2038,12 +2040,17 @@ static int check_table(const illm_rt_model* m, illm_rt_error* err) {
       rt_expected parts[3];
       int part;
       const uint64_t groups = linear_groups(m, layer_entry((int32_t)l, base + 1), ins[j]);
-      if (groups > 1 && m->act_group_size > 0) {
+      /* Per-group activations with per-group weights: every weight group must hold whole activation groups. */
+      if (groups > 1 && m->act_group_size > 0 && (ins[j] / groups) % (uint64_t)m->act_group_size != 0) {
         const rt_name n = layer_name((int32_t)l, kLinearNames[j]);
         rt_msg msg = msg_begin(err, ILLM_RT_E_INVALID);
         msg_s(&msg, "model.bin: ");
         msg_s(&msg, n.s);
-        msg_s(&msg, " has per-group weights, which do not compose with per-group activations");
+        msg_s(&msg, " has weight groups of ");
+        msg_i(&msg, (int64_t)(ins[j] / groups));
+        msg_s(&msg, " columns, which act_group_size ");
+        msg_i(&msg, m->act_group_size);
+        msg_s(&msg, " does not divide");
         return ILLM_RT_E_INVALID;
       }
       parts[0] = expected(base, l, w_codes, outs[j], ins[j]);
@@ -2299,8 +2306,8 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
 
 /* Per-group activations (required bit 4): G in {16, 32, 64, 128} dividing the inputs of every block linear (hidden,
  * n_heads head_dim, intermediate), mantissa_bits >= 2 (no group but an all-zero one has the scale (1, 0)), and no
- * TRIP factors (the executor's validate_quantized_model: no operator for the pair; per-group weights of the block
- * linears are refused by check_table, a per-group LM head is allowed). */
+ * TRIP factors (the executor's validate_quantized_model: no operator for the pair). Per-group weights of a block
+ * linear need G a multiple of act_group_size (check_table); the LM head's groups are independent of it. */
 static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
   const uint32_t G = rd_u32(m->data + ILLM_RT_H_ACT_GROUP_SIZE);
   const illm_rt_shape* S = &m->shape;

@@ -393,12 +393,53 @@ TEST_P(ActGroupModels, PrefillAndEveryStepsLogitsEqualTheExecutors) {
 INSTANTIATE_TEST_SUITE_P(Tinybible, ActGroupModels,
                          ::testing::Values(ActGroupCase{"w4a4", 16, false, false}, ActGroupCase{"w4a4", 32, true, false},
                                            ActGroupCase{"w8a8", 32, false, false}, ActGroupCase{"w8a8", 16, true, false},
-                                           ActGroupCase{"w8a8", 64, false, false}, ActGroupCase{"w4a8", 32, false, true}),
+                                           ActGroupCase{"w8a8", 64, false, false}, ActGroupCase{"w4a8", 32, false, true},
+                                           // per-group weights (G 32) with A 16 (two activation groups per weight
+                                           // group) and A 32 (one): "## Per-group activations with per-group weights"
+                                           ActGroupCase{"w4a4-g32", 16, false, false},
+                                           ActGroupCase{"w4a4-g32", 32, false, false},
+                                           ActGroupCase{"w4a4-g32", 16, true, false},
+                                           ActGroupCase{"w4a4-g32", 32, true, false}),
                          [](const auto& info) {
                            const ActGroupCase& c = info.param;
-                           return std::string(c.bits) + "_G" + std::to_string(c.group) + (c.hadamard ? "_hadamard" : "") +
+                           std::string bits = c.bits;
+                           std::replace(bits.begin(), bits.end(), '-', '_');  // a test name is an identifier
+                           return bits + "_G" + std::to_string(c.group) + (c.hadamard ? "_hadamard" : "") +
                                   (c.clip ? "_clip" : "");
                          });
+
+// Synthetic models with per-group weights of every G (32, 64, 128) and each A dividing it, from one activation group
+// per weight group to eight: 4-bit (packed) and 8-bit weights, and the paper-conformance numerics.
+TEST(ActGroupModels, SyntheticModelsWithWeightGroupsEqualTheExecutor) {
+  struct Case {
+    int32_t weight_group, act_group, bits;
+    bool paper;
+  };
+  const Case cases[] = {{32, 16, 4, false}, {32, 32, 8, false}, {64, 16, 4, false}, {64, 64, 4, true},
+                        {128, 16, 8, true}, {128, 32, 4, false}, {128, 128, 8, false}};
+  for (const Case& c : cases) {
+    SyntheticShape shape;
+    shape.hidden = 128;
+    shape.intermediate = 256;
+    shape.heads = 4;
+    shape.head_dim = 32;
+    shape.group_size = c.weight_group;
+    if (c.paper) shape.settings = paper_conformance_settings(shape.settings);
+    shape.settings.a_bits = shape.settings.w_bits = c.bits;
+    for (uint64_t seed = 1; seed <= 2; ++seed) {
+      shape.seed = seed;
+      QuantizedModel model = synthetic_model(shape);
+      model.act_group_size = c.act_group;
+      const std::string what = "synthetic w" + std::to_string(c.bits) + "a" + std::to_string(c.bits) + " G " +
+                               std::to_string(c.weight_group) + " A " + std::to_string(c.act_group) +
+                               (c.paper ? " paper" : "") + " seed " + std::to_string(seed);
+      EXPECT_EQ(required_features(model_bin_of(model)), ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_ACT_GROUPS)
+          << what;
+      expect_prefill_rows_equal(model, {1, 5, 9, 13, 2, 7}, what);
+      EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+    }
+  }
+}
 
 // Synthetic models (seeded weights and scales, small widths) at G 16: W4A4 and the paper-conformance W8A8 numerics.
 TEST(ActGroupModels, SyntheticModelsEqualTheExecutor) {
@@ -462,7 +503,7 @@ TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
 
 // The header's bit and G must agree, and the loader refuses what the executor refuses (CRC recomputed each time): a
 // runtime without the feature refuses the bit as unknown (as this one refuses bit 64); G without the bit; the bit with
-// a G outside {16, 32, 64, 128} or not dividing the widths; the bit with per-group weights or TRIP.
+// a G outside {16, 32, 64, 128} or not dividing the widths; the bit with TRIP.
 TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4")).model;
   model.act_group_size = 32;
@@ -475,10 +516,32 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
       {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
       {"G 24", ILLM_RT_H_ACT_GROUP_SIZE, 24u, ILLM_RT_E_INVALID, "act_group_size 24"},
       {"G 128 (does not divide hidden 192)", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID, "does not divide"},
-      {"with per-group weights", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_GROUP_SCALES, ILLM_RT_E_INVALID,
-       "per-group weights"},
       {"with TRIP", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_TRIP, ILLM_RT_E_INVALID, "TRIP"},
   });
+}
+
+// Per-group weights need A to divide their G (CRC recomputed): the G-32 model with A 32 loads; A 64 (which divides
+// every width of tinybible) is refused naming the first block linear and both sizes; A 128 already by the widths.
+// Bit 0 on a per-row file (no linear with groups) is accepted with act groups as without them.
+TEST(ActGroupModels, LoaderRefusesWeightGroupsThatActGroupSizeDoesNotDivide) {
+  QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4-g32")).model;
+  ASSERT_EQ(model.layers.at(0).q_proj.group_size, 32);
+  model.act_group_size = 32;
+  const std::vector<uint8_t> good = model_bin_of(model);
+  ASSERT_EQ(required_features(good), ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_ACT_GROUPS);
+  expect_header_mutations(good, {
+      {"A 64 with G 32", ILLM_RT_H_ACT_GROUP_SIZE, 64u, ILLM_RT_E_INVALID,
+       "layers[0].q_proj has weight groups of 32 columns, which act_group_size 64 does not divide"},
+      {"A 128 with G 32", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID, "does not divide"},
+  });
+  QuantizedModel per_row = formats::read_illm(illm_path("tinybible", "w4a4")).model;
+  per_row.act_group_size = 32;
+  std::vector<uint8_t> bytes = model_bin_of(per_row);
+  put_header_u32(bytes, ILLM_RT_H_REQUIRED_FEATURES, required_features(bytes) | ILLM_RT_REQUIRED_GROUP_SCALES);
+  recompute_crc(bytes);
+  illm_rt_model m;
+  illm_rt_error err;
+  EXPECT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << err.message;
 }
 
 // ---- LM-head options: the head's input width (required feature 32) and per-group head weights (feature 1) ----

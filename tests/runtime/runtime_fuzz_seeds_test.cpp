@@ -72,6 +72,7 @@ struct Seed {
   const char* file;
   SyntheticShape shape;
   bool tokenizer;
+  int32_t act_group = 0;  // per-group activations (required feature 16)
 };
 
 std::vector<Seed> seeds() {
@@ -98,16 +99,26 @@ std::vector<Seed> seeds() {
   head.settings.head_in_bits = 16;
   head.head_group_size = 32;
   head.seed = 3;
-  return {{"tiny-w4a4.bin", tiny, false}, {"tiny-paper-w8a8-int8-embed-head4.bin", varied, false},
-          {"tiny-tokenizer.bin", tiny, true}, {"tiny-head-in16-group32.bin", head, false}};
+  // Per-group activations (A 16) with per-group block weights (G 32, two activation groups per weight group).
+  SyntheticShape groups = tiny;
+  groups.hidden = groups.intermediate = 64;  // two weight groups per row (G = in would be the per-row case)
+  groups.head_dim = 32;
+  groups.group_size = 32;
+  groups.seed = 4;
+  return {{"tiny-w4a4.bin", tiny, false},
+          {"tiny-paper-w8a8-int8-embed-head4.bin", varied, false},
+          {"tiny-tokenizer.bin", tiny, true},
+          {"tiny-head-in16-group32.bin", head, false},
+          {"tiny-act16-group32.bin", groups, false, 16}};
 }
 
 TEST(FuzzSeeds, CommittedSeedsAreTheGeneratorsAndRun) {
   const fs::path corpus = kSourceDir / "tests/fuzz/corpus/model_bin";
   const bool write = std::getenv("ILLM_WRITE_FUZZ_SEEDS") != nullptr;
   for (const Seed& s : seeds()) {
-    const std::vector<uint8_t> bytes =
-        formats::build_model_bin(synthetic_model(s.shape), s.tokenizer ? tiny_tokenizer() : "", {}).bytes;
+    QuantizedModel model = synthetic_model(s.shape);
+    model.act_group_size = s.act_group;
+    const std::vector<uint8_t> bytes = formats::build_model_bin(model, s.tokenizer ? tiny_tokenizer() : "", {}).bytes;
     if (write) {
       std::ofstream(corpus / s.file, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                              static_cast<std::streamsize>(bytes.size()));
