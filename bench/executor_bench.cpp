@@ -9,8 +9,8 @@
 //   5. the online Walsh–Hadamard transforms (hadamard_down + hadamard_qk) on and off side by side: tinybible W4A4 and
 //      the 7B-shaped layer, prefill and decode, 1 thread, and the per-operator time of tinybible with them on
 //      (--hadamard-only: these tables alone);
-//   6. per-group activations (act_group_size 32) on and off side by side: tinybible W4A4 / W8A8 and the 7B-shaped
-//      layer (--act-groups-only: this table alone).
+//   6. per-group activations (act_group_size 32) on and off side by side: tinybible W4A4 / W8A8, tinybible W4A4 with
+//      32-wide weight groups (act_group_size 16) and the 7B-shaped layer (--act-groups-only: this table alone).
 // Usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] [--skip-eval] [--reps N]
 //                       [--hadamard-only] [--act-groups-only]
 #include <omp.h>
@@ -233,6 +233,12 @@ void act_group_speed(const std::string& models, const illm::KernelSet& k, int re
   for (const char* name : {"tinybible-w4a4", "tinybible-w8a8"})
     side_by_side_speed_row(name, illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true,
                            set_groups);
+  // With 32-wide weight groups, activation groups of 16 (docs/integer-semantics.md "## Per-group activations with
+  // per-group weights"): off is the per-group-weight model with per-token activations.
+  const FeatureSwitch set_groups16 = [](illm::QuantizedModel& model, bool on) { model.act_group_size = on ? 16 : 0; };
+  side_by_side_speed_row("tinybible-w4a4-g32 (weight groups 32), act groups 16",
+                         illm::formats::read_illm(models + "/tinybible-w4a4-g32.illm").model, k, reps, true,
+                         set_groups16);
   side_by_side_speed_row("7B-shaped layer W4A4", random_7b_model(4, 4, 1, 256, 7), k, reps, false, set_groups);
   side_by_side_speed_row("7B-shaped layer W8A8", random_7b_model(8, 8, 1, 256, 7), k, reps, false, set_groups);
 

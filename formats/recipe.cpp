@@ -212,8 +212,9 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   // The combinations without an integer operator (model validation refuses them too).
   if (g != 0 && r.trip_shifts > 0)
     fail(source, "act_group_size", "cannot be combined with trip_shifts (no integer operator for both)");
-  if (g != 0 && r.w_granularity == WeightGranularity::kPerGroup)
-    fail(source, "act_group_size", "cannot be combined with per_group weights (no integer operator for both)");
+  if (g != 0 && r.w_granularity == WeightGranularity::kPerGroup && r.group_size % g != 0)
+    fail(source, "act_group_size", std::to_string(g) + " does not divide the per_group weights' group_size " +
+                                       std::to_string(r.group_size) + " (a weight group holds whole activation groups)");
 }
 
 Recipe load_recipe(const std::filesystem::path& path) {

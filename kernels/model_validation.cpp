@@ -146,8 +146,8 @@ void validate_quantized_model(const QuantizedModel& model) {
                        std::to_string(s.n_layers));
   const int32_t q_width = s.n_heads * s.head_dim, kv_width = s.n_kv_heads * s.head_dim;
   // Per-group activations (kernels/activation_groups.h): G divides every block linear's input width; the all-zero
-  // group rule of the DI-MatMul needs scale mantissas of >= 2 bits; per-row weights and no TRIP (their
-  // combinations have no integer operator).
+  // group rule of the DI-MatMul needs scale mantissas of >= 2 bits; weight groups of a multiple of G, and no TRIP
+  // (that combination has no integer operator).
   const int32_t act_group = model.act_group_size;
   if (act_group != 0) {
     if (!supported_act_group_size(act_group))
@@ -188,10 +188,11 @@ void validate_quantized_model(const QuantizedModel& model) {
       const std::pair<const char*, const QuantizedLinear*> linears[] = {
           {"q_proj", &L.q_proj},       {"k_proj", &L.k_proj}, {"v_proj", &L.v_proj},    {"o_proj", &L.o_proj},
           {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}};
-      for (const auto& [name, w] : linears)
-        if (weight_per_group(*w))
+      for (const auto& [name, w] : linears)  // weight groups must hold whole activation groups
+        if (weight_per_group(*w) && weight_group_size(*w) % act_group != 0)
           fail(layer_name(l, name) + ".group_size", "= " + std::to_string(w->group_size) +
-                                                     ": per-group weights with act_group_size are not supported");
+                                                     " is not a multiple of act_group_size = " +
+                                                     std::to_string(act_group));
     }
     check_linear(layer_name(l, "q_proj"), L.q_proj, q_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);
     check_linear(layer_name(l, "k_proj"), L.k_proj, kv_width, s.hidden, st.w_bits, "settings.w_bits", input_bits[kClipAttnIn]);

@@ -38,8 +38,8 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
   const size_t group = static_cast<size_t>(weight_group_size(weight));
   const size_t groups = static_cast<size_t>(weight_groups(weight));
   p.code_sums.assign(static_cast<size_t>(weight.out_features) * groups, 0);
-  const bool act_groups =
-      act_group_size > 0 && !weight_per_group(weight) && weight.in_features % act_group_size == 0;
+  const bool act_groups = act_group_size > 0 && weight.in_features % act_group_size == 0 &&
+                          weight_group_size(weight) % act_group_size == 0;
   const size_t out = static_cast<size_t>(weight.out_features);
   if (act_groups) {
     p.act_group_size = act_group_size;

@@ -21,7 +21,8 @@ struct PreparedLinear {
   // `out` zero), and Γ_j = Σ_g μ_(j,g)·(CS_(j,g) − G·z_(j,g)) in wrapping 64-bit arithmetic, [out].
   std::vector<uint32_t> group_terms;
   std::vector<uint64_t> group_gamma;
-  // Per-group activations (act_group_size A > 0, per-row weights only; kernels/reference/act_group_matmul.h): the
+  // Per-group activations (act_group_size A > 0, weights per row or in groups of a multiple of A;
+  // kernels/reference/act_group_matmul.h): the
   // code sums CS_(j,g) of every (row, activation group) for the optimized linear_act_groups, [in/A][out] (the layout
   // its per-group epilogue reads along the rows; < A·255 fits int32); empty otherwise.
   int32_t act_group_size = 0;

@@ -203,6 +203,69 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
   parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
 }
 
+// Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
+// activations with per-group weights"): the dot blocks of every activation group as above, and per weight group h
+//   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + A·z_(j,h)·B_(t,h)
+// with A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a), B_(t,h) = Σ_(a in h) λ_(t,a)·z_(t,a) (per call), which is Σ_a λ·P term
+// for term; the sum over a is the path's act_group_epilogue row kernel, and at the last activation group of h the
+// row adds rshr(T, b_m)·μ_(j,h). Wrapping 64-bit arithmetic is exact: each final T fits int64.
+void linear_act_and_weight_groups_accumulate(const Isa& kernels, const QuantizedActivation& x,
+                                             const PreparedLinear& prepared, std::span<const int64_t> lambdas,
+                                             int32_t offset, AlignedAccumulator& out) {
+  const DotIsa& isa = kernels.dot;
+  const QuantizedLinear& w = *prepared.weight;
+  const int32_t rows = x.rows, n = w.out_features, k = w.in_features, group = x.group_size;
+  const int32_t groups = k / group, w_groups = weight_groups(w), per_weight_group = weight_group_size(w) / group;
+  const WeightFormat format = weight_format(w.bits);
+  CallScratch& s = call_scratch();
+  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
+  const PackedActivations& xp = s.x;
+  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h)
+  token_terms.assign(static_cast<size_t>(rows) * w_groups * 2, 0);
+  for (int32_t t = 0; t < rows; ++t)
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t tg = static_cast<size_t>(t) * groups + g, th = static_cast<size_t>(t) * w_groups + g / per_weight_group;
+      token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
+      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg];
+    }
+  const int b_m = prepared.mantissa_bits;
+  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
+  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
+
+  const auto task = [&](int64_t index) {
+    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+    const size_t tile_size = static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols);
+    std::vector<int32_t>& tile = tile_scratch(tile_size);
+    thread_local std::vector<int64_t> weight_group_sums;  // T_(t,j,h) of the tile's current weight group
+    weight_group_sums.resize(tile_size);
+    for (int32_t g = 0; g < groups; ++g) {
+      dots.run(t0, t1, j0, tile_cols, g, tile.data());
+      const int32_t h = g / per_weight_group;
+      const bool first_of_h = g % per_weight_group == 0, last_of_h = g % per_weight_group == per_weight_group - 1;
+      const int32_t* cs = prepared.act_group_code_sums.data() + static_cast<size_t>(g) * n + j0;
+      for (int32_t t = t0; t < t1; ++t) {
+        const size_t tg = static_cast<size_t>(t) * groups + g;
+        int64_t* sums = weight_group_sums.data() + static_cast<size_t>(t - t0) * tile_cols;
+        kernels.rows.act_group_epilogue(tile.data() + static_cast<size_t>(t - t0) * tile_cols, cs, tile_cols,
+                                        x.zero_points[tg], lambdas[tg], first_of_h, sums);
+        if (!last_of_h) continue;
+        const size_t th = static_cast<size_t>(t) * w_groups + h;
+        const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
+        int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+        for (int32_t j = 0; j < tile_cols; ++j) {
+          const size_t jh = static_cast<size_t>(j0 + j) * w_groups + h;
+          const int64_t z2 = w.zero_points[jh];
+          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2 - offset) * a) +
+                               static_cast<uint64_t>(z2 * b);
+          o[j] = (h == 0 ? 0 : o[j]) + rshr(static_cast<int64_t>(sum), b_m) * prepared.alignment.mantissas[jh];
+        }
+      }
+    }
+  };
+  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
+  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+}
+
 }  // namespace
 
 void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
@@ -238,6 +301,13 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
     const int32_t k1 = align_activation_groups(std::span<const Dyadic>(x.scales.data() + first, groups),
                                                std::span<int64_t>(lambdas.data() + first, groups));
     out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
+  }
+  if (weight_per_group(w)) {
+    if (weight_group_size(w) % group != 0) {
+      illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the sizes
+      return;
+    }
+    return linear_act_and_weight_groups_accumulate(kernels, x, prepared, lambdas, offset, out);
   }
   // Row t's group g is packed row t·groups + g.
   pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);

@@ -41,8 +41,12 @@ void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLi
   if (group < 1 || k % group != 0)
     throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group) +
                 " does not divide " + std::to_string(k) + " columns");
-  if (weight_per_group(w)) throw Error("DI-MatMul (per-group activations): the weight must be per row");
-  const int32_t groups = k / group;
+  // Weight groups (h, G columns each, one per row when the weight is per row) must hold whole activation groups.
+  const int32_t w_group = weight_group_size(w);
+  if (w_group % group != 0)
+    throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group) +
+                " does not divide the weight's group size " + std::to_string(w_group));
+  const int32_t groups = k / group, per_weight_group = w_group / group, w_groups = k / w_group;
   const size_t scale_count = static_cast<size_t>(x.rows) * static_cast<size_t>(groups);
   if (x.zero_points.size() != scale_count || x.scales.size() != scale_count)
     throw Error("DI-MatMul (per-group activations): input has " + std::to_string(x.scales.size()) +
@@ -65,18 +69,23 @@ void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLi
   std::vector<uint8_t> w_row(static_cast<size_t>(k));
   for (int32_t j = 0; j < n; ++j) {
     unpack_weight_row(w, j, w_row);
-    const int32_t z2 = w.zero_points[j];
     for (int32_t t = 0; t < x.rows; ++t) {
       const uint16_t* x_row = x.codes.data() + static_cast<size_t>(t) * x.cols;
       const size_t first = static_cast<size_t>(t) * groups;
-      int64_t sum = 0;  // S_tj
-      for (int32_t g = 0; g < groups; ++g) {
-        const size_t begin = static_cast<size_t>(g) * group;
-        const int64_t p = dot_centered(use_int32, x_row + begin, x.zero_points[first + g], w_row.data() + begin, z2,
-                                       group);  // P_(t,j,g)
-        sum += p * lambdas[first + g];
+      int64_t total = 0;  // P'_tj
+      for (int32_t h = 0; h < w_groups; ++h) {
+        const size_t jh = static_cast<size_t>(j) * w_groups + h;
+        const int32_t z2 = w.zero_points[jh];
+        int64_t sum = 0;  // T_(t,j,h) (S_tj for a per-row weight)
+        for (int32_t g = h * per_weight_group; g < (h + 1) * per_weight_group; ++g) {
+          const size_t begin = static_cast<size_t>(g) * group;
+          const int64_t p = dot_centered(use_int32, x_row + begin, x.zero_points[first + g], w_row.data() + begin,
+                                         z2, group);  // P_(t,j,g)
+          sum += p * lambdas[first + g];
+        }
+        total += rshr(sum, b_m) * prepared.alignment.mantissas[jh];
       }
-      out.values[static_cast<size_t>(t) * n + j] = rshr(sum, b_m) * prepared.alignment.mantissas[j];
+      out.values[static_cast<size_t>(t) * n + j] = total;
     }
   }
 }

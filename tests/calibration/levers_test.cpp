@@ -263,20 +263,25 @@ TEST(Levers, ActGroupsGiveAnIntegerModelThatAgreesWithFakeQuant) {
         .sequences;
   };
   const TokenWindows calib = load("calib.txt", 4), eval = load("test.txt", 2);
-  double integer_ppl[2] = {0, 0};
-  for (const int32_t group : {0, 32}) {
+  double integer_ppl[3] = {0, 0, 0};
+  // Per token; G 32; G 16 with 32-wide weight groups (docs/integer-semantics.md "## Per-group activations with
+  // per-group weights").
+  const std::pair<int32_t, const char*> cases[] = {{0, ""}, {32, ""}, {16, R"(, "w_granularity": "per_group", "group_size": 32)"}};
+  for (int c = 0; c < 3; ++c) {
+    const auto& [group, weights] = cases[c];
     const illm::Recipe r =
         recipe(R"(, "w_bits": 4, "a_bits": 4, "rotation": "orthogonal", "hadamard_down": true, "act_group_size": )" +
-               std::to_string(group));
+               std::to_string(group) + weights);
     EXPECT_NO_THROW(illm::require_integer_path(r, "test"));
     const CalibratedModel m = calibrate(tinybible, r, calib, nullptr, quiet());
     const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(4, 4, false));
     EXPECT_EQ(qm.act_group_size, group);
+    EXPECT_EQ(qm.layers[0].down_proj.group_size, c == 2 ? 32 : 0);
     const double fake = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kExecutor, 1});
-    integer_ppl[group > 0] = integer_perplexity(qm, eval);
-    std::printf("tinybible W4A4 act_group_size %d: fake-quant (executor points) %.3f, integer %.3f\n", group, fake,
-                integer_ppl[group > 0]);
-    EXPECT_LT(std::fabs(integer_ppl[group > 0] / fake - 1), 0.15) << "G " << group;
+    integer_ppl[c] = integer_perplexity(qm, eval);
+    std::printf("tinybible W4A4 act_group_size %d%s: fake-quant (executor points) %.3f, integer %.3f\n", group,
+                c == 2 ? " + weight groups 32" : "", fake, integer_ppl[c]);
+    EXPECT_LT(std::fabs(integer_ppl[c] / fake - 1), 0.15) << "case " << c;
   }
   EXPECT_LT(integer_ppl[1], integer_ppl[0]);
 }

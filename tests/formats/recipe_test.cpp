@@ -171,7 +171,8 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
 }
 
-// Per-group activations: 0 (per token, the default), 16, 32, 64 or 128; not with TRIP or per-group weights.
+// Per-group activations: 0 (per token, the default), 16, 32, 64 or 128; not with TRIP; with per-group weights whose
+// group size they divide.
 TEST(Recipe, ActGroupSize) {
   EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn"})", "t").act_group_size, 0);
   for (const int g : {16, 32, 64, 128})
@@ -183,9 +184,15 @@ TEST(Recipe, ActGroupSize) {
     EXPECT_NE(error_of(bad).find("act_group_size"), std::string::npos) << bad;
   const std::string trip = error_of(R"({"method": "rtn", "act_group_size": 32, "trip_shifts": 3})");
   EXPECT_NE(trip.find("trip_shifts"), std::string::npos) << trip;
+  // With per-group weights when A divides their group size (a weight group holds whole activation groups).
+  const illm::Recipe both = illm::parse_recipe_json(
+      R"({"method": "rtn", "act_group_size": 16, "w_granularity": "per_group", "group_size": 32})", "t");
+  EXPECT_EQ(both.act_group_size, 16);
+  EXPECT_EQ(both.group_size, 32);
   const std::string groups =
-      error_of(R"({"method": "rtn", "act_group_size": 32, "w_granularity": "per_group", "group_size": 32})");
-  EXPECT_NE(groups.find("per_group"), std::string::npos) << groups;
+      error_of(R"({"method": "rtn", "act_group_size": 64, "w_granularity": "per_group", "group_size": 32})");
+  EXPECT_NE(groups.find("act_group_size"), std::string::npos) << groups;
+  EXPECT_NE(groups.find("64 does not divide the per_group weights' group_size 32"), std::string::npos) << groups;
 }
 
 // ---- issue #8: values are reported as given, never wrapped; a key may appear once ----

@@ -63,6 +63,57 @@ TEST(ActGroupMatMul, HandDerivedCase) {
   EXPECT_EQ(out.scales[1], (Dyadic{1, 5}));
 }
 
+// Per-group weights too ("## Per-group activations with per-group weights"), worked by hand: b_m = 2, A = 2, G = 4,
+// 1 token, 1 weight row of 8 codes 3 0 1 3 | 1 2 0 0, zero points (1 | 2), scales (3, 10) and (2, 10) (K2 = 10,
+// μ = 3, 2). Activation codes 3 1 | 0 2 | 2 1 | 2 0, zero points 1 0 1 2, scales (2, 4) (3, 3) (2, 4) (2, 4):
+//   K1 = 3, λ = (rshr(2, 1), 3, rshr(2, 1), rshr(2, 1)) = (1, 3, 1, 1);
+//   P = (2·2 + 0·(−1), 0·0 + 2·2, 1·(−1) + 0·0, 0·(−2) + (−2)·(−2)) = (4, 4, −1, 4);
+//   T = (4·1 + 4·3, −1·1 + 4·1) = (16, 3); P' = rshr(16, 2)·3 + rshr(3, 2)·2 = 4·3 + 1·2 = 14, row dyadic
+//   (1, 3 − 2 + 10) = (1, 11). The real product is 108/2^14 = 13.5/2^11 (the second group's 0.75 rounds to 1).
+TEST(ActGroupMatMul, HandDerivedCaseWithPerGroupWeights) {
+  const QuantizedActivation x = grouped_activation(1, 8, 4, 2, {3, 1, 0, 2, 2, 1, 2, 0}, {1, 0, 1, 2},
+                                                   {{2, 4}, {3, 3}, {2, 4}, {2, 4}});
+  const std::vector<uint8_t> codes = {3, 0, 1, 3, 1, 2, 0, 0};
+  const QuantizedLinear w = make_quantized_linear(1, 8, 4, codes, {1, 2}, {{3, 10}, {2, 10}}, 4);
+  const PreparedLinear prepared = prepare_linear(w, 2);
+  AlignedAccumulator out;
+  linear_act_groups_accumulate(x, prepared, out);
+  ASSERT_EQ(out.rows, 1);
+  ASSERT_EQ(out.cols, 1);
+  EXPECT_EQ(out.values, (std::vector<int64_t>{14}));
+  EXPECT_EQ(out.scales[0], (Dyadic{1, 11}));
+}
+
+// One weight group per row (G = in) is the per-row-weight operator term for term.
+TEST(ActGroupMatMul, OneWeightGroupIsThePerRowWeightOperator) {
+  Rng rng(7);
+  const int32_t in = 64, group = 16, rows = 3, out = 5;
+  std::vector<uint16_t> codes;
+  std::vector<int32_t> zps;
+  std::vector<Dyadic> scales;
+  for (int32_t i = 0; i < rows * in; ++i) codes.push_back(static_cast<uint16_t>(uniform(rng, 0, 15)));
+  for (int32_t i = 0; i < rows * (in / group); ++i) {
+    zps.push_back(static_cast<int32_t>(uniform(rng, 0, 15)));
+    scales.push_back(Dyadic{uniform(rng, 128, 255), static_cast<int32_t>(uniform(rng, 8, 20))});
+  }
+  const QuantizedActivation x = grouped_activation(rows, in, 4, group, codes, zps, scales);
+  std::vector<uint8_t> w_codes;
+  for (int32_t i = 0; i < out * in; ++i) w_codes.push_back(static_cast<uint8_t>(uniform(rng, 0, 15)));
+  std::vector<int32_t> w_zps;
+  std::vector<Dyadic> w_scales;
+  for (int32_t j = 0; j < out; ++j) {
+    w_zps.push_back(static_cast<int32_t>(uniform(rng, 0, 15)));
+    w_scales.push_back(Dyadic{uniform(rng, 128, 255), static_cast<int32_t>(uniform(rng, 10, 14))});
+  }
+  const QuantizedLinear per_row = make_quantized_linear(out, in, 4, w_codes, w_zps, w_scales);
+  const QuantizedLinear one_group = make_quantized_linear(out, in, 4, w_codes, w_zps, w_scales, in);
+  AlignedAccumulator want, got;
+  linear_act_groups_accumulate(x, prepare_linear(per_row, 8), want);
+  linear_act_groups_accumulate(x, prepare_linear(one_group, 8), got);
+  EXPECT_EQ(got.values, want.values);
+  EXPECT_EQ(got.scales, want.scales);
+}
+
 TEST(ActGroupMatMul, AlignmentLeavesAllZeroGroupsOut) {
   std::vector<int64_t> lambdas(4);
   EXPECT_EQ(align_activation_groups(std::vector<Dyadic>{{1, 0}, {40000, 20}, {1, 0}, {50000, 23}}, lambdas), 20);
@@ -142,12 +193,13 @@ TEST(ActGroupMatMul, RandomShapesMatchTheFloat64ProductWithinTheRoundingBound) {
   EXPECT_GT(cases, 100);
 }
 
-TEST(ActGroupMatMul, RefusesMismatchedShapesAndPerGroupWeights) {
+TEST(ActGroupMatMul, RefusesMismatchedShapesAndWeightGroupsSmallerThanTheActivationGroups) {
   const QuantizedActivation x = grouped_activation(1, 4, 4, 2, {1, 2, 3, 4}, {0, 0}, {{8, 4}, {8, 4}});
   const std::vector<uint8_t> codes(8, 1);
   AlignedAccumulator out;
+  const QuantizedActivation x4 = grouped_activation(1, 4, 4, 4, {1, 2, 3, 4}, {0}, {{8, 4}});
   const QuantizedLinear per_group = make_quantized_linear(2, 4, 4, codes, {0, 0, 0, 0}, {{8, 4}, {8, 4}, {8, 4}, {8, 4}}, 2);
-  EXPECT_THROW(linear_act_groups_accumulate(x, prepare_linear(per_group, 8), out), Error);
+  EXPECT_THROW(linear_act_groups_accumulate(x4, prepare_linear(per_group, 8), out), Error);  // G 2 < A 4
   const QuantizedLinear wide = make_quantized_linear(1, 8, 4, codes, {0}, {{8, 4}});
   EXPECT_THROW(linear_act_groups_accumulate(x, prepare_linear(wide, 8), out), Error);
   QuantizedActivation bad = x;

@@ -299,6 +299,49 @@ TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
   EXPECT_EQ(cases, 60);
 }
 
+// Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
+// activations with per-group weights"): A 16…128, G = A…128 (1 to 8 activation groups per weight group), 1 to 3
+// weight groups, decode and prefill rows, all-zero activation groups, packed and byte weights, 8- and 16-bit mantissas.
+TEST_P(KernelPaths, LinearActAndWeightGroupsEqualsReference) {
+  Rng rng(29);
+  int cases = 0;
+  for (const int32_t act_group : {16, 32, 64, 128})
+    for (const int32_t w_group : {32, 64, 128}) {
+      if (w_group < act_group) continue;
+      for (const int32_t w_groups : {1, 3})
+        for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{6, 5}}) {
+          const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 5 == 0 ? 130 : 0);
+          const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+          const int b_m = cases % 2 == 0 ? 16 : 8;
+          const int32_t k = w_group * w_groups, groups = k / act_group;
+          QuantizedActivation x = random_activation(rng, rows * groups, act_group, a_bits);
+          for (size_t tg = 0; tg < x.scales.size(); ++tg) {
+            x.scales[tg] = random_scale(rng, b_m, 5, 25);
+            if (uniform(rng, 0, 6) == 0) {
+              std::fill_n(x.codes.begin() + static_cast<ptrdiff_t>(tg * act_group), act_group, uint16_t{0});
+              x.zero_points[tg] = 0;
+              x.scales[tg] = Dyadic{1, 0};
+            }
+          }
+          x.rows = rows;
+          x.cols = k;
+          x.group_size = act_group;
+          const QuantizedLinear w = random_grouped_linear(rng, n, k, w_bits, w_group, b_m);
+          const std::string what = "A " + std::to_string(act_group) + " G " + std::to_string(w_group) + " x" +
+                                   std::to_string(w_groups) + " A" + std::to_string(a_bits) + "W" +
+                                   std::to_string(w_bits) + " rows " + std::to_string(rows);
+          const PreparedLinear p = prepare_linear(w, b_m, "w", act_group);
+          ASSERT_EQ(p.act_group_size, act_group) << what;
+          AlignedAccumulator want, got;
+          ref().linear_act_groups(x, p, want);
+          opt().linear_act_groups(x, p, got);
+          expect_equal(want, got, what);
+          ++cases;
+        }
+    }
+  EXPECT_EQ(cases, 72);
+}
+
 // The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with an Isa::grouped kernel)
 // against the reference per-group DI-MatMul: random shapes (K = G·groups, not a multiple of the 64-byte step or of
 // 128 packed codes, odd weight-row counts, 1..9 and > 128 activation rows, every G, 2..8-bit weights and
@@ -1149,18 +1192,47 @@ TEST(WholeModelActGroups, BlockLinearsUseThePerGroupOperator) {
   EXPECT_EQ(g_plain, 1);
 }
 
-// Per-group weights and per-group activations have no integer operator together: refused at load, naming the field.
-TEST(WholeModelActGroups, PerGroupWeightsAreRefused) {
+// Weight groups must hold whole activation groups: G 32 weights with act_group_size 64 are refused at load, naming
+// the field.
+TEST(WholeModelActGroups, WeightGroupsSmallerThanTheActivationGroupsAreRefused) {
   QuantizedModel model = test_model("tinybible-w4a4-g32").model;
-  model.act_group_size = 32;
+  model.act_group_size = 64;
   try {
     Executor executor(model);
-    ADD_FAILURE() << "accepted per-group weights with act_group_size";
+    ADD_FAILURE() << "accepted G 32 weights with act_group_size 64";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("per-group weights with act_group_size are not supported"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("layers[0].q_proj.group_size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is not a multiple of act_group_size = 64"), std::string::npos) << e.what();
   }
 }
+
+// Per-group activations with per-group weights on the whole tinybible W4A4 G 32 test model (A 16 and 32, also with
+// both online Hadamards): every path equals the reference, prefill and decode; the activation groups change the
+// logits of the per-group-weight model.
+class WholeModelWithActAndWeightGroups : public ::testing::TestWithParam<KernelPath> {};
+
+TEST_P(WholeModelWithActAndWeightGroups, PrefillAndDecodeEqualReference) {
+  const KernelPath path = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  const std::string name = "tinybible-w4a4-g32";
+  for (const auto& [group, hadamards] : {std::pair{16, false}, std::pair{32, false}, std::pair{16, true}}) {
+    QuantizedModel model = test_model(name).model;
+    model.act_group_size = group;
+    model.hadamard_down = model.hadamard_qk = hadamards;
+    const std::string what = name + " act_group_size " + std::to_string(group) + (hadamards ? " + Hadamards" : "");
+    const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 5);
+    Executor reference(model, reference_kernels());
+    const IntegerLogits want = reference.forward(ids);
+    if (!hadamards) {
+      EXPECT_NE(want.values, reference_logits(name).values) << what << ": the groups change the logits";
+    }
+    expect_prefill_and_decode(model, kernels_for(path), ids, want, what);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, WholeModelWithActAndWeightGroups, ::testing::ValuesIn(kOptimizedPaths), path_name);
 
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
 std::string model_case_name(const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
