@@ -54,34 +54,110 @@ struct Accumulator {
 // [groups][G][out] minus its zero points [groups][1][out], the centered input [T][in] as [groups][T][G], one batched
 // MatMul [groups][T][out] (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group), times μ [groups][1][out]
 // in int64, summed over the groups (exact: |P'| <= in·Q1·Q2·2^24 < 2^61, checked by check_linear_bound).
+// A per-group weight's zero points and aligned mantissas, [out][groups] in the model, group-major [groups][1][out]
+// for the graph.
+struct GroupMajorWeightScales {
+  std::vector<int32_t> zero_points;
+  std::vector<int64_t> mu;
+};
+
+GroupMajorWeightScales group_major_scales(const QuantizedLinear& w, const ColumnAlignment& alignment) {
+  const int64_t out = w.out_features, groups = weight_groups(w);
+  GroupMajorWeightScales s{std::vector<int32_t>(static_cast<size_t>(groups * out)),
+                           std::vector<int64_t>(static_cast<size_t>(groups * out))};
+  for (int64_t r = 0; r < out; ++r)
+    for (int64_t q = 0; q < groups; ++q) {
+      s.zero_points[static_cast<size_t>(q * out + r)] = w.zero_points[static_cast<size_t>(r * groups + q)];
+      s.mu[static_cast<size_t>(q * out + r)] = alignment.mantissas[static_cast<size_t>(r * groups + q)];
+    }
+  return s;
+}
+
+// The weight [in][out] minus its per-group zero points, [groups][G][out], as acc_type.
+Value centered_weight_groups(GraphBuilder& g, const Value& weights, const QuantizedLinear& w,
+                             const std::vector<int32_t>& zero_points, ElementType acc_type, const std::string& name) {
+  const int64_t out = w.out_features, group = weight_group_size(w), groups = weight_groups(w);
+  const Value zero = g.initializer(name + ".zero_points", ElementType::kInt32, {groups, 1, out}, raw_bytes(zero_points));
+  return g.cast(g.sub(g.reshape(weights, std::vector<int64_t>{groups, group, out}), zero), acc_type);
+}
+
 Value grouped_products(GraphBuilder& g, const Codes& x, int input_bits, const Value& weights, const QuantizedLinear& w,
                        const ColumnAlignment& alignment, const std::string& name) {
   const int64_t out = w.out_features, group = weight_group_size(w), groups = weight_groups(w);
-  std::vector<int32_t> zero_points(static_cast<size_t>(groups * out));
-  std::vector<int64_t> mu(static_cast<size_t>(groups * out));
-  for (int64_t r = 0; r < out; ++r)
-    for (int64_t q = 0; q < groups; ++q) {
-      zero_points[static_cast<size_t>(q * out + r)] = w.zero_points[static_cast<size_t>(r * groups + q)];
-      mu[static_cast<size_t>(q * out + r)] = alignment.mantissas[static_cast<size_t>(r * groups + q)];
-    }
+  const GroupMajorWeightScales scales = group_major_scales(w, alignment);
   const ElementType acc_type = accumulator_kind(group, input_bits, w.bits) == AccumulatorKind::kInt32
                                    ? ElementType::kInt32
                                    : ElementType::kInt64;
-  const Value zero = g.initializer(name + ".zero_points", ElementType::kInt32, {groups, 1, out}, raw_bytes(zero_points));
-  const Value centered_w = g.cast(g.sub(g.reshape(weights, std::vector<int64_t>{groups, group, out}), zero), acc_type);
+  const Value centered_w = centered_weight_groups(g, weights, w, scales.zero_points, acc_type, name);
   const Value centered_x = g.cast(g.sub(x.codes, x.zero_point), acc_type);                       // [T][in]
   const Value x_groups = g.transpose(g.reshape(centered_x, std::vector<int64_t>{0, groups, group}), {1, 0, 2});
   const Value products = g.cast(g.matmul(x_groups, centered_w), ElementType::kInt64);            // [groups][T][out]
-  const Value scaled = g.mul(products, g.initializer_i64(name + ".mu", {groups, 1, out}, mu));
+  const Value scaled = g.mul(products, g.initializer_i64(name + ".mu", {groups, 1, out}, scales.mu));
   return g.reduce_sum(scaled, 0, /*keep_dims=*/false);                                          // [T][out]
+}
+
+// The alignment of per-group activation scales [T][groups][1] (docs/integer-semantics.md "## Per-group
+// activations"): K1_t = min k over the groups that are not all-zero ((m, k) ≠ (1, 0); 0 if none) [T][1][1], and
+// λ = rshr(m, k − K1) (0 for all-zero groups) [T][groups][1]. Exponents lie in the int32 range.
+struct ActGroupAlignment {
+  Value k1, lambda;
+};
+
+ActGroupAlignment align_act_groups(GraphBuilder& g, IntegerPrimitives& p, const RowScale& scale) {
+  const Value empty = g.logical_and(g.equal(scale.m, g.scalar(1)), g.equal(scale.k, g.scalar(0)));
+  const int64_t none = int64_t{1} << 30;  // beyond every dyadic exponent
+  const Value k_min = g.reduce_min_int32(g.where(empty, g.scalar(none), scale.k), 1);  // [T][1][1]
+  ActGroupAlignment a;
+  a.k1 = g.where(g.equal(k_min, g.scalar(none)), g.scalar(0), k_min);
+  // λ = rshr(m, k − K1) with k − K1 >= 0; m < 2^24, so shifts past 62 give 0 as the kernel's do.
+  a.lambda = g.where(empty, g.scalar(0),
+                     p.rshr(scale.m, p.clamp(g.sub(scale.k, a.k1), 0, 62), IntegerPrimitives::Magnitude::kNonNegative));
+  return a;
+}
+
+// The row dyadic (1, K1 − b_m + K2) of P' with per-group activations, [T][1].
+RowScale act_group_row_scale(GraphBuilder& g, const Value& k1, const ColumnAlignment& alignment, int mantissa_bits) {
+  const Value k1_row = g.squeeze(k1, {2});  // [T][1]
+  return RowScale{g.add(g.mul(k1_row, g.scalar(0)), g.scalar(1)),
+                  g.add(k1_row, g.scalar(int64_t{alignment.exponent} - mantissa_bits))};
+}
+
+// Per-group activations (group A) with per-group weights (group G, A divides G; docs/integer-semantics.md "## Per-group
+// activations with per-group weights"). The weight [in][out] minus its zero points [H][1][out] (H = in/G weight
+// groups) as [H][G/A][A][out]; the centered input [T][in/A][A] as [H][G/A][T][A]; one batched MatMul gives
+// P [H][G/A][T][out] (int32 when A·Q1·Q2 <= 2^31 − 1, else int64: exact per activation group). T = Σ over the G/A
+// activation groups of each weight group of P·λ (int64, exact: |T| < G·Q1·Q2·2^b_m), then
+// P' = Σ_h rshr(T, b_m)·μ_(j,h) (int64, exact: |P'| < in·Q1·Q2·2^24 < 2^61 by check_linear_bound), row dyadic
+// (1, K1 − b_m + K2) with K2 over all (row, group) scales.
+Accumulator act_and_weight_group_products(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, ElementType acc_type,
+                                          const Value& weights, const QuantizedLinear& w,
+                                          const ColumnAlignment& alignment, const std::string& name,
+                                          int mantissa_bits) {
+  const int64_t out = w.out_features, act_group = x.group_size, weight_groups_per_row = weight_groups(w);
+  const int64_t per_weight_group = weight_group_size(w) / act_group;  // activation groups per weight group
+  const GroupMajorWeightScales scales = group_major_scales(w, alignment);
+  const Value centered_w = g.reshape(centered_weight_groups(g, weights, w, scales.zero_points, acc_type, name),
+                                     std::vector<int64_t>{weight_groups_per_row, per_weight_group, act_group, out});
+  // [T][in/A][…] → [T][H][G/A][…] → [H][G/A][T][…] (Reshape copies T with 0: it stays the first dimension).
+  const auto by_weight_group = [&](const Value& v, int64_t last) {
+    return g.transpose(g.reshape(v, std::vector<int64_t>{0, weight_groups_per_row, per_weight_group, last}), {1, 2, 0, 3});
+  };
+  const Value centered_x = by_weight_group(g.cast(g.sub(x.codes, x.zero_point), acc_type), act_group);
+  const Value products = g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64);  // [H][G/A][T][out]
+  const ActGroupAlignment a = align_act_groups(g, p, x.scale);
+  const Value t = g.reduce_sum(g.mul(products, by_weight_group(a.lambda, 1)), 1, /*keep_dims=*/false);  // [H][T][out]
+  const Value mu = g.initializer_i64(name + ".mu", {weight_groups_per_row, 1, out}, scales.mu);
+  Accumulator acc;
+  acc.values = g.reduce_sum(g.mul(p.rshr(t, mantissa_bits), mu), 0, /*keep_dims=*/false);  // [T][out]
+  acc.scale = act_group_row_scale(g, a.k1, alignment, mantissa_bits);
+  return acc;
 }
 
 // DI-MatMul of per-group activations (docs/integer-semantics.md "## Per-group activations") with a per-row weight
 // (int32 codes [in][out]): x has codes [T][groups][G] and one zero point and dyadic per (token, group). The group
 // dots P [groups][T][out] as one batched MatMul (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group);
-// K1_t = min k over the groups that are not all-zero ((m, k) ≠ (1, 0); 0 if none), λ = rshr(m, k − K1) (0 for
-// all-zero groups), S = Σ_g P·λ in int64 (exact: |S| < in·Q1·Q2·2^b_m < 2^61 by check_linear_bound), P' =
-// rshr(S, b_m)·μ_j with the row dyadic (1, K1 − b_m + K2).
+// S = Σ_g P·λ in int64 (exact: |S| < in·Q1·Q2·2^b_m < 2^61 by check_linear_bound), P' = rshr(S, b_m)·μ_j with the
+// row dyadic (1, K1 − b_m + K2). A per-group weight takes act_and_weight_group_products.
 Accumulator act_group_products(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int input_bits,
                                const Value& weights, const QuantizedLinear& w, const ColumnAlignment& alignment,
                                const std::string& name, int mantissa_bits) {
@@ -89,25 +165,17 @@ Accumulator act_group_products(GraphBuilder& g, IntegerPrimitives& p, const Code
   const ElementType acc_type = accumulator_kind(static_cast<int32_t>(group), input_bits, w.bits) == AccumulatorKind::kInt32
                                    ? ElementType::kInt32
                                    : ElementType::kInt64;
+  if (weight_per_group(w))
+    return act_and_weight_group_products(g, p, x, acc_type, weights, w, alignment, name, mantissa_bits);
   const Value zero_points = g.initializer(name + ".zero_points", ElementType::kInt32, {out}, raw_bytes(w.zero_points));
   const Value centered_w = g.reshape(g.cast(g.sub(weights, zero_points), acc_type), std::vector<int64_t>{groups, group, out});
   const Value centered_x = g.transpose(g.cast(g.sub(x.codes, x.zero_point), acc_type), {1, 0, 2});  // [groups][T][G]
   const Value products = g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64);           // [groups][T][out]
-  // The group alignment, [T][groups][1]; exponents lie in the int32 range.
-  const Value empty = g.logical_and(g.equal(x.scale.m, g.scalar(1)), g.equal(x.scale.k, g.scalar(0)));
-  const int64_t none = int64_t{1} << 30;  // beyond every dyadic exponent
-  const Value k_min = g.reduce_min_int32(g.where(empty, g.scalar(none), x.scale.k), 1);  // [T][1][1]
-  const Value k1 = g.where(g.equal(k_min, g.scalar(none)), g.scalar(0), k_min);
-  // λ = rshr(m, k − K1) with k − K1 >= 0; m < 2^24, so shifts past 62 give 0 as the kernel's do.
-  const Value lambda = g.where(empty, g.scalar(0),
-                               p.rshr(x.scale.m, p.clamp(g.sub(x.scale.k, k1), 0, 62),
-                                      IntegerPrimitives::Magnitude::kNonNegative));
-  const Value sum = g.reduce_sum(g.mul(products, g.transpose(lambda, {1, 0, 2})), 0, /*keep_dims=*/false);  // [T][out]
+  const ActGroupAlignment a = align_act_groups(g, p, x.scale);
+  const Value sum = g.reduce_sum(g.mul(products, g.transpose(a.lambda, {1, 0, 2})), 0, /*keep_dims=*/false);  // [T][out]
   Accumulator acc;
   acc.values = g.mul(p.rshr(sum, mantissa_bits), g.initializer_i64(name + ".mu", {out}, alignment.mantissas));
-  const Value k1_row = g.squeeze(k1, {2});  // [T][1]
-  acc.scale = RowScale{g.add(g.mul(k1_row, g.scalar(0)), g.scalar(1)),
-                       g.add(k1_row, g.scalar(int64_t{alignment.exponent} - mantissa_bits))};
+  acc.scale = act_group_row_scale(g, a.k1, alignment, mantissa_bits);
   return acc;
 }
 
@@ -288,8 +356,15 @@ void check_exportable(const QuantizedModel& model) {
     for (const auto& [part, w, site] : {std::tuple<const char*, const QuantizedLinear*, int>{"q_proj", &L.q_proj, kClipAttnIn},
                                         {"k_proj", &L.k_proj, kClipAttnIn}, {"v_proj", &L.v_proj, kClipAttnIn},
                                         {"o_proj", &L.o_proj, kClipAttnOut}, {"gate_proj", &L.gate_proj, kClipFfnIn},
-                                        {"up_proj", &L.up_proj, kClipFfnIn}, {"down_proj", &L.down_proj, kClipDownIn}})
+                                        {"up_proj", &L.up_proj, kClipFfnIn}, {"down_proj", &L.down_proj, kClipDownIn}}) {
       check_linear_bound(layer_name(l, part), *w, bits_after(site));
+      // Per-group weights with per-group activations: the graph sums whole activation groups per weight group
+      // (model validation refuses the rest too; this keeps the graph's reshapes from ever seeing another case).
+      if (model.act_group_size > 0 && weight_per_group(*w) && weight_group_size(*w) % model.act_group_size != 0)
+        refuse(layer_name(l, part) + ".group_size", "= " + std::to_string(w->group_size) +
+                                                        " is not a multiple of act_group_size = " +
+                                                        std::to_string(model.act_group_size));
+    }
   }
   check_linear_bound("lm_head", model.lm_head, head_input_bits(st));  // per row or per group, as the block linears
   const std::pair<bool, int32_t> hadamards[] = {{model.hadamard_down, s.intermediate}, {model.hadamard_qk, s.head_dim}};

@@ -122,9 +122,12 @@ TEST(OnnxGraph, EveryTensorOfEveryExportedModelIsIntegerWithStandardOperatorsAnd
 }
 
 TEST(OnnxGraph, PerGroupActivationGraphsPassTheWalkAndOtherGraphsKeepTheirNodes) {
-  // Per-group activations (act_group_size set in memory; with both online Hadamards in the second case).
+  // Per-group activations (act_group_size set in memory; with both online Hadamards in the second and fourth case;
+  // the last two also with per-group weights, G = 32).
   for (const auto& [name, group_size, hadamards] : {std::tuple<const char*, int32_t, bool>{"tinybible-w4a4", 16, false},
-                                                    {"tinybible-w8a8", 32, true}}) {
+                                                    {"tinybible-w8a8", 32, true},
+                                                    {"tinybible-w4a4-g32", 16, false},
+                                                    {"tinybible-w4a4-g32", 32, true}}) {
     formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(name) + ".illm"));
     loaded.model.act_group_size = group_size;
     loaded.model.hadamard_down = loaded.model.hadamard_qk = hadamards;
@@ -232,6 +235,15 @@ TEST(OnnxGraph, UnsupportedSettingsAreRefusedWithTheFieldAndNothingIsWritten) {
     FAIL() << "an invalid model was exported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("layers[1].q_proj.bits"), std::string::npos) << e.what();
+  }
+  // Per-group weights (G = 32) with activation groups that do not divide them (A = 64).
+  loaded = formats::read_illm(kModels / "tinybible-w4a4-g32.illm");
+  loaded.model.act_group_size = 64;
+  try {
+    formats::export_onnx(loaded, out);
+    FAIL() << "act_group_size 64 with 32-wide weight groups was exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers[0].q_proj.group_size"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);

@@ -1,15 +1,16 @@
 // The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8; tinybible with
 // per-group weight scales, G = 32, on the shorter sequences; variants set in memory: clipping, paper operator forms,
-// online Hadamards, TRIP, per-group activations, the LM head options) run by ONNX Runtime must give exactly the
-// integer executor's logits and per-token logit scales: on a single token, on an odd length and on the full context
-// (512 tokens). The golden values are computed here by the executor (kernels/executor.h), a
-// code path the exporter does not use.
+// online Hadamards, TRIP, per-group activations, also with per-group weights, the LM head options) run by ONNX
+// Runtime must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd
+// length and on the full context (512 tokens). The golden values are computed here by the executor
+// (kernels/executor.h), a code path the exporter does not use.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -81,9 +82,12 @@ std::string first_difference(const TensorPack& ort, const IntegerLogits& expecte
   return "";
 }
 
-// Exports `loaded`, runs ONNX Runtime on `sequences` and the executor on each, and requires identical outputs.
+// Exports `loaded`, runs ONNX Runtime on `sequences` and the executor on each, and requires identical outputs. With
+// decode_steps > 0 the executor also runs every sequence longer than that as a prefill of all but its last
+// decode_steps tokens followed by one-token decode calls, and the rows of those calls must equal ONNX Runtime's
+// prefill rows too (the graph has no KV cache; the executor's decode path is a different sequence of kernel calls).
 void expect_bit_exact(const formats::LoadedIllm& loaded, const std::vector<std::vector<int32_t>>& sequences,
-                      const fs::path& dir) {
+                      const fs::path& dir, size_t decode_steps = 0) {
   const fs::path onnx_file = dir / "model.onnx";
   formats::export_onnx(loaded, onnx_file);
   std::vector<TensorPack> inputs;
@@ -96,6 +100,18 @@ void expect_bit_exact(const formats::LoadedIllm& loaded, const std::vector<std::
     const IntegerLogits expected = executor.forward(sequences[i]);
     EXPECT_EQ(first_difference(run.outputs[i], expected), "")
         << sequences[i].size() << " tokens (sequence " << i << ")";
+    if (decode_steps == 0 || sequences[i].size() <= decode_steps) continue;
+    executor.reset();
+    const std::span<const int32_t> ids(sequences[i]);
+    IntegerLogits decoded = executor.forward(ids.first(ids.size() - decode_steps));
+    for (size_t t = ids.size() - decode_steps; t < ids.size(); ++t) {  // append each step's row
+      const IntegerLogits step = executor.forward(ids.subspan(t, 1));
+      decoded.values.insert(decoded.values.end(), step.values.begin(), step.values.end());
+      decoded.scales.insert(decoded.scales.end(), step.scales.begin(), step.scales.end());
+      ++decoded.tokens;
+    }
+    EXPECT_EQ(first_difference(run.outputs[i], decoded), "")
+        << sequences[i].size() << " tokens (sequence " << i << "), the last " << decode_steps << " decoded";
   }
 }
 
@@ -248,6 +264,37 @@ INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedActGroupModel,
                            if (info.param.clip) name += "_clipped";
                            if (info.param.hadamards) name += "_hadamards";
                            return name;
+                         });
+
+// Per-group activations (A = 16, 32) on the shared per-group-weight model tinybible-w4a4-g32 (G = 32 in every block
+// linear): each weight group sums G/A activation groups (docs/integer-semantics.md "## Per-group activations with
+// per-group weights"). Prefill of 1, 3 and 77 tokens (A = 16 also the full 512) and, for the longer sequences, the
+// executor's last 3 tokens as decode steps. One test per case.
+class ExportedActAndWeightGroupModel : public ::testing::TestWithParam<int32_t> {};
+
+TEST_P(ExportedActAndWeightGroupModel, OnnxRuntimeLogitsEqualTheExecutorsPrefillAndDecode) {
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "tinybible-w4a4-g32.illm");
+  QuantizedModel& model = loaded.model;
+  for (const QuantizedLayer& L : model.layers)
+    for (const QuantizedLinear* w : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      ASSERT_EQ(w->group_size, 32);
+  const formats::LoadedIllm per_token = loaded;  // the same weights with per-token activations
+  model.act_group_size = GetParam();
+  // The groups are in effect: the executor's logits differ from the per-token model's.
+  Executor grouped(model), ungrouped(per_token.model);  // (the executor keeps a reference to its model)
+  const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 16);
+  EXPECT_NE(grouped.forward(ids).values, ungrouped.forward(ids).values);
+  std::vector<std::vector<int32_t>> sequences{random_ids(1, model.shape.vocab, 17), ids,
+                                              random_ids(77, model.shape.vocab, 18)};
+  if (GetParam() == 16) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 19));
+  const fs::path dir = scratch_dir();
+  expect_bit_exact(loaded, sequences, dir, /*decode_steps=*/3);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyBibleG32, ExportedActAndWeightGroupModel, ::testing::Values(16, 32),
+                         [](const ::testing::TestParamInfo<int32_t>& info) {
+                           return "act_g" + std::to_string(info.param);
                          });
 
 // The LM head of `head` (per row) requantized RTN per group of G input columns from its dequantized rows: every
