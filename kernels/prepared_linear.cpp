@@ -59,6 +59,16 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
     throw Error(std::string(what) + ": " + e.what());
   }
   if (weight_per_group(weight) && weight.bits <= 8) prepare_group_terms(weight, p);
+  if (act_groups && weight_per_group(weight)) {
+    const size_t groups_w = static_cast<size_t>(weight_groups(weight));
+    p.weight_group_zero_points_by_group.resize(out * groups_w);
+    p.weight_group_mantissas_by_group.resize(out * groups_w);
+    for (size_t j = 0; j < out; ++j)
+      for (size_t h = 0; h < groups_w; ++h) {
+        p.weight_group_zero_points_by_group[h * out + j] = weight.zero_points[j * groups_w + h];
+        p.weight_group_mantissas_by_group[h * out + j] = p.alignment.mantissas[j * groups_w + h];
+      }
+  }
   return p;
 }
 

@@ -27,6 +27,10 @@ struct PreparedLinear {
   // its per-group epilogue reads along the rows; < A·255 fits int32); empty otherwise.
   int32_t act_group_size = 0;
   std::vector<int32_t> act_group_code_sums;
+  // Per-group activations with per-group weights: z_(j,h) and μ_(j,h) transposed to [group][row], so the optimized
+  // kernel's per-weight-group step runs along contiguous rows; empty otherwise.
+  std::vector<int32_t> weight_group_zero_points_by_group;
+  std::vector<int64_t> weight_group_mantissas_by_group;
 };
 
 // Precondition: `weight` passed validate_quantized_model (or the checks of kernels/weight_codes.h): shape, codes,

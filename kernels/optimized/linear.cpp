@@ -252,12 +252,15 @@ void linear_act_and_weight_groups_accumulate(const Isa& kernels, const Quantized
         const size_t th = static_cast<size_t>(t) * w_groups + h;
         const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
         int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
+        const int32_t* z2 = prepared.weight_group_zero_points_by_group.data() + static_cast<size_t>(h) * n + j0;
+        const int64_t* mu = prepared.weight_group_mantissas_by_group.data() + static_cast<size_t>(h) * n + j0;
+        // rshr(T, b_m) as (T + 2^(b_m−1)) >> b_m: no overflow since |T| < G·255·255·2^24 < 2^48.
+        const int64_t half = int64_t{1} << (b_m - 1);
         for (int32_t j = 0; j < tile_cols; ++j) {
-          const size_t jh = static_cast<size_t>(j0 + j) * w_groups + h;
-          const int64_t z2 = w.zero_points[jh];
-          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2 - offset) * a) +
-                               static_cast<uint64_t>(z2 * b);
-          o[j] = (h == 0 ? 0 : o[j]) + rshr(static_cast<int64_t>(sum), b_m) * prepared.alignment.mantissas[jh];
+          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2[j] - offset) * a) +
+                               static_cast<uint64_t>(z2[j] * b);
+          const int64_t term = ((static_cast<int64_t>(sum) + half) >> b_m) * mu[j];
+          o[j] = (h == 0 ? 0 : o[j]) + term;
         }
       }
     }
@@ -305,6 +308,10 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   if (weight_per_group(w)) {
     if (weight_group_size(w) % group != 0) {
       illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the sizes
+      return;
+    }
+    if (prepared.weight_group_zero_points_by_group.empty()) {
+      illm::linear_act_groups_accumulate(x, prepared, out);  // not prepared for activation groups: the reference
       return;
     }
     return linear_act_and_weight_groups_accumulate(kernels, x, prepared, lambdas, offset, out);
