@@ -26,7 +26,8 @@ std::string error_of(const std::string& json) {
 TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
-      {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}};
+      {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}, {"w4a4-g16-wg32.json", 4, 4},
+      {"w8a8-g16-wg32.json", 8, 8}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -73,6 +74,19 @@ TEST(Recipe, BundledRecipesParse) {
     }
     EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than act_group_size";
   }
+  // The -wg32 variants are the -g16 recipes with 32-wide weight groups (and another description).
+  for (const auto& [base, grouped] : {std::pair{"w4a4-g16.json", "w4a4-g16-wg32.json"},
+                                      std::pair{"w8a8-g16.json", "w8a8-g16-wg32.json"}}) {
+    const Recipe r = illm::load_recipe(kConfigs / grouped);
+    EXPECT_EQ(r.w_granularity, illm::WeightGranularity::kPerGroup) << grouped;
+    EXPECT_EQ(r.group_size, 32) << grouped;
+    EXPECT_EQ(r.act_group_size, 16) << grouped;
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
+    nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / grouped));
+    for (nlohmann::json* j : {&a, &b})
+      for (const char* key : {"description", "w_granularity", "group_size"}) j->erase(key);
+    EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than the weight groups";
+  }
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
   EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
@@ -83,7 +97,7 @@ TEST(Recipe, BundledRecipesParse) {
 // Scripts switch methods by replacing the string "fsbr": in the FSBR recipes it must occur exactly once, as the
 // method value.
 TEST(Recipe, FsbrStringOnlyAsMethodValue) {
-  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json"}) {
+  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json", "w4a4-g16-wg32.json"}) {
     std::ifstream in(kConfigs / file);
     std::stringstream ss;
     ss << in.rdbuf();
