@@ -27,7 +27,7 @@ TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
       {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}, {"w4a4-g16-wg32.json", 4, 4},
-      {"w8a8-g16-wg32.json", 8, 8}};
+      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -76,6 +76,7 @@ TEST(Recipe, BundledRecipesParse) {
   }
   // The -wg32 variants are the -g16 recipes with 32-wide weight groups (and another description).
   for (const auto& [base, grouped] : {std::pair{"w4a4-g16.json", "w4a4-g16-wg32.json"},
+                                      std::pair{"w6a6-g16.json", "w6a6-g16-wg32.json"},
                                       std::pair{"w8a8-g16.json", "w8a8-g16-wg32.json"}}) {
     const Recipe r = illm::load_recipe(kConfigs / grouped);
     EXPECT_EQ(r.w_granularity, illm::WeightGranularity::kPerGroup) << grouped;
