@@ -52,8 +52,9 @@ struct KernelSet {
                    int out_bits, QuantizedActivation& out, RequantClip clip);
   // §3.2–3.6 DI-MatMul x · Wᵀ → the aligned accumulator P' (per-row dyadic (m1_t, k1_t + K2)). x.bits <= 16.
   void (*linear)(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
-  // DI-MatMul of per-group activations x (x.group_size > 0) and a per-row weight → P' with per-row dyadic
-  // (1, K1_t − b_m + K2) (docs/integer-semantics.md "## Per-group activations"; kernels/reference/act_group_matmul.h).
+  // DI-MatMul of per-group activations x (x.group_size > 0) and a weight per row or in groups of a multiple of
+  // x.group_size → P' with per-row dyadic (1, K1_t − b_m + K2) (docs/integer-semantics.md "## Per-group activations",
+  // "## Per-group activations with per-group weights"; kernels/reference/act_group_matmul.h).
   // The executor calls it only for models with act_group_size set (the weights prepared with that group size).
   void (*linear_act_groups)(const QuantizedActivation& x, const PreparedLinear& w, AlignedAccumulator& out);
   // §3.4 DI_REQUANT of every row of P' → out_bits codes per row.
