@@ -203,72 +203,6 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
   parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
 }
 
-// Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
-// activations with per-group weights"): the dot blocks of every activation group as above, and per weight group h
-//   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + A·z_(j,h)·B_(t,h)
-// with A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a), B_(t,h) = Σ_(a in h) λ_(t,a)·z_(t,a) (per call), which is Σ_a λ·P term
-// for term; the sum over a is the path's act_group_epilogue row kernel, and at the last activation group of h the
-// row adds rshr(T, b_m)·μ_(j,h). Wrapping 64-bit arithmetic is exact: each final T fits int64.
-void linear_act_and_weight_groups_accumulate(const Isa& kernels, const QuantizedActivation& x,
-                                             const PreparedLinear& prepared, std::span<const int64_t> lambdas,
-                                             int32_t offset, AlignedAccumulator& out) {
-  const DotIsa& isa = kernels.dot;
-  const QuantizedLinear& w = *prepared.weight;
-  const int32_t rows = x.rows, n = w.out_features, k = w.in_features, group = x.group_size;
-  const int32_t groups = k / group, w_groups = weight_groups(w), per_weight_group = weight_group_size(w) / group;
-  const WeightFormat format = weight_format(w.bits);
-  CallScratch& s = call_scratch();
-  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
-  const PackedActivations& xp = s.x;
-  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h)
-  token_terms.assign(static_cast<size_t>(rows) * w_groups * 2, 0);
-  for (int32_t t = 0; t < rows; ++t)
-    for (int32_t g = 0; g < groups; ++g) {
-      const size_t tg = static_cast<size_t>(t) * groups + g, th = static_cast<size_t>(t) * w_groups + g / per_weight_group;
-      token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
-      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg];
-    }
-  const int b_m = prepared.mantissa_bits;
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
-  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
-
-  const auto task = [&](int64_t index) {
-    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
-    const size_t tile_size = static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols);
-    std::vector<int32_t>& tile = tile_scratch(tile_size);
-    thread_local std::vector<int64_t> weight_group_sums;  // T_(t,j,h) of the tile's current weight group
-    weight_group_sums.resize(tile_size);
-    for (int32_t g = 0; g < groups; ++g) {
-      dots.run(t0, t1, j0, tile_cols, g, tile.data());
-      const int32_t h = g / per_weight_group;
-      const bool first_of_h = g % per_weight_group == 0, last_of_h = g % per_weight_group == per_weight_group - 1;
-      const int32_t* cs = prepared.act_group_code_sums.data() + static_cast<size_t>(g) * n + j0;
-      for (int32_t t = t0; t < t1; ++t) {
-        const size_t tg = static_cast<size_t>(t) * groups + g;
-        int64_t* sums = weight_group_sums.data() + static_cast<size_t>(t - t0) * tile_cols;
-        kernels.rows.act_group_epilogue(tile.data() + static_cast<size_t>(t - t0) * tile_cols, cs, tile_cols,
-                                        x.zero_points[tg], lambdas[tg], first_of_h, sums);
-        if (!last_of_h) continue;
-        const size_t th = static_cast<size_t>(t) * w_groups + h;
-        const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
-        int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
-        const int32_t* z2 = prepared.weight_group_zero_points_by_group.data() + static_cast<size_t>(h) * n + j0;
-        const int64_t* mu = prepared.weight_group_mantissas_by_group.data() + static_cast<size_t>(h) * n + j0;
-        // rshr(T, b_m) as (T + 2^(b_m−1)) >> b_m: no overflow since |T| < G·255·255·2^24 < 2^48.
-        const int64_t half = int64_t{1} << (b_m - 1);
-        for (int32_t j = 0; j < tile_cols; ++j) {
-          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2[j] - offset) * a) +
-                               static_cast<uint64_t>(z2[j] * b);
-          const int64_t term = ((static_cast<int64_t>(sum) + half) >> b_m) * mu[j];
-          o[j] = (h == 0 ? 0 : o[j]) + term;
-        }
-      }
-    }
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
-}
-
 }  // namespace
 
 void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation& x, const PreparedLinear& prepared,
@@ -305,61 +239,64 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
                                                std::span<int64_t>(lambdas.data() + first, groups));
     out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
   }
-  if (weight_per_group(w)) {
-    if (weight_group_size(w) % group != 0) {
-      illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the sizes
-      return;
-    }
-    if (prepared.weight_group_zero_points_by_group.empty()) {
-      illm::linear_act_groups_accumulate(x, prepared, out);  // not prepared for activation groups: the reference
-      return;
-    }
-    return linear_act_and_weight_groups_accumulate(kernels, x, prepared, lambdas, offset, out);
-  }
+  // Weight groups h of G_w columns (G_w = in for a per-row weight; prepare_linear set act_group_size only when A
+  // divides G_w), each holding G_w/A activation groups. Per weight group, with the per-(token, h) sums
+  // A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a) and B_(t,h) = Σ_(a in h) λ_(t,a)·z_(t,a):
+  //   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + A·z_(j,h)·B_(t,h)
+  // which is Σ_a λ·P term for term (docs/integer-semantics.md "## Per-group activations with per-group weights"),
+  // and P' = Σ_h rshr(T, b_m)·μ_(j,h). The sum over a is the path's act_group_epilogue row kernel: one int32 and one
+  // 64-bit multiply-add per (t, j, a); CS_(j,a) < 2^15 (A·255), prepared [group][row]; C − z·CS stays within int32.
+  const int32_t w_groups = weight_groups(w), per_weight_group = groups / w_groups;
+  // z_(j,h) and μ_(j,h) as [h][row]: a per-row weight's own arrays, else the transposed copies prepare_linear made.
+  const bool grouped_weight = weight_per_group(w);
+  const int32_t* weight_zero_points = grouped_weight ? prepared.weight_group_zero_points_by_group.data() : w.zero_points.data();
+  const int64_t* weight_mantissas = grouped_weight ? prepared.weight_group_mantissas_by_group.data()
+                                                   : prepared.alignment.mantissas.data();
   // Row t's group g is packed row t·groups + g.
   pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
-  // Σ_g λ·P = Σ_g λ_(t,g)·(C_(t,j,g) − z_(t,g)·CS_(j,g)) − (z_j − o)·A_t + G·z_j·B_t with the per-token sums
-  // A_t = Σ_g λ_(t,g)·RS_(t,g) and B_t = Σ_g λ_(t,g)·z_(t,g): one int32 and one 64-bit multiply-add per (t, j, g).
-  // CS_(j,g) < 2^15 (G·255), prepared [group][row]; C − z·CS stays within int32 (|C| + z·CS < 2^23).
-  const std::vector<int32_t>& code_sums = prepared.act_group_code_sums;
-  std::vector<int64_t>& token_terms = s.token_terms;  // [t][2]: A_t, B_t
-  token_terms.assign(static_cast<size_t>(rows) * 2, 0);
   const PackedActivations& xp = s.x;
+  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h)
+  token_terms.assign(static_cast<size_t>(rows) * w_groups * 2, 0);
   for (int32_t t = 0; t < rows; ++t)
     for (int32_t g = 0; g < groups; ++g) {
-      const size_t tg = static_cast<size_t>(t) * groups + g;
-      token_terms[2 * t] += lambdas[tg] * xp.row_sums[tg];
-      token_terms[2 * t + 1] += lambdas[tg] * x.zero_points[tg];
+      const size_t tg = static_cast<size_t>(t) * groups + g, th = static_cast<size_t>(t) * w_groups + g / per_weight_group;
+      token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
+      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg];
     }
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
-  const int64_t* mu = prepared.alignment.mantissas.data();
-  const int32_t* zero_points = w.zero_points.data();
   const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
-    std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
+    const size_t tile_size = static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols);
+    std::vector<int32_t>& tile = tile_scratch(tile_size);
+    // T of the current weight group; a per-row weight sums straight into the output rows (T is read before P' is
+    // written at the same index).
+    thread_local std::vector<int64_t> weight_group_sums;
+    if (grouped_weight) weight_group_sums.resize(tile_size);
     for (int32_t g = 0; g < groups; ++g) {
       dots.run(t0, t1, j0, tile_cols, g, tile.data());
-      const int32_t* cs = code_sums.data() + static_cast<size_t>(g) * n + j0;
+      const int32_t h = g / per_weight_group;
+      const bool first_of_h = g % per_weight_group == 0, last_of_h = g % per_weight_group == per_weight_group - 1;
+      const int32_t* cs = prepared.act_group_code_sums.data() + static_cast<size_t>(g) * n + j0;
       for (int32_t t = t0; t < t1; ++t) {
-        const int32_t* c = tile.data() + static_cast<size_t>(t - t0) * tile_cols;
         const size_t tg = static_cast<size_t>(t) * groups + g;
-        const int32_t z1 = x.zero_points[tg];
-        const int64_t lambda = lambdas[tg];
         int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
-        // Sums in wrapping 64-bit arithmetic: exact, since the final S fits int64 (|λ·(C − z·CS)| < 2^48).
-        kernels.rows.act_group_epilogue(c, cs, tile_cols, z1, lambda, g == 0, o);
-      }
-    }
-    for (int32_t t = t0; t < t1; ++t) {  // S_tj, then P' = rshr(S, b_m)·μ_j
-      const int64_t a = token_terms[2 * t], b = int64_t{group} * token_terms[2 * t + 1];
-      int64_t* o = out.values.data() + static_cast<size_t>(t) * n + j0;
-      for (int32_t j = 0; j < tile_cols; ++j) {
-        const int64_t z2 = zero_points[j0 + j];
-        const uint64_t sum = static_cast<uint64_t>(o[j]) - static_cast<uint64_t>((z2 - offset) * a) +
-                             static_cast<uint64_t>(z2 * b);
-        o[j] = rshr(static_cast<int64_t>(sum), b_m) * mu[j0 + j];
+        int64_t* sums = grouped_weight ? weight_group_sums.data() + static_cast<size_t>(t - t0) * tile_cols : o;
+        // Wrapping 64-bit sums: exact, since every final T fits int64 (|λ·(C − z·CS)| < 2^48).
+        kernels.rows.act_group_epilogue(tile.data() + static_cast<size_t>(t - t0) * tile_cols, cs, tile_cols,
+                                        x.zero_points[tg], lambdas[tg], first_of_h, sums);
+        if (!last_of_h) continue;
+        const size_t th = static_cast<size_t>(t) * w_groups + h;
+        const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
+        const int32_t* z2 = weight_zero_points + static_cast<size_t>(h) * n + j0;
+        const int64_t* mu = weight_mantissas + static_cast<size_t>(h) * n + j0;
+        for (int32_t j = 0; j < tile_cols; ++j) {
+          const uint64_t sum = static_cast<uint64_t>(sums[j]) - static_cast<uint64_t>((z2[j] - offset) * a) +
+                               static_cast<uint64_t>(z2[j] * b);
+          const int64_t term = rshr(static_cast<int64_t>(sum), b_m) * mu[j];
+          o[j] = (h == 0 ? 0 : o[j]) + term;
+        }
       }
     }
   };
