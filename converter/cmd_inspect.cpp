@@ -200,6 +200,13 @@ Json inspect_file(const fs::path& file) {
   j["online_hadamard"] = {{"down_proj", hadamard(m.hadamard_down, s.intermediate)},
                           {"qk", hadamard(m.hadamard_qk, s.head_dim)}};
   j["act_group_size"] = m.act_group_size;  // 0 = per-token activations
+  // The linear-input widths G does not divide end in a short group: {"intermediate": 4} for stories260K at G 8.
+  Json short_groups = Json::object();
+  if (m.act_group_size > 0)
+    for (const auto& [name, width] : {std::pair<const char*, int32_t>{"hidden", s.hidden},
+                                      {"heads_x_head_dim", s.n_heads * s.head_dim}, {"intermediate", s.intermediate}})
+      if (width % m.act_group_size != 0) short_groups[name] = width % m.act_group_size;
+  j["act_group_short_groups"] = short_groups;
   j["recipe"] = meta.recipe_json.empty() ? Json() : Json::parse(meta.recipe_json, nullptr, false);
 
   Json layers = Json::array();
@@ -322,9 +329,13 @@ void print_human(const Json& j) {
   std::printf("hadamard  down_proj input: %s; q/k heads after RoPE: %s\n",
               hadamard_text(j["online_hadamard"]["down_proj"]).c_str(), hadamard_text(j["online_hadamard"]["qk"]).c_str());
   const int act_group = j["act_group_size"].get<int>();
-  std::printf("groups    linear-input activations: %s\n",
+  std::string short_text;
+  for (const auto& [name, width] : j["act_group_short_groups"].items())
+    short_text += fmt::format("; {} ends in a group of {}", name, width.get<int>());
+  std::printf("groups    linear-input activations: %s%s\n",
               act_group > 0 ? ("one scale per token and " + std::to_string(act_group) + " channels").c_str()
-                            : "one scale per token");
+                            : "one scale per token",
+              short_text.c_str());
   std::printf("recipe    %s\n", j["recipe"].dump().c_str());
 
   std::printf("\nlinears (accumulator: int32 when the worst-case |sum| fits, else int64; scale = m / 2^k per row, or per\n"

@@ -434,7 +434,7 @@ QuantizedModel read_model(hid_t file) {
   model.shape = read_shape(group);
   model.settings = read_settings(group);
   read_online_hadamards(group, model);
-  model.act_group_size = H5Aexists(group, "act_group_size") > 0 ? read_int32_attribute(group, "act_group_size", 16) : 0;
+  model.act_group_size = H5Aexists(group, "act_group_size") > 0 ? read_int32_attribute(group, "act_group_size", 8) : 0;
   const ModelShape& shape = model.shape;
   if (shape.head_dim % 2 != 0) throw Error(h5::describe(group) + ": odd head_dim " + std::to_string(shape.head_dim));
   const hsize_t vocab = to_extent(shape.vocab), hidden = to_extent(shape.hidden);

@@ -273,6 +273,30 @@ TEST_F(CommandsCli, InspectShowsActivationClipRatios) {
   EXPECT_NE(text.out.find("0.9000"), std::string::npos) << text.out;
 }
 
+// Per-group activations of 8 on stories260K: inspect names the width that ends in a short group (172 = 21·8 + 4),
+// and the model written with them runs (`illm generate`).
+TEST_F(CommandsCli, InspectShowsActGroupsAndTheirShortGroup) {
+  const RunResult plain = run_illm("inspect " + quote(model_) + " --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(nlohmann::json::parse(plain.out).at("act_group_size").get<int>(), 0);
+  EXPECT_TRUE(nlohmann::json::parse(plain.out).at("act_group_short_groups").empty());
+  illm::formats::LoadedIllm loaded = illm::formats::read_illm(model_);
+  loaded.model.act_group_size = 8;
+  const fs::path grouped = dir_ / "act8.illm";
+  illm::formats::write_illm(grouped, loaded.model, loaded.meta);
+  const RunResult r = run_illm("inspect " + quote(grouped) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("act_group_size").get<int>(), 8);
+  EXPECT_EQ(j.at("act_group_short_groups"), (nlohmann::json{{"intermediate", 4}})) << r.out;
+  const RunResult text = run_illm("inspect " + quote(grouped));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("one scale per token and 8 channels; intermediate ends in a group of 4"), std::string::npos)
+      << text.out;
+  const RunResult gen = run_illm("generate --model " + quote(grouped) + " --prompt-ids 1,20 --max-tokens 4 --json");
+  EXPECT_EQ(gen.exit_code, 0) << gen.err;
+}
+
 // A model with TRIP channel factors (what recipe trip_shifts produces): inspect shows K and per site the α counts.
 TEST_F(CommandsCli, InspectShowsTripFactors) {
   const RunResult plain = run_illm("inspect " + quote(model_) + " --json");

@@ -326,6 +326,10 @@ TEST_F(IllmFileTest, ActGroupSizeIsVersion3AndAbsentOtherwise) {
   EXPECT_EQ(H5Aexists(g, "act_group_size"), 0);
   H5Gclose(g);
   H5Fclose(f);
+  // G = 8, the smallest (a width it does not divide ends in a short group: nothing more is stored), reads back.
+  model.act_group_size = 8;
+  write_illm(path, model, make_meta());
+  EXPECT_EQ(read_illm(path, ModelCheck::kNone).model.act_group_size, 8);
 }
 
 // A wide LM head input (settings head_in_bits) is format version 4 (so are per-group LM head weights: too wide for
