@@ -154,21 +154,29 @@ Accumulator act_and_weight_group_products(GraphBuilder& g, IntegerPrimitives& p,
 }
 
 // DI-MatMul of per-group activations (docs/integer-semantics.md "## Per-group activations") with a per-row weight
-// (int32 codes [in][out]): x has codes [T][groups][G] and one zero point and dyadic per (token, group). The group
-// dots P [groups][T][out] as one batched MatMul (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group);
-// S = Σ_g P·λ in int64 (exact: |S| < in·Q1·Q2·2^b_m < 2^61 by check_linear_bound), P' = rshr(S, b_m)·μ_j with the
-// row dyadic (1, K1 − b_m + K2). A per-group weight takes act_and_weight_group_products.
+// (int32 codes [in][out]): x has codes [T][groups][G] (groups = ⌈in/G⌉; a short last group padded to G, see
+// requantize_groups) and one zero point and dyadic per (token, group). The centered weight gets zero rows for the
+// padding, so a padded channel adds 0 and the short group's dot runs over its own channels only. The group dots
+// P [groups][T][out] as one batched MatMul (int32 when G·Q1·Q2 <= 2^31 − 1, else int64: exact per group, the short
+// one included); S = Σ_g P·λ in int64 (exact: |S| < in·Q1·Q2·2^b_m < 2^61 by check_linear_bound),
+// P' = rshr(S, b_m)·μ_j with the row dyadic (1, K1 − b_m + K2). A per-group weight takes
+// act_and_weight_group_products.
 Accumulator act_group_products(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int input_bits,
                                const Value& weights, const QuantizedLinear& w, const ColumnAlignment& alignment,
                                const std::string& name, int mantissa_bits) {
-  const int64_t out = w.out_features, group = x.group_size, groups = w.in_features / x.group_size;
+  const int64_t in = w.in_features, out = w.out_features, group = x.group_size, groups = (in + group - 1) / group;
   const ElementType acc_type = accumulator_kind(static_cast<int32_t>(group), input_bits, w.bits) == AccumulatorKind::kInt32
                                    ? ElementType::kInt32
                                    : ElementType::kInt64;
   if (weight_per_group(w))
     return act_and_weight_group_products(g, p, x, acc_type, weights, w, alignment, name, mantissa_bits);
   const Value zero_points = g.initializer(name + ".zero_points", ElementType::kInt32, {out}, raw_bytes(w.zero_points));
-  const Value centered_w = g.reshape(g.cast(g.sub(weights, zero_points), acc_type), std::vector<int64_t>{groups, group, out});
+  Value centered = g.cast(g.sub(weights, zero_points), acc_type);  // [in][out]
+  if (const int64_t padding = groups * group - in; padding > 0) {  // [groups·G][out]: zero rows for the padding
+    const size_t bytes = static_cast<size_t>(padding * out) * (acc_type == ElementType::kInt32 ? 4 : 8);
+    centered = g.concat({centered, g.initializer(name + ".padding", acc_type, {padding, out}, std::string(bytes, '\0'))}, 0);
+  }
+  const Value centered_w = g.reshape(centered, std::vector<int64_t>{groups, group, out});
   const Value centered_x = g.transpose(g.cast(g.sub(x.codes, x.zero_point), acc_type), {1, 0, 2});  // [groups][T][G]
   const Value products = g.cast(g.matmul(centered_x, centered_w), ElementType::kInt64);           // [groups][T][out]
   const ActGroupAlignment a = align_act_groups(g, p, x.scale);
@@ -224,11 +232,20 @@ Accumulator linear(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int in
 
 // Per-group activation codes (docs/integer-semantics.md "## Per-group activations"): the site's per-row values v
 // [T][C] (|v| < 2^value_bits) with their row dyadic (m < 2^b_m), every group of G columns through its own DI_REQUANT
-// with the site's clip → a_bits codes [T][C/G][G], zero points and dyadics [T][C/G][1].
+// with the site's clip → a_bits codes [T][⌈C/G⌉][G], zero points and dyadics [T][⌈C/G⌉][1]. When G does not divide
+// C the short last group is padded to G by repeating its last value (Pad's "edge" mode, as a Gather of the channel
+// indices): DI_REQUANT sees a row only through its min and max, which the padding keeps, so the group's codes, zero
+// point and scale are its own; the padding's codes are left for the DI-MatMul to multiply by 0.
 Codes requantize_groups(GraphBuilder& g, DiOperators& di, const Value& v, const RowScale& row_scale, int value_bits,
                         int64_t channels, const QuantizedModel& model, RequantClip clip) {
-  const int64_t group = model.act_group_size;
-  const Value groups = g.reshape(v, std::vector<int64_t>{0, channels / group, group});
+  const int64_t group = model.act_group_size, count = (channels + group - 1) / group;
+  Value padded = v;
+  if (count * group != channels) {
+    std::vector<int64_t> indices(static_cast<size_t>(count * group), channels - 1);
+    for (int64_t c = 0; c < channels; ++c) indices[static_cast<size_t>(c)] = c;
+    padded = g.gather(v, g.vector(indices), 1);  // [T][⌈C/G⌉·G]
+  }
+  const Value groups = g.reshape(padded, std::vector<int64_t>{0, count, group});
   const RowScale scale{g.unsqueeze(row_scale.m, {1}), g.unsqueeze(row_scale.k, {1})};  // [T][1][1]
   Codes out = di.requant(groups, scale, model.settings.mantissa_bits, model.settings.a_bits, value_bits, clip);
   out.group_size = group;
@@ -359,7 +376,9 @@ void check_exportable(const QuantizedModel& model) {
                                         {"up_proj", &L.up_proj, kClipFfnIn}, {"down_proj", &L.down_proj, kClipDownIn}}) {
       check_linear_bound(layer_name(l, part), *w, bits_after(site));
       // Per-group weights with per-group activations: the graph sums whole activation groups per weight group
-      // (model validation refuses the rest too; this keeps the graph's reshapes from ever seeing another case).
+      // (model validation refuses the rest too; this keeps the graph's reshapes from ever seeing another case). As
+      // the weight groups divide in_features, such a linear never has a short activation group: only per-row
+      // weights meet one (act_group_products pads it).
       if (model.act_group_size > 0 && weight_per_group(*w) && weight_group_size(*w) % model.act_group_size != 0)
         refuse(layer_name(l, part) + ".group_size", "= " + std::to_string(w->group_size) +
                                                         " is not a multiple of act_group_size = " +

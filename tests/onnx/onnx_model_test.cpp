@@ -219,14 +219,17 @@ TEST(ExportedModelVariants, TripChannelFactorsAreBitExactToo) {
   }
 }
 
-// The shared per-row tinybible models made per-group-activation models in memory (act_group_size G: the seven block
-// linears' inputs get one zero point and dyadic per (token, group of G channels)); W4A4 and W8A8 at G = 16 and 32,
+// The shared per-row models made per-group-activation models in memory (act_group_size G: the seven block linears'
+// inputs get one zero point and dyadic per (token, group of G channels)). tinybible W4A4 and W8A8 at G = 16 and 32,
 // one with every site clipped (the per-group DI_REQUANT takes the site's clip), two with both online Hadamards (the
-// down_proj input's groups come from the transform's rows). One test per case (ctest runs them side by side).
+// down_proj input's groups come from the transform's rows). With decode_steps the executor's prefill of all but the
+// last decode_steps tokens plus one-token decode calls must give ONNX Runtime's rows too. One test per case (ctest
+// runs them side by side).
 struct ActGroupCase {
   const char* name;
   int32_t group_size;
   bool clip, hadamards, full_context;
+  size_t decode_steps;
 };
 
 class ExportedActGroupModel : public ::testing::TestWithParam<ActGroupCase> {};
@@ -249,27 +252,44 @@ TEST_P(ExportedActGroupModel, OnnxRuntimeLogitsEqualTheExecutors) {
                                               random_ids(77, model.shape.vocab, 10)};
   if (c.full_context) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 11));
   const fs::path dir = scratch_dir();
-  expect_bit_exact(loaded, sequences, dir);
+  expect_bit_exact(loaded, sequences, dir, c.decode_steps);
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedActGroupModel,
-                         ::testing::Values(ActGroupCase{"tinybible-w4a4", 16, true, false, false},
-                                           ActGroupCase{"tinybible-w4a4", 32, false, true, false},
-                                           ActGroupCase{"tinybible-w8a8", 16, false, true, false},
-                                           ActGroupCase{"tinybible-w8a8", 32, false, false, true}),
-                         [](const ::testing::TestParamInfo<ActGroupCase>& info) {
-                           std::string name = std::string(info.param.name) + "_g" + std::to_string(info.param.group_size);
-                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
-                           if (info.param.clip) name += "_clipped";
-                           if (info.param.hadamards) name += "_hadamards";
-                           return name;
-                         });
+std::string act_group_case_name(const ::testing::TestParamInfo<ActGroupCase>& info) {
+  std::string name = std::string(info.param.name) + "_g" + std::to_string(info.param.group_size);
+  for (char& ch : name) ch = ch == '-' ? '_' : ch;
+  if (info.param.clip) name += "_clipped";
+  if (info.param.hadamards) name += "_hadamards";
+  return name;
+}
 
-// Per-group activations (A = 16, 32) on the shared per-group-weight model tinybible-w4a4-g32 (G = 32 in every block
-// linear): each weight group sums G/A activation groups (docs/integer-semantics.md "## Per-group activations with
-// per-group weights"). Prefill of 1, 3 and 77 tokens (A = 16 also the full 512) and, for the longer sequences, the
-// executor's last 3 tokens as decode steps. One test per case.
+INSTANTIATE_TEST_SUITE_P(TinyBible, ExportedActGroupModel,
+                         ::testing::Values(ActGroupCase{"tinybible-w4a4", 16, true, false, false, 0},
+                                           ActGroupCase{"tinybible-w4a4", 32, false, true, false, 0},
+                                           ActGroupCase{"tinybible-w8a8", 16, false, true, false, 0},
+                                           ActGroupCase{"tinybible-w8a8", 32, false, false, true, 0}),
+                         act_group_case_name);
+
+// G = 8, and groups that leave a short last group (docs/integer-semantics.md "## Per-group activations": channels
+// g·G … min(g·G + G, K) − 1). stories260K (hidden = heads·head_dim = 64, intermediate 172): the down_proj input ends
+// in a group of 4 (G = 8), 12 (G = 16) or 12 (G = 32); at G = 128 every input is short, one group of 64 for the
+// hidden-wide ones and 128 + 44 for down_proj. tinybible at G = 8 has no short group. Clipped and Hadamard variants
+// as above (hadamard_down transforms the 172 channels before their groups); prefill of 1, 3 and 77 tokens (stories
+// W4A4 G = 8 also the full 512) and the last 3 tokens as executor decode steps.
+INSTANTIATE_TEST_SUITE_P(SmallAndShortGroups, ExportedActGroupModel,
+                         ::testing::Values(ActGroupCase{"stories260K-w4a4", 8, true, false, true, 3},
+                                           ActGroupCase{"stories260K-w4a4", 16, false, true, false, 3},
+                                           ActGroupCase{"stories260K-w4a4", 32, false, false, false, 3},
+                                           ActGroupCase{"stories260K-w4a4", 128, false, true, false, 3},
+                                           ActGroupCase{"stories260K-w8a8", 8, false, true, false, 3},
+                                           ActGroupCase{"tinybible-w4a4", 8, false, false, false, 3}),
+                         act_group_case_name);
+
+// Per-group activations (A = 8, 16, 32) on the shared per-group-weight model tinybible-w4a4-g32 (G = 32 in every
+// block linear): each weight group sums G/A activation groups (docs/integer-semantics.md "## Per-group activations
+// with per-group weights"). Prefill of 1, 3 and 77 tokens (A = 16 also the full 512) and, for the longer sequences,
+// the executor's last 3 tokens as decode steps. One test per case.
 class ExportedActAndWeightGroupModel : public ::testing::TestWithParam<int32_t> {};
 
 TEST_P(ExportedActAndWeightGroupModel, OnnxRuntimeLogitsEqualTheExecutorsPrefillAndDecode) {
@@ -292,7 +312,7 @@ TEST_P(ExportedActAndWeightGroupModel, OnnxRuntimeLogitsEqualTheExecutorsPrefill
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyBibleG32, ExportedActAndWeightGroupModel, ::testing::Values(16, 32),
+INSTANTIATE_TEST_SUITE_P(TinyBibleG32, ExportedActAndWeightGroupModel, ::testing::Values(8, 16, 32),
                          [](const ::testing::TestParamInfo<int32_t>& info) {
                            return "act_g" + std::to_string(info.param);
                          });
