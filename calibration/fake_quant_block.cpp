@@ -203,11 +203,23 @@ torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tenso
     const bool linear_input = site == kSiteAttnIn || site == kSiteAttnOut || site == kSiteFfnIn || site == kSiteDownIn;
     torch::Tensor out;
     if (st.act_group_size > 0 && linear_input && a < 16) {
-      // Each group of G channels is a row of its own quantizer: [.., C] → [.., C/G, G] and back.
-      std::vector<int64_t> grouped = t.sizes().vec();
-      grouped.back() /= st.act_group_size;
-      grouped.push_back(st.act_group_size);
-      out = fake_quant_site(t.reshape(grouped), a, st.sites[site], st.trip_max_shift).reshape(t.sizes());
+      // Each group of G channels is a row of its own quantizer: [.., C] → [.., C/G, G] and back. When G does not
+      // divide C the last C mod G channels are a short group of their own, as in the integer path.
+      const int64_t C = t.size(-1), G = st.act_group_size, whole = C / G * G;
+      auto quantize_groups = [&](const torch::Tensor& u, int64_t g) {
+        std::vector<int64_t> grouped = u.sizes().vec();
+        grouped.back() /= g;
+        grouped.push_back(g);
+        return fake_quant_site(u.reshape(grouped), a, st.sites[site], st.trip_max_shift).reshape(u.sizes());
+      };
+      if (whole == C)
+        out = quantize_groups(t, G);
+      else if (whole == 0)
+        out = quantize_groups(t, C);
+      else
+        out = torch::cat({quantize_groups(t.narrow(-1, 0, whole).contiguous(), G),
+                          quantize_groups(t.narrow(-1, whole, C - whole).contiguous(), C - whole)},
+                         -1);
     } else {
       out = fake_quant_site(t, a, st.sites[site], st.trip_max_shift);
     }

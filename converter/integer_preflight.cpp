@@ -56,8 +56,6 @@ void check_recipe_for_integer_model(const Recipe& recipe, const std::string& rec
                                     const formats::LlamaConfig& config, bool paper_conformance) {
   const std::string where = "recipe " + recipe_name + " for " + config.source.string() + ": ";
   if (recipe.w_granularity == WeightGranularity::kPerGroup) check_group_size_for_integer_model(recipe, where, config);
-  if (recipe.act_group_size > 0)  // per-group activations (docs/integer-semantics.md "## Per-group activations")
-    check_linear_input_widths(recipe.act_group_size, "act_group_size", where, config);
   if (recipe.head_group_size > 0 && config.hidden_size % recipe.head_group_size != 0)
     throw Error(where + "key \"head_group_size\": " + std::to_string(recipe.head_group_size) +
                 " does not divide hidden_size = " + std::to_string(config.hidden_size) + " (the LM head's input width)");

@@ -207,8 +207,8 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   if (r.head_group_size != 0 && r.head_group_size != 32 && r.head_group_size != 64 && r.head_group_size != 128)
     fail(source, "head_group_size", "must be 0 (per row), 32, 64 or 128, got " + std::to_string(r.head_group_size));
   const int g = r.act_group_size;
-  if (g != 0 && g != 16 && g != 32 && g != 64 && g != 128)
-    fail(source, "act_group_size", "must be 0 (per token), 16, 32, 64 or 128, got " + std::to_string(g));
+  if (g != 0 && g != 8 && g != 16 && g != 32 && g != 64 && g != 128)
+    fail(source, "act_group_size", "must be 0 (per token), 8, 16, 32, 64 or 128, got " + std::to_string(g));
   // The combinations without an integer operator (model validation refuses them too).
   if (g != 0 && r.trip_shifts > 0)
     fail(source, "act_group_size", "cannot be combined with trip_shifts (no integer operator for both)");

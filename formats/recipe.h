@@ -53,7 +53,8 @@ struct Recipe {
   double act_clip = 1.0;        // per-token activation range ratio at every site (1 = off; fake-quant only)
   bool act_clip_search = false; // "act_clip": "search": per site, by block-output MSE (fake-quant only)
   int trip_shifts = 0;          // TRIP power-of-two channel factors 2^0..2^K at the linear inputs (0 = off; fake-quant only)
-  int act_group_size = 0;       // per-group activations at the linear inputs: 16, 32, 64 or 128 channels (0 = per token)
+  int act_group_size = 0;       // per-group activations at the linear inputs: 8, 16, 32, 64 or 128 channels (0 = per
+                                // token); a width it does not divide ends in a short group
   std::string description;
 };
 

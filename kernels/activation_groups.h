@@ -12,8 +12,16 @@
 
 namespace illm {
 
-// G ∈ {16, 32, 64, 128}: the group sizes a model may use (checked at load).
-constexpr inline bool supported_act_group_size(int32_t g) { return g == 16 || g == 32 || g == 64 || g == 128; }
+// G ∈ {8, 16, 32, 64, 128}: the group sizes a model may use (checked at load).
+constexpr inline bool supported_act_group_size(int32_t g) {
+  return g == 8 || g == 16 || g == 32 || g == 64 || g == 128;
+}
+
+// The groups of a width k: ⌈k/G⌉, each of G channels but the last, which is short (k mod G) when G does not divide k.
+constexpr inline int32_t act_group_count(int32_t k, int32_t g) { return (k + g - 1) / g; }
+constexpr inline int32_t act_group_width(int32_t k, int32_t g, int32_t group) {
+  return group * g + g <= k ? g : k - group * g;
+}
 
 // The centered codes of per-row codes x as an aligned accumulator: values = code − zero point, the row's dyadic
 // (exact). x must be per row.
@@ -24,9 +32,10 @@ using RequantizeOperator = void (*)(const AlignedAccumulator& acc, int out_bits,
                                     QuantizedActivation& out, RequantClip clip);
 
 // Y = DI_REQUANT of every group of G columns of every row of acc (real value acc[t][c]·m_t/2^k_t) to out_bits codes,
-// clipped by `clip` per group: out has group_size G and [rows][cols/G] zero points and scales. Runs `requantize` on
-// acc reshaped to rows·cols/G rows of G columns (acc is restored before returning). Throws illm::Error unless G >= 1
-// divides acc.cols.
+// clipped by `clip` per group: out has group_size G and [rows][⌈cols/G⌉] zero points and scales. Runs `requantize`
+// on acc reshaped to rows·cols/G rows of G columns (acc is restored before returning). When G does not divide
+// acc.cols, every row's short last group is padded to G by repeating its last value (DI_REQUANT sees only min and
+// max, so no code changes) in a copy, and the padding's codes are dropped. Throws illm::Error unless G >= 1.
 void requantize_groups(RequantizeOperator requantize, AlignedAccumulator& acc, int32_t group_size, int out_bits,
                        int mantissa_bits, QuantizedActivation& out, RequantClip clip);
 

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/weight_codes.h"
 
@@ -38,12 +39,13 @@ PreparedLinear prepare_linear(const QuantizedLinear& weight, int mantissa_bits, 
   const size_t group = static_cast<size_t>(weight_group_size(weight));
   const size_t groups = static_cast<size_t>(weight_groups(weight));
   p.code_sums.assign(static_cast<size_t>(weight.out_features) * groups, 0);
-  const bool act_groups = act_group_size > 0 && weight.in_features % act_group_size == 0 &&
-                          weight_group_size(weight) % act_group_size == 0;
+  // A per-row weight takes any A (its last activation group may be short); weight groups must hold whole ones.
+  const bool act_groups =
+      act_group_size > 0 && (!weight_per_group(weight) || weight_group_size(weight) % act_group_size == 0);
   const size_t out = static_cast<size_t>(weight.out_features);
   if (act_groups) {
     p.act_group_size = act_group_size;
-    p.act_group_code_sums.assign(static_cast<size_t>(weight.in_features / act_group_size) * out, 0);
+    p.act_group_code_sums.assign(static_cast<size_t>(act_group_count(weight.in_features, act_group_size)) * out, 0);
   }
   std::vector<uint8_t> row(static_cast<size_t>(weight.in_features));
   for (int32_t j = 0; j < weight.out_features; ++j) {

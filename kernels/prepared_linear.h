@@ -23,7 +23,7 @@ struct PreparedLinear {
   std::vector<uint64_t> group_gamma;
   // Per-group activations (act_group_size A > 0, weights per row or in groups of a multiple of A;
   // kernels/reference/act_group_matmul.h): the
-  // code sums CS_(j,g) of every (row, activation group) for the optimized linear_act_groups, [in/A][out] (the layout
+  // code sums CS_(j,g) of every (row, activation group) for the optimized linear_act_groups, [⌈in/A⌉][out] (the layout
   // its per-group epilogue reads along the rows; < A·255 fits int32); empty otherwise.
   int32_t act_group_size = 0;
   std::vector<int32_t> act_group_code_sums;

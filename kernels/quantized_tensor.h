@@ -20,16 +20,16 @@ struct QuantizedActivation {
   int32_t cols = 0;
   int32_t bits = 0;
   std::vector<uint16_t> codes;       // [rows][cols]
-  std::vector<int32_t> zero_points;  // [rows] (or [rows][cols/G]), in [0, 2^bits − 1]
-  std::vector<Dyadic> scales;        // [rows] (or [rows][cols/G])
-  int32_t group_size = 0;            // G: 0 = one zero point and scale per row
+  std::vector<int32_t> zero_points;  // [rows] (or [rows][⌈cols/G⌉]), in [0, 2^bits − 1]
+  std::vector<Dyadic> scales;        // [rows] (or [rows][⌈cols/G⌉])
+  int32_t group_size = 0;            // G: 0 = one zero point and scale per row; a short last group when G ∤ cols
 
   uint16_t at(int32_t r, int32_t c) const { return codes[static_cast<size_t>(r) * cols + c]; }
 };
 
-// Groups of one row: cols / G, or 1 for per-row codes.
+// Groups of one row: ⌈cols/G⌉ (the last one short when G does not divide cols), or 1 for per-row codes.
 constexpr inline int32_t activation_groups(const QuantizedActivation& x) {
-  return x.group_size > 0 && x.cols > 0 ? x.cols / x.group_size : 1;
+  return x.group_size > 0 && x.cols > 0 ? (x.cols + x.group_size - 1) / x.group_size : 1;
 }
 
 // Shapes `out` for rows × cols per-row codes of `bits` bits (sizes only; the operators overwrite the contents).

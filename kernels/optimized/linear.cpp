@@ -4,6 +4,7 @@
 #include <span>
 #include <string>
 
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
 #include "kernels/optimized/grouped_linear.h"
@@ -30,6 +31,7 @@ struct CallScratch {
   std::vector<uint64_t> alpha, beta, gamma;
   std::vector<int64_t> lambdas;  // λ_(t,g) of per-group activations
   std::vector<int64_t> token_terms;
+  std::vector<uint16_t> padded_codes;  // per-group activations with a short last group, padded with zeros
 };
 CallScratch& call_scratch() {
   thread_local CallScratch scratch;
@@ -119,6 +121,7 @@ struct GroupDotBlocks {
   const QuantizedLinear& w;
   WeightFormat format;
   int32_t x_bits, groups, group;
+  int32_t last_group_width = group;  // a short last activation group reads only its own weight columns
   size_t row_bytes = weight_row_bytes(w);
   size_t group_bytes = static_cast<size_t>(format == WeightFormat::kPacked4 ? group / 2 : group);
   void run(int32_t t0, int32_t t1, int32_t j0, int32_t cols, int32_t g, int32_t* tile) const {
@@ -129,7 +132,7 @@ struct GroupDotBlocks {
     a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes + static_cast<size_t>(g) * group_bytes;
     a.w_stride = row_bytes;
     a.cols = cols;
-    a.k = group;
+    a.k = g == groups - 1 ? last_group_width : group;
     a.x_bits = x_bits;
     a.w_bits = w.bits;
     a.format = format;
@@ -213,13 +216,14 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   const WeightFormat format = weight_format(w.bits);
   const int32_t offset = format == WeightFormat::kBytes8 ? isa.byte8_offset : 0;
   const int32_t block = format == WeightFormat::kPacked4 ? isa.layout.block4 : isa.layout.block;
+  const int32_t groups = group < 1 ? 0 : act_group_count(k, group);
+  const int32_t last_group_width = group < 1 ? 0 : act_group_width(k, group, groups - 1);
   if (x.bits > 8 || group < 1 || prepared.act_group_size != group || x.cols != k ||
       exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) < group ||
-      (format == WeightFormat::kPacked4 && group % 2 != 0)) {
+      (format == WeightFormat::kPacked4 && (group % 2 != 0 || last_group_width % 2 != 0))) {
     illm::linear_act_groups_accumulate(x, prepared, out);  // checks the shapes; not reached for validated models
     return;
   }
-  const int32_t groups = k / group;
   const size_t scale_count = static_cast<size_t>(rows) * static_cast<size_t>(groups);
   if (x.zero_points.size() != scale_count || x.scales.size() != scale_count) {
     illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the mismatch
@@ -239,10 +243,11 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
                                                std::span<int64_t>(lambdas.data() + first, groups));
     out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
   }
-  // Weight groups h of G_w columns (G_w = in for a per-row weight; prepare_linear set act_group_size only when A
-  // divides G_w), each holding G_w/A activation groups. Per weight group, with the per-(token, h) sums
-  // A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a) and B_(t,h) = Σ_(a in h) λ_(t,a)·z_(t,a):
-  //   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + A·z_(j,h)·B_(t,h)
+  // Weight groups h of G_w columns (G_w = in for a per-row weight, whose last activation group may be short;
+  // prepare_linear set act_group_size only when A divides G_w or the weight is per row), each holding G_w/A
+  // activation groups. Per weight group, with the per-(token, h) sums A_(t,h) = Σ_(a in h) λ_(t,a)·RS_(t,a) and
+  // B_(t,h) = Σ_(a in h) |a|·λ_(t,a)·z_(t,a) (|a| the group's columns):
+  //   T_(t,j,h) = Σ_(a in h) λ_(t,a)·(C_(t,j,a) − z_(t,a)·CS_(j,a)) − (z_(j,h) − o)·A_(t,h) + z_(j,h)·B_(t,h)
   // which is Σ_a λ·P term for term (docs/integer-semantics.md "## Per-group activations with per-group weights"),
   // and P' = Σ_h rshr(T, b_m)·μ_(j,h). The sum over a is the path's act_group_epilogue row kernel: one int32 and one
   // 64-bit multiply-add per (t, j, a); CS_(j,a) < 2^15 (A·255), prepared [group][row]; C − z·CS stays within int32.
@@ -252,19 +257,30 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   const int32_t* weight_zero_points = grouped_weight ? prepared.weight_group_zero_points_by_group.data() : w.zero_points.data();
   const int64_t* weight_mantissas = grouped_weight ? prepared.weight_group_mantissas_by_group.data()
                                                    : prepared.alignment.mantissas.data();
-  // Row t's group g is packed row t·groups + g.
-  pack_activations(isa.layout, format, x.codes.data(), static_cast<size_t>(group), rows * groups, group, s.x);
+  // Row t's group g is packed row t·groups + g. A short last group (k mod A columns) is packed from a copy of the
+  // codes whose rows are zero-filled to groups·A: the zeros add nothing to its row sum or its dot products, and
+  // its dot blocks read only its own weight columns.
+  const uint16_t* codes = x.codes.data();
+  if (last_group_width != group) {
+    const size_t padded_cols = static_cast<size_t>(groups) * static_cast<size_t>(group);
+    s.padded_codes.assign(static_cast<size_t>(rows) * padded_cols, 0);
+    for (int32_t t = 0; t < rows; ++t)
+      std::copy_n(x.codes.data() + static_cast<size_t>(t) * k, k, s.padded_codes.data() + t * padded_cols);
+    codes = s.padded_codes.data();
+  }
+  pack_activations(isa.layout, format, codes, static_cast<size_t>(group), rows * groups, group, s.x);
   const PackedActivations& xp = s.x;
-  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h)
+  std::vector<int64_t>& token_terms = s.token_terms;  // [t][h][2]: A_(t,h), B_(t,h) = Σ |a|·λ·z
   token_terms.assign(static_cast<size_t>(rows) * w_groups * 2, 0);
   for (int32_t t = 0; t < rows; ++t)
     for (int32_t g = 0; g < groups; ++g) {
       const size_t tg = static_cast<size_t>(t) * groups + g, th = static_cast<size_t>(t) * w_groups + g / per_weight_group;
       token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
-      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg];
+      token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg] * (g == groups - 1 ? last_group_width : group);
     }
   const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
-  const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
+  GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
+  dots.last_group_width = last_group_width;
 
   const auto task = [&](int64_t index) {
     const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
@@ -288,7 +304,7 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
                                         x.zero_points[tg], lambdas[tg], first_of_h, sums);
         if (!last_of_h) continue;
         const size_t th = static_cast<size_t>(t) * w_groups + h;
-        const int64_t a = token_terms[2 * th], b = int64_t{group} * token_terms[2 * th + 1];
+        const int64_t a = token_terms[2 * th], b = token_terms[2 * th + 1];
         const int32_t* z2 = weight_zero_points + static_cast<size_t>(h) * n + j0;
         const int64_t* mu = weight_mantissas + static_cast<size_t>(h) * n + j0;
         for (int32_t j = 0; j < tile_cols; ++j) {

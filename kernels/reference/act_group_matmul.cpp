@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
 #include "kernels/reference/dot_centered.h"
@@ -38,15 +39,16 @@ void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLi
   if (x.cols != k)
     throw Error("DI-MatMul (per-group activations): input has " + std::to_string(x.cols) + " columns, weight " +
                 std::to_string(k));
-  if (group < 1 || k % group != 0)
-    throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group) +
-                " does not divide " + std::to_string(k) + " columns");
-  // Weight groups (h, G columns each, one per row when the weight is per row) must hold whole activation groups.
+  if (group < 1)
+    throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group));
+  // Weight groups (h, G columns each) must hold whole activation groups; a per-row weight is one group of all k
+  // columns, which may end in a short activation group.
   const int32_t w_group = weight_group_size(w);
-  if (w_group % group != 0)
+  if (weight_per_group(w) && w_group % group != 0)
     throw Error("DI-MatMul (per-group activations): input group size " + std::to_string(group) +
                 " does not divide the weight's group size " + std::to_string(w_group));
-  const int32_t groups = k / group, per_weight_group = w_group / group, w_groups = k / w_group;
+  const int32_t groups = act_group_count(k, group), w_groups = k / w_group;
+  const int32_t per_weight_group = weight_per_group(w) ? w_group / group : groups;
   const size_t scale_count = static_cast<size_t>(x.rows) * static_cast<size_t>(groups);
   if (x.zero_points.size() != scale_count || x.scales.size() != scale_count)
     throw Error("DI-MatMul (per-group activations): input has " + std::to_string(x.scales.size()) +
@@ -80,7 +82,7 @@ void linear_act_groups_accumulate(const QuantizedActivation& x, const PreparedLi
         for (int32_t g = h * per_weight_group; g < (h + 1) * per_weight_group; ++g) {
           const size_t begin = static_cast<size_t>(g) * group;
           const int64_t p = dot_centered(use_int32, x_row + begin, x.zero_points[first + g], w_row.data() + begin,
-                                         z2, group);  // P_(t,j,g)
+                                         z2, act_group_width(k, group, g));  // P_(t,j,g)
           sum += p * lambdas[first + g];
         }
         total += rshr(sum, b_m) * prepared.alignment.mantissas[jh];

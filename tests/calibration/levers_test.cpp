@@ -249,7 +249,7 @@ TEST(Levers, TripGivesAnIntegerModelThatAgreesWithFakeQuant) {
   EXPECT_LT(std::fabs(integer / fake - 1), 0.15) << "fake " << fake << " integer " << integer;
 }
 
-// Per-group activations (act_group_size) on the bundled tinybible (stories260K's C_f = 172 takes no group size):
+// Per-group activations (act_group_size) on the bundled tinybible (stories260K: the next test):
 // the integer model carries G, its perplexity agrees with the fake-quant simulation's at the executor's points, and
 // at W4A4 the groups lower both against the same recipe without them (4 windows x 64 tokens of calib.txt, 2 of
 // test.txt).
@@ -284,6 +284,31 @@ TEST(Levers, ActGroupsGiveAnIntegerModelThatAgreesWithFakeQuant) {
     EXPECT_LT(std::fabs(integer_ppl[c] / fake - 1), 0.15) << "case " << c;
   }
   EXPECT_LT(integer_ppl[1], integer_ppl[0]);
+}
+
+// G = 8 on stories260K, whose intermediate width 172 ends in a short group of 4 (docs/integer-semantics.md "Groups
+// of a width"): the calibration's simulation and the integer model quantize the same groups, so their perplexities
+// agree at the executor's points, and at W4A4 the groups lower the integer perplexity against per-token activations
+// (RTN, 4 calibration windows, 2 evaluation windows).
+TEST(Levers, ActGroupsOf8WithAShortLastGroupAgreeWithFakeQuant) {
+  const auto calib = windows("calib.jsonl");
+  auto eval = windows("eval.jsonl");
+  eval.resize(2);
+  double integer_ppl[2] = {0, 0};
+  for (const int group : {0, 8}) {
+    const illm::Recipe r = recipe(R"(, "w_bits": 4, "a_bits": 4, "hadamard_down": true, "act_group_size": )" +
+                                  std::to_string(group));
+    const CalibratedModel m = calibrate(kModel, r, calib, nullptr, quiet());
+    const illm::QuantizedModel qm = illm::integerize(m, illm::integer_settings_for(4, 4, false));
+    ASSERT_EQ(qm.act_group_size, group);
+    ASSERT_EQ(qm.shape.intermediate % 8, 4);
+    const double fake = fake_quant_perplexity(m, eval, {illm::FakeQuantPoints::kExecutor, 1});
+    integer_ppl[group / 8] = integer_perplexity(qm, eval);
+    std::printf("stories260K W4A4 act_group_size %d: fake-quant (executor points) %.3f, integer %.3f\n", group, fake,
+                integer_ppl[group / 8]);
+    EXPECT_LT(std::fabs(integer_ppl[group / 8] / fake - 1), 0.15) << "G " << group;
+  }
+  EXPECT_LT(integer_ppl[1], 0.9 * integer_ppl[0]);
 }
 
 // W4A4 RTN: rotations + online Hadamards + GPTQ + clip search + TRIP lower the summed block output MSE (invariant

@@ -186,16 +186,16 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
 }
 
-// Per-group activations: 0 (per token, the default), 16, 32, 64 or 128; not with TRIP; with per-group weights whose
+// Per-group activations: 0 (per token, the default), 8, 16, 32, 64 or 128; not with TRIP; with per-group weights whose
 // group size they divide.
 TEST(Recipe, ActGroupSize) {
   EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn"})", "t").act_group_size, 0);
-  for (const int g : {16, 32, 64, 128})
+  for (const int g : {8, 16, 32, 64, 128})
     EXPECT_EQ(illm::parse_recipe_json(R"({"method": "rtn", "act_group_size": )" + std::to_string(g) + "}", "t")
                   .act_group_size,
               g);
   for (const char* bad : {R"({"method": "rtn", "act_group_size": 24})", R"({"method": "rtn", "act_group_size": -1})",
-                          R"({"method": "rtn", "act_group_size": 256})", R"({"method": "rtn", "act_group_size": 8})"})
+                          R"({"method": "rtn", "act_group_size": 256})", R"({"method": "rtn", "act_group_size": 4})"})
     EXPECT_NE(error_of(bad).find("act_group_size"), std::string::npos) << bad;
   const std::string trip = error_of(R"({"method": "rtn", "act_group_size": 32, "trip_shifts": 3})");
   EXPECT_NE(trip.find("trip_shifts"), std::string::npos) << trip;

@@ -63,6 +63,70 @@ TEST(ActGroupMatMul, HandDerivedCase) {
   EXPECT_EQ(out.scales[1], (Dyadic{1, 5}));
 }
 
+// A short last group ("Groups of a width"), worked by hand: b_m = 4, G = 2, 3 columns (groups {0, 1} and {2}),
+// 1 token, codes 3 1 | 0, zero points 1 | 1, scales (12, 5) | (10, 7); 1 weight row, codes 2 0 3, zero point 1,
+// scale (9, 3):
+//   K1 = 5, λ = (12, rshr(10, 2) = 3); P = (2·1 + 0·(−1), (−1)·2) = (2, −2); S = 2·12 − 2·3 = 18;
+//   P' = rshr(18, 4)·9 = 1·9 = 9 (18/16 rounds to 1), row dyadic (1, 5 − 4 + 3) = (1, 4).
+TEST(ActGroupMatMul, HandDerivedCaseWithAShortLastGroup) {
+  const QuantizedActivation x = grouped_activation(1, 3, 2, 2, {3, 1, 0}, {1, 1}, {{12, 5}, {10, 7}});
+  const std::vector<uint8_t> codes = {2, 0, 3};
+  const QuantizedLinear w = make_quantized_linear(1, 3, 2, codes, {1}, {{9, 3}});
+  AlignedAccumulator out;
+  linear_act_groups_accumulate(x, prepare_linear(w, 4), out);
+  EXPECT_EQ(out.values, (std::vector<int64_t>{9}));
+  EXPECT_EQ(out.scales[0], (Dyadic{1, 4}));
+}
+
+// A short last group is the operator on whole groups with the missing columns padded by centered zeros (activation
+// code = the group's zero point, weight code = the row's zero point): they add nothing to P, so every output and
+// dyadic is the same. Random shapes, G 8 … 128, widths from below G to several groups.
+TEST(ActGroupMatMul, AShortLastGroupEqualsTheOperatorOnZeroPaddedWholeGroups) {
+  Rng rng(11);
+  for (const auto& [group, k] : {std::pair{8, 172}, std::pair{8, 5}, std::pair{16, 172}, std::pair{32, 70},
+                                 std::pair{128, 64}, std::pair{128, 200}})
+    for (const int32_t bits : {4, 8}) {
+      const int32_t rows = static_cast<int32_t>(uniform(rng, 1, 5)), n = static_cast<int32_t>(uniform(rng, 1, 7));
+      const int32_t groups = (k + group - 1) / group, padded = groups * group;
+      const int64_t q = (int64_t{1} << bits) - 1;
+      std::vector<uint16_t> x_codes, x_padded;
+      std::vector<int32_t> zero_points;
+      std::vector<Dyadic> scales;
+      for (int32_t t = 0; t < rows; ++t) {
+        for (int32_t g = 0; g < groups; ++g) {
+          zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, q)));
+          scales.push_back(Dyadic{uniform(rng, 1 << 15, (1 << 16) - 1), static_cast<int32_t>(uniform(rng, 10, 30))});
+        }
+        for (int32_t c = 0; c < padded; ++c) {
+          const uint16_t code = static_cast<uint16_t>(uniform(rng, 0, q));
+          if (c < k) x_codes.push_back(code);
+          x_padded.push_back(c < k ? code : static_cast<uint16_t>(zero_points[t * groups + c / group]));
+        }
+      }
+      std::vector<uint8_t> w_codes, w_padded;
+      std::vector<int32_t> w_zero_points;
+      std::vector<Dyadic> w_scales;
+      for (int32_t j = 0; j < n; ++j) {
+        w_zero_points.push_back(static_cast<int32_t>(uniform(rng, 0, q)));
+        w_scales.push_back(Dyadic{uniform(rng, 1 << 15, (1 << 16) - 1), static_cast<int32_t>(uniform(rng, 20, 30))});
+        for (int32_t c = 0; c < padded; ++c) {
+          const uint8_t code = static_cast<uint8_t>(uniform(rng, 0, q));
+          if (c < k) w_codes.push_back(code);
+          w_padded.push_back(c < k ? code : static_cast<uint8_t>(w_zero_points.back()));
+        }
+      }
+      const QuantizedActivation x = grouped_activation(rows, k, bits, group, x_codes, zero_points, scales);
+      const QuantizedActivation xp = grouped_activation(rows, padded, bits, group, x_padded, zero_points, scales);
+      const QuantizedLinear w = make_quantized_linear(n, k, bits, w_codes, w_zero_points, w_scales);
+      const QuantizedLinear wp = make_quantized_linear(n, padded, bits, w_padded, w_zero_points, w_scales);
+      AlignedAccumulator got, want;
+      linear_act_groups_accumulate(x, prepare_linear(w, 16), got);
+      linear_act_groups_accumulate(xp, prepare_linear(wp, 16), want);
+      EXPECT_EQ(got.values, want.values) << "G " << group << " k " << k << " bits " << bits;
+      EXPECT_EQ(got.scales, want.scales) << "G " << group << " k " << k << " bits " << bits;
+    }
+}
+
 // Per-group weights too ("## Per-group activations with per-group weights"), worked by hand: b_m = 2, A = 2, G = 4,
 // 1 token, 1 weight row of 8 codes 3 0 1 3 | 1 2 0 0, zero points (1 | 2), scales (3, 10) and (2, 10) (K2 = 10,
 // μ = 3, 2). Activation codes 3 1 | 0 2 | 2 1 | 2 0, zero points 1 0 1 2, scales (2, 4) (3, 3) (2, 4) (2, 4):
@@ -203,8 +267,12 @@ TEST(ActGroupMatMul, RefusesMismatchedShapesAndWeightGroupsSmallerThanTheActivat
   const QuantizedLinear wide = make_quantized_linear(1, 8, 4, codes, {0}, {{8, 4}});
   EXPECT_THROW(linear_act_groups_accumulate(x, prepare_linear(wide, 8), out), Error);
   QuantizedActivation bad = x;
-  bad.group_size = 3;
+  bad.group_size = 0;
   const QuantizedLinear w = make_quantized_linear(2, 4, 4, codes, {0, 0}, {{8, 4}, {8, 4}});
+  EXPECT_THROW(linear_act_groups_accumulate(bad, prepare_linear(w, 8), out), Error);
+  bad.group_size = 3;  // two groups, {0, 1, 2} and {3}: one scale short
+  bad.zero_points = {0};
+  bad.scales = {{8, 4}};
   EXPECT_THROW(linear_act_groups_accumulate(bad, prepare_linear(w, 8), out), Error);
   bad = x;
   bad.scales.pop_back();
@@ -218,9 +286,11 @@ TEST(RequantizeGroups, EveryGroupIsItsOwnDiRequantOnEveryPath) {
   for (const KernelPath path : all_kernel_paths()) {
     if (!cpu_supports(path)) continue;
     const KernelSet& k = kernels_for(path);
-    for (const int32_t group : {16, 32, 64}) {
+    for (const auto& [group, tail] : {std::pair{8, 0}, std::pair{16, 0}, std::pair{32, 0}, std::pair{64, 0},
+                                      std::pair{8, 4}, std::pair{16, 12}, std::pair{32, 1}, std::pair{64, 63}}) {
       for (const RequantClip clip : {RequantClip{}, RequantClip{13, 4}}) {
-        const int32_t rows = 3, cols = group * 3, bits = 4, b_m = 16;
+        // three whole groups, then a short one of `tail` columns (none when tail is 0)
+        const int32_t rows = 3, cols = group * 3 + tail, bits = 4, b_m = 16, groups = tail > 0 ? 4 : 3;
         AlignedAccumulator acc;
         acc.rows = rows;
         acc.cols = cols;
@@ -244,20 +314,24 @@ TEST(RequantizeGroups, EveryGroupIsItsOwnDiRequantOnEveryPath) {
         EXPECT_EQ(got.rows, rows);
         EXPECT_EQ(got.cols, cols);
         EXPECT_EQ(got.group_size, group);
-        ASSERT_EQ(got.scales.size(), static_cast<size_t>(rows * 3));
+        ASSERT_EQ(got.codes.size(), static_cast<size_t>(rows * cols));
+        ASSERT_EQ(got.scales.size(), static_cast<size_t>(rows * groups));
+        ASSERT_EQ(got.zero_points.size(), static_cast<size_t>(rows * groups));
         for (int32_t t = 0; t < rows; ++t)
-          for (int32_t g = 0; g < 3; ++g) {
+          for (int32_t g = 0; g < groups; ++g) {
             const size_t offset = static_cast<size_t>(t) * cols + static_cast<size_t>(g) * group;
-            std::vector<uint16_t> want(group);
+            const int32_t width = g < 3 ? group : tail;
+            std::vector<uint16_t> want(width);
             const DiRequantResult r =
-                di_requant(std::span<const int64_t>(before.values.data() + offset, group), before.scales[t].m,
+                di_requant(std::span<const int64_t>(before.values.data() + offset, width), before.scales[t].m,
                            before.scales[t].k, bits, b_m, std::span<uint16_t>(want), clip);
-            const std::vector<uint16_t> codes(got.codes.begin() + offset, got.codes.begin() + offset + group);
-            EXPECT_EQ(codes, want) << kernel_path_name(path) << " G " << group << " t " << t << " g " << g;
-            EXPECT_EQ(got.zero_points[t * 3 + g], r.zero_point);
-            EXPECT_EQ(got.scales[t * 3 + g], r.scale);
+            const std::vector<uint16_t> codes(got.codes.begin() + offset, got.codes.begin() + offset + width);
+            EXPECT_EQ(codes, want) << kernel_path_name(path) << " G " << group << " tail " << tail << " t " << t
+                                   << " g " << g;
+            EXPECT_EQ(got.zero_points[t * groups + g], r.zero_point);
+            EXPECT_EQ(got.scales[t * groups + g], r.scale);
             if (t == 2 && g == 1) {
-              EXPECT_EQ(got.scales[t * 3 + g], (Dyadic{1, 0}));
+              EXPECT_EQ(got.scales[t * groups + g], (Dyadic{1, 0}));
             }
           }
       }
@@ -265,14 +339,14 @@ TEST(RequantizeGroups, EveryGroupIsItsOwnDiRequantOnEveryPath) {
   }
 }
 
-TEST(RequantizeGroups, RefusesAGroupThatDoesNotDivideTheRow) {
+TEST(RequantizeGroups, RefusesAGroupSizeBelowOne) {
   AlignedAccumulator acc;
   acc.rows = 1;
   acc.cols = 48;
   acc.values.assign(48, 1);
   acc.scales = {Dyadic{1 << 15, 20}};
   QuantizedActivation out;
-  EXPECT_THROW(requantize_groups(reference_kernels().requantize, acc, 32, 4, 16, out, {}), Error);
+  EXPECT_THROW(requantize_groups(reference_kernels().requantize, acc, 0, 4, 16, out, {}), Error);
   EXPECT_EQ(acc.rows, 1);
   EXPECT_EQ(acc.cols, 48);
 }

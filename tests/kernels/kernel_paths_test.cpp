@@ -257,14 +257,14 @@ TEST_P(KernelPaths, LinearWideInputsEqualReference) {
   EXPECT_EQ(cases, 18);
 }
 
-// Per-group activations (linear_act_groups; G = 16 … 128, weights per row): G·groups not a multiple of the ISA
+// Per-group activations (linear_act_groups; G = 8 … 128, weights per row): G·groups not a multiple of the ISA
 // blocks, decode (1 row) and prefill (> 128 rows), all-zero groups (scale (1, 0)), 4-bit packed and byte weights,
 // 8- and 16-bit mantissas; the weight prepared with the group size (the optimized kernel) and without (its reference).
 TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
   EXPECT_NE(opt().linear_act_groups, ref().linear_act_groups);
   Rng rng(23);
   int cases = 0;
-  for (const int32_t group : {16, 32, 64, 128})
+  for (const int32_t group : {8, 16, 32, 64, 128})
     for (const int32_t groups : {1, 3, 5})
       for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{8, 7},
                                            std::pair{6, 5}}) {
@@ -296,16 +296,61 @@ TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
         expect_equal(want, got, what + " (unprepared)");
         ++cases;
       }
-  EXPECT_EQ(cases, 60);
+  EXPECT_EQ(cases, 75);
+}
+
+// A short last activation group (G does not divide the width, docs/integer-semantics.md "Groups of a width"): widths
+// of whole groups plus 2 … G − 2 columns, and widths below G (one short group, e.g. hidden 64 at G 128); an odd
+// tail with packed 4-bit weights (the optimized kernel hands it to the reference); decode and prefill rows,
+// all-zero groups.
+TEST_P(KernelPaths, LinearActGroupsWithAShortLastGroupEqualsReference) {
+  Rng rng(31);
+  int cases = 0;
+  for (const auto& [group, k] : {std::pair{8, 172}, std::pair{8, 12}, std::pair{16, 172}, std::pair{16, 37},
+                                 std::pair{32, 172}, std::pair{32, 94}, std::pair{64, 200}, std::pair{128, 64},
+                                 std::pair{128, 300}})
+    for (const auto& [a_bits, w_bits] : {std::pair{4, 4}, std::pair{8, 4}, std::pair{8, 8}, std::pair{6, 5}}) {
+      const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 5 == 0 ? 130 : 0);
+      const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+      const int b_m = cases % 2 == 0 ? 16 : 8;
+      const int32_t groups = (k + group - 1) / group;
+      ASSERT_NE(k % group, 0);
+      QuantizedActivation x = random_activation(rng, rows, k, a_bits);
+      x.group_size = group;
+      x.zero_points.resize(static_cast<size_t>(rows) * groups);
+      x.scales.resize(x.zero_points.size());
+      for (size_t tg = 0; tg < x.scales.size(); ++tg) {
+        x.zero_points[tg] = static_cast<int32_t>(uniform(rng, 0, (1 << a_bits) - 1));
+        x.scales[tg] = random_scale(rng, b_m, 5, 25);
+        if (uniform(rng, 0, 6) == 0) {  // an all-zero group (the short one too), as DI_REQUANT emits it
+          const size_t t = tg / groups, g = tg % groups, begin = t * k + g * group;
+          std::fill(x.codes.begin() + static_cast<ptrdiff_t>(begin),
+                    x.codes.begin() + static_cast<ptrdiff_t>(std::min(begin + group, (t + 1) * k)), uint16_t{0});
+          x.zero_points[tg] = 0;
+          x.scales[tg] = Dyadic{1, 0};
+        }
+      }
+      const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
+      const std::string what = "G " + std::to_string(group) + " k " + std::to_string(k) + " A" +
+                               std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " + std::to_string(rows);
+      const PreparedLinear p = prepare_linear(w, b_m, "w", group);
+      ASSERT_EQ(p.act_group_size, group) << what;
+      AlignedAccumulator want, got;
+      ref().linear_act_groups(x, p, want);
+      opt().linear_act_groups(x, p, got);
+      expect_equal(want, got, what);
+      ++cases;
+    }
+  EXPECT_EQ(cases, 36);
 }
 
 // Per-group activations with per-group weights (A divides the weight's G; docs/integer-semantics.md "## Per-group
-// activations with per-group weights"): A 16…128, G = A…128 (1 to 8 activation groups per weight group), 1 to 3
+// activations with per-group weights"): A 8…128, G = A…128 (1 to 16 activation groups per weight group), 1 to 3
 // weight groups, decode and prefill rows, all-zero activation groups, packed and byte weights, 8- and 16-bit mantissas.
 TEST_P(KernelPaths, LinearActAndWeightGroupsEqualsReference) {
   Rng rng(29);
   int cases = 0;
-  for (const int32_t act_group : {16, 32, 64, 128})
+  for (const int32_t act_group : {8, 16, 32, 64, 128})
     for (const int32_t w_group : {32, 64, 128}) {
       if (w_group < act_group) continue;
       for (const int32_t w_groups : {1, 3})
@@ -339,7 +384,7 @@ TEST_P(KernelPaths, LinearActAndWeightGroupsEqualsReference) {
           ++cases;
         }
     }
-  EXPECT_EQ(cases, 72);
+  EXPECT_EQ(cases, 96);
 }
 
 // The one-pass per-group DI-MatMul kernels (kernels/optimized/grouped_dot.h, the paths with an Isa::grouped kernel)
@@ -1225,6 +1270,25 @@ TEST_P(WholeModelWithActAndWeightGroups, PrefillAndDecodeEqualReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, WholeModelWithActAndWeightGroups, ::testing::ValuesIn(kOptimizedPaths), path_name);
+
+// G = 8 and short last groups on whole models: stories260K (hidden 64, intermediate 172) at A 8 (21 groups of 8 and
+// one of 4 at down_proj), 16, and 128 (one short group of 64 at every hidden-wide input), W4A4 also with both online
+// Hadamards, W8A8 at A 8; tinybible W4A4 at A 8. Every path equals the reference, prefill and decode.
+class WholeModelWithShortActGroups : public ::testing::TestWithParam<KernelPath> {};
+
+TEST_P(WholeModelWithShortActGroups, PrefillAndDecodeEqualReference) {
+  const KernelPath path = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  for (const int32_t group : {8, 16, 128})
+    expect_act_group_model_equals_reference(path, "stories260K-w4a4", group, false);
+  expect_act_group_model_equals_reference(path, "stories260K-w4a4", 8, true);
+  expect_act_group_model_equals_reference(path, "stories260K-w8a8", 8, false);
+  expect_act_group_model_equals_reference(path, "tinybible-w4a4", 8, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, WholeModelWithShortActGroups, ::testing::ValuesIn(kOptimizedPaths), path_name);
 
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
 std::string model_case_name(const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
