@@ -466,13 +466,19 @@ TEST(ActGroupModels, SyntheticModelsWithWeightGroupsEqualTheExecutor) {
   }
 }
 
+// A synthetic shape of 4 heads with these widths (hidden = 4 head_dim).
+SyntheticShape four_head_shape(int32_t head_dim, int32_t intermediate) {
+  SyntheticShape shape;
+  shape.heads = 4;
+  shape.head_dim = head_dim;
+  shape.hidden = 4 * head_dim;
+  shape.intermediate = intermediate;
+  return shape;
+}
+
 // Synthetic models (seeded weights and scales, small widths) at G 16: W4A4 and the paper-conformance W8A8 numerics.
 TEST(ActGroupModels, SyntheticModelsEqualTheExecutor) {
-  SyntheticShape shape;
-  shape.hidden = 64;
-  shape.intermediate = 96;
-  shape.heads = 4;
-  shape.head_dim = 16;
+  SyntheticShape shape = four_head_shape(16, 96);
   SyntheticShape paper = shape;
   paper.settings = paper_conformance_settings(paper.settings);
   paper.settings.a_bits = paper.settings.w_bits = 8;
@@ -517,18 +523,14 @@ TEST(ActGroupModels, TheSessionStaysInsideItsArena) {
 // online down_proj Hadamard on the odd width, W4A4 and the paper-conformance W8A8 numerics.
 TEST(ActGroupModels, SyntheticModelsWithShortGroupsEqualTheExecutor) {
   struct Case {
-    int32_t hidden, head_dim, intermediate, act_group;
+    int32_t head_dim, intermediate, act_group;  // hidden = 4 head_dim
     bool hadamard_down;
   };
-  const Case cases[] = {{64, 16, 23, 8, false}, {64, 16, 23, 16, true}, {64, 16, 23, 32, false},
-                        {40, 10, 72, 16, false}, {40, 10, 72, 64, true}, {40, 10, 7, 8, false}};
+  const Case cases[] = {{16, 23, 8, false}, {16, 23, 16, true}, {16, 23, 32, false},
+                        {10, 72, 16, false}, {10, 72, 64, true}, {10, 7, 8, false}};
   for (const Case& c : cases)
     for (const bool paper : {false, true}) {
-      SyntheticShape shape;
-      shape.hidden = c.hidden;
-      shape.heads = 4;
-      shape.head_dim = c.head_dim;
-      shape.intermediate = c.intermediate;
+      SyntheticShape shape = four_head_shape(c.head_dim, c.intermediate);
       if (paper) {
         shape.settings = paper_conformance_settings(shape.settings);
         shape.settings.a_bits = shape.settings.w_bits = 8;
@@ -539,7 +541,7 @@ TEST(ActGroupModels, SyntheticModelsWithShortGroupsEqualTheExecutor) {
         model.act_group_size = c.act_group;
         model.hadamard_down = c.hadamard_down;
         const std::string what = std::string(paper ? "synthetic paper w8a8" : "synthetic w4a4") + " hidden " +
-                                 std::to_string(c.hidden) + " intermediate " + std::to_string(c.intermediate) +
+                                 std::to_string(shape.hidden) + " intermediate " + std::to_string(c.intermediate) +
                                  " G " + std::to_string(c.act_group) + (c.hadamard_down ? " +hadamard_down" : "") +
                                  " seed " + std::to_string(seed);
         expect_prefill_rows_equal(model, {1, 5, 9, 13, 2, 7}, what);
@@ -569,12 +571,7 @@ TEST(ActGroupModels, TheArenaHoldsCeilOfMaxInOverGGroups) {
 // models with short groups (the last group region is the arena's end: an entry for the short group left out of the
 // size would land in the guard band; hidden 40 / intermediate 72 at G 16 makes that 4 bytes past a 16-byte boundary).
 TEST(ActGroupModels, TheSessionStaysInsideItsArenaWithShortGroups) {
-  SyntheticShape shape;
-  shape.hidden = 40;
-  shape.heads = 4;
-  shape.head_dim = 10;
-  shape.intermediate = 72;
-  QuantizedModel synthetic = synthetic_model(shape);
+  QuantizedModel synthetic = synthetic_model(four_head_shape(10, 72));
   synthetic.act_group_size = 16;
   QuantizedModel stories = formats::read_illm(illm_path("stories260K", "w4a4")).model;
   stories.act_group_size = 8;
