@@ -460,33 +460,40 @@ static int di_requant_symmetric(const int64_t* v, size_t n, int64_t m_in, int64_
 
 /* ============================================================================================================
  * Per-group activations (kernels/activation_groups.cpp, docs/integer-semantics.md "## Per-group activations"): the
- * input of a block linear with one zero point and dyadic per (token, group of G channels). The DI-MatMul needs of
- * each group only its zero point z_g and its mantissa aligned to the row's coarsest group,
- * lambda_g = rshr(m_g, k_g - K1) with K1 = min k_g over the groups that are not all-zero (scale (1, 0)), 0 for an
- * all-zero group; the site stores those and K1 (as the row's scale (1, K1)). */
+ * input of a block linear with one zero point and dyadic per (token, group of G channels). A row of n channels has
+ * ceil(n / G) groups, channels g G .. min(g G + G, n) - 1: when G does not divide n the last group is short (n mod G
+ * channels) and is quantized and multiplied over its own channels only. The DI-MatMul needs of each group only its
+ * zero point z_g and its mantissa aligned to the row's coarsest group, lambda_g = rshr(m_g, k_g - K1) with
+ * K1 = min k_g over the groups that are not all-zero (scale (1, 0)), 0 for an all-zero group; the site stores those
+ * and K1 (as the row's scale (1, K1)). */
 
 typedef struct {
   int32_t size;         /* G; 0: per-row codes */
-  int32_t* zero_points; /* [n / G] z_g */
-  int32_t* lambdas;     /* [n / G] m_g, then lambda_g */
-  int32_t* exponents;   /* [n / G] k_g, then the DI-MatMul's centered group sums (rt_row.group_sums) */
+  int32_t* zero_points; /* [ceil(n / G)] z_g */
+  int32_t* lambdas;     /* [ceil(n / G)] m_g, then lambda_g */
+  int32_t* exponents;   /* [ceil(n / G)] k_g, then the DI-MatMul's centered group sums (rt_row.group_sums) */
   int32_t* wide;        /* [n] scratch: the site's 16-bit per-row codes */
 } rt_act_groups;
 
 static const rt_act_groups kNoActGroups = {0, 0, 0, 0, 0};
 
-/* DI_REQUANT of every group of G values of v (real v_c m_in / 2^k_in) to out_bits codes with the site's clip, then
- * the alignment above; result = (zero point 0, scale (1, K1)). */
+/* Channels of group g of a row of n channels in groups of G (G for all but a short last group). */
+static size_t act_group_width(size_t n, size_t G, size_t g) { return n - g * G < G ? n - g * G : G; }
+
+/* DI_REQUANT of every group of v (real v_c m_in / 2^k_in) to out_bits codes with the site's clip, then the alignment
+ * above; result = (zero point 0, scale (1, K1)). A short group's DI_REQUANT over its own channels is the executor's
+ * over the group padded with its last value (DI_REQUANT depends on the values only through min and max). */
 static int di_requant_groups(const int64_t* v, size_t n, int64_t m_in, int64_t k_in, int out_bits, int mantissa_bits,
                              uint8_t* codes, const rt_act_groups* groups, illm_rt_dyadic clip, rt_requant* result,
                              illm_rt_error* err) {
-  const size_t G = (size_t)groups->size, count = n / G;
+  const size_t G = (size_t)groups->size, count = (n + G - 1) / G;
   int32_t k1 = 0;
   int any = 0, status;
   size_t g;
   for (g = 0; g < count; ++g) {
     rt_requant r;
-    status = di_requant(v + g * G, G, m_in, k_in, out_bits, mantissa_bits, codes + g * G, CODES_U8, &r, err, clip);
+    status = di_requant(v + g * G, act_group_width(n, G, g), m_in, k_in, out_bits, mantissa_bits, codes + g * G,
+                        CODES_U8, &r, err, clip);
     if (status) return status;
     groups->zero_points[g] = (int32_t)r.zero_point;
     groups->lambdas[g] = (int32_t)r.scale.m; /* < 2^mantissa_bits */
@@ -601,7 +608,7 @@ typedef struct {
   int32_t group;
   const int32_t* group_zero_points;
   const int32_t* group_lambdas;
-  int32_t* group_sums; /* scratch [n / G] of the DI-MatMul: sum_(c in g) (x_c - z_g) */
+  int32_t* group_sums; /* scratch [ceil(n / G)] of the DI-MatMul: sum_(c in g) (x_c - z_g) */
 } rt_row;
 
 /* int32 iff K Q1 Q2 <= 2^31 - 1 (accumulator_kind_for_bound). */
@@ -693,25 +700,29 @@ static int64_t wide_products(const rt_linear* w, const rt_row* x, int32_t expone
 
 /* DI-MatMul of per-group activation codes (docs/integer-semantics.md "## Per-group activations" and "## Per-group
  * activations with per-group weights"): weight groups of G_w columns (G_w = in for a per-row weight) each hold
- * G_w / G whole activation groups (G divides G_w, checked at load). P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_(j,h))
- * in int32 (G Q1 Q2 < 2^31 for codes of at most 8 bits), T_(j,h) = sum_(g in h) P_(j,g) lambda_g exact in int64
+ * G_w / G whole activation groups (G divides G_w, checked at load); a per-row weight's one group holds all
+ * ceil(in / G) of them, the last one short when G does not divide in.
+ * P_(j,g) = sum_(c in g) (x_c - z_g)(w_jc - z2_(j,h)) in int32 (G Q1 Q2 < 2^31 for codes of at most 8 bits), T_(j,h) = sum_(g in h) P_(j,g) lambda_g exact in int64
  * (|T| < G_w Q1 Q2 2^b_m), P'_j = sum_h rshr(T_(j,h), b_m) mu_(j,h) (|P'| < in Q1 Q2 2^24, checked at load); with one
  * weight group this is rshr(S_j, b_m) mu_j of the per-row operator. Each P is sum_c (x_c - z_g) w_jc
  * - z2 sum_c (x_c - z_g) (every partial sum within G Q1 Q2). A group with lambda_g = 0 (all-zero) adds nothing and
  * is skipped. `centered` gets x_c - z_g in column order, for packed weights each group's even columns then its odd
- * ones. Returns the index (j groups + h) of a failing alignment, or -1. */
+ * ones (a short group of odd width: its odd half ends with a 0 for the row's padding nibble, which is why `centered`
+ * holds in + 1 entries). Returns the index (j groups + h) of a failing alignment, or -1. */
 static int64_t act_group_products(const rt_linear* w, const rt_row* x, int mantissa_bits, int32_t exponent,
                                   int16_t* centered, int64_t* out) {
-  const int32_t G = x->group, groups = w->in / G, half = G / 2, per_weight_group = w->group / G;
+  const int32_t G = x->group, groups = (w->in + G - 1) / G, per_weight_group = w->group / G;
   int32_t j, g, h, c;
   for (g = 0; g < groups; ++g) {
-    const int32_t z = x->group_zero_points[g], first = g * G;
+    const int32_t first = g * G, width = (int32_t)act_group_width((size_t)w->in, (size_t)G, (size_t)g);
+    const int32_t z = x->group_zero_points[g], half = (width + 1) / 2;
     int32_t sum = 0;
-    for (c = 0; c < G; ++c) {
+    for (c = 0; c < width; ++c) {
       const int16_t v = (int16_t)((int32_t)x->codes[first + c] - z);
       centered[first + (w->packed ? ((c & 1) ? half + c / 2 : c / 2) : c)] = v;
       sum += v;
     }
+    if (w->packed && (width & 1)) centered[first + 2 * half - 1] = 0;
     x->group_sums[g] = sum;
   }
   for (j = 0; j < w->out; ++j) {
@@ -719,20 +730,22 @@ static int64_t act_group_products(const rt_linear* w, const rt_row* x, int manti
     int64_t total = 0;
     for (h = 0, g = 0; h < w->groups; ++h) {
       const size_t index = (size_t)j * (size_t)w->groups + (size_t)h;
-      const int32_t z2 = w->zero_points[index];
+      const int32_t z2 = w->zero_points[index], end = h + 1 == w->groups ? groups : (h + 1) * per_weight_group;
       const int64_t mu = aligned_mantissa(dyadic_at(w->scales, index), exponent);
       int64_t t = 0;
       if (mu < 0) return (int64_t)index;
-      for (; g < (h + 1) * per_weight_group; ++g) {
+      for (; g < end; ++g) {
         const int16_t* v = centered + (size_t)g * (size_t)G;
+        const int32_t width = (int32_t)act_group_width((size_t)w->in, (size_t)G, (size_t)g);
         int32_t p = 0;
         if (x->group_lambdas[g] == 0) continue;
         if (w->packed) { /* G is even: a group starts on a byte */
-          const uint8_t* bytes = row + (size_t)g * (size_t)half;
+          const uint8_t* bytes = row + (size_t)g * (size_t)(G / 2);
+          const int32_t half = (width + 1) / 2;
           for (c = 0; c < half; ++c) p += v[c] * (int32_t)(bytes[c] & 15) + v[half + c] * (int32_t)(bytes[c] >> 4);
         } else {
           const uint8_t* codes = row + (size_t)g * (size_t)G;
-          for (c = 0; c < G; ++c) p += v[c] * (int32_t)codes[c];
+          for (c = 0; c < width; ++c) p += v[c] * (int32_t)codes[c];
         }
         t += (int64_t)(p - z2 * x->group_sums[g]) * x->group_lambdas[g];
       }
@@ -1435,7 +1448,7 @@ static int region_sizes(const illm_rt_shape* s, int32_t act_group_size, int32_t 
   sizes[R_HEAD_EXPONENTS] = heads * 4u;
   sizes[R_LOGITS] = vocab * 8u;
   sizes[R_GROUP_ZERO_POINTS] = sizes[R_GROUP_LAMBDAS] = sizes[R_GROUP_EXPONENTS] =
-      act_group_size > 0 ? max_in / (uint64_t)act_group_size * 4u : 0;
+      act_group_size > 0 ? (max_in + (uint64_t)act_group_size - 1) / (uint64_t)act_group_size * 4u : 0; /* ceil */
   return 1;
 }
 
@@ -2304,23 +2317,20 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
   (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP | \
    ILLM_RT_REQUIRED_ACT_GROUPS | ILLM_RT_REQUIRED_HEAD_INPUT)
 
-/* Per-group activations (required bit 4): G in {16, 32, 64, 128} dividing the inputs of every block linear (hidden,
- * n_heads head_dim, intermediate), mantissa_bits >= 2 (no group but an all-zero one has the scale (1, 0)), and no
- * TRIP factors (the executor's validate_quantized_model: no operator for the pair). Per-group weights of a block
- * linear need G a multiple of act_group_size (check_table); the LM head's groups are independent of it. */
+/* Per-group activations (required bit 4): G in {8, 16, 32, 64, 128} (a width G does not divide ends in a short
+ * group; builds before that rule refuse such a G here), mantissa_bits >= 2 (no group but an all-zero one has the
+ * scale (1, 0)), and no TRIP factors (the executor's validate_quantized_model: no operator for the pair). Per-group
+ * weights of a block linear need G a multiple of act_group_size (check_table), so they never see a short group; the
+ * LM head's groups are independent of it. */
 static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
   const uint32_t G = rd_u32(m->data + ILLM_RT_H_ACT_GROUP_SIZE);
-  const illm_rt_shape* S = &m->shape;
   m->act_group_size = 0;
-  if ((m->required_features & ILLM_RT_REQUIRED_ACT_GROUPS) ? (G != 16 && G != 32 && G != 64 && G != 128) : G != 0)
+  if ((m->required_features & ILLM_RT_REQUIRED_ACT_GROUPS) ? (G != 8 && G != 16 && G != 32 && G != 64 && G != 128)
+                                                          : G != 0)
     return fail_i(err, ILLM_RT_E_INVALID, "model.bin: act_group_size ", G,
-                  " does not match the required feature 16 (16, 32, 64 or 128 with it, else 0)");
+                  " does not match the required feature 16 (8, 16, 32, 64 or 128 with it, else 0)");
   if (G == 0) return ILLM_RT_OK;
   m->act_group_size = (int32_t)G;
-  if ((uint32_t)S->hidden % G != 0 || (uint32_t)(S->n_heads * S->head_dim) % G != 0 ||
-      (uint32_t)S->intermediate % G != 0)
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: act_group_size = ", G,
-                  " does not divide hidden, n_heads head_dim and intermediate");
   if (m->settings.mantissa_bits < 2)
     return fail(err, ILLM_RT_E_INVALID, "model.bin: per-group activations need settings.mantissa_bits >= 2");
   if (m->required_features & ILLM_RT_REQUIRED_TRIP)

@@ -129,7 +129,8 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
 size_t illm_rt_arena_size(const illm_rt_model* model, int32_t context);
 
 /* The same from the shape alone, for a model without per-group activations (what the exporter writes into the
- * header), and from the shape and the act group size G (0: none; G > 0 adds its per-group zero points and scales). */
+ * header), and from the shape and the act group size G (0: none; G > 0 adds its per-group zero points and scales,
+ * ceil(widest block linear input / G) of each: G need not divide the widths). */
 size_t illm_rt_arena_size_for_shape(const illm_rt_shape* shape, int32_t context);
 size_t illm_rt_arena_size_for_groups(const illm_rt_shape* shape, int32_t act_group_size, int32_t context);
 

@@ -28,7 +28,7 @@
 #define ILLM_RT_H_SOURCE_SHA256 176     /* 32 bytes: SHA-256 of the source .illm file's payload (provenance) */
 #define ILLM_RT_H_HADAMARD_SITES 208    /* u32: online Walsh-Hadamard sites (ILLM_RT_HADAMARD_*); 0 unless the required
                                            feature ILLM_RT_REQUIRED_HADAMARD is set */
-#define ILLM_RT_H_ACT_GROUP_SIZE 212    /* u32: G of per-group activations (16, 32, 64 or 128) when the required feature
+#define ILLM_RT_H_ACT_GROUP_SIZE 212    /* u32: G of per-group activations (8, 16, 32, 64 or 128) when the required feature
                                            ILLM_RT_REQUIRED_ACT_GROUPS is set, else 0 */
 #define ILLM_RT_H_HEAD_INPUT_BITS 216   /* u32: width of the LM head's input codes (the final DI-Norm's output), 2..16,
                                            when the required feature ILLM_RT_REQUIRED_HEAD_INPUT is set, else 0 (the

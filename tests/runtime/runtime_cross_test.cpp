@@ -2,7 +2,8 @@
 // and run under qemu-user (issue #10): for both shared test models at W4A4, W4A8 and W8A8 the greedy ids equal
 // `illm generate --json`'s (computed in-process, see Golden) and the final-position logits (int64 values and dyadic scale) equal the C++ executor's.
 // tinybible's prompt is text, so the runtime's tokenizer runs on each target too. The same for a synthetic model with
-// both LM-head options (16-bit head input, per-group head weights). Programs: runtime/CMakeLists.txt.
+// both LM-head options (16-bit head input, per-group head weights), and for stories260K with per-group activations of
+// 8 (a short last group). Programs: runtime/CMakeLists.txt.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -89,27 +90,26 @@ INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargets,
                                   std::get<2>(info.param);
                          });
 
-// The LM-head options on each target (the 16-bit head codes' int64 products on a 32-bit machine too): the synthetic
-// W4A4 model with head_in_bits 16 and lm_head groups of 32, exported into a scratch directory.
-class CrossTargetsLmHead : public ::testing::TestWithParam<Target> {};
-
-TEST_P(CrossTargetsLmHead, IdsAndFinalLogitsEqualTheExecutors) {
-  const Target target = GetParam();
+// A model built in memory, exported into a scratch directory and run on `target`: the greedy ids and the final
+// logits equal the executor's.
+void expect_scratch_model_equals_executor(const Target& target, const QuantizedModel& model, const std::string& label,
+                                          const std::vector<int32_t>& prompt) {
   const fs::path program = kBinaryDir / "runtime" / "cross" / (std::string("illm_rt-") + target.name);
   ASSERT_TRUE(fs::exists(program)) << program << " was not built: install the cross compilers (scripts/setup.sh)";
-  const QuantizedModel model = synthetic_model(lm_head_options_shape());
-  const fs::path work = scratch() / (std::string("lm_head_") + target.name);
+  const fs::path work = scratch() / (label + "_" + target.name);
   fs::create_directories(work);
   const std::vector<uint8_t> bytes = formats::build_model_bin(model, "", {}).bytes;
   std::ofstream(work / "model.bin", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                              static_cast<std::streamsize>(bytes.size()));
+  std::string ids;
+  for (const int32_t id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
   const CommandResult r = run_command(std::string(target.emulator) + " '" + program.string() + "' '" +
                                           (work / "model.bin").string() + "' --json --logits --max-tokens " +
-                                          std::to_string(kMaxTokens) + " --prompt-ids 1,5,9",
+                                          std::to_string(kMaxTokens) + " --prompt-ids " + ids,
                                       work);
   ASSERT_EQ(r.exit_code, 0) << target.emulator << ": " << r.err;
   const auto ours = nlohmann::json::parse(r.out);
-  const ExecutorReference ref = executor_greedy(model, {1, 5, 9}, kMaxTokens);
+  const ExecutorReference ref = executor_greedy(model, prompt, kMaxTokens);
   EXPECT_EQ(ours["ids"].get<std::vector<int32_t>>(), ref.ids);
   EXPECT_EQ(ours["stopped_at_eos"].get<bool>(), ref.stopped_at_eos);
   EXPECT_EQ(ours["logits"]["scale_m"].get<int64_t>(), ref.last_scale.m);
@@ -118,7 +118,29 @@ TEST_P(CrossTargetsLmHead, IdsAndFinalLogitsEqualTheExecutors) {
   fs::remove_all(work);
 }
 
+// The LM-head options on each target (the 16-bit head codes' int64 products on a 32-bit machine too): the synthetic
+// W4A4 model with head_in_bits 16 and lm_head groups of 32.
+class CrossTargetsLmHead : public ::testing::TestWithParam<Target> {};
+
+TEST_P(CrossTargetsLmHead, IdsAndFinalLogitsEqualTheExecutors) {
+  expect_scratch_model_equals_executor(GetParam(), synthetic_model(lm_head_options_shape()), "lm_head", {1, 5, 9});
+}
+
 INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargetsLmHead, ::testing::ValuesIn(kTargets),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// Per-group activations with G 8 and short groups on each target: stories260K W4A4 made an act-group model in memory
+// (intermediate 172 = 21 groups of 8 and one of 4) with the online down_proj Hadamard.
+class CrossTargetsActGroups : public ::testing::TestWithParam<Target> {};
+
+TEST_P(CrossTargetsActGroups, IdsAndFinalLogitsEqualTheExecutors) {
+  QuantizedModel model = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  model.act_group_size = 8;
+  model.hadamard_down = true;
+  expect_scratch_model_equals_executor(GetParam(), model, "act_groups", {1, 13, 7, 300});
+}
+
+INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargetsActGroups, ::testing::ValuesIn(kTargets),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

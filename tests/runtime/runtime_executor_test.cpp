@@ -353,25 +353,35 @@ struct ActGroupCase {
   int32_t group;
   bool hadamard;  // hadamard_down and hadamard_qk
   bool clip;      // every site clipped (with_act_clip): the per-group requantizations take the site's ratio
+  const char* model = "tinybible";
 };
 
 void PrintTo(const ActGroupCase& c, std::ostream* os) {
-  *os << c.bits << " G " << c.group << (c.hadamard ? " hadamard" : "") << (c.clip ? " clip" : "");
+  *os << c.model << "-" << c.bits << " G " << c.group << (c.hadamard ? " hadamard" : "") << (c.clip ? " clip" : "");
+}
+
+std::string act_group_case_name(const ::testing::TestParamInfo<ActGroupCase>& info) {
+  const ActGroupCase& c = info.param;
+  std::string bits = c.bits;
+  std::replace(bits.begin(), bits.end(), '-', '_');  // a test name is an identifier
+  return std::string(c.model) + "_" + bits + "_G" + std::to_string(c.group) + (c.hadamard ? "_hadamard" : "") +
+         (c.clip ? "_clip" : "");
 }
 
 class ActGroupModels : public ::testing::TestWithParam<ActGroupCase> {};
 
-// tinybible (hidden 192, heads·d 192, intermediate 512) made a per-group activation model in memory: the file carries
-// the bit and G and no extra tensor, its arena is the runtime's; prefill rows and every greedy step's logits equal
-// the executor's; the groups are in effect (the logits differ from the per-token model's).
+// A shared model (tinybible: hidden 192, heads·d 192, intermediate 512; stories260K: hidden 64, heads·d 64,
+// intermediate 172) made a per-group activation model in memory: the file carries the bit and G and no extra tensor,
+// its arena is the runtime's; prefill rows and every greedy step's logits equal the executor's; the groups are in
+// effect (the logits differ from the per-token model's).
 TEST_P(ActGroupModels, PrefillAndEveryStepsLogitsEqualTheExecutors) {
   const ActGroupCase& c = GetParam();
-  QuantizedModel plain = formats::read_illm(illm_path("tinybible", c.bits)).model;
+  QuantizedModel plain = formats::read_illm(illm_path(c.model, c.bits)).model;
   if (c.clip) plain = with_act_clip(plain);
   plain.hadamard_down = plain.hadamard_qk = c.hadamard;
   QuantizedModel grouped = plain;
   grouped.act_group_size = c.group;
-  const std::string what = std::string("tinybible-") + c.bits + " G " + std::to_string(c.group) +
+  const std::string what = std::string(c.model) + "-" + c.bits + " G " + std::to_string(c.group) +
                            (c.hadamard ? " +hadamard" : "") + (c.clip ? " +clip" : "");
   const std::vector<uint8_t> bytes = model_bin_of(grouped), plain_bytes = model_bin_of(plain);
   EXPECT_EQ(required_features(bytes), required_features(plain_bytes) | ILLM_RT_REQUIRED_ACT_GROUPS) << what;
@@ -383,7 +393,7 @@ TEST_P(ActGroupModels, PrefillAndEveryStepsLogitsEqualTheExecutors) {
     EXPECT_EQ(rt.model().act_group_size, c.group);
     EXPECT_EQ(rt.model().header_arena_bytes, illm_rt_arena_size(&rt.model(), 0));
   }
-  const std::vector<int32_t> prompt = {grouped.shape.bos_id, 13, 7, 300, 42, 5, 1000, 77};
+  const std::vector<int32_t> prompt = {grouped.shape.bos_id, 13, 7, 300, 42, 5, 1000 % grouped.shape.vocab, 77};
   expect_prefill_rows_equal(grouped, prompt, what);
   EXPECT_EQ(compare_step_by_step(grouped, {grouped.shape.bos_id, 13, 7, 300}, 20, what), 3 + 20);
   Executor a(plain), b(grouped);
@@ -400,13 +410,28 @@ INSTANTIATE_TEST_SUITE_P(Tinybible, ActGroupModels,
                                            ActGroupCase{"w4a4-g32", 32, false, false},
                                            ActGroupCase{"w4a4-g32", 16, true, false},
                                            ActGroupCase{"w4a4-g32", 32, true, false}),
-                         [](const auto& info) {
-                           const ActGroupCase& c = info.param;
-                           std::string bits = c.bits;
-                           std::replace(bits.begin(), bits.end(), '-', '_');  // a test name is an identifier
-                           return bits + "_G" + std::to_string(c.group) + (c.hadamard ? "_hadamard" : "") +
-                                  (c.clip ? "_clip" : "");
-                         });
+                         act_group_case_name);
+
+// G = 8 and G not dividing a width (docs/integer-semantics.md "Groups of a width K": the last group is short).
+// stories260K's intermediate 172 (the down_proj input) ends in a group of 4 (G 8), 12 (G 16 and 32) or 44 (G 128);
+// at G 128 its hidden 64 (and heads·d 64) is ONE short group; tinybible at G 8 has no short group but 8-wide ones,
+// at G 128 its hidden 192 is 128 + 64; the G-32 weight model at G 8 (four activation groups per weight group).
+INSTANTIATE_TEST_SUITE_P(
+    GroupOf8AndShortGroups, ActGroupModels,
+    ::testing::Values(ActGroupCase{"w4a4", 8, false, false, "stories260K"},
+                      ActGroupCase{"w4a4", 8, true, false, "stories260K"},
+                      ActGroupCase{"w4a4", 16, false, false, "stories260K"},
+                      ActGroupCase{"w4a4", 16, true, false, "stories260K"},
+                      ActGroupCase{"w4a4", 32, false, false, "stories260K"},
+                      ActGroupCase{"w4a4", 32, true, false, "stories260K"},
+                      ActGroupCase{"w4a4", 128, false, false, "stories260K"},
+                      ActGroupCase{"w4a4", 128, true, false, "stories260K"},
+                      ActGroupCase{"w4a8", 16, false, true, "stories260K"},
+                      ActGroupCase{"w8a8", 8, false, false, "stories260K"},
+                      ActGroupCase{"w8a8", 8, true, false, "stories260K"},
+                      ActGroupCase{"w4a4", 8, false, false}, ActGroupCase{"w4a4", 8, true, false},
+                      ActGroupCase{"w4a4", 128, false, false}, ActGroupCase{"w4a4-g32", 8, false, false}),
+    act_group_case_name);
 
 // Synthetic models with per-group weights of every G (32, 64, 128) and each A dividing it, from one activation group
 // per weight group to eight: 4-bit (packed) and 8-bit weights, and the paper-conformance numerics.
@@ -441,13 +466,19 @@ TEST(ActGroupModels, SyntheticModelsWithWeightGroupsEqualTheExecutor) {
   }
 }
 
+// A synthetic shape of 4 heads with these widths (hidden = 4 head_dim).
+SyntheticShape four_head_shape(int32_t head_dim, int32_t intermediate) {
+  SyntheticShape shape;
+  shape.heads = 4;
+  shape.head_dim = head_dim;
+  shape.hidden = 4 * head_dim;
+  shape.intermediate = intermediate;
+  return shape;
+}
+
 // Synthetic models (seeded weights and scales, small widths) at G 16: W4A4 and the paper-conformance W8A8 numerics.
 TEST(ActGroupModels, SyntheticModelsEqualTheExecutor) {
-  SyntheticShape shape;
-  shape.hidden = 64;
-  shape.intermediate = 96;
-  shape.heads = 4;
-  shape.head_dim = 16;
+  SyntheticShape shape = four_head_shape(16, 96);
   SyntheticShape paper = shape;
   paper.settings = paper_conformance_settings(paper.settings);
   paper.settings.a_bits = paper.settings.w_bits = 8;
@@ -486,6 +517,87 @@ TEST(ActGroupModels, TheSessionStaysInsideItsArena) {
   EXPECT_EQ(std::count(arena.begin() + static_cast<ptrdiff_t>(need), arena.end(), 0xA5), static_cast<ptrdiff_t>(kGuard));
 }
 
+// Synthetic models whose widths G does not divide (a short last group), on the paths the shared models do not reach:
+// an odd intermediate (23: a short group of odd width, whose packed 4-bit weights end in the row's padding nibble;
+// at G 32 the whole row is one group narrower than G), hidden 40 (16 + 16 + 8 at G 16; one group of 40 at G 64), the
+// online down_proj Hadamard on the odd width, W4A4 and the paper-conformance W8A8 numerics.
+TEST(ActGroupModels, SyntheticModelsWithShortGroupsEqualTheExecutor) {
+  struct Case {
+    int32_t head_dim, intermediate, act_group;  // hidden = 4 head_dim
+    bool hadamard_down;
+  };
+  const Case cases[] = {{16, 23, 8, false}, {16, 23, 16, true}, {16, 23, 32, false},
+                        {10, 72, 16, false}, {10, 72, 64, true}, {10, 7, 8, false}};
+  for (const Case& c : cases)
+    for (const bool paper : {false, true}) {
+      SyntheticShape shape = four_head_shape(c.head_dim, c.intermediate);
+      if (paper) {
+        shape.settings = paper_conformance_settings(shape.settings);
+        shape.settings.a_bits = shape.settings.w_bits = 8;
+      }
+      for (uint64_t seed = 1; seed <= 2; ++seed) {
+        shape.seed = seed;
+        QuantizedModel model = synthetic_model(shape);
+        model.act_group_size = c.act_group;
+        model.hadamard_down = c.hadamard_down;
+        const std::string what = std::string(paper ? "synthetic paper w8a8" : "synthetic w4a4") + " hidden " +
+                                 std::to_string(shape.hidden) + " intermediate " + std::to_string(c.intermediate) +
+                                 " G " + std::to_string(c.act_group) + (c.hadamard_down ? " +hadamard_down" : "") +
+                                 " seed " + std::to_string(seed);
+        expect_prefill_rows_equal(model, {1, 5, 9, 13, 2, 7}, what);
+        EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+      }
+    }
+}
+
+// The group regions hold ceil(max_in / G) entries each (three int32 arrays after every other region, each 16-byte
+// aligned): the arena size rule against that formula, for G dividing the widths and not.
+TEST(ActGroupModels, TheArenaHoldsCeilOfMaxInOverGGroups) {
+  const auto align = [](uint64_t n) { return (n + 15) / 16 * 16; };
+  illm_rt_shape shape{64, 172, 5, 8, 4, 8, 512, 512, 1, 2};  // stories260K's shape: max_in 172
+  for (const int32_t G : {8, 16, 32, 64, 128}) {
+    for (const int32_t intermediate : {172, 72, 64, 7}) {
+      shape.intermediate = intermediate;
+      const uint64_t max_in = std::max<uint64_t>(64, static_cast<uint64_t>(intermediate));
+      const uint64_t entries = (max_in + static_cast<uint64_t>(G) - 1) / static_cast<uint64_t>(G);
+      uint64_t total = illm_rt_arena_size_for_shape(&shape, 64) - 16;  // without the alignment slack
+      for (int r = 0; r < 3; ++r) total = align(total) + entries * 4;
+      EXPECT_EQ(illm_rt_arena_size_for_groups(&shape, G, 64), total + 16) << "G " << G << " intermediate " << intermediate;
+    }
+  }
+}
+
+// A session in exactly its arena, placed so that the alignment uses 15 of its 16 slack bytes, never writes past it on
+// models with short groups (the last group region is the arena's end: an entry for the short group left out of the
+// size would land in the guard band; hidden 40 / intermediate 72 at G 16 makes that 4 bytes past a 16-byte boundary).
+TEST(ActGroupModels, TheSessionStaysInsideItsArenaWithShortGroups) {
+  QuantizedModel synthetic = synthetic_model(four_head_shape(10, 72));
+  synthetic.act_group_size = 16;
+  QuantizedModel stories = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  stories.act_group_size = 8;
+  stories.hadamard_down = true;
+  QuantizedModel stories128 = formats::read_illm(illm_path("stories260K", "w8a8")).model;
+  stories128.act_group_size = 128;
+  for (const QuantizedModel* model : {&synthetic, &stories, &stories128}) {
+    const std::string what = "G " + std::to_string(model->act_group_size) + " hidden " +
+                             std::to_string(model->shape.hidden);
+    const std::vector<uint8_t> bytes = model_bin_of(*model);
+    illm_rt_model m;
+    illm_rt_error err;
+    ASSERT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << what << ": " << err.message;
+    const size_t need = illm_rt_arena_size(&m, 0);
+    constexpr size_t kGuard = 4096;
+    std::vector<uint8_t> buffer(need + kGuard + 32, 0xA5);
+    uint8_t* arena = buffer.data();
+    while (reinterpret_cast<uintptr_t>(arena) % 16 != 1) ++arena;  // the session's start moves up by 15
+    illm_rt_session session;
+    ASSERT_EQ(illm_rt_session_init(&session, &m, arena, need, 0, &err), ILLM_RT_OK) << what << ": " << err.message;
+    for (const int32_t token : {model->shape.bos_id, 13, 7, 30, 2, 5, 11, 9})
+      ASSERT_EQ(illm_rt_forward(&session, token, &err), ILLM_RT_OK) << what << ": " << err.message;
+    EXPECT_EQ(std::count(arena + need, arena + need + kGuard, 0xA5), static_cast<ptrdiff_t>(kGuard)) << what;
+  }
+}
+
 // A model without act groups: no bit, G 0 in the header, no extra tensor, the arena of the shape alone (the file is
 // the one the exporter wrote before the feature; compared byte for byte with it when the feature was added).
 TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
@@ -503,7 +615,8 @@ TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
 
 // The header's bit and G must agree, and the loader refuses what the executor refuses (CRC recomputed each time): a
 // runtime without the feature refuses the bit as unknown (as this one refuses bit 64); G without the bit; the bit with
-// a G outside {16, 32, 64, 128} or not dividing the widths; the bit with TRIP.
+// a G outside {8, 16, 32, 64, 128} (a G not dividing a width is a short last group: tinybible at G 128 above); the bit
+// with TRIP.
 TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4")).model;
   model.act_group_size = 32;
@@ -514,14 +627,16 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
       {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
       {"G without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID, "act_group_size 32"},
       {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
-      {"G 24", ILLM_RT_H_ACT_GROUP_SIZE, 24u, ILLM_RT_E_INVALID, "act_group_size 24"},
-      {"G 128 (does not divide hidden 192)", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID, "does not divide"},
+      {"G 4", ILLM_RT_H_ACT_GROUP_SIZE, 4u, ILLM_RT_E_INVALID, "act_group_size 4 does not match"},
+      {"G 24", ILLM_RT_H_ACT_GROUP_SIZE, 24u, ILLM_RT_E_INVALID, "act_group_size 24 does not match"},
+      {"G 256", ILLM_RT_H_ACT_GROUP_SIZE, 256u, ILLM_RT_E_INVALID, "act_group_size 256 does not match"},
       {"with TRIP", ILLM_RT_H_REQUIRED_FEATURES, bits | ILLM_RT_REQUIRED_TRIP, ILLM_RT_E_INVALID, "TRIP"},
   });
 }
 
 // Per-group weights need A to divide their G (CRC recomputed): the G-32 model with A 32 loads; A 64 (which divides
-// every width of tinybible) is refused naming the first block linear and both sizes; A 128 already by the widths.
+// every width of tinybible) and A 128 (which does not divide its hidden 192, a short group for a per-row weight) are
+// refused naming the first block linear and both sizes (the G-32 model with A 8: GroupOf8AndShortGroups above).
 // Bit 0 on a per-row file (no linear with groups) is accepted with act groups as without them.
 TEST(ActGroupModels, LoaderRefusesWeightGroupsThatActGroupSizeDoesNotDivide) {
   QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4-g32")).model;
@@ -532,7 +647,8 @@ TEST(ActGroupModels, LoaderRefusesWeightGroupsThatActGroupSizeDoesNotDivide) {
   expect_header_mutations(good, {
       {"A 64 with G 32", ILLM_RT_H_ACT_GROUP_SIZE, 64u, ILLM_RT_E_INVALID,
        "layers[0].q_proj has weight groups of 32 columns, which act_group_size 64 does not divide"},
-      {"A 128 with G 32", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID, "does not divide"},
+      {"A 128 with G 32", ILLM_RT_H_ACT_GROUP_SIZE, 128u, ILLM_RT_E_INVALID,
+       "layers[0].q_proj has weight groups of 32 columns, which act_group_size 128 does not divide"},
   });
   QuantizedModel per_row = formats::read_illm(illm_path("tinybible", "w4a4")).model;
   per_row.act_group_size = 32;

@@ -105,11 +105,16 @@ std::vector<Seed> seeds() {
   groups.head_dim = 32;
   groups.group_size = 32;
   groups.seed = 4;
+  // Per-group activations of 8 with a short last group: intermediate 12 is 8 + 4 (the down_proj input), hidden 8 one
+  // group.
+  SyntheticShape ragged = tiny;
+  ragged.seed = 5;
   return {{"tiny-w4a4.bin", tiny, false},
           {"tiny-paper-w8a8-int8-embed-head4.bin", varied, false},
           {"tiny-tokenizer.bin", tiny, true},
           {"tiny-head-in16-group32.bin", head, false},
-          {"tiny-act16-group32.bin", groups, false, 16}};
+          {"tiny-act16-group32.bin", groups, false, 16},
+          {"tiny-act8-short-group.bin", ragged, false, 8}};
 }
 
 TEST(FuzzSeeds, CommittedSeedsAreTheGeneratorsAndRun) {
