@@ -10,7 +10,8 @@
 //      the 7B-shaped layer, prefill and decode, 1 thread, and the per-operator time of tinybible with them on
 //      (--hadamard-only: these tables alone);
 //   6. per-group activations (act_group_size 32) on and off side by side: tinybible W4A4 / W8A8, tinybible W4A4 with
-//      32-wide weight groups (act_group_size 16) and the 7B-shaped layer (--act-groups-only: this table alone).
+//      32-wide weight groups (act_group_size 16), stories260K / tinybible W4A4 with act_group_size 8 (stories260K: a
+//      short last group) and the 7B-shaped layer (--act-groups-only: this table alone).
 // Usage: executor_bench [--illm PATH] [--models DIR] [--kernels PATH] [--windows N] [--skip-eval] [--reps N]
 //                       [--hadamard-only] [--act-groups-only]
 #include <omp.h>
@@ -239,6 +240,11 @@ void act_group_speed(const std::string& models, const illm::KernelSet& k, int re
   side_by_side_speed_row("tinybible-w4a4-g32 (weight groups 32), act groups 16",
                          illm::formats::read_illm(models + "/tinybible-w4a4-g32.illm").model, k, reps, true,
                          set_groups16);
+  // Activation groups of 8 with a short last group (stories260K's intermediate 172 = 21·8 + 4; tinybible: none).
+  const FeatureSwitch set_groups8 = [](illm::QuantizedModel& model, bool on) { model.act_group_size = on ? 8 : 0; };
+  for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"})
+    side_by_side_speed_row((std::string(name) + ", act groups 8").c_str(),
+                           illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true, set_groups8);
   side_by_side_speed_row("7B-shaped layer W4A4", random_7b_model(4, 4, 1, 256, 7), k, reps, false, set_groups);
   side_by_side_speed_row("7B-shaped layer W8A8", random_7b_model(8, 8, 1, 256, 7), k, reps, false, set_groups);
 
