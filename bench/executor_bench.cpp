@@ -240,8 +240,11 @@ void act_group_speed(const std::string& models, const illm::KernelSet& k, int re
   side_by_side_speed_row("tinybible-w4a4-g32 (weight groups 32), act groups 16",
                          illm::formats::read_illm(models + "/tinybible-w4a4-g32.illm").model, k, reps, true,
                          set_groups16);
-  // Activation groups of 8 with a short last group (stories260K's intermediate 172 = 21·8 + 4; tinybible: none).
   const FeatureSwitch set_groups8 = [](illm::QuantizedModel& model, bool on) { model.act_group_size = on ? 8 : 0; };
+  side_by_side_speed_row("tinybible-w4a4-g32 (weight groups 32), act groups 8",
+                         illm::formats::read_illm(models + "/tinybible-w4a4-g32.illm").model, k, reps, true,
+                         set_groups8);
+  // Activation groups of 8 with a short last group (stories260K's intermediate 172 = 21·8 + 4; tinybible: none).
   for (const char* name : {"stories260K-w4a4", "tinybible-w4a4"})
     side_by_side_speed_row((std::string(name) + ", act groups 8").c_str(),
                            illm::formats::read_illm(models + "/" + name + ".illm").model, k, reps, true, set_groups8);

@@ -27,7 +27,7 @@ TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
       {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}, {"w4a4-g16-wg32.json", 4, 4},
-      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}};
+      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}, {"w4a4-g8.json", 4, 4}, {"w4a4-g8-wg32.json", 4, 4}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -88,6 +88,21 @@ TEST(Recipe, BundledRecipesParse) {
       for (const char* key : {"description", "w_granularity", "group_size"}) j->erase(key);
     EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than the weight groups";
   }
+  // The G = 8 recipes: w4a4.json with act_group_size 8 and the online q/k Hadamard, and that with 32-wide weight
+  // groups (configs/README.md: the best W4A4 measured on stories260K and on tinybible).
+  {
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4.json"));
+    nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4-g8.json"));
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4-g8-wg32.json"));
+    EXPECT_EQ(b.at("act_group_size"), 8);
+    EXPECT_EQ(b.at("hadamard_qk"), true);
+    EXPECT_EQ(c.at("w_granularity"), "per_group");
+    EXPECT_EQ(c.at("group_size"), 32);
+    for (nlohmann::json* j : {&a, &b, &c})
+      for (const char* key : {"description", "act_group_size", "hadamard_qk", "w_granularity", "group_size"}) j->erase(key);
+    EXPECT_EQ(a, b) << "w4a4-g8.json differs from w4a4.json in more than act_group_size and hadamard_qk";
+    EXPECT_EQ(b, c) << "w4a4-g8-wg32.json differs from w4a4-g8.json in more than the weight groups";
+  }
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
   EXPECT_DOUBLE_EQ(full.lr_lwc, 5e-2);
@@ -98,7 +113,8 @@ TEST(Recipe, BundledRecipesParse) {
 // Scripts switch methods by replacing the string "fsbr": in the FSBR recipes it must occur exactly once, as the
 // method value.
 TEST(Recipe, FsbrStringOnlyAsMethodValue) {
-  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json", "w4a4-g16-wg32.json"}) {
+  for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json", "w4a4-g16-wg32.json",
+                           "w4a4-g8.json", "w4a4-g8-wg32.json"}) {
     std::ifstream in(kConfigs / file);
     std::stringstream ss;
     ss << in.rdbuf();
