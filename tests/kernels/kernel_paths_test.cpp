@@ -257,6 +257,17 @@ TEST_P(KernelPaths, LinearWideInputsEqualReference) {
   EXPECT_EQ(cases, 18);
 }
 
+// The path's linear_act_groups on x and w, prepared with x's group size, equals the reference.
+void expect_act_group_linear_equals_reference(const KernelSet& path, const QuantizedActivation& x,
+                                              const QuantizedLinear& w, int b_m, const std::string& what) {
+  const PreparedLinear p = prepare_linear(w, b_m, "w", x.group_size);
+  ASSERT_EQ(p.act_group_size, x.group_size) << what;
+  AlignedAccumulator want, got;
+  reference_kernels().linear_act_groups(x, p, want);
+  path.linear_act_groups(x, p, got);
+  expect_equal(want, got, what);
+}
+
 // Per-group activations (linear_act_groups; G = 8 … 128, weights per row): G·groups not a multiple of the ISA
 // blocks, decode (1 row) and prefill (> 128 rows), all-zero groups (scale (1, 0)), 4-bit packed and byte weights,
 // 8- and 16-bit mantissas; the weight prepared with the group size (the optimized kernel) and without (its reference).
@@ -287,11 +298,9 @@ TEST_P(KernelPaths, LinearActGroupsEqualsReference) {
         const std::string what = "G " + std::to_string(group) + " groups " + std::to_string(groups) + " A" +
                                  std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " +
                                  std::to_string(rows);
-        const PreparedLinear p = prepare_linear(w, b_m, "w", group);
+        expect_act_group_linear_equals_reference(opt(), x, w, b_m, what);
         AlignedAccumulator want, got;
-        ref().linear_act_groups(x, p, want);
-        opt().linear_act_groups(x, p, got);
-        expect_equal(want, got, what);
+        ref().linear_act_groups(x, prepare_linear(w, b_m, "w", group), want);
         opt().linear_act_groups(x, prepare_linear(w, b_m), got);  // no group code sums: the reference kernel
         expect_equal(want, got, what + " (unprepared)");
         ++cases;
@@ -333,12 +342,7 @@ TEST_P(KernelPaths, LinearActGroupsWithAShortLastGroupEqualsReference) {
       const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
       const std::string what = "G " + std::to_string(group) + " k " + std::to_string(k) + " A" +
                                std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " + std::to_string(rows);
-      const PreparedLinear p = prepare_linear(w, b_m, "w", group);
-      ASSERT_EQ(p.act_group_size, group) << what;
-      AlignedAccumulator want, got;
-      ref().linear_act_groups(x, p, want);
-      opt().linear_act_groups(x, p, got);
-      expect_equal(want, got, what);
+      expect_act_group_linear_equals_reference(opt(), x, w, b_m, what);
       ++cases;
     }
   EXPECT_EQ(cases, 36);
@@ -375,12 +379,7 @@ TEST_P(KernelPaths, LinearActAndWeightGroupsEqualsReference) {
           const std::string what = "A " + std::to_string(act_group) + " G " + std::to_string(w_group) + " x" +
                                    std::to_string(w_groups) + " A" + std::to_string(a_bits) + "W" +
                                    std::to_string(w_bits) + " rows " + std::to_string(rows);
-          const PreparedLinear p = prepare_linear(w, b_m, "w", act_group);
-          ASSERT_EQ(p.act_group_size, act_group) << what;
-          AlignedAccumulator want, got;
-          ref().linear_act_groups(x, p, want);
-          opt().linear_act_groups(x, p, got);
-          expect_equal(want, got, what);
+          expect_act_group_linear_equals_reference(opt(), x, w, b_m, what);
           ++cases;
         }
     }
