@@ -18,9 +18,10 @@ constexpr inline bool supported_act_group_size(int32_t g) {
 }
 
 // The groups of a width k: ⌈k/G⌉, each of G channels but the last, which is short (k mod G) when G does not divide k.
-constexpr inline int32_t act_group_count(int32_t k, int32_t g) { return (k + g - 1) / g; }
-constexpr inline int32_t act_group_width(int32_t k, int32_t g, int32_t group) {
-  return group * g + g <= k ? g : k - group * g;
+constexpr inline int32_t act_group_count(int32_t k, int32_t group_size) { return (k + group_size - 1) / group_size; }
+// The channels of group `index` of a width k.
+constexpr inline int32_t act_group_width(int32_t k, int32_t group_size, int32_t index) {
+  return (index + 1) * group_size <= k ? group_size : k - index * group_size;
 }
 
 // The centered codes of per-row codes x as an aligned accumulator: values = code − zero point, the row's dyadic
