@@ -27,11 +27,6 @@ struct QuantizedActivation {
   uint16_t at(int32_t r, int32_t c) const { return codes[static_cast<size_t>(r) * cols + c]; }
 };
 
-// Groups of one row: ⌈cols/G⌉ (the last one short when G does not divide cols), or 1 for per-row codes.
-constexpr inline int32_t activation_groups(const QuantizedActivation& x) {
-  return x.group_size > 0 && x.cols > 0 ? (x.cols + x.group_size - 1) / x.group_size : 1;
-}
-
 // Shapes `out` for rows × cols per-row codes of `bits` bits (sizes only; the operators overwrite the contents).
 inline void resize_activation(QuantizedActivation& out, int32_t rows, int32_t cols, int32_t bits) {
   out.rows = rows;

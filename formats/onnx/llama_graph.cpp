@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "formats/onnx/di_operators.h"
+#include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/executor.h"
 #include "kernels/reference/di_matmul.h"
@@ -164,7 +165,8 @@ Accumulator act_and_weight_group_products(GraphBuilder& g, IntegerPrimitives& p,
 Accumulator act_group_products(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int input_bits,
                                const Value& weights, const QuantizedLinear& w, const ColumnAlignment& alignment,
                                const std::string& name, int mantissa_bits) {
-  const int64_t in = w.in_features, out = w.out_features, group = x.group_size, groups = (in + group - 1) / group;
+  const int64_t in = w.in_features, out = w.out_features, group = x.group_size;
+  const int64_t groups = act_group_count(w.in_features, static_cast<int32_t>(x.group_size));
   const ElementType acc_type = accumulator_kind(static_cast<int32_t>(group), input_bits, w.bits) == AccumulatorKind::kInt32
                                    ? ElementType::kInt32
                                    : ElementType::kInt64;
@@ -238,7 +240,8 @@ Accumulator linear(GraphBuilder& g, IntegerPrimitives& p, const Codes& x, int in
 // point and scale are its own; the padding's codes are left for the DI-MatMul to multiply by 0.
 Codes requantize_groups(GraphBuilder& g, DiOperators& di, const Value& v, const RowScale& row_scale, int value_bits,
                         int64_t channels, const QuantizedModel& model, RequantClip clip) {
-  const int64_t group = model.act_group_size, count = (channels + group - 1) / group;
+  const int64_t group = model.act_group_size;
+  const int64_t count = act_group_count(static_cast<int32_t>(channels), model.act_group_size);
   Value padded = v;
   if (count * group != channels) {
     std::vector<int64_t> indices(static_cast<size_t>(count * group), channels - 1);
