@@ -284,7 +284,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
   // Offline rotations (calibration/rotation.h; none by default): Q is seeded by the recipe alone, so every block of
   // this run, a resumed run and the converter's embedding / head rows (ResidualRowRotation) use the same matrix.
   // Costs Q's C²·8 bytes (128 MiB at C = 4096) while calibrating.
-  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, recipe.seed);
+  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, rotation_seed_of(recipe));
   const bool rotates = rotation.defined() || recipe.rotate_heads;
   const bool in_memory = options.work_dir.empty();
   auto create = [&](int layer, bool quantized) {

@@ -171,6 +171,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   const Recipe off;
   const char* rotations[] = {"none", "hadamard", "orthogonal"};
   if (r.rotation != off.rotation) j["rotation"] = rotations[static_cast<int>(r.rotation)];
+  if (r.rotation_seed) j["rotation_seed"] = *r.rotation_seed;
   if (r.rotate_heads != off.rotate_heads) j["rotate_heads"] = r.rotate_heads;
   if (r.hadamard_down != off.hadamard_down) j["hadamard_down"] = r.hadamard_down;
   if (r.hadamard_qk != off.hadamard_qk) j["hadamard_qk"] = r.hadamard_qk;

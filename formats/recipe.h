@@ -41,6 +41,7 @@ struct Recipe {
   // W4A4 levers (configs/README.md "Rotations, GPTQ, activation clipping, TRIP"). Those marked "fake-quant only"
   // have no integer operator yet: integerize() refuses models calibrated with them.
   ResidualRotation rotation = ResidualRotation::kNone;  // offline; folds the RMSNorm gains
+  std::optional<uint64_t> rotation_seed;  // seed of the rotation's random matrix; absent: `seed`
   bool rotate_heads = false;    // offline per-head Hadamard fused into v_proj / o_proj
   bool hadamard_down = false;   // online Hadamard on the down_proj input (integer operator hadamard_rows)
   bool hadamard_qk = false;     // online Hadamard on q and k after RoPE (integer operator hadamard_rows)
@@ -64,6 +65,9 @@ inline constexpr double kMinClipC = 1e-3;
 inline constexpr double kMaxClipC = 1e6;
 
 const char* to_string(QuantMethod m);
+
+// The seed of a recipe's residual-stream rotation: rotation_seed when given, else seed (as before the key existed).
+inline uint64_t rotation_seed_of(const Recipe& r) { return r.rotation_seed.value_or(r.seed); }
 
 // Parses and validates a recipe. `source` names the file in error messages.
 Recipe parse_recipe_json(const std::string& json_text, const std::string& source);
