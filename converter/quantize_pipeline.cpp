@@ -146,6 +146,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   j["method"] = to_string(r.method);
   j["w_bits"] = r.w_bits;
   j["a_bits"] = r.a_bits;
+  if (r.qkv_bits != 0) j["qkv_bits"] = r.qkv_bits;  // only when given: recipes without it record what they did before
   j["w_granularity"] = r.w_granularity == WeightGranularity::kPerChannel ? "per_channel" : "per_group";
   j["group_size"] = r.group_size;
   j["epochs"] = r.epochs;

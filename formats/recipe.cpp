@@ -19,7 +19,7 @@ constexpr int kIntMax = INT_MAX;
 
 const std::set<std::string>& schema_keys() {
   static const std::set<std::string> keys = {
-      "method",  "w_bits",   "a_bits",     "w_granularity",  "group_size",     "epochs",
+      "method",  "w_bits",   "a_bits",   "qkv_bits",     "w_granularity",  "group_size",     "epochs",
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
       "description", "rotation", "rotation_seed", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
@@ -102,6 +102,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
 
   if (j.contains("w_bits")) r.w_bits = get_int(j, "w_bits", source, 2, 8);
   if (j.contains("a_bits")) r.a_bits = get_int(j, "a_bits", source, 2, 8);
+  if (j.contains("qkv_bits")) r.qkv_bits = get_int(j, "qkv_bits", source, 2, 8);
   if (j.contains("w_granularity")) {
     const std::string g = get_string(j, "w_granularity", source);
     if (g == "per_channel") r.w_granularity = WeightGranularity::kPerChannel;
@@ -188,6 +189,8 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   auto bits_ok = [](int b) { return b >= 2 && b <= 8; };
   if (!bits_ok(r.w_bits)) fail(source, "w_bits", "must be in 2..8, got " + std::to_string(r.w_bits));
   if (!bits_ok(r.a_bits)) fail(source, "a_bits", "must be in 2..8, got " + std::to_string(r.a_bits));
+  if (r.qkv_bits != 0 && !bits_ok(r.qkv_bits))
+    fail(source, "qkv_bits", "must be in 2..8, got " + std::to_string(r.qkv_bits));
   if (!bits_ok(r.swiglu_in_bits) && r.swiglu_in_bits != 16)
     fail(source, "swiglu_in_bits", "must be in 2..8 or 16, got " + std::to_string(r.swiglu_in_bits));
   if (r.w_granularity == WeightGranularity::kPerGroup && r.group_size < 2)
