@@ -39,6 +39,7 @@ struct ActGroupDotArgs {
   size_t w_stride = 0;
   int32_t cols = 0;
   int32_t k = 0;
+  int32_t act_group = 0;  // A: a multiple of 8 (a lane's codes); a multiple of 16 lets two lanes share one λ
   WeightFormat format{};
   int32_t weight_group = 0;  // 0: per-row weight; else G ∈ {32, 64, 128}
   // Per-row weight: z2_j and μ_j from j0. Per-group weight: PreparedLinear::group_terms of the block of j0

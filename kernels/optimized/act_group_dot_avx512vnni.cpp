@@ -50,8 +50,12 @@ inline __m512i round_shift(__m512i a, __m128i s, __m128i s_minus_1, __m512i one)
   return _mm512_add_epi64(_mm512_sra_epi64(a, s), _mm512_and_si512(_mm512_sra_epi64(a, s_minus_1), one));
 }
 
-// The 64-bit lanes of Σ λ·C' of one (t, j) and one step: the even int32 lanes times their λ plus the odd ones.
-inline __m512i weighted(__m512i c, __m512i lambda, __m512i lambda_odd) {
+// The 64-bit lanes of Σ λ·C' of one (t, j) and one step: the even int32 lanes times their λ plus the odd ones, or,
+// when both lanes of a 64-bit lane lie in one group (PAIRS: A a multiple of 2 lanes' codes), their int32 sum (|C'|
+// < 2^19 each) times the one λ: one vpmuldq instead of two.
+template <bool PAIRS>
+inline __m512i weighted(__m512i c, __m512i lambda, [[maybe_unused]] __m512i lambda_odd) {
+  if constexpr (PAIRS) return _mm512_mul_epi32(_mm512_add_epi32(c, _mm512_srli_epi64(c, 32)), lambda);
   return _mm512_add_epi64(_mm512_mul_epi32(c, lambda), _mm512_mul_epi32(_mm512_srli_epi64(c, 32), lambda_odd));
 }
 
@@ -70,35 +74,36 @@ inline void load_weights(const ColumnBlock& block, int c, int32_t offset, __mmas
   }
 }
 
-// Loads activation row r's step vectors and λ, and defines dot(lo, hi) = the step's int32 C' lanes.
-#define ILLM_ROW_INPUTS(r)                                                                                           \
-  const int8_t* xr = a.x + static_cast<size_t>(i0 + (r)) * a.x_stride + static_cast<size_t>(step) * kStepCodes;      \
-  const __m512i xa = _mm512_loadu_si512(xr);                                                                         \
-  [[maybe_unused]] const __m512i xb = PACKED ? _mm512_loadu_si512(xr + kActGroupStepBytes) : zero;                   \
-  const __m512i lambda = _mm512_loadu_si512(a.lambdas + static_cast<size_t>(i0 + (r)) * a.lambdas_stride +           \
-                                            static_cast<size_t>(step) * kActGroupLanes);                             \
-  const __m512i lambda_odd = _mm512_srli_epi64(lambda, 32);                                                          \
-  const auto dot = [&](__m512i lo, __m512i hi) {                                                                     \
-    if constexpr (PACKED) return vnni::dpbusd(vnni::dpbusd(zero, lo, xa), hi, xb);                                   \
-    (void)hi;                                                                                                        \
-    return vnni::dpbusd(zero, lo, xa);                                                                               \
-  };
+// Loads activation row r's step vectors and λ; dot(lo, hi) = the step's int32 C' lanes, weigh(C') its λ·C'.
+#define ILLM_ROW_INPUTS(r)                                                                                            \
+  const int8_t* xr = a.x + static_cast<size_t>(i0 + (r)) * a.x_stride + static_cast<size_t>(step) * kStepCodes;       \
+  const __m512i xa = _mm512_loadu_si512(xr);                                                                          \
+  [[maybe_unused]] const __m512i xb = PACKED ? _mm512_loadu_si512(xr + kActGroupStepBytes) : zero;                    \
+  const __m512i lambda = _mm512_loadu_si512(a.lambdas + static_cast<size_t>(i0 + (r)) * a.lambdas_stride +            \
+                                            static_cast<size_t>(step) * kActGroupLanes);                              \
+  const __m512i lambda_odd = PAIRS ? lambda : _mm512_srli_epi64(lambda, 32);                                          \
+  const auto dot = [&](__m512i lo, __m512i hi) {                                                                      \
+    if constexpr (PACKED) return vnni::dpbusd(vnni::dpbusd(zero, lo, xa), hi, xb);                                    \
+    (void)hi;                                                                                                         \
+    return vnni::dpbusd(zero, lo, xa);                                                                                \
+  };                                                                                                                  \
+  const auto weigh = [&](__m512i c) { return weighted<PAIRS>(c, lambda, lambda_odd); };
 
 // ---- Per-row weights: 64-bit lanes summed over the whole row, one scalar epilogue per (t, j).
 
 #define ILLM_ACC(i) __m512i acc##i##0 = zero, acc##i##1 = zero, acc##i##2 = zero, acc##i##3 = zero;
-#define ILLM_ROW(i)                                                                                                  \
-  if constexpr (MR > i) {                                                                                            \
-    ILLM_ROW_INPUTS(i)                                                                                               \
-    acc##i##0 = _mm512_add_epi64(acc##i##0, weighted(dot(lo0, hi0), lambda, lambda_odd));                            \
-    acc##i##1 = _mm512_add_epi64(acc##i##1, weighted(dot(lo1, hi1), lambda, lambda_odd));                            \
-    acc##i##2 = _mm512_add_epi64(acc##i##2, weighted(dot(lo2, hi2), lambda, lambda_odd));                            \
-    acc##i##3 = _mm512_add_epi64(acc##i##3, weighted(dot(lo3, hi3), lambda, lambda_odd));                            \
+#define ILLM_ROW(i)                                                                                                   \
+  if constexpr (MR > i) {                                                                                             \
+    ILLM_ROW_INPUTS(i)                                                                                                \
+    acc##i##0 = _mm512_add_epi64(acc##i##0, weigh(dot(lo0, hi0)));                                                    \
+    acc##i##1 = _mm512_add_epi64(acc##i##1, weigh(dot(lo1, hi1)));                                                    \
+    acc##i##2 = _mm512_add_epi64(acc##i##2, weigh(dot(lo2, hi2)));                                                    \
+    acc##i##3 = _mm512_add_epi64(acc##i##3, weigh(dot(lo3, hi3)));                                                    \
   }
-#define ILLM_STORE(i)                                                                                                \
-  if constexpr (MR > i) {                                                                                            \
-    const __m512i sums[kTileCols] = {acc##i##0, acc##i##1, acc##i##2, acc##i##3};                                    \
-    store_per_row(sums, block, a, i0 + i);                                                                           \
+#define ILLM_STORE(i)                                                                                                 \
+  if constexpr (MR > i) {                                                                                             \
+    const __m512i sums[kTileCols] = {acc##i##0, acc##i##1, acc##i##2, acc##i##3};                                     \
+    store_per_row(sums, block, a, i0 + i);                                                                            \
   }
 
 // out_tj = rshr(T − z2_j·D_t, b_m)·μ_j for the block's stored rows (wrapping to the exact T).
@@ -114,7 +119,7 @@ inline void store_per_row(const __m512i (&sums)[kTileCols], const ColumnBlock& b
   }
 }
 
-template <int MR, bool PACKED>
+template <int MR, bool PACKED, bool PAIRS>
 void tile_per_row(const ActGroupDotArgs& a, const Shape& shape, const ColumnBlock& block, int32_t i0) {
   static_assert(MR >= 1 && MR <= kTileRows);
   constexpr size_t kStepCodes = PACKED ? 2 * kActGroupStepBytes : kActGroupStepBytes;
@@ -176,35 +181,36 @@ inline __m512i group_terms(__m512i t, __m512i d, __m512i z, __m512i mu, const Sh
   return _mm512_mullo_epi64(round_shift(centred, shape.shift, shift_minus_1, one), mu);
 }
 
-#define ILLM_ACC(i)                                                                                                  \
-  __m512i out##i##a = zero, out##i##b = zero;                                                                        \
+#define ILLM_ACC(i)                                                                                                   \
+  __m512i out##i##a = zero, out##i##b = zero;                                                                         \
   [[maybe_unused]] __m512i acc##i##0 = zero, acc##i##1 = zero, acc##i##2 = zero, acc##i##3 = zero;
-#define ILLM_ROW(i)                                                                                                  \
-  if constexpr (MR > i) {                                                                                            \
-    ILLM_ROW_INPUTS(i)                                                                                               \
-    __m512i p0 = weighted(dot(lo0, hi0), lambda, lambda_odd), p1 = weighted(dot(lo1, hi1), lambda, lambda_odd);      \
-    __m512i p2 = weighted(dot(lo2, hi2), lambda, lambda_odd), p3 = weighted(dot(lo3, hi3), lambda, lambda_odd);      \
-    if constexpr (TWO_STEPS) {                                                                                       \
-      acc##i##0 = _mm512_add_epi64(acc##i##0, p0);                                                                   \
-      acc##i##1 = _mm512_add_epi64(acc##i##1, p1);                                                                   \
-      acc##i##2 = _mm512_add_epi64(acc##i##2, p2);                                                                   \
-      acc##i##3 = _mm512_add_epi64(acc##i##3, p3);                                                                   \
-      if (flush) {                                                                                                   \
-        p0 = acc##i##0, p1 = acc##i##1, p2 = acc##i##2, p3 = acc##i##3;                                              \
-        acc##i##0 = acc##i##1 = acc##i##2 = acc##i##3 = zero;                                                        \
-      }                                                                                                              \
-    }                                                                                                                \
-    if (flush) {                                                                                                     \
-      const __m512i d = _mm512_loadu_si512(a.token_terms + static_cast<size_t>(i0 + i) * a.token_terms_stride +      \
-                                           static_cast<size_t>(step) * 8);                                           \
-      out##i##a = _mm512_add_epi64(out##i##a, group_terms(group_sums(p0, p1, shape.quads_per_group), d, terms.z01,   \
-                                                          terms.mu01, shape, shift_minus_1, one));                   \
-      out##i##b = _mm512_add_epi64(out##i##b, group_terms(group_sums(p2, p3, shape.quads_per_group), d, terms.z23,   \
-                                                          terms.mu23, shape, shift_minus_1, one));                   \
-    }                                                                                                                \
+#define ILLM_ROW(i)                                                                                                   \
+  if constexpr (MR > i) {                                                                                             \
+    ILLM_ROW_INPUTS(i)                                                                                                \
+    __m512i p0 = weigh(dot(lo0, hi0)), p1 = weigh(dot(lo1, hi1));                                                     \
+    __m512i p2 = weigh(dot(lo2, hi2)), p3 = weigh(dot(lo3, hi3));                                                     \
+    if constexpr (TWO_STEPS) {                                                                                        \
+      acc##i##0 = _mm512_add_epi64(acc##i##0, p0);                                                                    \
+      acc##i##1 = _mm512_add_epi64(acc##i##1, p1);                                                                    \
+      acc##i##2 = _mm512_add_epi64(acc##i##2, p2);                                                                    \
+      acc##i##3 = _mm512_add_epi64(acc##i##3, p3);                                                                    \
+      if (flush) {                                                                                                    \
+        p0 = acc##i##0, p1 = acc##i##1, p2 = acc##i##2, p3 = acc##i##3;                                               \
+        acc##i##0 = acc##i##1 = acc##i##2 = acc##i##3 = zero;                                                         \
+      }                                                                                                               \
+    }                                                                                                                 \
+    if (flush) {                                                                                                      \
+      const __m512i d = _mm512_loadu_si512(a.token_terms + static_cast<size_t>(i0 + i) * a.token_terms_stride +       \
+                                           static_cast<size_t>(step) * 8);                                            \
+      out##i##a = _mm512_add_epi64(out##i##a, group_terms(group_sums(p0, p1, shape.quads_per_group), d, terms.z01,    \
+                                                          terms.mu01, shape, shift_minus_1, one));                    \
+      out##i##b = _mm512_add_epi64(out##i##b, group_terms(group_sums(p2, p3, shape.quads_per_group), d, terms.z23,    \
+                                                          terms.mu23, shape, shift_minus_1, one));                    \
+    }                                                                                                                 \
   }
-#define ILLM_STORE(i)                                                                                                \
-  if constexpr (MR > i) store_per_group(out##i##a, out##i##b, block, block.out + static_cast<size_t>(i0 + i) * a.out_stride);
+#define ILLM_STORE(i)                                                                                                 \
+  if constexpr (MR > i)                                                                                               \
+    store_per_group(out##i##a, out##i##b, block, block.out + static_cast<size_t>(i0 + i) * a.out_stride);
 
 // out[c] = the sum over the quads of lane 2q + c (rows 0, 1 in `a`, rows 2, 3 in `b`), for the stored rows.
 inline void store_per_group(__m512i a, __m512i b, const ColumnBlock& block, int64_t* out) {
@@ -218,7 +224,7 @@ inline void store_per_group(__m512i a, __m512i b, const ColumnBlock& block, int6
   for (int32_t c = 0; c < block.cols; ++c) out[c] = sums[c];
 }
 
-template <int MR, bool PACKED, bool TWO_STEPS>
+template <int MR, bool PACKED, bool PAIRS, bool TWO_STEPS>
 void tile_per_group(const ActGroupDotArgs& a, const Shape& shape, const ColumnBlock& block, int32_t i0) {
   static_assert(MR >= 1 && MR <= kTileRows);
   constexpr size_t kStepCodes = PACKED ? 2 * kActGroupStepBytes : kActGroupStepBytes;
@@ -250,24 +256,34 @@ void tile_per_group(const ActGroupDotArgs& a, const Shape& shape, const ColumnBl
 
 using TileFunction = void (*)(const ActGroupDotArgs&, const Shape&, const ColumnBlock&, int32_t);
 
-template <int MR, bool PACKED>
+template <int MR, bool PACKED, bool PAIRS>
 TileFunction tile_of(bool per_group, bool two_steps) {
-  if (!per_group) return tile_per_row<MR, PACKED>;
-  return two_steps ? tile_per_group<MR, PACKED, true> : tile_per_group<MR, PACKED, false>;
+  if (!per_group) return tile_per_row<MR, PACKED, PAIRS>;
+  return two_steps ? tile_per_group<MR, PACKED, PAIRS, true> : tile_per_group<MR, PACKED, PAIRS, false>;
 }
 
-template <bool PACKED>
+template <bool PACKED, bool PAIRS>
 TileFunction tile_for_rows(int32_t rows, bool per_group, bool two_steps) {
   switch (rows) {
-    case 1: return tile_of<1, PACKED>(per_group, two_steps);
-    case 2: return tile_of<2, PACKED>(per_group, two_steps);
-    case 3: return tile_of<3, PACKED>(per_group, two_steps);
-    default: return tile_of<4, PACKED>(per_group, two_steps);
+    case 1: return tile_of<1, PACKED, PAIRS>(per_group, two_steps);
+    case 2: return tile_of<2, PACKED, PAIRS>(per_group, two_steps);
+    case 3: return tile_of<3, PACKED, PAIRS>(per_group, two_steps);
+    default: return tile_of<4, PACKED, PAIRS>(per_group, two_steps);
   }
+}
+
+TileFunction tile_function(int32_t rows, bool packed, bool pairs, bool per_group, bool two_steps) {
+  if (packed)
+    return pairs ? tile_for_rows<true, true>(rows, per_group, two_steps)
+                 : tile_for_rows<true, false>(rows, per_group, two_steps);
+  return pairs ? tile_for_rows<false, true>(rows, per_group, two_steps)
+               : tile_for_rows<false, false>(rows, per_group, two_steps);
 }
 
 void act_group_dot(const ActGroupDotArgs& a) {
   const bool packed = a.format == WeightFormat::kPacked4, per_group = a.weight_group > 0;
+  const int32_t lane_codes = (packed ? 2 : 1) * kActGroupStepBytes / kActGroupLanes;  // 8 or 4
+  const bool pairs = a.act_group % (2 * lane_codes) == 0;
   Shape shape{};
   shape.bytes = packed ? (a.k + 1) / 2 : a.k;
   shape.steps = (shape.bytes + kActGroupStepBytes - 1) / kActGroupStepBytes;
@@ -308,9 +324,7 @@ void act_group_dot(const ActGroupDotArgs& a) {
     block.out = a.out + j0;
     for (int32_t i0 = 0; i0 < a.rows; i0 += kTileRows) {
       const int32_t mr = a.rows - i0 < kTileRows ? a.rows - i0 : kTileRows;
-      const TileFunction tile = packed ? tile_for_rows<true>(mr, per_group, two_steps)
-                                       : tile_for_rows<false>(mr, per_group, two_steps);
-      tile(a, shape, block, i0);
+      tile_function(mr, packed, pairs, per_group, two_steps)(a, shape, block, i0);
     }
   }
 }

@@ -120,6 +120,7 @@ bool act_group_linear_accumulate(const Isa& isa, const QuantizedActivation& x, c
     a.w_stride = w_stride;
     a.cols = std::min(n, j0 + kColBlock) - j0;
     a.k = k;
+    a.act_group = group;
     a.format = weight_format(w.bits);
     a.mantissa_bits = prepared.mantissa_bits;
     if (grouped_weight) {

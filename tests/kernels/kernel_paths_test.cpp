@@ -578,7 +578,8 @@ TEST_F(OnePassActGroups, PerRowWeightsEqualTheReference) {
     for (const int32_t w_bits : {2, 3, 4, 5, 6, 7, 8}) {
       // Whole groups (K off the 128-code step), a short last group of an odd and an even width, and K below A.
       const int32_t tail = static_cast<int32_t>(uniform(rng, 1, group - 1));
-      for (const int32_t k : {group * 5, group * 3 + tail, group * 2 + (tail | 1), group * 4 + 1, group - 1 - (tail % 4)}) {
+      for (const int32_t k :
+           {group * 5, group * 3 + tail, group * 2 + (tail | 1), group * 4 + 1, group - 1 - (tail % 4)}) {
         const int32_t a_bits = cases % 7 == 6 ? 8 : 2 + cases % 6;  // 2..7, and the 8-bit fallback
         const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 9 == 0 ? 130 : 0);
         const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
