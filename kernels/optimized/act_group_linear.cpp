@@ -16,6 +16,7 @@ constexpr int64_t kLambdaLimit = int64_t{1} << 31;  // λ is an int32 lane of vp
 
 struct ActGroupScratch {
   std::vector<int8_t> x;             // centred codes, [rows][steps · step codes]
+  std::vector<int8_t> centred;       // one row's centred codes in natural order (packed weights)
   std::vector<int32_t> lambdas;      // [rows][steps][16]
   std::vector<int64_t> group_terms;  // D_(t,h), [rows][weight groups]
   std::vector<int64_t> token_terms;  // what the kernel reads (act_group_dot.h)
@@ -54,37 +55,51 @@ bool act_group_linear_accumulate(const Isa& isa, const QuantizedActivation& x, c
     if (lambda < 0 || lambda >= kLambdaLimit) return false;
 
   // Centred codes in the step layout (packed: per 128 codes the even ones, then the odd ones), zero past K, and
-  // D_(t,h) = Σ_(a in h) λ_(t,a)·Σ (X − z_(t,a)).
+  // D_(t,h) = Σ_(a in h) λ_(t,a)·Σ (X − z_(t,a)). Centred in natural order first (one simple loop per group), then
+  // split into even and odd codes.
   ActGroupScratch& s = act_group_scratch();
   s.x.assign(static_cast<size_t>(rows) * x_stride, 0);
+  if (packed) s.centred.resize(x_stride);
   s.group_terms.assign(static_cast<size_t>(rows) * w_groups, 0);
   for (int32_t t = 0; t < rows; ++t) {
     const uint16_t* codes = x.codes.data() + static_cast<size_t>(t) * k;
     int8_t* dst = s.x.data() + static_cast<size_t>(t) * x_stride;
+    int8_t* centred = packed ? s.centred.data() : dst;
+    int32_t out_of_range = 0;
     for (int32_t g = 0; g < groups; ++g) {
       const size_t tg = static_cast<size_t>(t) * groups + g;
       const int32_t z = x.zero_points[tg], begin = g * group, end = std::min(k, begin + group);
-      int64_t sum = 0;
+      int32_t sum = 0;  // |sum| <= 128·A
       for (int32_t c = begin; c < end; ++c) {
-        const int32_t centred = int32_t{codes[c]} - z;
-        if (centred < -128 || centred > 127) return false;
-        sum += centred;
-        const int32_t r = c % step_codes;
-        dst[packed ? c - r + (r % 2) * kActGroupStepBytes + r / 2 : c] = static_cast<int8_t>(centred);
+        const int32_t v = int32_t{codes[c]} - z;
+        out_of_range |= (v + 128) & ~0xFF;  // nonzero unless v ∈ [−128, 127]
+        sum += v;
+        centred[c] = static_cast<int8_t>(v);
       }
       s.group_terms[static_cast<size_t>(t) * w_groups + begin / w_group] += lambdas[tg] * sum;
     }
+    if (out_of_range != 0) return false;
+    if (!packed) continue;
+    std::fill(centred + k, centred + x_stride, int8_t{0});
+    for (size_t base = 0; base < x_stride; base += static_cast<size_t>(step_codes))
+      for (size_t i = 0; i < static_cast<size_t>(kActGroupStepBytes); ++i) {
+        dst[base + i] = centred[base + 2 * i];
+        dst[base + kActGroupStepBytes + i] = centred[base + 2 * i + 1];
+      }
   }
-  // λ of every lane: a lane holds 8 packed codes or 4 byte codes, all in one group (A a multiple of 8).
+  // λ of every lane: a lane holds 8 packed codes or 4 byte codes, all in one group (A a multiple of 8), so each
+  // group's λ fills A / lane codes lanes (the short last group and the padding past K: as many as are left).
   s.lambdas.assign(static_cast<size_t>(rows) * lambdas_stride, 0);
-  const int32_t lane_codes = step_codes / kActGroupLanes;
-  for (int32_t t = 0; t < rows; ++t)
-    for (size_t lane = 0; lane < lambdas_stride; ++lane) {
-      const int32_t g = static_cast<int32_t>(lane) * lane_codes / group;
-      if (g < groups)
-        s.lambdas[static_cast<size_t>(t) * lambdas_stride + lane] =
-            static_cast<int32_t>(lambdas[static_cast<size_t>(t) * groups + g]);
+  const size_t lane_codes = static_cast<size_t>(step_codes / kActGroupLanes);
+  const size_t lanes_per_group = static_cast<size_t>(group) / lane_codes;
+  for (int32_t t = 0; t < rows; ++t) {
+    int32_t* lanes = s.lambdas.data() + static_cast<size_t>(t) * lambdas_stride;
+    for (int32_t g = 0; g < groups; ++g) {
+      const size_t first = static_cast<size_t>(g) * lanes_per_group;
+      std::fill_n(lanes + first, std::min(lanes_per_group, lambdas_stride - first),
+                  static_cast<int32_t>(lambdas[static_cast<size_t>(t) * groups + g]));
     }
+  }
   // The kernel's D terms: one per row for a per-row weight; per step, lane 2q + c = D of quad q's weight group.
   size_t terms_stride = 1;
   if (grouped_weight) {

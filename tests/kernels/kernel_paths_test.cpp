@@ -663,6 +663,27 @@ TEST_F(OnePassActGroups, ExtremeCodesAndLambdasNear2To24EqualTheReference) {
     }
 }
 
+// Codes whose centred value does not fit a signed byte (a zero point outside the codes' range; no model makes
+// them): the driver declines before writing anything, and the operator falls back to the other kernel, still exact.
+TEST_F(OnePassActGroups, CentredCodesBeyondASignedByteFallBack) {
+  Rng rng(47);
+  for (const GroupedPath& p : grouped_paths()) {
+    QuantizedActivation x = random_group_activation(rng, 3, 64, 8, 7, 16);
+    x.zero_points[5] = 200;  // X − z down to −200
+    const QuantizedLinear w = random_linear(rng, 5, 64, 4, 16);
+    const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
+    ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
+    std::vector<int64_t> lambdas(x.scales.size(), 1);
+    AlignedAccumulator direct, want, got;
+    direct.values.assign(3 * 5, -1);
+    EXPECT_FALSE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct));
+    EXPECT_EQ(direct.values, std::vector<int64_t>(3 * 5, -1));
+    reference_kernels().linear_act_groups(x, prepared, want);
+    optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
+    expect_equal(want, got, "z = 200 at 7 bits");
+  }
+}
+
 // Same result with 1 and 2 threads and with every parallel region forced on (more than one row and column task).
 TEST_F(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
   Rng rng(43);
