@@ -488,24 +488,32 @@ TEST_F(OnePassPerGroup, ExtremeCodesGiveTheHandDerivedSums) {
     }
 }
 
+// `run` gives `want` with 1 and with 2 threads, every parallel region forced on.
+template <typename Run>
+void expect_thread_count_invariant(const AlignedAccumulator& want, Run run) {
+  const int64_t threshold = parallel_work_threshold();
+  AlignedAccumulator one, two;
+  set_parallel_work_threshold(0);
+  omp_set_num_threads(1);
+  run(one);
+  omp_set_num_threads(2);
+  run(two);
+  set_parallel_work_threshold(threshold);
+  expect_equal(want, one, "1 thread");
+  expect_equal(want, two, "2 threads");
+}
+
 // Same result with 1 and 2 threads and with every parallel region forced on.
 TEST_F(OnePassPerGroup, ThreadCountDoesNotChangeTheResult) {
   Rng rng(31);
-  const int64_t threshold = parallel_work_threshold();
   for (const GroupedPath& p : grouped_paths()) {
     const QuantizedActivation x = random_activation(rng, 150, 64 * 5, 8);
     const QuantizedLinear w = random_grouped_linear(rng, 77, 64 * 5, 4, 64, 16);
     const PreparedLinear prepared = prepare_linear(w, 16);
-    AlignedAccumulator want, one, two;
+    AlignedAccumulator want;
     reference_kernels().linear(x, prepared, want);
-    set_parallel_work_threshold(0);
-    omp_set_num_threads(1);
-    optimized::linear_accumulate(p.isa, x, prepared, one);
-    omp_set_num_threads(2);
-    optimized::linear_accumulate(p.isa, x, prepared, two);
-    set_parallel_work_threshold(threshold);
-    expect_equal(want, one, "1 thread");
-    expect_equal(want, two, "2 threads");
+    expect_thread_count_invariant(want,
+                                  [&](AlignedAccumulator& out) { optimized::linear_accumulate(p.isa, x, prepared, out); });
   }
 }
 
@@ -687,7 +695,6 @@ TEST_F(OnePassActGroups, CentredCodesBeyondASignedByteFallBack) {
 // Same result with 1 and 2 threads and with every parallel region forced on (more than one row and column task).
 TEST_F(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
   Rng rng(43);
-  const int64_t threshold = parallel_work_threshold();
   for (const GroupedPath& p : grouped_paths())
     for (const int32_t w_group : {0, 32}) {
       const QuantizedActivation x = random_group_activation(rng, 150, 64 * 5, 8, 4, 16);
@@ -695,16 +702,10 @@ TEST_F(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
                                              : random_grouped_linear(rng, 77, 64 * 5, 4, w_group, 16);
       const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
       ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
-      AlignedAccumulator want, one, two;
+      AlignedAccumulator want;
       reference_kernels().linear_act_groups(x, prepared, want);
-      set_parallel_work_threshold(0);
-      omp_set_num_threads(1);
-      optimized::linear_act_groups_accumulate(p.isa, x, prepared, one);
-      omp_set_num_threads(2);
-      optimized::linear_act_groups_accumulate(p.isa, x, prepared, two);
-      set_parallel_work_threshold(threshold);
-      expect_equal(want, one, "1 thread");
-      expect_equal(want, two, "2 threads");
+      expect_thread_count_invariant(
+          want, [&](AlignedAccumulator& out) { optimized::linear_act_groups_accumulate(p.isa, x, prepared, out); });
     }
 }
 
