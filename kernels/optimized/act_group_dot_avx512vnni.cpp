@@ -26,7 +26,7 @@ struct Shape {
   int32_t steps;            // 64-byte steps per row
   int32_t groups;           // weight groups per row (per-group weights)
   int32_t quads_per_group;  // 128-bit quads of a step per weight group: 1, 2 or 4 (4 also for two-step groups)
-  int32_t group_shift;      // log2 of the quads per weight group over the row (1..8): the first group of a step
+  int32_t group_shift;      // log2 of the quads per weight group (1, 2, 4 or 8): the first group of a step
   int32_t groups_per_step;  // 4 / quads_per_group
   __m512i term_index;       // lane 2q + c (q < 4) ← term (q / quads_per_group)·4 + c; lanes 8.. the same + 2
   __mmask8 first_quads;     // the 64-bit lanes of the first quad of each weight group

@@ -604,6 +604,24 @@ TEST_F(OnePassActGroups, PerRowWeightsEqualTheReference) {
   EXPECT_EQ(cases, 5 * 7 * 5);
 }
 
+// Every short last group: K = 2·A + r for r = 1 … A − 1 at every A, packed 4-bit and byte weights, rows 1 … 9.
+TEST_F(OnePassActGroups, EveryShortLastGroupEqualsTheReference) {
+  Rng rng(53);
+  int cases = 0;
+  for (const int32_t group : {8, 16, 32, 64, 128})
+    for (int32_t tail = 1; tail < group; ++tail)
+      for (const int32_t w_bits : {4, 8}) {
+        const int32_t rows = 1 + cases % 9, n = 1 + cases % 6, a_bits = 2 + cases % 6, b_m = cases % 2 == 0 ? 16 : 24;
+        const int32_t k = 2 * group + tail;
+        const QuantizedActivation x = random_group_activation(rng, rows, k, group, a_bits, b_m);
+        const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
+        expect_one_pass_equals_reference(x, w, b_m, "A " + std::to_string(group) + " k " + std::to_string(k) + " W" +
+                                                        std::to_string(w_bits) + " rows " + std::to_string(rows));
+        ++cases;
+      }
+  EXPECT_EQ(cases, 2 * (7 + 15 + 31 + 63 + 127));
+}
+
 TEST_F(OnePassActGroups, PerGroupWeightsEqualTheReference) {
   Rng rng(41);
   int cases = 0;
