@@ -1510,6 +1510,37 @@ TEST_P(WholeModelWithShortActGroups, PrefillAndDecodeEqualReference) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, WholeModelWithShortActGroups, ::testing::ValuesIn(kOptimizedPaths), path_name);
 
+// qkv_bits (Q, K, V codes of their own width): 8-bit attention operands in W4A4 models (per token, with 8-wide
+// activation groups, with both Hadamards) and 4-bit ones in a W8A8 model, prefill and decode equal the reference.
+class WholeModelWithQkvBits : public ::testing::TestWithParam<KernelPath> {};
+
+TEST_P(WholeModelWithQkvBits, PrefillAndDecodeEqualReference) {
+  const KernelPath path = GetParam();
+  if (!cpu_supports(path))
+    GTEST_SKIP() << "kernel path '" << kernel_path_name(path) << "' NOT VERIFIED on this machine: the CPU lacks "
+                 << missing_cpu_features(path);
+  const struct { const char* name; int32_t qkv, group; bool hadamards; } cases[] = {
+      {"stories260K-w4a4", 8, 0, false}, {"stories260K-w4a4", 8, 8, true}, {"tinybible-w4a4", 8, 8, false},
+      {"tinybible-w4a4-g32", 8, 8, true}, {"stories260K-w8a8", 4, 0, false}};
+  for (const auto& c : cases) {
+    QuantizedModel model = test_model(c.name).model;
+    model.settings.qkv_bits = c.qkv;
+    model.act_group_size = c.group;
+    model.hadamard_down = model.hadamard_qk = c.hadamards;
+    const std::string what = std::string(c.name) + " qkv_bits " + std::to_string(c.qkv) + " act_group_size " +
+                             std::to_string(c.group) + (c.hadamards ? " + Hadamards" : "");
+    const std::vector<int32_t> ids = token_ids(model.shape.vocab, kPrefillTokens, 6);
+    Executor reference(model, reference_kernels());
+    const IntegerLogits want = reference.forward(ids);
+    if (c.group == 0 && !c.hadamards) {
+      EXPECT_NE(want.values, reference_logits(c.name).values) << what << ": the Q/K/V width changes the logits";
+    }
+    expect_prefill_and_decode(model, kernels_for(path), ids, want, what);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, WholeModelWithQkvBits, ::testing::ValuesIn(kOptimizedPaths), path_name);
+
 INSTANTIATE_TEST_SUITE_P(Paths, KernelPaths, ::testing::ValuesIn(kOptimizedPaths), path_name);
 std::string model_case_name(const ::testing::TestParamInfo<std::tuple<KernelPath, std::string>>& info) {
   std::string name = std::string(kernel_path_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
