@@ -107,12 +107,16 @@ int main(int argc, char** argv) {
   int threads = 2;
   bool integer = false;
   std::string points = "training";
+  std::string eval_data;
   app.add_option("--model", model_dir, "model directory")->required();
   app.add_option("--recipe", recipe_file, "base recipe file");
   app.add_option("--set", set_json, "JSON object of keys that override the base recipe (e.g. epochs, samples)");
   app.add_option("--preset", preset_name, "rows: levers | groups | integer");
   app.add_option("--row", row_specs, "extra row NAME=JSON (keys added to the base recipe)");
   app.add_option("--eval-windows", eval_windows, "first N evaluation windows (0 = all)");
+  app.add_option("--eval-data", eval_data,
+                 "evaluation file in the model directory (default: eval.jsonl or test.txt; calib.jsonl / calib.txt "
+                 "measures on the calibration text)");
   app.add_option("--threads", threads, "threads");
   app.add_flag("--integer", integer, "also evaluate the integer executor where the row allows it");
   app.add_option("--points", points,
@@ -135,7 +139,8 @@ int main(int argc, char** argv) {
 
     const converter::SourceModel source = converter::open_source_model(model_dir);
     const auto calib_file = converter::find_in_model_dir(source, {"calib.jsonl", "calib.txt"});
-    const auto eval_file = converter::find_in_model_dir(source, {"eval.jsonl", "test.txt"});
+    const auto eval_file = eval_data.empty() ? converter::find_in_model_dir(source, {"eval.jsonl", "test.txt"})
+                                             : std::optional<fs::path>(source.dir / eval_data);
     if (!calib_file || !eval_file) throw Error(model_dir + " needs calibration and evaluation data");
     const auto eval = converter::load_evaluation_windows(
         source, *eval_file, eval_windows > 0 ? std::optional<int64_t>(eval_windows) : std::nullopt);

@@ -219,6 +219,7 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.method = to_string(recipe.method);
   out.w_bits = recipe.w_bits;
   out.a_bits = recipe.a_bits;
+  out.qkv_bits = recipe.qkv_bits == recipe.a_bits ? 0 : recipe.qkv_bits;
   out.swiglu_in_bits = recipe.swiglu_in_bits;
   out.hadamard_down = recipe.hadamard_down;
   out.hadamard_qk = recipe.hadamard_qk;
@@ -284,7 +285,7 @@ void calibrate_blocks(const formats::LlamaConfig& cfg, const formats::TensorStor
   // Offline rotations (calibration/rotation.h; none by default): Q is seeded by the recipe alone, so every block of
   // this run, a resumed run and the converter's embedding / head rows (ResidualRowRotation) use the same matrix.
   // Costs Q's C²·8 bytes (128 MiB at C = 4096) while calibrating.
-  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, recipe.seed);
+  const torch::Tensor rotation = residual_rotation(recipe.rotation, C, rotation_seed_of(recipe));
   const bool rotates = rotation.defined() || recipe.rotate_heads;
   const bool in_memory = options.work_dir.empty();
   auto create = [&](int layer, bool quantized) {
@@ -443,6 +444,7 @@ class FakeQuantModel {
     final_norm_ = from_vector(m.final_norm, {m.hidden});
     Recipe r;
     r.a_bits = m.a_bits;
+    r.qkv_bits = m.qkv_bits;
     r.swiglu_in_bits = m.swiglu_in_bits;
     r.act_group_size = m.act_group_size;
     r.fake_quant_points = points;

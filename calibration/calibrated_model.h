@@ -52,6 +52,7 @@ struct CalibratedModel {
   // Recipe essentials.
   std::string method;  // "rtn" | "smoothquant" | "fsbr"
   int32_t w_bits = 0, a_bits = 0, swiglu_in_bits = 8;
+  int32_t qkv_bits = 0;  // Q, K, V code width (IntegerSettings::qkv_bits; 0 = a_bits)
   // Online Hadamard transforms the model needs at run time (calibration/rotation.h; no integer operator yet) and
   // the TRIP exponent bound K. Offline rotations are folded into the weights and need nothing here.
   bool hadamard_down = false, hadamard_qk = false;

@@ -196,10 +196,12 @@ torch::Tensor fake_quant_block_forward(const BlockWeights& w, const torch::Tenso
                                        ActStats* stats, const SiteObserver* observe_sites) {
   const bool q = st.quantize_activations;
   const bool exec = q && st.executor_points;
-  const int a = q ? st.a_bits : 16;
+  const int a_outer = q ? st.a_bits : 16;
   const int sw = q ? st.swiglu_in_bits : 16;
   auto residual_q = [&](const torch::Tensor& t) { return exec ? fake_quant_per_token(t, 16, true) : t; };
+  const int qkv = q ? (st.qkv_bits > 0 ? st.qkv_bits : st.a_bits) : 16;
   auto site_q = [&](ActSite site, const torch::Tensor& t) {
+    const int a = site == kSiteQ || site == kSiteK || site == kSiteV ? qkv : a_outer;
     const bool linear_input = site == kSiteAttnIn || site == kSiteAttnOut || site == kSiteFfnIn || site == kSiteDownIn;
     torch::Tensor out;
     if (st.act_group_size > 0 && linear_input && a < 16) {

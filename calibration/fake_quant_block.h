@@ -84,6 +84,7 @@ FoldedBlock fold_and_fake_quantize_unfused(const BlockWeights& fp, const SmoothP
 struct FakeQuantSettings {
   bool quantize_activations = true;
   int a_bits = 8;
+  int qkv_bits = 0;  // the Q, K and V sites (0 = a_bits)
   int swiglu_in_bits = 8;  // g', u' (the released code's 8-bit SwiGLU inputs); >= 16 → off
   // Executor points (§7.1): residual stream / norm inputs as 16-bit symmetric per token, softmax input 16-bit
   // after clipping at −c, probabilities on a 2^−15 grid, SwiGLU output per token a_bits.

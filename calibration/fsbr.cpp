@@ -92,6 +92,7 @@ FakeQuantSettings training_settings(const Recipe& recipe) {
   FakeQuantSettings s;
   s.quantize_activations = true;
   s.a_bits = recipe.a_bits;
+  s.qkv_bits = qkv_bits_of(recipe);
   s.swiglu_in_bits = recipe.swiglu_in_bits;
   s.executor_points = false;
   s.act_group_size = recipe.act_group_size;

@@ -183,6 +183,7 @@ QuantizedModel integer_model_frame(const calib::CalibratedModel& cm, const Integ
   qm.lm_head.zero_points.resize(head_grids);
   qm.lm_head.scales.resize(head_grids);
   qm.settings.head_in_bits = cm.head_in_bits;
+  qm.settings.qkv_bits = cm.qkv_bits;
   const RopeTables tables = build_rope_tables(cm.rope_inv_freq, cm.max_positions, 14);
   qm.rope_frac_bits = tables.frac_bits;
   qm.rope_cos = tables.cos;

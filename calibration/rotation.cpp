@@ -110,7 +110,7 @@ struct ResidualRowRotation::Impl {
 };
 
 ResidualRowRotation::ResidualRowRotation(const Recipe& recipe, int64_t hidden) {
-  torch::Tensor q = residual_rotation(recipe.rotation, hidden, recipe.seed);
+  torch::Tensor q = residual_rotation(recipe.rotation, hidden, rotation_seed_of(recipe));
   if (q.defined()) impl_ = std::make_unique<Impl>(Impl{std::move(q)});
 }
 ResidualRowRotation::~ResidualRowRotation() = default;
@@ -151,7 +151,7 @@ void rotate_model(LlamaWeights& w, const Recipe& recipe) {
   const formats::LlamaConfig& c = w.config;
   const BlockShape shape{c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads,
                          c.head_dim(), c.rms_norm_eps};
-  const torch::Tensor q = residual_rotation(recipe.rotation, c.hidden_size, recipe.seed);
+  const torch::Tensor q = residual_rotation(recipe.rotation, c.hidden_size, rotation_seed_of(recipe));
   if (!q.defined() && !recipe.rotate_heads) return;
   if (q.defined()) rotate_embedding_and_head(w.embed, w.lm_head, w.final_norm, q);
   for (BlockWeights& block : w.layers) block = rotate_block(block, q, recipe.rotate_heads, shape);

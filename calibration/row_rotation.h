@@ -2,7 +2,7 @@
 // Torch-free access to the recipe's offline residual-stream rotation Q (calibration/rotation.h) for the model-level
 // float rows that are streamed rather than held as tensors: the embedding rows (block 0's inputs and the integer
 // model's embedding) and the LM head rows (converter/quantize_pipeline.cpp). Q is residual_rotation(recipe.rotation,
-// hidden, recipe.seed), the same matrix rotate_block uses for the decoder blocks; the products are computed in
+// hidden, rotation_seed_of(recipe)), the same matrix rotate_block uses for the decoder blocks; the products are computed in
 // float64 and rounded to float32 once, as rotate_embedding_and_head does.
 #include <cstdint>
 #include <memory>

@@ -178,6 +178,7 @@ Json inspect_file(const fs::path& file) {
                 {"eos_id", s.eos_id}};
   j["integer_settings"] = {{"w_bits", st.w_bits},
                            {"a_bits", st.a_bits},
+                           {"qkv_bits", qkv_code_bits(st)},
                            {"mantissa_bits", st.mantissa_bits},
                            {"softmax_in_bits", st.softmax_in_bits},
                            {"prob_bits", st.prob_bits},
@@ -312,9 +313,11 @@ void print_human(const Json& j) {
               s["n_layers"].get<int>(), s["hidden"].get<int>(), s["intermediate"].get<int>(), s["n_heads"].get<int>(),
               s["n_kv_heads"].get<int>(), s["head_dim"].get<int>(), s["vocab"].get<int>(),
               s["max_positions"].get<int>(), s["bos_id"].get<int>(), s["eos_id"].get<int>());
-  std::printf("integer   W%d A%d, mantissa %d bits, softmax input %d, probabilities %d, sigmoid %d, SwiGLU input %d, "
+  const int qkv = st["qkv_bits"].get<int>();
+  const std::string qkv_text = qkv == st["a_bits"].get<int>() ? "" : " (Q/K/V " + std::to_string(qkv) + ")";
+  std::printf("integer   W%d A%d%s, mantissa %d bits, softmax input %d, probabilities %d, sigmoid %d, SwiGLU input %d, "
               "norm fraction %d, head %d, embedding %d bits\n",
-              st["w_bits"].get<int>(), st["a_bits"].get<int>(), st["mantissa_bits"].get<int>(),
+              st["w_bits"].get<int>(), st["a_bits"].get<int>(), qkv_text.c_str(), st["mantissa_bits"].get<int>(),
               st["softmax_in_bits"].get<int>(), st["prob_bits"].get<int>(), st["sigmoid_bits"].get<int>(),
               st["swiglu_in_bits"].get<int>(), st["norm_frac_bits"].get<int>(), st["head_bits"].get<int>(),
               st["embed_bits"].get<int>());

@@ -146,6 +146,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   j["method"] = to_string(r.method);
   j["w_bits"] = r.w_bits;
   j["a_bits"] = r.a_bits;
+  if (r.qkv_bits != 0) j["qkv_bits"] = r.qkv_bits;  // only when given: recipes without it record what they did before
   j["w_granularity"] = r.w_granularity == WeightGranularity::kPerChannel ? "per_channel" : "per_group";
   j["group_size"] = r.group_size;
   j["epochs"] = r.epochs;
@@ -171,6 +172,7 @@ nlohmann::ordered_json recipe_to_json(const Recipe& r) {
   const Recipe off;
   const char* rotations[] = {"none", "hadamard", "orthogonal"};
   if (r.rotation != off.rotation) j["rotation"] = rotations[static_cast<int>(r.rotation)];
+  if (r.rotation_seed) j["rotation_seed"] = *r.rotation_seed;
   if (r.rotate_heads != off.rotate_heads) j["rotate_heads"] = r.rotate_heads;
   if (r.hadamard_down != off.hadamard_down) j["hadamard_down"] = r.hadamard_down;
   if (r.hadamard_qk != off.hadamard_qk) j["hadamard_qk"] = r.hadamard_qk;

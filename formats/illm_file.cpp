@@ -211,6 +211,8 @@ void write_settings(hid_t parent, const IntegerSettings& settings) {
   for (const auto& [name, value] : fields) h5::write_int_attribute(group, name, value, H5T_STD_I32LE);
   if (settings.head_in_bits != 0)  // version 4
     h5::write_int_attribute(group, "head_in_bits", settings.head_in_bits, H5T_STD_I32LE);
+  if (settings.qkv_bits != 0)  // version 5
+    h5::write_int_attribute(group, "qkv_bits", settings.qkv_bits, H5T_STD_I32LE);
   const std::pair<const char*, bool> flags[] = {{"exp_quadratic", settings.exp_quadratic},
                                                 {"sigmoid_stable", settings.sigmoid_stable},
                                                 {"paper_conformance", settings.paper_conformance}};
@@ -413,6 +415,7 @@ IntegerSettings read_settings(hid_t parent) {
   settings.head_bits = read_int32_attribute(group, "head_bits");
   settings.embed_bits = read_int32_attribute(group, "embed_bits");
   if (H5Aexists(group, "head_in_bits") > 0) settings.head_in_bits = read_int32_attribute(group, "head_in_bits", 1);
+  if (H5Aexists(group, "qkv_bits") > 0) settings.qkv_bits = read_int32_attribute(group, "qkv_bits", 1);
   settings.exp_quadratic = h5::read_int_attribute(group, "exp_quadratic", 0, 1) == 1;
   settings.sigmoid_stable = h5::read_int_attribute(group, "sigmoid_stable", 0, 1) == 1;
   settings.paper_conformance = h5::read_int_attribute(group, "paper_conformance", 0, 1) == 1;

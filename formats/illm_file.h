@@ -18,14 +18,17 @@ namespace illm::formats {
 // reads only up to version 2 would run such a file with per-token activations, so it must refuse it.
 // Version 4 adds /model/settings head_in_bits (the LM head's input width, when it differs from head_bits) and allows
 // per-group scales on /model/lm_head: a version-3 build would run the head on head_bits-wide inputs.
-// A file is written at the lowest version that holds its fields (illm_format_version_for): 4 with a wide or grouped
-// LM head, 3 with per-group activations, else 2.
-inline constexpr int64_t kIllmFormatVersion = 4;
+// Version 5 adds /model/settings qkv_bits (the Q, K and V code width, when it differs from a_bits): a version-4
+// build would run the attention on a_bits-wide codes.
+// A file is written at the lowest version that holds its fields (illm_format_version_for): 5 with qkv_bits, 4 with
+// a wide or grouped LM head, 3 with per-group activations, else 2.
+inline constexpr int64_t kIllmFormatVersion = 5;
 inline constexpr int64_t kIllmOldestReadableVersion = 1;
 inline constexpr bool illm_format_version_readable(int64_t version) {
   return version >= kIllmOldestReadableVersion && version <= kIllmFormatVersion;
 }
 inline constexpr int64_t illm_format_version_for(const QuantizedModel& model) {
+  if (model.settings.qkv_bits != 0) return 5;
   if (model.settings.head_in_bits != 0 || weight_per_group(model.lm_head)) return 4;
   return model.act_group_size > 0 ? 3 : 2;
 }

@@ -19,10 +19,10 @@ constexpr int kIntMax = INT_MAX;
 
 const std::set<std::string>& schema_keys() {
   static const std::set<std::string> keys = {
-      "method",  "w_bits",   "a_bits",     "w_granularity",  "group_size",     "epochs",
+      "method",  "w_bits",   "a_bits",   "qkv_bits",     "w_granularity",  "group_size",     "epochs",
       "lr_smooth", "lr_lwc", "samples",    "seq_len",        "seed",           "sq_alpha",
       "clip_c",  "lwc_init", "smooth_init", "tie_rope_pairs", "swiglu_in_bits", "fake_quant_points",
-      "description", "rotation", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
+      "description", "rotation", "rotation_seed", "rotate_heads", "hadamard_down", "hadamard_qk", "gptq", "gptq_damp",
       "gptq_act_order", "gptq_head", "head_in_bits", "head_group_size", "act_clip", "trip_shifts", "act_group_size"};
   return keys;
 }
@@ -102,6 +102,7 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
 
   if (j.contains("w_bits")) r.w_bits = get_int(j, "w_bits", source, 2, 8);
   if (j.contains("a_bits")) r.a_bits = get_int(j, "a_bits", source, 2, 8);
+  if (j.contains("qkv_bits")) r.qkv_bits = get_int(j, "qkv_bits", source, 2, 8);
   if (j.contains("w_granularity")) {
     const std::string g = get_string(j, "w_granularity", source);
     if (g == "per_channel") r.w_granularity = WeightGranularity::kPerChannel;
@@ -114,12 +115,14 @@ Recipe parse_recipe_json(const std::string& json_text, const std::string& source
   if (j.contains("lr_lwc")) r.lr_lwc = get_number(j, "lr_lwc", source);
   if (j.contains("samples")) r.samples = get_int(j, "samples", source, 1, kIntMax);
   if (j.contains("seq_len")) r.seq_len = get_int(j, "seq_len", source, 2, kIntMax);
-  if (j.contains("seed")) {
-    const json& v = j.at("seed");
+  auto get_seed = [&](const char* key) {
+    const json& v = j.at(key);
     if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
-      fail(source, "seed", "must be an integer in [0, 2^64 - 1], got " + v.dump());
-    r.seed = v.get<uint64_t>();
-  }
+      fail(source, key, "must be an integer in [0, 2^64 - 1], got " + v.dump());
+    return v.get<uint64_t>();
+  };
+  if (j.contains("seed")) r.seed = get_seed("seed");
+  if (j.contains("rotation_seed")) r.rotation_seed = get_seed("rotation_seed");
   if (j.contains("sq_alpha")) r.sq_alpha = get_number(j, "sq_alpha", source);
   if (j.contains("clip_c")) {
     const json& v = j.at("clip_c");
@@ -186,6 +189,8 @@ void validate_recipe(const Recipe& r, const std::string& source) {
   auto bits_ok = [](int b) { return b >= 2 && b <= 8; };
   if (!bits_ok(r.w_bits)) fail(source, "w_bits", "must be in 2..8, got " + std::to_string(r.w_bits));
   if (!bits_ok(r.a_bits)) fail(source, "a_bits", "must be in 2..8, got " + std::to_string(r.a_bits));
+  if (r.qkv_bits != 0 && !bits_ok(r.qkv_bits))
+    fail(source, "qkv_bits", "must be in 2..8, got " + std::to_string(r.qkv_bits));
   if (!bits_ok(r.swiglu_in_bits) && r.swiglu_in_bits != 16)
     fail(source, "swiglu_in_bits", "must be in 2..8 or 16, got " + std::to_string(r.swiglu_in_bits));
   if (r.w_granularity == WeightGranularity::kPerGroup && r.group_size < 2)

@@ -21,6 +21,7 @@ struct Recipe {
   QuantMethod method = QuantMethod::kFsbr;
   int w_bits = 4;
   int a_bits = 4;
+  int qkv_bits = 0;            // Q, K and V codes (the attention and the KV cache), 2..8; 0 = a_bits
   WeightGranularity w_granularity = WeightGranularity::kPerChannel;
   int group_size = 64;         // only for per_group
   int epochs = 20;
@@ -41,6 +42,7 @@ struct Recipe {
   // W4A4 levers (configs/README.md "Rotations, GPTQ, activation clipping, TRIP"). Those marked "fake-quant only"
   // have no integer operator yet: integerize() refuses models calibrated with them.
   ResidualRotation rotation = ResidualRotation::kNone;  // offline; folds the RMSNorm gains
+  std::optional<uint64_t> rotation_seed;  // seed of the rotation's random matrix; absent: `seed`
   bool rotate_heads = false;    // offline per-head Hadamard fused into v_proj / o_proj
   bool hadamard_down = false;   // online Hadamard on the down_proj input (integer operator hadamard_rows)
   bool hadamard_qk = false;     // online Hadamard on q and k after RoPE (integer operator hadamard_rows)
@@ -64,6 +66,11 @@ inline constexpr double kMinClipC = 1e-3;
 inline constexpr double kMaxClipC = 1e6;
 
 const char* to_string(QuantMethod m);
+
+// The seed of a recipe's residual-stream rotation: rotation_seed when given, else seed (as before the key existed).
+inline uint64_t rotation_seed_of(const Recipe& r) { return r.rotation_seed.value_or(r.seed); }
+// The width of a recipe's Q, K and V codes: qkv_bits when given, else a_bits.
+inline int qkv_bits_of(const Recipe& r) { return r.qkv_bits > 0 ? r.qkv_bits : r.a_bits; }
 
 // Parses and validates a recipe. `source` names the file in error messages.
 Recipe parse_recipe_json(const std::string& json_text, const std::string& source);

@@ -80,9 +80,9 @@ void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool prune
   if (!model_.hadamard_qk) {
     run(Operator::kRopeHeads, nullptr, [&] {
       if (!pruned)
-        return kernels_.rope_heads(w.acc, heads, S.head_dim, first_position, rope_, settings, settings.a_bits, out,
+        return kernels_.rope_heads(w.acc, heads, S.head_dim, first_position, rope_, settings, qkv_code_bits(settings), out,
                                    clip);
-      rope_heads_at(kernels_, w.acc, heads, S.head_dim, w.positions, rope_, settings, settings.a_bits, out, clip,
+      rope_heads_at(kernels_, w.acc, heads, S.head_dim, w.positions, rope_, settings, qkv_code_bits(settings), out, clip,
                     w.run_acc, w.run_heads);
     });
     return;
@@ -94,7 +94,7 @@ void Executor::rope_heads_site(int32_t heads, int32_t first_position, bool prune
   });
   run(Operator::kRequantize, "hadamard_qk", [&] {
     widen_rows(w.wide, w.acc);  // w.acc (this projection's P') is consumed
-    kernels_.split_heads(w.acc, heads, S.head_dim, settings, settings.a_bits, out, clip);
+    kernels_.split_heads(w.acc, heads, S.head_dim, settings, qkv_code_bits(settings), out, clip);
   });
 }
 
@@ -200,7 +200,7 @@ IntegerLogits Executor::forward(std::span<const int32_t> token_ids) {
       rope_heads_site(S.n_kv_heads, first, pruned, L.act_clip[kClipK], w.k);
       block_linear(w.x, W.v_proj, "v_proj");
       run(Operator::kSplitHeads, nullptr, [&] {
-        K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, a_bits, w.v, L.act_clip[kClipV]);
+        K.split_heads(w.acc, S.n_kv_heads, S.head_dim, settings, qkv_code_bits(settings), w.v, L.act_clip[kClipV]);
       });
       run(Operator::kKvStore, nullptr, [&] {
         for (int32_t t = 0; t < w.k.rows; ++t)

@@ -89,6 +89,7 @@ void validate_model_settings(const ModelShape& s, const IntegerSettings& st) {
 
   check_range("settings.w_bits", st.w_bits, 2, 8);
   check_range("settings.a_bits", st.a_bits, 2, 8);
+  if (st.qkv_bits != 0) check_range("settings.qkv_bits", st.qkv_bits, 2, 8);  // 0: a_bits
   check_range("settings.mantissa_bits", st.mantissa_bits, 1, 24);
   check_range("settings.softmax_in_bits", st.softmax_in_bits, 1, 16);
   check_range("settings.prob_bits", st.prob_bits, 1, 31);
@@ -99,13 +100,16 @@ void validate_model_settings(const ModelShape& s, const IntegerSettings& st) {
   if (st.head_in_bits != 0) check_range("settings.head_in_bits", st.head_in_bits, 2, 16);  // 0: head_bits
   check_range("settings.embed_bits", st.embed_bits, 2, 16);
   // §3.6 bounds of the attention products (int32): Q·Kᵀ over head_dim, P·V with Σ_j W_j <= 2^(p_out−1).
-  const int64_t q_a = (int64_t{1} << st.a_bits) - 1;
+  // Q, K and V are qkv_code_bits wide.
+  const int32_t qkv = qkv_code_bits(st);
+  const std::string qkv_name = st.qkv_bits != 0 ? "qkv_bits " : "a_bits ";
+  const int64_t q_a = (int64_t{1} << qkv) - 1;
   if (accumulator_kind_for_bound(s.head_dim, q_a, q_a) != AccumulatorKind::kInt32)
-    fail("shape.head_dim", "= " + std::to_string(s.head_dim) + " overflows the int32 Q·Kᵀ accumulator at a_bits " +
-                               std::to_string(st.a_bits));
+    fail("shape.head_dim", "= " + std::to_string(s.head_dim) + " overflows the int32 Q·Kᵀ accumulator at " +
+                               qkv_name + std::to_string(qkv));
   if ((int64_t{1} << (st.prob_bits - 1)) * q_a > 2147483647)
-    fail("settings.prob_bits", "= " + std::to_string(st.prob_bits) + " overflows the int32 P·V accumulator at a_bits " +
-                                   std::to_string(st.a_bits));
+    fail("settings.prob_bits", "= " + std::to_string(st.prob_bits) + " overflows the int32 P·V accumulator at " +
+                                   qkv_name + std::to_string(qkv));
   check_range("shape.bos_id", s.bos_id, 0, s.vocab - 1);
   check_range("shape.eos_id", s.eos_id, 0, s.vocab - 1);
 }

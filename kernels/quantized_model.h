@@ -36,7 +36,8 @@ struct ModelShape {
 // defaults; the "paper conformance" switch selects the paper's literal choices.
 struct IntegerSettings {
   int32_t w_bits = 4;             // weight code width of the 7 block linears
-  int32_t a_bits = 4;             // activation code width at block matmul inputs (and Q, K, V)
+  int32_t a_bits = 4;             // activation code width at block matmul inputs (and Q, K, V unless qkv_bits)
+  int32_t qkv_bits = 0;           // Q, K and V code width (the KV cache, Q·Kᵀ, P·V), 2..8; 0 = a_bits (format v5)
   int32_t mantissa_bits = 16;     // b_m: dyadic mantissa budget (paper: 8)
   int32_t softmax_in_bits = 16;   // n_s (paper: 8)
   int32_t prob_bits = 16;         // p_out (paper: 8)
@@ -51,6 +52,10 @@ struct IntegerSettings {
   bool paper_conformance = false; // set when the settings above were switched to the paper's choices
   friend bool operator==(const IntegerSettings&, const IntegerSettings&) = default;
 };
+
+// The width of the Q, K and V codes: the per-(token, head) requantizations after RoPE and of v, hence the KV cache
+// and both attention matmuls.
+inline int32_t qkv_code_bits(const IntegerSettings& s) { return s.qkv_bits > 0 ? s.qkv_bits : s.a_bits; }
 
 // The width of the LM head's input codes (the final DI-Norm's output).
 inline int32_t head_input_bits(const IntegerSettings& s) { return s.head_in_bits > 0 ? s.head_in_bits : s.head_bits; }

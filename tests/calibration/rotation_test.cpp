@@ -9,6 +9,7 @@
 
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/row_rotation.h"
 #include "formats/dataset.h"
 #include "kernels/error.h"
 
@@ -27,6 +28,27 @@ TEST(Rotation, ResidualRotationsAreOrthogonalAndSeeded) {
     }
   }
   EXPECT_FALSE(residual_rotation(illm::ResidualRotation::kNone, 64, 2).defined());
+}
+
+// The recipe's rotation_seed, when given, seeds Q instead of its seed (which still seeds the training): the
+// converter's row rotation equals rows·Q for Q = residual_rotation(kind, C, rotation_seed).
+TEST(Rotation, RotationSeedSeedsTheMatrixInsteadOfTheSeed) {
+  const int64_t c = 64;
+  std::vector<float> rows(static_cast<size_t>(c) * 3);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(static_cast<int>(i * 7 % 11) - 5) / 4;
+  auto rotated = [&](const char* json) {
+    std::vector<float> r = rows;
+    ResidualRowRotation(illm::parse_recipe_json(json, "t"), c).rotate_embedding_rows(r);
+    return r;
+  };
+  auto expected = [&](uint64_t seed) {
+    const torch::Tensor x = torch::from_blob(rows.data(), {3, c}, torch::kFloat32).to(torch::kFloat64);
+    const torch::Tensor y = x.matmul(residual_rotation(illm::ResidualRotation::kOrthogonal, c, seed)).to(torch::kFloat32);
+    return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+  };
+  EXPECT_EQ(rotated(R"({"method": "rtn", "rotation": "orthogonal", "seed": 5})"), expected(5));
+  EXPECT_EQ(rotated(R"({"method": "rtn", "rotation": "orthogonal", "seed": 5, "rotation_seed": 9})"), expected(9));
+  EXPECT_NE(expected(5), expected(9));
 }
 
 BlockShape shape_of(const illm::formats::LlamaConfig& c) {

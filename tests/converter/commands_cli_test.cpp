@@ -434,20 +434,20 @@ TEST_F(CommandsCli, BadFilesGiveOneLineErrors) {
   const fs::path missing = dir_ / "missing.illm";
   const fs::path not_illm = dir_ / "notes.illm";
   write_file(not_illm, std::string(1024, 'x'));
-  const fs::path version5 = copy_model("version5.illm");
+  const fs::path version6 = copy_model("version6.illm");
   {
-    auto bytes = read_bytes(version5);
+    auto bytes = read_bytes(version6);
     const std::string key = "format_version 2";
     auto at = std::search(bytes.begin(), bytes.begin() + 512, key.begin(), key.end());
     ASSERT_NE(at, bytes.begin() + 512);
-    *(at + static_cast<std::ptrdiff_t>(key.size()) - 1) = '5';
-    write_bytes(version5, bytes);
+    *(at + static_cast<std::ptrdiff_t>(key.size()) - 1) = '6';
+    write_bytes(version6, bytes);
   }
   expect_one_line_error(run_illm("verify " + quote(missing)), "model file does not exist");
   expect_one_line_error(run_illm("verify " + quote(not_illm)), "not an .illm model file");
-  expect_one_line_error(run_illm("verify " + quote(version5)), "format version 5 is not supported");
+  expect_one_line_error(run_illm("verify " + quote(version6)), "format version 6 is not supported");
   // inspect and generate read the file through the same checks; one case each (every run costs a process start).
-  expect_one_line_error(run_illm("inspect " + quote(version5)), "format version 5 is not supported");
+  expect_one_line_error(run_illm("inspect " + quote(version6)), "format version 6 is not supported");
   expect_one_line_error(run_illm("generate --model " + quote(missing)), "model file does not exist");
 }
 

@@ -354,6 +354,26 @@ TEST_F(IllmFileTest, WideLmHeadInputIsVersion4) {
   EXPECT_EQ(read_illm(plain, ModelCheck::kNone).meta.format_version, 2);
 }
 
+// Q/K/V codes of their own width (settings qkv_bits) are format version 5: written only when set, read back equal.
+TEST_F(IllmFileTest, QkvBitsAreVersion5) {
+  QuantizedModel kv8 = make_model();
+  kv8.settings.qkv_bits = 8;
+  const fs::path path = dir_ / "kv8.illm";
+  write_illm(path, kv8, make_meta());
+  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
+  expect_model_eq(loaded.model, kv8);
+  EXPECT_EQ(loaded.model.settings.qkv_bits, 8);
+  EXPECT_EQ(loaded.meta.format_version, 5);
+  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 5\n");
+  const fs::path plain = write_sample("plain.illm");
+  const hid_t f = H5Fopen(plain.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  const hid_t g = H5Gopen2(f, "/model/settings", H5P_DEFAULT);
+  EXPECT_EQ(H5Aexists(g, "qkv_bits"), 0);
+  H5Gclose(g);
+  H5Fclose(f);
+  EXPECT_EQ(read_illm(plain, ModelCheck::kNone).model.settings.qkv_bits, 0);
+}
+
 TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
   const fs::path plain = write_sample("plain.illm");
   QuantizedModel model = make_model();
@@ -569,17 +589,17 @@ TEST_F(IllmFileTest, FlippedHeaderByteIsCaught) {
 
 TEST_F(IllmFileTest, WrongFormatVersionIsAClearError) {
   const fs::path path = write_sample();
-  write_header(path, "5", to_hex(sha256_of_file(path, 512)));
+  write_header(path, "6", to_hex(sha256_of_file(path, 512)));
   const std::string message = error_of([&] { read_illm(path); });
-  EXPECT_NE(message.find("format version 5"), std::string::npos) << message;
+  EXPECT_NE(message.find("format version 6"), std::string::npos) << message;
   EXPECT_NE(message.find("not supported"), std::string::npos) << message;
 
-  // A consistent file whose /meta/format_version says 5 (header left at 2) is rejected as well, and so is one
+  // A consistent file whose /meta/format_version says 6 (header left at 2) is rejected as well, and so is one
   // whose /meta says 1 under a version-2 header (both readable versions, but they disagree).
   const fs::path inner = write_sample("inner.illm");
-  set_meta_format_version(inner, 5);
+  set_meta_format_version(inner, 6);
   const std::string inner_message = error_of([&] { read_illm(inner); });
-  EXPECT_NE(inner_message.find("format_version 5"), std::string::npos) << inner_message;
+  EXPECT_NE(inner_message.find("format_version 6"), std::string::npos) << inner_message;
   EXPECT_THROW(verify_illm_integrity(inner), Error);
 
   const fs::path mixed = write_sample("mixed.illm");

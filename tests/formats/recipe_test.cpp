@@ -200,6 +200,16 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "trip_shifts": 9})").find("trip_shifts"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
+  // rotation_seed: absent = the recipe's seed; a seed of its own decouples the rotation from the training's seed.
+  const Recipe seeded = illm::parse_recipe_json(R"({"method": "rtn", "seed": 7})", "t");
+  EXPECT_FALSE(seeded.rotation_seed.has_value());
+  EXPECT_EQ(illm::rotation_seed_of(seeded), 7u);
+  const Recipe own = illm::parse_recipe_json(R"({"method": "rtn", "seed": 7, "rotation_seed": 3})", "t");
+  EXPECT_EQ(own.seed, 7u);
+  EXPECT_EQ(illm::rotation_seed_of(own), 3u);
+  for (const char* bad : {R"({"method": "rtn", "rotation_seed": -1})", R"({"method": "rtn", "rotation_seed": 1.5})",
+                          R"({"method": "rtn", "rotation_seed": "2"})"})
+    EXPECT_NE(error_of(bad).find("\"rotation_seed\""), std::string::npos) << bad;
 }
 
 // Per-group activations: 0 (per token, the default), 8, 16, 32, 64 or 128; not with TRIP; with per-group weights whose

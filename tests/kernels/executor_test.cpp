@@ -429,6 +429,49 @@ TEST(Executor, W4A4WithActGroupsAndHadamardsAgreesLooselyWithFloatForward) {
   compare_with_float(4, 4, 0.60, 0.5, true, 16);
 }
 
+// qkv_bits: Q, K and V get their own code width; every other site keeps a_bits.
+//  - W4A4 with 8-bit Q/K/V: the cache holds codes above 15 (a 4-bit cache cannot) and the logits are closer to the
+//    float64 forward pass than with 4-bit Q/K/V (the only change is the attention operands' quantization);
+//  - qkv_bits equal to a_bits is the model without it, bit for bit.
+TEST(Executor, QkvBitsSetTheWidthOfTheCacheAndTheAttention) {
+  SyntheticConfig cfg;
+  cfg.w_bits = 4;
+  cfg.a_bits = 4;
+  double kl[2] = {0, 0};
+  for (uint64_t seed : {1, 2, 3}) {
+    cfg.seed = seed;
+    const std::vector<int32_t> ids = token_sequence(32, cfg.vocab, 100 + seed);
+    for (const int32_t qkv : {0, 8}) {
+      QuantizedModel model = synthetic_model(cfg);
+      model.settings.qkv_bits = qkv;
+      Executor executor(model);
+      const IntegerLogits logits = executor.forward(ids);
+      int max_code = 0;
+      for (int32_t l = 0; l < model.shape.n_layers; ++l)
+        for (int32_t g = 0; g < model.shape.n_kv_heads; ++g)
+          for (const KvHeadView& view : {executor.cache().keys(l, g), executor.cache().values(l, g)})
+            for (uint8_t c : view.codes) max_code = std::max<int>(max_code, c);
+      if (qkv == 0) EXPECT_LE(max_code, 15);
+      else EXPECT_GT(max_code, 15);
+      const std::vector<std::vector<double>> reference = float_forward(model, ids);
+      for (int t = 0; t < logits.tokens; ++t) {
+        const std::vector<double> lp = log_softmax(reference[t]), lq = log_softmax(dequantized_row(logits, t));
+        for (int v = 0; v < cfg.vocab; ++v) kl[qkv / 8] += std::exp(lp[v]) * (lp[v] - lq[v]);
+      }
+    }
+  }
+  std::printf("W4A4 vs float64, KL summed over 3 models: Q/K/V 4-bit %.4f, 8-bit %.4f\n", kl[0], kl[1]);
+  EXPECT_LT(kl[1], kl[0]);
+
+  cfg.w_bits = cfg.a_bits = 8;
+  cfg.seed = 4;
+  const std::vector<int32_t> ids = token_sequence(24, cfg.vocab, 7);
+  QuantizedModel plain = synthetic_model(cfg), same = plain;
+  same.settings.qkv_bits = 8;
+  Executor a(plain), b(same);
+  expect_same_logits(a.forward(ids), b.forward(ids));
+}
+
 TEST(Executor, ArgmaxTiesGoToTheLowestId) {
   IntegerLogits logits;
   logits.tokens = 2;
