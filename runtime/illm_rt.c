@@ -2343,37 +2343,61 @@ static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
   return ILLM_RT_OK;
 }
 
-/* The LM head's input width (required bit 5, value 32): 2..16 at ILLM_RT_H_HEAD_INPUT_BITS with the bit, 0 there
- * without it (the input is then head_bits wide). */
-static int check_head_input(illm_rt_model* m, illm_rt_error* err) {
-  const uint32_t bits = rd_u32(m->data + ILLM_RT_H_HEAD_INPUT_BITS);
-  m->head_input_bits = m->settings.head_bits;
-  if (!(m->required_features & ILLM_RT_REQUIRED_HEAD_INPUT))
-    return bits == 0 ? ILLM_RT_OK
-                     : fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
-                              " without the required feature 32 (0 then: the head's input is head_bits wide)");
-  if (bits < 2 || bits > 16)
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
-                  " outside [2, 16] (required feature 32)");
-  m->head_input_bits = (int32_t)bits;
-  return ILLM_RT_OK;
+/* A code width in the header with its required bit: lo..hi at `offset` with the bit, 0 there without it (the width
+ * is then `fallback`, as in every file before the feature). */
+typedef struct {
+  uint32_t offset, bit;
+  const char* name;          /* the setting, as the executor names it */
+  int32_t lo, hi;
+  const char* without_text;  /* what the width is without the bit */
+} rt_width_field;
+
+static int check_width_field(const illm_rt_model* m, const rt_width_field* f, int32_t fallback, int32_t* width,
+                             illm_rt_error* err) {
+  const uint32_t bits = rd_u32(m->data + f->offset);
+  const int with_bit = (m->required_features & f->bit) != 0;
+  rt_msg msg;
+  *width = fallback;
+  if (with_bit ? (bits >= (uint32_t)f->lo && bits <= (uint32_t)f->hi) : bits == 0) {
+    if (with_bit) *width = (int32_t)bits;
+    return ILLM_RT_OK;
+  }
+  msg = msg_begin(err, ILLM_RT_E_INVALID);
+  msg_s(&msg, "model.bin: settings.");
+  msg_s(&msg, f->name);
+  msg_s(&msg, " = ");
+  msg_i(&msg, bits);
+  if (with_bit) {
+    msg_s(&msg, " outside [");
+    msg_i(&msg, f->lo);
+    msg_s(&msg, ", ");
+    msg_i(&msg, f->hi);
+    msg_s(&msg, "] (required feature ");
+    msg_i(&msg, f->bit);
+    msg_s(&msg, ")");
+  } else {
+    msg_s(&msg, " without the required feature ");
+    msg_i(&msg, f->bit);
+    msg_s(&msg, " (0 then: ");
+    msg_s(&msg, f->without_text);
+    msg_s(&msg, ")");
+  }
+  return ILLM_RT_E_INVALID;
 }
 
-/* The Q/K/V code width (required bit 6, value 64): 2..8 at ILLM_RT_H_QKV_BITS with the bit, 0 there without it (Q, K
- * and V are then a_bits wide, as in every file before the feature). Runs before check_shape_and_settings, whose
+/* The LM head's input width (required bit 5, value 32): 2..16, else head_bits. */
+static int check_head_input(illm_rt_model* m, illm_rt_error* err) {
+  static const rt_width_field field = {ILLM_RT_H_HEAD_INPUT_BITS, ILLM_RT_REQUIRED_HEAD_INPUT, "head_in_bits", 2, 16,
+                                       "the head's input is head_bits wide"};
+  return check_width_field(m, &field, m->settings.head_bits, &m->head_input_bits, err);
+}
+
+/* The Q/K/V code width (required bit 6, value 64): 2..8, else a_bits. Runs before check_shape_and_settings, whose
  * attention accumulator bounds use the width; without the bit that is a_bits, which it checks first. */
 static int check_qkv_bits(illm_rt_model* m, illm_rt_error* err) {
-  const uint32_t bits = rd_u32(m->data + ILLM_RT_H_QKV_BITS);
-  m->qkv_bits = m->settings.a_bits;
-  if (!(m->required_features & ILLM_RT_REQUIRED_QKV_BITS))
-    return bits == 0 ? ILLM_RT_OK
-                     : fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.qkv_bits = ", bits,
-                              " without the required feature 64 (0 then: Q, K and V are a_bits wide)");
-  if (bits < 2 || bits > 8)
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.qkv_bits = ", bits,
-                  " outside [2, 8] (required feature 64)");
-  m->qkv_bits = (int32_t)bits;
-  return ILLM_RT_OK;
+  static const rt_width_field field = {ILLM_RT_H_QKV_BITS, ILLM_RT_REQUIRED_QKV_BITS, "qkv_bits", 2, 8,
+                                       "Q, K and V are a_bits wide"};
+  return check_width_field(m, &field, m->settings.a_bits, &m->qkv_bits, err);
 }
 
 int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_error* err) {
