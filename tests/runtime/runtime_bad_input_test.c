@@ -324,52 +324,38 @@ static void sessions_and_buffers(const uint8_t* data, size_t size, const uint8_t
   free(copy);
 }
 
-/* The file made a 16-bit head input model (m_head_input_16) runs in an arena of exactly its size: the u16 head codes
- * stay inside their region (ASan sees any access past the malloc-ed arena). */
-static void wide_head_input_forward(const uint8_t* data, size_t size) {
+/* The file changed by `mutate` (CRC fixed) runs 4 tokens in an arena of exactly its size (ASan sees any access past
+ * the malloc-ed arena); returns the status, the loaded model in `model`. */
+static int mutated_forward(const uint8_t* data, size_t size, mutation mutate, illm_rt_model* model, illm_rt_error* err) {
   uint8_t* d = copy_of(data, size);
-  illm_rt_model model;
   illm_rt_session session;
-  illm_rt_error err;
   uint8_t* arena;
   size_t need;
   int32_t t;
   int status;
-  m_head_input_16(d, size);
+  mutate(d, size);
   fix_crc(d, size);
-  status = illm_rt_load(&model, d, size, &err);
-  need = status == ILLM_RT_OK ? illm_rt_arena_size(&model, 8) : 1;
+  status = illm_rt_load(model, d, size, err);
+  need = status == ILLM_RT_OK ? illm_rt_arena_size(model, 8) : 1;
   arena = (uint8_t*)malloc(need);
-  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, &model, arena, need, 8, &err);
-  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, &err);
-  expect(status == ILLM_RT_OK && model.head_input_bits == 16, "16-bit head input: 4 tokens in an exact arena",
-         status == ILLM_RT_OK ? "ran" : err.message);
+  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, model, arena, need, 8, err);
+  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, err);
   free(arena);
   free(d);
+  return status;
 }
 
-/* The file made an 8-bit Q/K/V model (m_qkv_8) runs in an arena of exactly its size (the KV cache holds u8 codes of
- * any width up to 8, so the size does not change). */
-static void qkv_8_forward(const uint8_t* data, size_t size) {
-  uint8_t* d = copy_of(data, size);
+/* A 16-bit head input (m_head_input_16): the u16 head codes stay inside their region. 8-bit Q/K/V on the W4A4 file
+ * (m_qkv_8): the KV cache holds u8 codes of any width up to 8, so the arena does not change. */
+static void exact_arena_forwards(const uint8_t* data, size_t size) {
   illm_rt_model model;
-  illm_rt_session session;
   illm_rt_error err;
-  uint8_t* arena;
-  size_t need;
-  int32_t t;
-  int status;
-  m_qkv_8(d, size);
-  fix_crc(d, size);
-  status = illm_rt_load(&model, d, size, &err);
-  need = status == ILLM_RT_OK ? illm_rt_arena_size(&model, 8) : 1;
-  arena = (uint8_t*)malloc(need);
-  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, &model, arena, need, 8, &err);
-  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, &err);
+  int status = mutated_forward(data, size, m_head_input_16, &model, &err);
+  expect(status == ILLM_RT_OK && model.head_input_bits == 16, "16-bit head input: 4 tokens in an exact arena",
+         status == ILLM_RT_OK ? "ran" : err.message);
+  status = mutated_forward(data, size, m_qkv_8, &model, &err);
   expect(status == ILLM_RT_OK && model.qkv_bits == 8 && model.settings.a_bits == 4,
          "8-bit Q/K/V on W4A4: 4 tokens in an exact arena", status == ILLM_RT_OK ? "ran" : err.message);
-  free(arena);
-  free(d);
 }
 
 /* The file made a per-group activation model of group size G (required bit 16, G and the header's arena size set)
@@ -473,8 +459,7 @@ int main(int argc, char** argv) {
   header_and_table(data, size);
   tokenizer_tables(tok_data, tok_size);
   sessions_and_buffers(data, size, tok_data, tok_size);
-  wide_head_input_forward(data, size);
-  qkv_8_forward(data, size);
+  exact_arena_forwards(data, size);
   act_groups_forward(data, size);
   random_corruptions(data, size, 400);
   free(data);
