@@ -80,6 +80,11 @@ nlohmann::ordered_json calibration_to_json(const std::string& method, const std:
   return j;
 }
 
+// " KV8" when the Q/K/V codes are wider or narrower than a_bits (recipe qkv_bits), else "".
+std::string bits_suffix(const Recipe& recipe) {
+  return qkv_bits_of(recipe) == recipe.a_bits ? "" : " KV" + std::to_string(qkv_bits_of(recipe));
+}
+
 // Everything a resumed run must share with the interrupted one for the result to be the same file.
 nlohmann::ordered_json run_identity(const SourceModel& source, const Recipe& recipe, const fs::path& calib_file,
                                     const std::vector<std::vector<int32_t>>& calib_windows, const QuantizeOptions& opt) {
@@ -160,8 +165,8 @@ int run_quantize(const QuantizeOptions& opt) {
   }
   log(fmt::format("model   {} ({} layers, hidden {}, vocab {})", model_dir.string(), source.config.num_hidden_layers,
                   source.config.hidden_size, source.config.vocab_size));
-  log(fmt::format("recipe  {} ({}, W{}A{}, {} epochs x {} samples x {} tokens){}", recipe_path.string(),
-                  to_string(recipe.method), recipe.w_bits, recipe.a_bits, recipe.epochs, recipe.samples,
+  log(fmt::format("recipe  {} ({}, W{}A{}{}, {} epochs x {} samples x {} tokens){}", recipe_path.string(),
+                  to_string(recipe.method), recipe.w_bits, recipe.a_bits, bits_suffix(recipe), recipe.epochs, recipe.samples,
                   recipe.seq_len, recipe_path.stem().string().rfind("quick", 0) == 0 ? "  [quick recipe]" : ""));
   log(fmt::format("calib   {} ({} windows)", calib_file->string(), calib_windows.size()));
 
@@ -289,8 +294,8 @@ int run_quantize(const QuantizeOptions& opt) {
     std::printf("%s\n", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
-  std::printf("\n%s  W%dA%d %s  →  %s (%.1f KiB)\n", source.name.c_str(), recipe.w_bits, recipe.a_bits,
-              to_string(recipe.method), output.c_str(), static_cast<double>(model_bytes) / 1024.0);
+  std::printf("\n%s  W%dA%d%s %s  →  %s (%.1f KiB)\n", source.name.c_str(), recipe.w_bits, recipe.a_bits,
+              bits_suffix(recipe).c_str(), to_string(recipe.method), output.c_str(), static_cast<double>(model_bytes) / 1024.0);
   if (quality) {
     std::printf("evaluated on %s: %lld predicted tokens in %lld windows\n", eval_file->filename().c_str(),
                 static_cast<long long>(quality->predicted_tokens), static_cast<long long>(quality->windows));

@@ -11,10 +11,10 @@
 namespace illm::optimized {
 namespace {
 
-const Isa kPortable{kDotPortable, kRowsPortable, kGroupedDotNone};
+const Isa kPortable{kDotPortable, kRowsPortable, kGroupedDotNone, kActGroupDotNone};
 #if defined(__x86_64__)
-const Isa kAvx2{kDotAvx2, kRowsAvx2, kGroupedDotNone};
-const Isa kAvx512Vnni{kDotAvx512Vnni, kRowsAvx512Vnni, kGroupedDotAvx512Vnni};
+const Isa kAvx2{kDotAvx2, kRowsAvx2, kGroupedDotNone, kActGroupDotNone};
+const Isa kAvx512Vnni{kDotAvx512Vnni, kRowsAvx512Vnni, kGroupedDotAvx512Vnni, kActGroupDotAvx512Vnni};
 #endif
 
 template <const Isa& kIsa>

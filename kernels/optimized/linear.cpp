@@ -7,6 +7,7 @@
 #include "kernels/activation_groups.h"
 #include "kernels/error.h"
 #include "kernels/integer_math.h"
+#include "kernels/optimized/act_group_linear.h"
 #include "kernels/optimized/grouped_linear.h"
 #include "kernels/optimized/parallel.h"
 #include "kernels/reference/act_group_matmul.h"
@@ -216,17 +217,23 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
   const WeightFormat format = weight_format(w.bits);
   const int32_t offset = format == WeightFormat::kBytes8 ? isa.byte8_offset : 0;
   const int32_t block = format == WeightFormat::kPacked4 ? isa.layout.block4 : isa.layout.block;
-  const int32_t groups = group < 1 ? 0 : act_group_count(k, group);
-  const int32_t last_group_width = group < 1 ? 0 : act_group_width(k, group, groups - 1);
-  if (x.bits > 8 || group < 1 || prepared.act_group_size != group || x.cols != k ||
-      exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) < group ||
-      (format == WeightFormat::kPacked4 && (group % 2 != 0 || last_group_width % 2 != 0))) {
-    illm::linear_act_groups_accumulate(x, prepared, out);  // checks the shapes; not reached for validated models
+  const int32_t groups = group < 1 || k < 1 ? 0 : act_group_count(k, group);
+  const int32_t last_group_width = groups < 1 ? 0 : act_group_width(k, group, groups - 1);
+  const size_t scale_count = static_cast<size_t>(rows) * static_cast<size_t>(groups);
+  if (x.bits > 8 || groups < 1 || prepared.act_group_size != group || x.cols != k ||
+      x.zero_points.size() != scale_count || x.scales.size() != scale_count) {
+    illm::linear_act_groups_accumulate(x, prepared, out);  // checks the shapes (throws naming a mismatch)
     return;
   }
-  const size_t scale_count = static_cast<size_t>(rows) * static_cast<size_t>(groups);
-  if (x.zero_points.size() != scale_count || x.scales.size() != scale_count) {
-    illm::linear_act_groups_accumulate(x, prepared, out);  // throws naming the mismatch
+  // The path's one-pass kernel (act_group_linear.h; avx512vnni) where it applies: activations of <= 7 bits, any
+  // short last group (odd widths with packed weights included). 8-bit activations (the W8A8 recipes) and the paths
+  // without one (portable, avx2) run the one-dot-block-per-group kernel below: the same P', bit for bit.
+  const bool one_pass = act_group_linear_applies(kernels, x, prepared);
+  const bool dot_blocks_apply =
+      exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) >= group &&
+      (format != WeightFormat::kPacked4 || (group % 2 == 0 && last_group_width % 2 == 0));
+  if (!one_pass && !dot_blocks_apply) {
+    illm::linear_act_groups_accumulate(x, prepared, out);  // an odd packed tail of 8-bit activations
     return;
   }
   const int b_m = prepared.mantissa_bits;
@@ -242,6 +249,11 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
     const int32_t k1 = align_activation_groups(std::span<const Dyadic>(x.scales.data() + first, groups),
                                                std::span<int64_t>(lambdas.data() + first, groups));
     out.scales[t] = Dyadic{1, k1 - b_m + prepared.alignment.exponent};
+  }
+  if (one_pass && act_group_linear_accumulate(kernels, x, prepared, lambdas, out)) return;
+  if (!dot_blocks_apply) {
+    illm::linear_act_groups_accumulate(x, prepared, out);  // codes the one-pass kernel declined (not from models)
+    return;
   }
   // Weight groups h of G_w columns (G_w = in for a per-row weight, whose last activation group may be short;
   // prepare_linear set act_group_size only when A divides G_w or the weight is per row), each holding G_w/A

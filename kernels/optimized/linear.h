@@ -27,7 +27,8 @@ void linear_accumulate(const Isa& isa, const QuantizedActivation& x, const Prepa
 //   P_(t,j,g) = C_(t,j,g) − (z_j − o)·RS_(t,g) − z_(t,g)·(CS_(j,g) − G·z_j)      (exact in int64)
 //   S_tj     += P_(t,j,g)·λ_(t,g)                                                  (wrapping 64-bit, exact at the end)
 // then P'_tj = rshr(S_tj, b_m)·μ_j, with CS_(j,g) = PreparedLinear::act_group_code_sums. A weight prepared without
-// them (or codes wider than 8 bits) runs the reference kernel.
+// them (or codes wider than 8 bits) runs the reference kernel. Where the path has a one-pass kernel
+// (act_group_linear.h: avx512vnni, activations of <= 7 bits) that one runs instead, on the same λ.
 void linear_act_groups_accumulate(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w,
                                   AlignedAccumulator& out);
 

@@ -297,6 +297,28 @@ TEST_F(CommandsCli, InspectShowsActGroupsAndTheirShortGroup) {
   EXPECT_EQ(gen.exit_code, 0) << gen.err;
 }
 
+// Q/K/V codes of another width than a_bits (recipe qkv_bits; this test model is W8A8, so 4): inspect shows the
+// width, generate runs it.
+TEST_F(CommandsCli, InspectShowsQkvBits) {
+  illm::formats::LoadedIllm loaded = illm::formats::read_illm(model_);
+  const int a_bits = loaded.model.settings.a_bits;
+  const RunResult plain = run_illm("inspect " + quote(model_) + " --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(nlohmann::json::parse(plain.out).at("integer_settings").at("qkv_bits").get<int>(), a_bits);
+  const int qkv = a_bits == 8 ? 4 : 8;
+  loaded.model.settings.qkv_bits = qkv;
+  const fs::path other = dir_ / "other.illm";
+  illm::formats::write_illm(other, loaded.model, loaded.meta);
+  const RunResult r = run_illm("inspect " + quote(other) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("integer_settings").at("qkv_bits").get<int>(), qkv);
+  const RunResult text = run_illm("inspect " + quote(other));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("A" + std::to_string(a_bits) + " (Q/K/V " + std::to_string(qkv) + ")"), std::string::npos) << text.out;
+  const RunResult gen = run_illm("generate --model " + quote(other) + " --prompt-ids 1,20 --max-tokens 4 --json");
+  EXPECT_EQ(gen.exit_code, 0) << gen.err;
+}
+
 // A model with TRIP channel factors (what recipe trip_shifts produces): inspect shows K and per site the α counts.
 TEST_F(CommandsCli, InspectShowsTripFactors) {
   const RunResult plain = run_illm("inspect " + quote(model_) + " --json");

@@ -27,7 +27,8 @@ TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
       {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}, {"w4a4-g16-wg32.json", 4, 4},
-      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}, {"w4a4-g8.json", 4, 4}, {"w4a4-g8-wg32.json", 4, 4}};
+      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}, {"w4a4-g8.json", 4, 4}, {"w4a4-g8-wg32.json", 4, 4},
+      {"w4a4-g8-kv8.json", 4, 4}, {"w4a4-g8-wg32-kv8.json", 4, 4}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -102,6 +103,18 @@ TEST(Recipe, BundledRecipesParse) {
       for (const char* key : {"description", "act_group_size", "hadamard_qk", "w_granularity", "group_size"}) j->erase(key);
     EXPECT_EQ(a, b) << "w4a4-g8.json differs from w4a4.json in more than act_group_size and hadamard_qk";
     EXPECT_EQ(b, c) << "w4a4-g8-wg32.json differs from w4a4-g8.json in more than the weight groups";
+  }
+  // The KV8 recipes: each G = 8 recipe with 8-bit Q, K and V codes and nothing else changed.
+  for (const auto& [base, kv8] : {std::pair{"w4a4-g8.json", "w4a4-g8-kv8.json"},
+                                  std::pair{"w4a4-g8-wg32.json", "w4a4-g8-wg32-kv8.json"}}) {
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
+    nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / kv8));
+    EXPECT_EQ(b.at("qkv_bits"), 8) << kv8;
+    EXPECT_EQ(illm::qkv_bits_of(illm::load_recipe(kConfigs / kv8)), 8) << kv8;
+    EXPECT_EQ(illm::qkv_bits_of(illm::load_recipe(kConfigs / base)), 4) << base;
+    for (nlohmann::json* j : {&a, &b})
+      for (const char* key : {"description", "qkv_bits"}) j->erase(key);
+    EXPECT_EQ(a, b) << kv8 << " differs from " << base << " in more than qkv_bits";
   }
   // Shipped FSBR tuning (configs/README.md): identity smoothing init, larger learning rates than the paper's.
   EXPECT_DOUBLE_EQ(full.lr_smooth, 1e-2);
@@ -200,6 +213,12 @@ TEST(Recipe, LeverKeys) {
   EXPECT_NE(error_of(R"({"method": "rtn", "act_clip": "auto"})").find("act_clip"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "trip_shifts": 9})").find("trip_shifts"), std::string::npos);
   EXPECT_NE(error_of(R"({"method": "rtn", "hadamard_qk": "yes"})").find("hadamard_qk"), std::string::npos);
+  // qkv_bits: absent = a_bits; 2..8.
+  EXPECT_EQ(illm::qkv_bits_of(illm::parse_recipe_json(R"({"method": "rtn", "a_bits": 4})", "t")), 4);
+  EXPECT_EQ(illm::qkv_bits_of(illm::parse_recipe_json(R"({"method": "rtn", "a_bits": 4, "qkv_bits": 8})", "t")), 8);
+  for (const char* bad : {R"({"method": "rtn", "qkv_bits": 1})", R"({"method": "rtn", "qkv_bits": 9})",
+                          R"({"method": "rtn", "qkv_bits": 0})"})
+    EXPECT_NE(error_of(bad).find("\"qkv_bits\""), std::string::npos) << bad;
   // rotation_seed: absent = the recipe's seed; a seed of its own decouples the rotation from the training's seed.
   const Recipe seeded = illm::parse_recipe_json(R"({"method": "rtn", "seed": 7})", "t");
   EXPECT_FALSE(seeded.rotation_seed.has_value());

@@ -17,9 +17,11 @@
 #include "kernels/error.h"
 #include "kernels/executor.h"
 #include "kernels/kernel_set.h"
+#include "kernels/optimized/act_group_linear.h"
 #include "kernels/optimized/grouped_linear.h"
 #include "kernels/optimized/linear.h"
 #include "kernels/optimized/parallel.h"
+#include "kernels/reference/act_group_matmul.h"
 #include "kernels/reference/hadamard_sites.h"
 #include "kernels/weight_codes.h"
 
@@ -398,7 +400,8 @@ struct GroupedPath {
 std::vector<GroupedPath> grouped_paths() {
 #if defined(__x86_64__)
   return {GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
-                                                                optimized::kGroupedDotAvx512Vnni}}};
+                                                                optimized::kGroupedDotAvx512Vnni,
+                                                                optimized::kActGroupDotAvx512Vnni}}};
 #else
   return {};
 #endif
@@ -485,25 +488,243 @@ TEST_F(OnePassPerGroup, ExtremeCodesGiveTheHandDerivedSums) {
     }
 }
 
+// `run` gives `want` with 1 and with 2 threads, every parallel region forced on.
+template <typename Run>
+void expect_thread_count_invariant(const AlignedAccumulator& want, Run run) {
+  const int64_t threshold = parallel_work_threshold();
+  AlignedAccumulator one, two;
+  set_parallel_work_threshold(0);
+  omp_set_num_threads(1);
+  run(one);
+  omp_set_num_threads(2);
+  run(two);
+  set_parallel_work_threshold(threshold);
+  expect_equal(want, one, "1 thread");
+  expect_equal(want, two, "2 threads");
+}
+
 // Same result with 1 and 2 threads and with every parallel region forced on.
 TEST_F(OnePassPerGroup, ThreadCountDoesNotChangeTheResult) {
   Rng rng(31);
-  const int64_t threshold = parallel_work_threshold();
   for (const GroupedPath& p : grouped_paths()) {
     const QuantizedActivation x = random_activation(rng, 150, 64 * 5, 8);
     const QuantizedLinear w = random_grouped_linear(rng, 77, 64 * 5, 4, 64, 16);
     const PreparedLinear prepared = prepare_linear(w, 16);
-    AlignedAccumulator want, one, two;
+    AlignedAccumulator want;
     reference_kernels().linear(x, prepared, want);
-    set_parallel_work_threshold(0);
-    omp_set_num_threads(1);
-    optimized::linear_accumulate(p.isa, x, prepared, one);
-    omp_set_num_threads(2);
-    optimized::linear_accumulate(p.isa, x, prepared, two);
-    set_parallel_work_threshold(threshold);
-    expect_equal(want, one, "1 thread");
-    expect_equal(want, two, "2 threads");
+    expect_thread_count_invariant(want,
+                                  [&](AlignedAccumulator& out) { optimized::linear_accumulate(p.isa, x, prepared, out); });
   }
+}
+
+// The one-pass kernels of per-group activations (kernels/optimized/act_group_dot.h, the paths with an
+// Isa::act_groups kernel) against the reference kernel, bit for bit, with the one-pass kernel asserted to be the
+// one that ran (act_group_linear_applies, and act_group_linear_accumulate called directly not declining): A = 8 …
+// 128, per-row weights and weight groups 32/64/128, packed 2..4-bit and 5..8-bit byte weights, activations of 2..7
+// bits (8 bits: the one-dot-block-per-group fallback), short last groups of 1..A−1 columns (odd widths too), 1..9
+// and > 128 rows, weight-row counts off the 4-row tile and the 32-row task, extreme codes, λ near 2^24.
+// Per-group activations of `rows` × k in groups of A: one zero point and scale per (token, group), 1/7 of the
+// groups all zero with scale (1, 0) as DI_REQUANT emits them.
+QuantizedActivation random_group_activation(Rng& rng, int32_t rows, int32_t k, int32_t group, int32_t bits, int b_m) {
+  QuantizedActivation x = random_activation(rng, rows, k, bits);
+  const int32_t groups = (k + group - 1) / group;
+  x.group_size = group;
+  x.zero_points.resize(static_cast<size_t>(rows) * groups);
+  x.scales.resize(x.zero_points.size());
+  const int64_t q = (int64_t{1} << bits) - 1;
+  for (size_t tg = 0; tg < x.scales.size(); ++tg) {
+    const int64_t kind = uniform(rng, 0, 6);
+    x.zero_points[tg] = static_cast<int32_t>(kind == 1 ? 0 : (kind == 2 ? q : uniform(rng, 0, q)));
+    x.scales[tg] = random_scale(rng, b_m, 5, 25);
+    if (kind == 0) {
+      const size_t t = tg / groups, g = tg % groups, begin = t * k + g * group;
+      std::fill(x.codes.begin() + static_cast<ptrdiff_t>(begin),
+                x.codes.begin() + static_cast<ptrdiff_t>(std::min(begin + group, (t + 1) * k)), uint16_t{0});
+      x.zero_points[tg] = 0;
+      x.scales[tg] = Dyadic{1, 0};
+    }
+  }
+  return x;
+}
+
+class OnePassActGroups : public OnePassPerGroup {
+ protected:
+  // The reference against the one-pass kernel (through linear_act_groups_accumulate, the kernel set, and the
+  // driver called directly) for x (bits <= 7) or the fallback (8 bits).
+  static void expect_one_pass_equals_reference(const QuantizedActivation& x, const QuantizedLinear& w, int b_m,
+                                               const std::string& what) {
+    const PreparedLinear prepared = prepare_linear(w, b_m, "w", x.group_size);
+    ASSERT_EQ(prepared.act_group_size, x.group_size) << what;
+    AlignedAccumulator want, got, through_set;
+    reference_kernels().linear_act_groups(x, prepared, want);
+    for (const GroupedPath& p : grouped_paths()) {
+      const bool one_pass = x.bits <= 7;
+      ASSERT_EQ(optimized::act_group_linear_applies(p.isa, x, prepared), one_pass) << what;
+      optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
+      expect_equal(want, got, what);
+      kernels_for(p.path).linear_act_groups(x, prepared, through_set);
+      expect_equal(want, through_set, what + " (kernel set)");
+      if (!one_pass) continue;
+      // The driver itself: it must not decline these codes, and gives the same values.
+      const int32_t groups = (x.cols + x.group_size - 1) / x.group_size;
+      std::vector<int64_t> lambdas(static_cast<size_t>(x.rows) * groups);
+      for (int32_t t = 0; t < x.rows; ++t)
+        align_activation_groups(std::span<const Dyadic>(x.scales.data() + static_cast<size_t>(t) * groups, groups),
+                                std::span<int64_t>(lambdas.data() + static_cast<size_t>(t) * groups, groups));
+      AlignedAccumulator direct;
+      direct.values.assign(want.values.size(), -1);
+      ASSERT_TRUE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct)) << what;
+      EXPECT_EQ(want.values, direct.values) << what << " (direct)";
+    }
+  }
+};
+
+TEST_F(OnePassActGroups, PerRowWeightsEqualTheReference) {
+  Rng rng(37);
+  int cases = 0;
+  for (const int32_t group : {8, 16, 32, 64, 128})
+    for (const int32_t w_bits : {2, 3, 4, 5, 6, 7, 8}) {
+      // Whole groups (K off the 128-code step), a short last group of an odd and an even width, and K below A.
+      const int32_t tail = static_cast<int32_t>(uniform(rng, 1, group - 1));
+      for (const int32_t k :
+           {group * 5, group * 3 + tail, group * 2 + (tail | 1), group * 4 + 1, group - 1 - (tail % 4)}) {
+        const int32_t a_bits = cases % 7 == 6 ? 8 : 2 + cases % 6;  // 2..7, and the 8-bit fallback
+        const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 9 == 0 ? 130 : 0);
+        const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+        const int b_m = cases % 3 == 0 ? 24 : (cases % 3 == 1 ? 16 : 8);
+        const QuantizedActivation x = random_group_activation(rng, rows, k, group, a_bits, b_m);
+        const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
+        expect_one_pass_equals_reference(x, w, b_m,
+                                         "A " + std::to_string(group) + " k " + std::to_string(k) + " A" +
+                                             std::to_string(a_bits) + "W" + std::to_string(w_bits) + " rows " +
+                                             std::to_string(rows) + " n " + std::to_string(n));
+        ++cases;
+      }
+    }
+  EXPECT_EQ(cases, 5 * 7 * 5);
+}
+
+// Every short last group: K = 2·A + r for r = 1 … A − 1 at every A, packed 4-bit and byte weights, rows 1 … 9.
+TEST_F(OnePassActGroups, EveryShortLastGroupEqualsTheReference) {
+  Rng rng(53);
+  int cases = 0;
+  for (const int32_t group : {8, 16, 32, 64, 128})
+    for (int32_t tail = 1; tail < group; ++tail)
+      for (const int32_t w_bits : {4, 8}) {
+        const int32_t rows = 1 + cases % 9, n = 1 + cases % 6, a_bits = 2 + cases % 6, b_m = cases % 2 == 0 ? 16 : 24;
+        const int32_t k = 2 * group + tail;
+        const QuantizedActivation x = random_group_activation(rng, rows, k, group, a_bits, b_m);
+        const QuantizedLinear w = random_linear(rng, n, k, w_bits, b_m);
+        expect_one_pass_equals_reference(x, w, b_m, "A " + std::to_string(group) + " k " + std::to_string(k) + " W" +
+                                                        std::to_string(w_bits) + " rows " + std::to_string(rows));
+        ++cases;
+      }
+  EXPECT_EQ(cases, 2 * (7 + 15 + 31 + 63 + 127));
+}
+
+TEST_F(OnePassActGroups, PerGroupWeightsEqualTheReference) {
+  Rng rng(41);
+  int cases = 0;
+  for (const int32_t group : {8, 16, 32, 64, 128})
+    for (const int32_t w_group : {32, 64, 128}) {
+      if (w_group % group != 0) continue;
+      for (const int32_t w_groups : {2, 3, 5, 9})
+        for (const int32_t w_bits : {2, 4, 5, 8}) {
+          const int32_t a_bits = cases % 7 == 6 ? 8 : 2 + cases % 6;
+          const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 9 == 0 ? 130 : 0);
+          const int32_t n = static_cast<int32_t>(uniform(rng, 1, 13)) + (cases % 3 == 0 ? 40 : 0);
+          const int b_m = cases % 3 == 0 ? 24 : (cases % 3 == 1 ? 16 : 8);
+          const int32_t k = w_group * w_groups;
+          const QuantizedActivation x = random_group_activation(rng, rows, k, group, a_bits, b_m);
+          const QuantizedLinear w = random_grouped_linear(rng, n, k, w_bits, w_group, b_m);
+          expect_one_pass_equals_reference(x, w, b_m,
+                                           "A " + std::to_string(group) + " G " + std::to_string(w_group) + " x" +
+                                               std::to_string(w_groups) + " A" + std::to_string(a_bits) + "W" +
+                                               std::to_string(w_bits) + " rows " + std::to_string(rows) + " n " +
+                                               std::to_string(n));
+          ++cases;
+        }
+    }
+  EXPECT_EQ(cases, (3 + 3 + 3 + 2 + 1) * 4 * 4);
+}
+
+// All codes at their extremes (x = 127 or 0 against z = 0 or 127, weights all 0 or all max against z2 at the other
+// end) with 24-bit mantissas of one exponent, so every λ is its mantissa, just below 2^24: the largest |C'| and
+// λ·C' per lane. A short last group for the per-row weight.
+TEST_F(OnePassActGroups, ExtremeCodesAndLambdasNear2To24EqualTheReference) {
+  for (const int32_t group : {8, 16, 32, 64, 128})
+    for (const int32_t w_group : {0, 32, 64, 128}) {
+      if (w_group != 0 && w_group % group != 0) continue;
+      for (const int32_t w_bits : {4, 8}) {
+        const int32_t k = w_group == 0 ? group * 5 + 3 : w_group * 3, groups = (k + group - 1) / group;
+        const int32_t rows = 6, n = 7;
+        QuantizedActivation x;
+        x.rows = rows;
+        x.cols = k;
+        x.bits = 7;
+        x.group_size = group;
+        for (int32_t t = 0; t < rows; ++t)
+          for (int32_t c = 0; c < k; ++c) x.codes.push_back(static_cast<uint16_t>(t % 2 == 0 ? 127 : 0));
+        for (int32_t t = 0; t < rows; ++t)
+          for (int32_t g = 0; g < groups; ++g) {
+            x.zero_points.push_back(t % 2 == 0 ? (t % 4 == 0 ? 0 : 127) : (t % 3 == 0 ? 127 : 0));
+            x.scales.push_back(Dyadic{(int64_t{1} << 24) - 1 - g - t, 30});
+          }
+        const int32_t q = (1 << w_bits) - 1, w_groups = w_group == 0 ? 1 : k / w_group;
+        std::vector<uint8_t> codes;
+        std::vector<int32_t> zero_points;
+        std::vector<Dyadic> scales;
+        for (int32_t j = 0; j < n; ++j) {
+          for (int32_t c = 0; c < k; ++c) codes.push_back(static_cast<uint8_t>(j % 2 == 0 ? q : 0));
+          for (int32_t h = 0; h < w_groups; ++h) {
+            zero_points.push_back(j % 2 == 0 ? (j % 4 == 0 ? 0 : q) : q);
+            scales.push_back(Dyadic{(int64_t{1} << 24) - 1 - j - h, 30});
+          }
+        }
+        const QuantizedLinear w = make_quantized_linear(n, k, w_bits, codes, zero_points, scales, w_group);
+        expect_one_pass_equals_reference(x, w, 24,
+                                         "extreme A " + std::to_string(group) + " G " + std::to_string(w_group) +
+                                             " W" + std::to_string(w_bits));
+      }
+    }
+}
+
+// Codes whose centred value does not fit a signed byte (a zero point outside the codes' range; no model makes
+// them): the driver declines before writing anything, and the operator falls back to the other kernel, still exact.
+TEST_F(OnePassActGroups, CentredCodesBeyondASignedByteFallBack) {
+  Rng rng(47);
+  for (const GroupedPath& p : grouped_paths()) {
+    QuantizedActivation x = random_group_activation(rng, 3, 64, 8, 7, 16);
+    x.zero_points[5] = 200;  // X − z down to −200
+    const QuantizedLinear w = random_linear(rng, 5, 64, 4, 16);
+    const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
+    ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
+    std::vector<int64_t> lambdas(x.scales.size(), 1);
+    AlignedAccumulator direct, want, got;
+    direct.values.assign(3 * 5, -1);
+    EXPECT_FALSE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct));
+    EXPECT_EQ(direct.values, std::vector<int64_t>(3 * 5, -1));
+    reference_kernels().linear_act_groups(x, prepared, want);
+    optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
+    expect_equal(want, got, "z = 200 at 7 bits");
+  }
+}
+
+// Same result with 1 and 2 threads and with every parallel region forced on (more than one row and column task).
+TEST_F(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
+  Rng rng(43);
+  for (const GroupedPath& p : grouped_paths())
+    for (const int32_t w_group : {0, 32}) {
+      const QuantizedActivation x = random_group_activation(rng, 150, 64 * 5, 8, 4, 16);
+      const QuantizedLinear w = w_group == 0 ? random_linear(rng, 77, 64 * 5, 4, 16)
+                                             : random_grouped_linear(rng, 77, 64 * 5, 4, w_group, 16);
+      const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
+      ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
+      AlignedAccumulator want;
+      reference_kernels().linear_act_groups(x, prepared, want);
+      expect_thread_count_invariant(
+          want, [&](AlignedAccumulator& out) { optimized::linear_act_groups_accumulate(p.isa, x, prepared, out); });
+    }
 }
 
 // K beyond the int32-exact chunk of every dot block (33025 for 8x8-bit widened products, 65793 for vpdpbusd's
