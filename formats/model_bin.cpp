@@ -368,10 +368,14 @@ ModelBin build_model_bin(const QuantizedModel& model, std::string_view tokenizer
   if (model.act_group_size > 0) required_features |= ILLM_RT_REQUIRED_ACT_GROUPS;
   // The LM head's input width: required feature bit 5 and the width, only when the model sets head_in_bits.
   if (st.head_in_bits != 0) required_features |= ILLM_RT_REQUIRED_HEAD_INPUT;
+  // The Q/K/V code width: required feature bit 6 and the width, only when the model sets qkv_bits (a runtime without
+  // the feature refuses the bit instead of running a_bits-wide Q/K/V).
+  if (st.qkv_bits != 0) required_features |= ILLM_RT_REQUIRED_QKV_BITS;
   put_u32(out, ILLM_RT_H_REQUIRED_FEATURES, required_features);
   put_u32(out, ILLM_RT_H_HADAMARD_SITES, hadamard_sites);
   put_u32(out, ILLM_RT_H_ACT_GROUP_SIZE, static_cast<uint32_t>(model.act_group_size));
   put_u32(out, ILLM_RT_H_HEAD_INPUT_BITS, static_cast<uint32_t>(st.head_in_bits));
+  put_u32(out, ILLM_RT_H_QKV_BITS, static_cast<uint32_t>(st.qkv_bits));
   put_u32(out, ILLM_RT_H_OPTIONAL_FEATURES, optional_features);
   put_u32(out, ILLM_RT_H_TENSOR_COUNT, static_cast<uint32_t>(tensors.size()));
   put_u64(out, ILLM_RT_H_TENSOR_TABLE, table_offset);

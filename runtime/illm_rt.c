@@ -1553,7 +1553,8 @@ static uint8_t* kv_codes_at(illm_rt_session* session, size_t slot, int32_t posit
 /* ============================================================================================================
  * The forward pass of one token (kernels/executor.cpp forward, one row). */
 
-/* q or k: accumulator -> int16 symmetric -> RoPE at `position` -> DI_REQUANT per head to a_bits.
+/* q or k: accumulator -> int16 symmetric -> RoPE at `position` -> DI_REQUANT per head to qkv_bits (a_bits unless the
+ * model sets qkv_bits).
  * Head h's codes go to codes_of(h), its zero point and scale through store(h). */
 typedef struct {
   illm_rt_session* session;
@@ -1596,7 +1597,7 @@ static int rope_heads(illm_rt_session* s, const int64_t* acc, illm_rt_dyadic acc
       status = wht_row(head, d, REGION(s, R_ACC, int64_t), err);
       if (status) return status;
     }
-    status = di_requant(head, (size_t)d, q16.scale.m, q16.scale.k, m->settings.a_bits, m->settings.mantissa_bits,
+    status = di_requant(head, (size_t)d, q16.scale.m, q16.scale.k, m->qkv_bits, m->settings.mantissa_bits,
                         sink_codes(sink, h), CODES_U8, &r, err, clip);
     if (status) return status;
     sink_head(sink, h, &r);
@@ -1724,7 +1725,8 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   int32_t h;
   int status;
 
-  /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. */
+  /* Attention half: DI-Norm -> q/k/v DI-MatMul -> RoPE + per-head codes -> cache -> attention. The q, k and v codes
+   * are qkv_bits wide (u8 for every allowed width); the linear inputs around them stay a_bits. */
   status = norm_into(s, s_h, layer_channels(m, l, ILLM_RT_T_ATTN_NORM, 0), a_bits, &x, layer_clip(m, l, SITE_ATTN_IN),
                      layer_trip(m, l, TRIP_ATTN_IN), &groups, err);
   if (status) return status;
@@ -1745,7 +1747,7 @@ static int forward_layer(illm_rt_session* s, int32_t l, illm_rt_dyadic* s_h, ill
   if (status) return status;
   for (h = 0; h < S->n_kv_heads; ++h) {
     const size_t slot = kv_slot(S, l, h, 1);
-    status = di_requant(acc + (size_t)h * (size_t)d, (size_t)d, acc_scale.m, acc_scale.k, a_bits, b_m,
+    status = di_requant(acc + (size_t)h * (size_t)d, (size_t)d, acc_scale.m, acc_scale.k, m->qkv_bits, b_m,
                         kv_codes_at(s, slot, s->position), CODES_U8, &r, err, layer_clip(m, l, SITE_V));
     if (status) return status;
     kv_store_meta(s, slot, s->position, &r);
@@ -2146,11 +2148,14 @@ static int check_shape_and_settings(const illm_rt_model* m, illm_rt_error* err) 
   RT_CHECK("settings.exp_quadratic", st->exp_quadratic, 0, 1);
   RT_CHECK("settings.sigmoid_stable", st->sigmoid_stable, 0, 1);
   RT_CHECK("settings.paper_conformance", st->paper_conformance, 0, 1);
-  q_a = ((int64_t)1 << st->a_bits) - 1;
+  /* The attention reads Q, K and V codes of qkv_bits (check_qkv_bits: a_bits, already checked, or a width in [2, 8]). */
+  q_a = ((int64_t)1 << m->qkv_bits) - 1;
   if (!fits_int32_accumulator(s->head_dim, q_a, q_a))
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: shape.head_dim = ", s->head_dim, " overflows the int32 Q K accumulator");
+    return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: shape.head_dim = ", s->head_dim,
+                   " overflows the int32 Q K accumulator at Q/K/V width ", m->qkv_bits, "");
   if (((int64_t)1 << (st->prob_bits - 1)) * q_a > 2147483647)
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.prob_bits = ", st->prob_bits, " overflows the int32 P V accumulator");
+    return fail_ii(err, ILLM_RT_E_INVALID, "model.bin: settings.prob_bits = ", st->prob_bits,
+                   " overflows the int32 P V accumulator at Q/K/V width ", m->qkv_bits, "");
   RT_CHECK("norm_eps.m", m->norm_eps.m, 0, ((int64_t)1 << 40) - 1);
   RT_CHECK("norm_eps.k", m->norm_eps.k, -64, 160);
   RT_CHECK("rope_frac_bits", m->rope_frac_bits, 1, 14);
@@ -2315,7 +2320,7 @@ static int check_values(const illm_rt_model* m, illm_rt_error* err) {
 
 #define RT_IMPLEMENTED_FEATURES                                                                              \
   (ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP | ILLM_RT_REQUIRED_TRIP | \
-   ILLM_RT_REQUIRED_ACT_GROUPS | ILLM_RT_REQUIRED_HEAD_INPUT)
+   ILLM_RT_REQUIRED_ACT_GROUPS | ILLM_RT_REQUIRED_HEAD_INPUT | ILLM_RT_REQUIRED_QKV_BITS)
 
 /* Per-group activations (required bit 4): G in {8, 16, 32, 64, 128} (a width G does not divide ends in a short
  * group; builds before that rule refuse such a G here), mantissa_bits >= 2 (no group but an all-zero one has the
@@ -2338,20 +2343,61 @@ static int check_act_groups(illm_rt_model* m, illm_rt_error* err) {
   return ILLM_RT_OK;
 }
 
-/* The LM head's input width (required bit 5, value 32): 2..16 at ILLM_RT_H_HEAD_INPUT_BITS with the bit, 0 there
- * without it (the input is then head_bits wide). */
+/* A code width in the header with its required bit: lo..hi at `offset` with the bit, 0 there without it (the width
+ * is then `fallback`, as in every file before the feature). */
+typedef struct {
+  uint32_t offset, bit;
+  const char* name;          /* the setting, as the executor names it */
+  int32_t lo, hi;
+  const char* without_text;  /* what the width is without the bit */
+} rt_width_field;
+
+static int check_width_field(const illm_rt_model* m, const rt_width_field* f, int32_t fallback, int32_t* width,
+                             illm_rt_error* err) {
+  const uint32_t bits = rd_u32(m->data + f->offset);
+  const int with_bit = (m->required_features & f->bit) != 0;
+  rt_msg msg;
+  *width = fallback;
+  if (with_bit ? (bits >= (uint32_t)f->lo && bits <= (uint32_t)f->hi) : bits == 0) {
+    if (with_bit) *width = (int32_t)bits;
+    return ILLM_RT_OK;
+  }
+  msg = msg_begin(err, ILLM_RT_E_INVALID);
+  msg_s(&msg, "model.bin: settings.");
+  msg_s(&msg, f->name);
+  msg_s(&msg, " = ");
+  msg_i(&msg, bits);
+  if (with_bit) {
+    msg_s(&msg, " outside [");
+    msg_i(&msg, f->lo);
+    msg_s(&msg, ", ");
+    msg_i(&msg, f->hi);
+    msg_s(&msg, "] (required feature ");
+    msg_i(&msg, f->bit);
+    msg_s(&msg, ")");
+  } else {
+    msg_s(&msg, " without the required feature ");
+    msg_i(&msg, f->bit);
+    msg_s(&msg, " (0 then: ");
+    msg_s(&msg, f->without_text);
+    msg_s(&msg, ")");
+  }
+  return ILLM_RT_E_INVALID;
+}
+
+/* The LM head's input width (required bit 5, value 32): 2..16, else head_bits. */
 static int check_head_input(illm_rt_model* m, illm_rt_error* err) {
-  const uint32_t bits = rd_u32(m->data + ILLM_RT_H_HEAD_INPUT_BITS);
-  m->head_input_bits = m->settings.head_bits;
-  if (!(m->required_features & ILLM_RT_REQUIRED_HEAD_INPUT))
-    return bits == 0 ? ILLM_RT_OK
-                     : fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
-                              " without the required feature 32 (0 then: the head's input is head_bits wide)");
-  if (bits < 2 || bits > 16)
-    return fail_i(err, ILLM_RT_E_INVALID, "model.bin: settings.head_in_bits = ", bits,
-                  " outside [2, 16] (required feature 32)");
-  m->head_input_bits = (int32_t)bits;
-  return ILLM_RT_OK;
+  static const rt_width_field field = {ILLM_RT_H_HEAD_INPUT_BITS, ILLM_RT_REQUIRED_HEAD_INPUT, "head_in_bits", 2, 16,
+                                       "the head's input is head_bits wide"};
+  return check_width_field(m, &field, m->settings.head_bits, &m->head_input_bits, err);
+}
+
+/* The Q/K/V code width (required bit 6, value 64): 2..8, else a_bits. Runs before check_shape_and_settings, whose
+ * attention accumulator bounds use the width; without the bit that is a_bits, which it checks first. */
+static int check_qkv_bits(illm_rt_model* m, illm_rt_error* err) {
+  static const rt_width_field field = {ILLM_RT_H_QKV_BITS, ILLM_RT_REQUIRED_QKV_BITS, "qkv_bits", 2, 8,
+                                       "Q, K and V are a_bits wide"};
+  return check_width_field(m, &field, m->settings.a_bits, &m->qkv_bits, err);
 }
 
 int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_error* err) {
@@ -2388,7 +2434,7 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   if ((required & ~RT_IMPLEMENTED_FEATURES) != 0)
     return fail_i(err, ILLM_RT_E_UNSUPPORTED, "model.bin: requires feature bits ", required & ~RT_IMPLEMENTED_FEATURES,
                   " this runtime does not implement (it has 1 per-group weights, 2 online Hadamard, 4 clipped "
-                  "requant, 8 TRIP, 16 per-group activations, 32 LM head input width)");
+                  "requant, 8 TRIP, 16 per-group activations, 32 LM head input width, 64 Q/K/V width)");
   model->required_features = required;
   model->hadamard_sites = rd_u32(p + ILLM_RT_H_HADAMARD_SITES);
   if ((required & ILLM_RT_REQUIRED_HADAMARD) ? (model->hadamard_sites == 0 ||
@@ -2425,7 +2471,8 @@ int illm_rt_load(illm_rt_model* model, const void* buffer, size_t size, illm_rt_
   model->tensor_table = rd_u64(p + ILLM_RT_H_TENSOR_TABLE);
   model->has_tokenizer = 0;
   model->tokenizer_can_encode = 0;
-  status = check_shape_and_settings(model, err);
+  status = check_qkv_bits(model, err);
+  if (!status) status = check_shape_and_settings(model, err);
   if (!status) status = check_act_groups(model, err);
   if (!status) status = check_head_input(model, err);
   if (status) return status;

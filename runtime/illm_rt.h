@@ -96,6 +96,8 @@ typedef struct {
   int32_t act_group_size;      /* G of per-group activations (required_features & ILLM_RT_REQUIRED_ACT_GROUPS), 0: none */
   int32_t head_input_bits;     /* width of the LM head's input codes (2..16): the header's value with
                                   ILLM_RT_REQUIRED_HEAD_INPUT, else settings.head_bits */
+  int32_t qkv_bits;            /* width of the Q, K and V codes (2..8; the KV cache holds them): the header's value with
+                                  ILLM_RT_REQUIRED_QKV_BITS, else settings.a_bits */
 } illm_rt_model;
 
 #define ILLM_RT_FEATURE_TOKENIZER 1u /* optional_features: the file carries a tokenizer */

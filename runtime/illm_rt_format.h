@@ -33,17 +33,20 @@
 #define ILLM_RT_H_HEAD_INPUT_BITS 216   /* u32: width of the LM head's input codes (the final DI-Norm's output), 2..16,
                                            when the required feature ILLM_RT_REQUIRED_HEAD_INPUT is set, else 0 (the
                                            head's input is head_bits wide) */
-/* bytes [220, 256): zero */
+#define ILLM_RT_H_QKV_BITS 220          /* u32: width of the attention's Q, K and V codes (the KV cache's), 2..8, when the
+                                           required feature ILLM_RT_REQUIRED_QKV_BITS is set, else 0 (a_bits wide) */
+/* bytes [224, 256): zero */
 
 #define ILLM_RT_MAGIC_BYTES "ILLMBIN"  /* followed by one NUL: 8 bytes */
 
-/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0 to 5; bit 2 is
+/* Required feature bits (a runtime refuses every bit it does not implement; this one implements bits 0 to 6; bit 2 is
  * ILLM_RT_FEATURE_ACT_CLIP in illm_rt.h). */
 #define ILLM_RT_REQUIRED_GROUP_SCALES 1u    /* per-group weight scales (issue #12): zero points [out][groups] */
 #define ILLM_RT_REQUIRED_HADAMARD 2u        /* online Walsh-Hadamard transforms (docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_TRIP 8u            /* TRIP channel factors (ILLM_RT_T_TRIP, docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_ACT_GROUPS 16u     /* per-group activations: G at ILLM_RT_H_ACT_GROUP_SIZE (docs/model-bin.md) */
 #define ILLM_RT_REQUIRED_HEAD_INPUT 32u     /* LM head input width other than head_bits: at ILLM_RT_H_HEAD_INPUT_BITS */
+#define ILLM_RT_REQUIRED_QKV_BITS 64u       /* Q/K/V code width other than a_bits (qkv_bits): at ILLM_RT_H_QKV_BITS */
 /* The sites of ILLM_RT_H_HADAMARD_SITES (at least one when ILLM_RT_REQUIRED_HADAMARD is set). */
 #define ILLM_RT_HADAMARD_DOWN 1u /* down_proj's input, size intermediate */
 #define ILLM_RT_HADAMARD_QK 2u   /* every q and k head after RoPE, size head_dim */

@@ -194,8 +194,8 @@ static void print_info(const illm_rt_model* m, const char* path) {
   printf("shape     %d layers, hidden %d, intermediate %d, heads %d (kv %d) x %d, vocab %d, max positions %d, bos %d, eos %d\n",
          s->n_layers, s->hidden, s->intermediate, s->n_heads, s->n_kv_heads, s->head_dim, s->vocab, s->max_positions,
          s->bos_id, s->eos_id);
-  printf("integer   W%d A%d, mantissa %d, softmax input %d, probabilities %d, sigmoid %d, SwiGLU input %d, norm fraction %d, head %d (input %d), embedding %d\n",
-         st->w_bits, st->a_bits, st->mantissa_bits, st->softmax_in_bits, st->prob_bits, st->sigmoid_bits,
+  printf("integer   W%d A%d (Q/K/V %d), mantissa %d, softmax input %d, probabilities %d, sigmoid %d, SwiGLU input %d, norm fraction %d, head %d (input %d), embedding %d\n",
+         st->w_bits, st->a_bits, m->qkv_bits, st->mantissa_bits, st->softmax_in_bits, st->prob_bits, st->sigmoid_bits,
          st->swiglu_in_bits, st->norm_frac_bits, st->head_bits, m->head_input_bits, st->embed_bits);
   printf("tokenizer %s\n", m->has_tokenizer ? (m->tokenizer_can_encode ? "yes (encode and decode)" : "decode only") : "none");
   printf("arena     %llu bytes for the file's context of %d positions\n", (unsigned long long)m->header_arena_bytes,

@@ -110,6 +110,20 @@ static void m_head_input_16(uint8_t* d, size_t s) {
 }
 static void m_head_input_17(uint8_t* d, size_t s) { m_head_input_16(d, s); put_u32(d + ILLM_RT_H_HEAD_INPUT_BITS, 17); }
 static void m_head_input_without_bit(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_HEAD_INPUT_BITS, 16); }
+/* The Q/K/V code width (required bit 64, the width at offset 220): 8 loads on the W4A4 file, 9 and 1 do not, nor a
+ * width without the bit; with 8-bit Q/K/V the int32 P V bound refuses prob_bits 26 (2^25 * 255 > 2^31 - 1), which the
+ * a_bits-wide (4-bit) file accepts (2^25 * 15 < 2^31). */
+static void m_qkv_8(uint8_t* d, size_t s) {
+  (void)s;
+  put_u32(d + ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_QKV_BITS);
+  put_u32(d + ILLM_RT_H_QKV_BITS, 8);
+}
+static void m_qkv_9(uint8_t* d, size_t s) { m_qkv_8(d, s); put_u32(d + ILLM_RT_H_QKV_BITS, 9); }
+static void m_qkv_1(uint8_t* d, size_t s) { m_qkv_8(d, s); put_u32(d + ILLM_RT_H_QKV_BITS, 1); }
+static void m_qkv_without_bit(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_QKV_BITS, 8); }
+#define RT_PROB_BITS_OFFSET (ILLM_RT_H_SETTINGS + 4 * 4)
+static void m_prob_bits_26(uint8_t* d, size_t s) { (void)s; put_u32(d + RT_PROB_BITS_OFFSET, 26); }
+static void m_qkv_8_prob_bits_26(uint8_t* d, size_t s) { m_qkv_8(d, s); m_prob_bits_26(d, s); }
 static void m_count(uint8_t* d, size_t s) { (void)s; put_u32(d + ILLM_RT_H_TENSOR_COUNT, get_u32(d + ILLM_RT_H_TENSOR_COUNT) + 1); }
 static void m_table_outside(uint8_t* d, size_t s) { put_u64(d + ILLM_RT_H_TENSOR_TABLE, (uint64_t)s & ~(uint64_t)63); }
 static void m_table_huge(uint8_t* d, size_t s) { (void)s; put_u64(d + ILLM_RT_H_TENSOR_TABLE, (uint64_t)1 << 63); }
@@ -211,6 +225,14 @@ static void header_and_table(const uint8_t* data, size_t size) {
   expect_mutated("head_in_bits 17", data, size, m_head_input_17, ILLM_RT_E_INVALID, "settings.head_in_bits = 17");
   expect_mutated("head_in_bits without its bit", data, size, m_head_input_without_bit, ILLM_RT_E_INVALID,
                  "settings.head_in_bits = 16 without");
+  expect_mutated("qkv_bits 8 with its bit", data, size, m_qkv_8, ILLM_RT_OK, NULL);
+  expect_mutated("qkv_bits 9", data, size, m_qkv_9, ILLM_RT_E_INVALID, "settings.qkv_bits = 9 outside [2, 8]");
+  expect_mutated("qkv_bits 1", data, size, m_qkv_1, ILLM_RT_E_INVALID, "settings.qkv_bits = 1 outside [2, 8]");
+  expect_mutated("qkv_bits without its bit", data, size, m_qkv_without_bit, ILLM_RT_E_INVALID,
+                 "settings.qkv_bits = 8 without");
+  expect_mutated("prob_bits 26 with 4-bit Q/K/V", data, size, m_prob_bits_26, ILLM_RT_OK, NULL);
+  expect_mutated("prob_bits 26 with 8-bit Q/K/V", data, size, m_qkv_8_prob_bits_26, ILLM_RT_E_INVALID,
+                 "prob_bits = 26 overflows the int32 P V accumulator at Q/K/V width 8");
   expect_mutated("tensor count", data, size, m_count, ILLM_RT_E_LAYOUT, "tensors");
   expect_mutated("table outside the file", data, size, m_table_outside, ILLM_RT_E_LAYOUT, "table");
   expect_mutated("table offset 2^63", data, size, m_table_huge, ILLM_RT_E_LAYOUT, "table");
@@ -302,28 +324,38 @@ static void sessions_and_buffers(const uint8_t* data, size_t size, const uint8_t
   free(copy);
 }
 
-/* The file made a 16-bit head input model (m_head_input_16) runs in an arena of exactly its size: the u16 head codes
- * stay inside their region (ASan sees any access past the malloc-ed arena). */
-static void wide_head_input_forward(const uint8_t* data, size_t size) {
+/* The file changed by `mutate` (CRC fixed) runs 4 tokens in an arena of exactly its size (ASan sees any access past
+ * the malloc-ed arena); returns the status, the loaded model in `model`. */
+static int mutated_forward(const uint8_t* data, size_t size, mutation mutate, illm_rt_model* model, illm_rt_error* err) {
   uint8_t* d = copy_of(data, size);
-  illm_rt_model model;
   illm_rt_session session;
-  illm_rt_error err;
   uint8_t* arena;
   size_t need;
   int32_t t;
   int status;
-  m_head_input_16(d, size);
+  mutate(d, size);
   fix_crc(d, size);
-  status = illm_rt_load(&model, d, size, &err);
-  need = status == ILLM_RT_OK ? illm_rt_arena_size(&model, 8) : 1;
+  status = illm_rt_load(model, d, size, err);
+  need = status == ILLM_RT_OK ? illm_rt_arena_size(model, 8) : 1;
   arena = (uint8_t*)malloc(need);
-  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, &model, arena, need, 8, &err);
-  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, &err);
-  expect(status == ILLM_RT_OK && model.head_input_bits == 16, "16-bit head input: 4 tokens in an exact arena",
-         status == ILLM_RT_OK ? "ran" : err.message);
+  if (status == ILLM_RT_OK) status = illm_rt_session_init(&session, model, arena, need, 8, err);
+  for (t = 0; t < 4 && status == ILLM_RT_OK; ++t) status = illm_rt_forward(&session, t + 1, err);
   free(arena);
   free(d);
+  return status;
+}
+
+/* A 16-bit head input (m_head_input_16): the u16 head codes stay inside their region. 8-bit Q/K/V on the W4A4 file
+ * (m_qkv_8): the KV cache holds u8 codes of any width up to 8, so the arena does not change. */
+static void exact_arena_forwards(const uint8_t* data, size_t size) {
+  illm_rt_model model;
+  illm_rt_error err;
+  int status = mutated_forward(data, size, m_head_input_16, &model, &err);
+  expect(status == ILLM_RT_OK && model.head_input_bits == 16, "16-bit head input: 4 tokens in an exact arena",
+         status == ILLM_RT_OK ? "ran" : err.message);
+  status = mutated_forward(data, size, m_qkv_8, &model, &err);
+  expect(status == ILLM_RT_OK && model.qkv_bits == 8 && model.settings.a_bits == 4,
+         "8-bit Q/K/V on W4A4: 4 tokens in an exact arena", status == ILLM_RT_OK ? "ran" : err.message);
 }
 
 /* The file made a per-group activation model of group size G (required bit 16, G and the header's arena size set)
@@ -427,7 +459,7 @@ int main(int argc, char** argv) {
   header_and_table(data, size);
   tokenizer_tables(tok_data, tok_size);
   sessions_and_buffers(data, size, tok_data, tok_size);
-  wide_head_input_forward(data, size);
+  exact_arena_forwards(data, size);
   act_groups_forward(data, size);
   random_corruptions(data, size, 400);
   free(data);

@@ -2,8 +2,8 @@
 // and run under qemu-user (issue #10): for both shared test models at W4A4, W4A8 and W8A8 the greedy ids equal
 // `illm generate --json`'s (computed in-process, see Golden) and the final-position logits (int64 values and dyadic scale) equal the C++ executor's.
 // tinybible's prompt is text, so the runtime's tokenizer runs on each target too. The same for a synthetic model with
-// both LM-head options (16-bit head input, per-group head weights), and for stories260K with per-group activations of
-// 8 (a short last group). Programs: runtime/CMakeLists.txt.
+// both LM-head options (16-bit head input, per-group head weights), for stories260K with per-group activations of
+// 8 (a short last group), and for 8-bit Q/K/V on W4A4 and 4-bit on W8A8 (qkv_bits). Programs: runtime/CMakeLists.txt.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -141,6 +141,24 @@ TEST_P(CrossTargetsActGroups, IdsAndFinalLogitsEqualTheExecutors) {
 }
 
 INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargetsActGroups, ::testing::ValuesIn(kTargets),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// 8-bit Q/K/V on a W4A4 model (required feature 64) on each target: stories260K W4A4 with qkv_bits 8, act groups of
+// 8 and both online Hadamards (the q/k codes after the transform), and tinybible W8A8 with 4-bit Q/K/V.
+class CrossTargetsQkvBits : public ::testing::TestWithParam<Target> {};
+
+TEST_P(CrossTargetsQkvBits, IdsAndFinalLogitsEqualTheExecutors) {
+  QuantizedModel kv8 = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  kv8.settings.qkv_bits = 8;
+  kv8.act_group_size = 8;
+  kv8.hadamard_down = kv8.hadamard_qk = true;
+  expect_scratch_model_equals_executor(GetParam(), kv8, "qkv8", {1, 13, 7, 300});
+  QuantizedModel kv4 = formats::read_illm(illm_path("tinybible", "w8a8")).model;
+  kv4.settings.qkv_bits = 4;
+  expect_scratch_model_equals_executor(GetParam(), kv4, "qkv4", {1, 13, 7, 300});
+}
+
+INSTANTIATE_TEST_SUITE_P(QemuUser, CrossTargetsQkvBits, ::testing::ValuesIn(kTargets),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -9,13 +9,14 @@
 
 #include <algorithm>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "formats/illm_file.h"
 #include "formats/model_bin.h"
-#include "runtime/illm_rt_format.h"
 #include "kernels/error.h"
+#include "kernels/model_validation.h"
 #include "runtime/illm_rt_format.h"
 #include "tests/runtime/runtime_synthetic_model.h"
 #include "tests/runtime/runtime_test_support.h"
@@ -240,11 +241,9 @@ TEST(TripModels, CombinedWithClipsHadamardAndPartialSites) {
             3 + 16);
 }
 
-// α ≡ K (E = 0) is the plain requantization: the runtime on that file gives the plain model's logits.
-TEST(TripModels, AlphaEqualToKIsThePlainModel) {
-  const QuantizedModel plain = formats::read_illm(illm_path("tinybible", "w4a8")).model;
-  const QuantizedModel trip = with_trip(plain, 3, 1, /*alpha_equal_k=*/true);
-  Runtime rt(model_bin_of(trip));
+// The runtime on `variant`'s file gives, token by token, the executor's logits of `plain` (an option that is the identity).
+void expect_runtime_gives_the_plain_models_logits(const QuantizedModel& variant, const QuantizedModel& plain) {
+  Runtime rt(model_bin_of(variant));
   Executor executor(plain);
   illm_rt_error err;
   for (const int32_t token : {plain.shape.bos_id, 13, 7, 300}) {
@@ -254,6 +253,12 @@ TEST(TripModels, AlphaEqualToKIsThePlainModel) {
               expected.values);
     EXPECT_EQ(rt.session().logits.scale.k, expected.scales[0].k);
   }
+}
+
+// α ≡ K (E = 0) is the plain requantization: the runtime on that file gives the plain model's logits.
+TEST(TripModels, AlphaEqualToKIsThePlainModel) {
+  const QuantizedModel plain = formats::read_illm(illm_path("tinybible", "w4a8")).model;
+  expect_runtime_gives_the_plain_models_logits(with_trip(plain, 3, 1, /*alpha_equal_k=*/true), plain);
 }
 
 // A model without TRIP: no bit 3 and no TRIP tensor (the table is the 9 model tensors and 24 per layer).
@@ -614,7 +619,7 @@ TEST(ActGroupModels, AFileWithoutActGroupsHasNeitherTheBitNorTheSize) {
 }
 
 // The header's bit and G must agree, and the loader refuses what the executor refuses (CRC recomputed each time): a
-// runtime without the feature refuses the bit as unknown (as this one refuses bit 64); G without the bit; the bit with
+// runtime without the feature refuses the bit as unknown (as this one refuses bit 128); G without the bit; the bit with
 // a G outside {8, 16, 32, 64, 128} (a G not dividing a width is a short last group: tinybible at G 128 above); the bit
 // with TRIP.
 TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
@@ -624,7 +629,7 @@ TEST(ActGroupModels, LoaderRefusesAMissingOrInconsistentBit) {
   const uint32_t bits = required_features(good);
   ASSERT_EQ(bits, ILLM_RT_REQUIRED_ACT_GROUPS);
   expect_header_mutations(good, {
-      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 128u, ILLM_RT_E_UNSUPPORTED, "feature bits 128"},
       {"G without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID, "act_group_size 32"},
       {"the bit without G", ILLM_RT_H_ACT_GROUP_SIZE, 0u, ILLM_RT_E_INVALID, "act_group_size 0"},
       {"G 4", ILLM_RT_H_ACT_GROUP_SIZE, 4u, ILLM_RT_E_INVALID, "act_group_size 4 does not match"},
@@ -746,29 +751,35 @@ TEST(LmHeadOptions, SharedModelsWithA16BitHeadInputEqualTheExecutor) {
 
 // The 16-bit head codes live in the region of the centered input copy: the arena is the one of the model without the
 // options (with act groups: with their regions), and a session given exactly that many bytes never writes past them.
+// The arena of `model`'s file is the shape's with its act groups' regions (none added by the option under test), and
+// a session given exactly that many bytes never writes past them (a guard band after them stays untouched).
+void expect_session_inside_unchanged_arena(const QuantizedModel& model, const std::vector<int32_t>& tokens,
+                                           const std::string& what) {
+  const std::vector<uint8_t> bytes = model_bin_of(model);
+  illm_rt_model m;
+  illm_rt_error err;
+  ASSERT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << what << ": " << err.message;
+  illm_rt_shape shape = m.shape;
+  const size_t need = illm_rt_arena_size(&m, 0);
+  EXPECT_EQ(need, illm_rt_arena_size_for_groups(&shape, model.act_group_size, m.default_context)) << what;
+  constexpr size_t kGuard = 4096;
+  std::vector<uint8_t> arena(need + kGuard, 0xA5);
+  illm_rt_session session;
+  ASSERT_EQ(illm_rt_session_init(&session, &m, arena.data(), need, 0, &err), ILLM_RT_OK) << what << ": " << err.message;
+  for (const int32_t token : tokens)
+    ASSERT_EQ(illm_rt_forward(&session, token, &err), ILLM_RT_OK) << what << ": " << err.message;
+  EXPECT_EQ(std::count(arena.begin() + static_cast<ptrdiff_t>(need), arena.end(), 0xA5), static_cast<ptrdiff_t>(kGuard))
+      << what;
+}
+
 TEST(LmHeadOptions, TheSessionStaysInsideTheUnchangedArena) {
-  for (const int32_t act_group : {0, 16}) {
-    const QuantizedModel model = head_case_model(HeadCase{"both", 16, 32, act_group, 8}, 1);
-    const std::vector<uint8_t> bytes = model_bin_of(model);
-    illm_rt_model m;
-    illm_rt_error err;
-    ASSERT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << err.message;
-    illm_rt_shape shape = m.shape;
-    const size_t need = illm_rt_arena_size(&m, 0);
-    EXPECT_EQ(need, illm_rt_arena_size_for_groups(&shape, act_group, m.default_context)) << act_group;
-    constexpr size_t kGuard = 4096;
-    std::vector<uint8_t> arena(need + kGuard, 0xA5);
-    illm_rt_session session;
-    ASSERT_EQ(illm_rt_session_init(&session, &m, arena.data(), need, 0, &err), ILLM_RT_OK) << err.message;
-    for (const int32_t token : {1, 5, 9, 13, 2, 7, 30, 11})
-      ASSERT_EQ(illm_rt_forward(&session, token, &err), ILLM_RT_OK) << err.message;
-    EXPECT_EQ(std::count(arena.begin() + static_cast<ptrdiff_t>(need), arena.end(), 0xA5), static_cast<ptrdiff_t>(kGuard))
-        << act_group;
-  }
+  for (const int32_t act_group : {0, 16})
+    expect_session_inside_unchanged_arena(head_case_model(HeadCase{"both", 16, 32, act_group, 8}, 1),
+                                          {1, 5, 9, 13, 2, 7, 30, 11}, "act group " + std::to_string(act_group));
 }
 
 // The header's bit and width must agree (CRC recomputed each time): a width outside [2, 16], the bit without a
-// width, a width without the bit; the head's groups need bit 1; bit 64 is still unknown (as bit 32 is to a runtime
+// width, a width without the bit; the head's groups need bit 1; bit 128 is still unknown (as bit 32 is to a runtime
 // built before the feature, which refuses such a file as `unsupported`).
 TEST(LmHeadOptions, LoaderRefusesABadWidthOrAMissingBit) {
   const QuantizedModel model = head_case_model(HeadCase{"both", 16, 32, 0, 8}, 1);
@@ -783,7 +794,7 @@ TEST(LmHeadOptions, LoaderRefusesABadWidthOrAMissingBit) {
        "without the required feature 32"},
       {"head groups without bit 1", ILLM_RT_H_REQUIRED_FEATURES, ILLM_RT_REQUIRED_HEAD_INPUT, ILLM_RT_E_LAYOUT,
        "lm_head.zero_points"},
-      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 64u, ILLM_RT_E_UNSUPPORTED, "feature bits 64"},
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 128u, ILLM_RT_E_UNSUPPORTED, "feature bits 128"},
   });
 }
 
@@ -795,6 +806,215 @@ TEST(LmHeadOptions, AFileWithoutTheOptionsHasNeitherBitNorWidth) {
     EXPECT_EQ(header_u32(bytes, ILLM_RT_H_HEAD_INPUT_BITS), 0u) << bits;
     EXPECT_EQ(head_zero_point_columns(bytes), 1u) << bits;
   }
+}
+
+// ---- The Q/K/V code width (required feature 64, settings.qkv_bits) ----
+
+struct QkvCase {
+  const char* model;
+  const char* bits;
+  int32_t qkv_bits;
+  int32_t act_group;  // 0: per token
+  bool hadamard;      // hadamard_down and hadamard_qk (the q/k codes then come from split_heads after the transform)
+  bool clip;          // every site clipped (with_act_clip): the q, k and v sites clip at the Q/K/V width
+};
+
+void PrintTo(const QkvCase& c, std::ostream* os) {
+  *os << c.model << "-" << c.bits << " qkv " << c.qkv_bits << " G " << c.act_group << (c.hadamard ? " hadamard" : "")
+      << (c.clip ? " clip" : "");
+}
+
+std::string qkv_case_name(const ::testing::TestParamInfo<QkvCase>& info) {
+  const QkvCase& c = info.param;
+  std::string bits = c.bits;
+  std::replace(bits.begin(), bits.end(), '-', '_');
+  return std::string(c.model) + "_" + bits + "_qkv" + std::to_string(c.qkv_bits) +
+         (c.act_group != 0 ? "_G" + std::to_string(c.act_group) : "") + (c.hadamard ? "_hadamard" : "") +
+         (c.clip ? "_clip" : "");
+}
+
+QuantizedModel qkv_case_model(const QkvCase& c, int32_t qkv_bits) {
+  QuantizedModel model = formats::read_illm(illm_path(c.model, c.bits)).model;
+  if (c.clip) model = with_act_clip(model);
+  model.act_group_size = c.act_group;
+  model.hadamard_down = model.hadamard_qk = c.hadamard;
+  model.settings.qkv_bits = qkv_bits;
+  return model;
+}
+
+class QkvBits : public ::testing::TestWithParam<QkvCase> {};
+
+// A shared model given its own Q/K/V width in memory: the file carries bit 64 and the width at offset 220 on top of the
+// model's other bits, no extra tensor, the same size and the same arena (the KV cache holds u8 codes of every width up
+// to 8); prefill rows and every greedy step's logits equal the executor's; the width is in effect (the logits differ
+// from those of the a_bits-wide Q/K/V).
+TEST_P(QkvBits, PrefillAndEveryStepsLogitsEqualTheExecutors) {
+  const QkvCase& c = GetParam();
+  const QuantizedModel plain = qkv_case_model(c, 0), model = qkv_case_model(c, c.qkv_bits);
+  std::string what;
+  {
+    std::ostringstream os;
+    PrintTo(c, &os);
+    what = os.str();
+  }
+  const std::vector<uint8_t> bytes = model_bin_of(model), plain_bytes = model_bin_of(plain);
+  EXPECT_EQ(required_features(bytes), required_features(plain_bytes) | ILLM_RT_REQUIRED_QKV_BITS) << what;
+  EXPECT_EQ(header_u32(bytes, ILLM_RT_H_QKV_BITS), static_cast<uint32_t>(c.qkv_bits)) << what;
+  EXPECT_EQ(header_u32(plain_bytes, ILLM_RT_H_QKV_BITS), 0u) << what;
+  EXPECT_EQ(tensor_count(bytes), tensor_count(plain_bytes)) << what;
+  EXPECT_EQ(bytes.size(), plain_bytes.size()) << what;
+  {
+    Runtime rt(bytes), plain_rt(plain_bytes);
+    EXPECT_EQ(rt.model().qkv_bits, c.qkv_bits) << what;
+    EXPECT_EQ(plain_rt.model().qkv_bits, plain.settings.a_bits) << what;
+    EXPECT_EQ(rt.model().header_arena_bytes, illm_rt_arena_size(&rt.model(), 0)) << what;
+    EXPECT_EQ(rt.model().header_arena_bytes, plain_rt.model().header_arena_bytes) << what;
+  }
+  const std::vector<int32_t> prompt = {model.shape.bos_id, 13, 7, 300, 42, 5, 1000 % model.shape.vocab, 77};
+  expect_prefill_rows_equal(model, prompt, what);
+  EXPECT_EQ(compare_step_by_step(model, {model.shape.bos_id, 13, 7, 300}, 20, what), 3 + 20) << what;
+  Executor a(plain), b(model);
+  EXPECT_NE(a.forward(prompt).values, b.forward(prompt).values) << what;
+}
+
+// W4A4 with 8-bit Q/K/V (the "W4A4 KV8" recipes) per token, with act groups of 8 (stories260K's intermediate 172 ends
+// in a group of 4) and with both online Hadamards; W8A8 with 4-bit Q/K/V (the other direction); W4A8 with every site
+// clipped at 6-bit Q/K/V; the per-group-weight model at 8.
+INSTANTIATE_TEST_SUITE_P(
+    SharedModels, QkvBits,
+    ::testing::Values(QkvCase{"stories260K", "w4a4", 8, 0, false, false}, QkvCase{"tinybible", "w4a4", 8, 0, false, false},
+                      QkvCase{"stories260K", "w4a4", 8, 8, false, false}, QkvCase{"tinybible", "w4a4", 8, 8, false, false},
+                      QkvCase{"stories260K", "w4a4", 8, 0, true, false}, QkvCase{"tinybible", "w4a4", 8, 0, true, false},
+                      QkvCase{"stories260K", "w4a4", 8, 8, true, false}, QkvCase{"tinybible", "w4a4", 8, 8, true, false},
+                      QkvCase{"stories260K", "w8a8", 4, 0, false, false}, QkvCase{"tinybible", "w8a8", 4, 0, false, false},
+                      QkvCase{"tinybible", "w8a8", 4, 16, true, false}, QkvCase{"stories260K", "w4a8", 6, 0, false, true},
+                      QkvCase{"tinybible", "w4a4-g32", 8, 16, false, false}),
+    qkv_case_name);
+
+// Synthetic models over other numerics (paper conformance, mixed widths with one KV head, odd widths, 2-bit Q/K/V).
+TEST(QkvBits, SyntheticModelsEqualTheExecutor) {
+  struct Case {
+    const char* name;
+    int32_t variant;  // index into the shapes below
+    int32_t qkv_bits;
+  };
+  SyntheticShape w4a4;
+  SyntheticShape paper = w4a4;
+  paper.settings = paper_conformance_settings(paper.settings);
+  SyntheticShape mqa = w4a4;
+  mqa.heads = 6;
+  mqa.kv_heads = 1;
+  mqa.head_dim = 8;
+  mqa.settings.a_bits = 6;
+  mqa.settings.w_bits = 5;
+  SyntheticShape odd = w4a4;
+  odd.hidden = 15;
+  odd.intermediate = 23;
+  odd.heads = odd.kv_heads = 3;
+  odd.head_dim = 6;
+  const SyntheticShape* shapes[] = {&w4a4, &paper, &mqa, &odd};
+  const Case cases[] = {{"w4a4 qkv 8", 0, 8}, {"w4a4 qkv 2", 0, 2}, {"paper w4a4 qkv 8", 1, 8},
+                        {"a6 one kv head qkv 3", 2, 3}, {"odd widths qkv 7", 3, 7}};
+  for (const Case& c : cases)
+    for (uint64_t seed = 1; seed <= 2; ++seed) {
+      SyntheticShape shape = *shapes[c.variant];
+      shape.seed = seed;
+      shape.settings.qkv_bits = c.qkv_bits;
+      const QuantizedModel model = synthetic_model(shape);
+      const std::string what = std::string(c.name) + " seed " + std::to_string(seed);
+      expect_prefill_rows_equal(model, {1, 5, 9, 13, 2, 7}, what);
+      EXPECT_EQ(compare_step_by_step(model, {1, 5, 9}, 20, what), 22) << what;
+    }
+}
+
+// qkv_bits equal to a_bits is the plain model: the file carries the bit and the width, the runtime's logits are the
+// plain model's.
+TEST(QkvBits, AWidthEqualToABitsIsThePlainModel) {
+  const QuantizedModel plain = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  QuantizedModel same = plain;
+  same.settings.qkv_bits = plain.settings.a_bits;
+  const std::vector<uint8_t> bytes = model_bin_of(same);
+  EXPECT_EQ(required_features(bytes), ILLM_RT_REQUIRED_QKV_BITS);
+  expect_runtime_gives_the_plain_models_logits(same, plain);
+}
+
+// The KV cache's size does not depend on the width: a session given exactly the arena of the file never writes past
+// it (a guard band stays untouched), per token and with act groups.
+TEST(QkvBits, TheSessionStaysInsideTheUnchangedArena) {
+  for (const int32_t act_group : {0, 8}) {
+    const QuantizedModel model = qkv_case_model(QkvCase{"stories260K", "w4a4", 8, act_group, true, false}, 8);
+    expect_session_inside_unchanged_arena(model, {model.shape.bos_id, 13, 7, 300, 42, 5, 100, 77},
+                                          "qkv 8, act group " + std::to_string(act_group));
+  }
+}
+
+// The header's bit and width must agree (CRC recomputed each time): a width outside [2, 8], the bit without a width,
+// a width without the bit; bit 128 is still unknown (as bit 64 is to a runtime built before the feature, which
+// refuses such a file as `unsupported` instead of running a_bits-wide Q/K/V).
+TEST(QkvBits, LoaderRefusesABadWidthOrAMissingBit) {
+  QuantizedModel model = formats::read_illm(illm_path("tinybible", "w4a4")).model;
+  model.settings.qkv_bits = 8;
+  const std::vector<uint8_t> good = model_bin_of(model);
+  const uint32_t bits = required_features(good);
+  ASSERT_EQ(bits, ILLM_RT_REQUIRED_QKV_BITS);
+  expect_header_mutations(good, {
+      {"qkv_bits 9", ILLM_RT_H_QKV_BITS, 9u, ILLM_RT_E_INVALID, "settings.qkv_bits = 9 outside [2, 8]"},
+      {"qkv_bits 1", ILLM_RT_H_QKV_BITS, 1u, ILLM_RT_E_INVALID, "settings.qkv_bits = 1 outside [2, 8]"},
+      {"qkv_bits 16", ILLM_RT_H_QKV_BITS, 16u, ILLM_RT_E_INVALID, "settings.qkv_bits = 16 outside [2, 8]"},
+      {"the bit without a width", ILLM_RT_H_QKV_BITS, 0u, ILLM_RT_E_INVALID, "settings.qkv_bits = 0"},
+      {"a width without the bit", ILLM_RT_H_REQUIRED_FEATURES, 0u, ILLM_RT_E_INVALID,
+       "settings.qkv_bits = 8 without the required feature 64"},
+      {"an unknown required bit", ILLM_RT_H_REQUIRED_FEATURES, bits | 128u, ILLM_RT_E_UNSUPPORTED, "feature bits 128"},
+  });
+}
+
+// A runtime built before the feature (its implemented bits end at 32) refuses the file: the bit is the only one above
+// 32 that the file sets, so such a loader's unknown-bit check fires.
+TEST(QkvBits, ARuntimeWithoutTheFeatureRefusesTheFile) {
+  QuantizedModel model = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  model.settings.qkv_bits = 8;
+  model.act_group_size = 8;
+  model.hadamard_down = model.hadamard_qk = true;
+  const uint32_t previous_runtime = ILLM_RT_REQUIRED_GROUP_SCALES | ILLM_RT_REQUIRED_HADAMARD | ILLM_RT_FEATURE_ACT_CLIP |
+                                    ILLM_RT_REQUIRED_TRIP | ILLM_RT_REQUIRED_ACT_GROUPS | ILLM_RT_REQUIRED_HEAD_INPUT;
+  EXPECT_EQ(required_features(model_bin_of(model)) & ~previous_runtime, ILLM_RT_REQUIRED_QKV_BITS);
+}
+
+// The attention's int32 bounds use the Q/K/V width, in the executor's validation and in the loader alike: prob_bits 26
+// overflows P·V at 8-bit codes (2^25·255 > 2^31 − 1) but not at 4-bit ones (2^25·15), so a W4A4 model with 8-bit
+// Q/K/V is refused by both (the loader on the file with prob_bits changed in its header), and a W8A8 model (refused at
+// its a_bits) exports and loads with 4-bit Q/K/V.
+TEST(QkvBits, TheAttentionBoundsUseTheWidth) {
+  QuantizedModel w4a4 = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  w4a4.settings.qkv_bits = 8;
+  const std::vector<uint8_t> good = model_bin_of(w4a4);
+  w4a4.settings.prob_bits = 26;
+  EXPECT_THROW(validate_quantized_model(w4a4), Error);
+  expect_header_mutations(good, {{"prob_bits 26 at 8-bit Q/K/V", ILLM_RT_H_SETTINGS + 16, 26u, ILLM_RT_E_INVALID,
+                                  "prob_bits = 26 overflows the int32 P V accumulator at Q/K/V width 8"}});
+  w4a4.settings.qkv_bits = 0;
+  EXPECT_NO_THROW(validate_quantized_model(w4a4));
+  QuantizedModel w8a8 = formats::read_illm(illm_path("stories260K", "w8a8")).model;
+  w8a8.settings.prob_bits = 26;
+  EXPECT_THROW(validate_quantized_model(w8a8), Error);
+  w8a8.settings.qkv_bits = 4;
+  const std::vector<uint8_t> bytes = model_bin_of(w8a8);
+  illm_rt_model m;
+  illm_rt_error err;
+  EXPECT_EQ(illm_rt_load(&m, bytes.data(), bytes.size(), &err), ILLM_RT_OK) << err.message;
+}
+
+// A model without the width: no bit, 0 at offset 220 (the file of the exporter before the feature: the fuzz seeds,
+// committed before it, are still what the exporter writes, tests/runtime/runtime_fuzz_seeds_test.cpp).
+TEST(QkvBits, AFileWithoutTheWidthHasNeitherBitNorWidth) {
+  for (const char* name : kModels)
+    for (const char* bits : kBits) {
+      const std::vector<uint8_t> bytes = model_bin_of(formats::read_illm(illm_path(name, bits)).model);
+      EXPECT_EQ(required_features(bytes), 0u) << name << "-" << bits;
+      EXPECT_EQ(header_u32(bytes, ILLM_RT_H_QKV_BITS), 0u) << name << "-" << bits;
+      Runtime rt(bytes);
+      EXPECT_EQ(rt.model().qkv_bits, rt.model().settings.a_bits) << name << "-" << bits;
+    }
 }
 
 // ---- Synthetic models over other settings ----

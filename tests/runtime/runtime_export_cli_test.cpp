@@ -154,6 +154,39 @@ TEST(ExportCli, WithoutGoldenVectorsTheExportIsCheckedAgainstTheExecutor) {
   fs::remove_all(dir);
 }
 
+// A W4A4 model with 8-bit Q/K/V (qkv_bits, .illm version 5) through the whole path: `illm export` checks the
+// runtime against the executor and writes required feature 64 and the width; illm_rt --info names the width; the
+// runtime generates what `illm generate` generates on the .illm file.
+TEST(ExportCli, AModelWithQkvBitsExportsAndGeneratesLikeIllmGenerate) {
+  const fs::path dir = fresh_test_dir("export");
+  formats::LoadedIllm loaded = formats::read_illm(illm_path("tinybible", "w4a4"));
+  loaded.model.settings.qkv_bits = 8;
+  loaded.meta.golden.clear();  // they are the a_bits-wide model's: the export checks against the executor instead
+  formats::write_illm(dir / "kv8.illm", loaded.model, loaded.meta);
+  const auto r = run_illm_in(dir, export_args(dir / "kv8.illm", dir / "out", "--json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["checked_positions"].get<int>(), 0);
+  {
+    Runtime rt(read_bytes(dir / "out" / "model.bin"));
+    EXPECT_EQ(rt.model().required_features, ILLM_RT_REQUIRED_QKV_BITS);
+    EXPECT_EQ(rt.model().qkv_bits, 8);
+  }
+  const std::string program = quoted(kBinaryDir / "runtime" / "illm_rt");
+  const auto info = run_command(program + " " + quoted(dir / "out" / "model.bin") + " --info", dir);
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("W4 A4 (Q/K/V 8)"), std::string::npos) << info.out;
+  const std::string prompt = "--prompt 'And God said' --max-tokens 12 --json";
+  const auto ours = run_command(program + " " + quoted(dir / "out" / "model.bin") + " " + prompt, dir);
+  ASSERT_EQ(ours.exit_code, 0) << ours.err;
+  const auto theirs = run_illm_in(dir, "generate --model " + quoted(dir / "kv8.illm") + " --threads 1 " + prompt);
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.err;
+  const auto a = nlohmann::json::parse(ours.out), b = nlohmann::json::parse(theirs.out);
+  EXPECT_EQ(a["prompt_ids"], b["prompt_ids"]);
+  EXPECT_EQ(a["ids"], b["ids"]);
+  EXPECT_EQ(a["text"], b["text"]);
+  fs::remove_all(dir);
+}
+
 TEST(ExportCli, HelpNamesTheFormats) {
   const fs::path dir = fresh_test_dir("export");
   const auto r = run_illm_in(dir, "export --help");

@@ -109,12 +109,17 @@ std::vector<Seed> seeds() {
   // group.
   SyntheticShape ragged = tiny;
   ragged.seed = 5;
+  // 8-bit Q/K/V on W4A4 (required feature 64, the width at offset 220).
+  SyntheticShape kv8 = tiny;
+  kv8.settings.qkv_bits = 8;
+  kv8.seed = 6;
   return {{"tiny-w4a4.bin", tiny, false},
           {"tiny-paper-w8a8-int8-embed-head4.bin", varied, false},
           {"tiny-tokenizer.bin", tiny, true},
           {"tiny-head-in16-group32.bin", head, false},
           {"tiny-act16-group32.bin", groups, false, 16},
-          {"tiny-act8-short-group.bin", ragged, false, 8}};
+          {"tiny-act8-short-group.bin", ragged, false, 8},
+          {"tiny-qkv8.bin", kv8, false}};
 }
 
 TEST(FuzzSeeds, CommittedSeedsAreTheGeneratorsAndRun) {

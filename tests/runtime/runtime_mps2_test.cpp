@@ -1,8 +1,8 @@
 // The runtime's Cortex-M4 soft-float build on an emulated board (issue #10, stretch): the MPS2-AN386 program
 // (runtime/boards/mps2_an386.c) with model.bin linked into flash runs under qemu-system-arm, greedy from BOS with a
 // 24-position context, and prints over semihosting the ids and the last logits row, which must equal the C++
-// executor's. stories260K at the three widths and tinybible at W4A4; and a synthetic model with both LM-head options
-// (16-bit head input, per-group head weights).
+// executor's. stories260K at the three widths and tinybible at W4A4; a synthetic model with both LM-head options
+// (16-bit head input, per-group head weights); and stories260K W4A4 with 8-bit Q/K/V.
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -65,17 +65,28 @@ TEST_P(Mps2Board, IdsAndLastLogitsEqualTheExecutors) {
                                std::string(model) + "-" + bits);
 }
 
-// Both LM-head options on the Cortex-M4 (soft float, 32-bit int64 arithmetic): the synthetic W4A4 model with
-// head_in_bits 16 and lm_head groups of 32.
-TEST(Mps2Board, LmHeadOptionsEqualTheExecutors) {
-  const QuantizedModel m = synthetic_model(lm_head_options_shape());
-  const fs::path dir = fs::temp_directory_path() / ("illm_mps2_lm_head_model_" + std::to_string(::getpid()));
+// A model built in memory, exported into a scratch directory and run on the board.
+void expect_scratch_model_on_board_equals_executor(const QuantizedModel& m, const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("illm_mps2_" + name + "_model_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::vector<uint8_t> bytes = formats::build_model_bin(m, "", {}).bytes;
   std::ofstream(dir / "model.bin", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                             static_cast<std::streamsize>(bytes.size()));
-  expect_board_equals_executor(dir / "model.bin", m, "synthetic-lm-head-options");
+  expect_board_equals_executor(dir / "model.bin", m, name);
   fs::remove_all(dir);
+}
+
+// Both LM-head options on the Cortex-M4 (soft float, 32-bit int64 arithmetic): the synthetic W4A4 model with
+// head_in_bits 16 and lm_head groups of 32.
+TEST(Mps2Board, LmHeadOptionsEqualTheExecutors) {
+  expect_scratch_model_on_board_equals_executor(synthetic_model(lm_head_options_shape()), "synthetic-lm-head-options");
+}
+
+// 8-bit Q/K/V on W4A4 (qkv_bits, required feature 64) on the Cortex-M4: stories260K W4A4 with qkv_bits 8.
+TEST(Mps2Board, QkvBitsEqualTheExecutors) {
+  QuantizedModel m = formats::read_illm(illm_path("stories260K", "w4a4")).model;
+  m.settings.qkv_bits = 8;
+  expect_scratch_model_on_board_equals_executor(m, "stories260K-w4a4-qkv8");
 }
 
 INSTANTIATE_TEST_SUITE_P(QemuSystemArm, Mps2Board,
