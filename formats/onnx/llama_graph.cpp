@@ -280,7 +280,7 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
                 TripFactors out_trip) {
   IntegerPrimitives& p = di.p;
   const auto to_heads = [&](const Value& per_token) { return g.gather(g.transpose(per_token, {1, 0, 2}), seq.head_map, 0); };
-  // Centered codes as int32: |q − z| <= 255, d·Q_a² <= 2^31 − 1 (validated).
+  // Centered codes as int32: |q − z| <= 255 (qkv_code_bits <= 8), d·Q_qkv² <= 2^31 − 1 (validated).
   const Value q_c = g.cast(g.transpose(g.sub(q.codes, q.zero_point), {1, 0, 2}), ElementType::kInt32);  // [H][T][d]
   const Value k_c = g.cast(to_heads(g.sub(k.codes, k.zero_point)), ElementType::kInt32);                 // [H][T][d]
   const Value dots = g.cast(g.matmul(q_c, g.transpose(k_c, {0, 2, 1})), ElementType::kInt64);              // [H][T][T]
@@ -297,7 +297,8 @@ Codes attention(GraphBuilder& g, DiOperators& di, const Codes& q, const Codes& k
   const Value nu_max = g.max(g.reduce_max_int32(nu, -1), g.scalar(1));  // ν < 2^24; >= 1 for every valid row
   const Value folded = g.cast(p.rdiv(g.mul(probs, nu), nu_max), ElementType::kInt32);  // W_j <= P_j <= 2^30
   const Value v_c = g.cast(to_heads(g.sub(v.codes, v.zero_point)), ElementType::kInt32);  // [H][T][d]
-  // Σ_j W_j <= 2^(p_out−1), so |acc| <= 2^(p_out−1)·Q_v <= 2^31 − 1 (validated) for every partial sum.
+  // Σ_j W_j <= 2^(p_out−1), so |acc| <= 2^(p_out−1)·Q_v <= 2^31 − 1 (validated at qkv_code_bits) for every
+  // partial sum.
   const Value acc = g.cast(g.matmul(folded, v_c), ElementType::kInt64);
   const Value out = g.transpose(g.mul(acc, nu_max), {1, 0, 2});  // [T][H][d]
   const Value exponents =
@@ -322,7 +323,7 @@ Value hadamard_last_axis(GraphBuilder& g, const Value& x, const Value& transpose
 }
 
 // q or k: DI_REQUANT_SYM of the projection to 16 bits per token, RoPE per head, [the online WHT per head,]
-// DI_REQUANT per (token, head).
+// DI_REQUANT per (token, head) to the model's Q/K/V width (settings.qkv_bits; a_bits when 0).
 Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const Sequence& seq,
                  const QuantizedModel& model, const Value* hadamard, RequantClip clip) {
   const int32_t d = model.shape.head_dim;
@@ -331,14 +332,15 @@ Codes rope_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32
   Value rotated = di.rope(per_head, d, seq.cos, seq.sin, model.rope_frac_bits);
   if (hadamard != nullptr) rotated = hadamard_last_axis(g, rotated, *hadamard);  // |value| < 2^31
   const RowScale scale{g.unsqueeze(q16.scale.m, {1}), g.unsqueeze(q16.scale.k, {1})};  // [T][1][1]
-  return di.requant(rotated, scale, 31, model.settings.a_bits, 32, clip);
+  return di.requant(rotated, scale, 31, qkv_code_bits(model.settings), 32, clip);
 }
 
+// v: DI_REQUANT per (token, head) of the projection, to the Q/K/V width as q and k.
 Codes split_heads(GraphBuilder& g, DiOperators& di, const Accumulator& acc, int32_t heads, const QuantizedModel& model,
                   RequantClip clip) {
   const Value per_head = g.reshape(acc.values, std::vector<int64_t>{0, heads, model.shape.head_dim});
   const RowScale scale{g.unsqueeze(acc.scale.m, {1}), g.unsqueeze(acc.scale.k, {1})};
-  return di.requant(per_head, scale, 31, model.settings.a_bits, 61, clip);
+  return di.requant(per_head, scale, 31, qkv_code_bits(model.settings), 61, clip);
 }
 
 Value table_rows(GraphBuilder& g, const std::string& name, const std::vector<int16_t>& table, int64_t rows,
@@ -355,12 +357,13 @@ void check_exportable(const QuantizedModel& model) {
   const IntegerSettings& st = model.settings;
   if (s.hidden >= (1 << 14)) refuse("shape.hidden", "= " + std::to_string(s.hidden) + " (DI-Norm's Σ Z² needs < 16384)");
   // Every DI_REQUANT site of the forward pass: (output bits, symmetric); per-group activations add the 16-bit
-  // per-row codes of their sites; the final DI-Norm makes the LM head's head_input_bits codes.
+  // per-row codes of their sites; the final DI-Norm makes the LM head's head_input_bits codes; q, k and v are
+  // requantized to qkv_code_bits.
   const int group_sites_bits = model.act_group_size > 0 ? 16 : st.a_bits;
   const std::pair<int, bool> sites[] = {{st.a_bits, false},           {kResidualBits, true},
                                         {st.softmax_in_bits, false},  {st.swiglu_in_bits, false},
                                         {head_input_bits(st), false}, {kRopeInputBits, true},
-                                        {group_sites_bits, false}};
+                                        {group_sites_bits, false},    {qkv_code_bits(st), false}};
   for (const auto& [bits, symmetric] : sites) {
     const int64_t q = symmetric ? (int64_t{1} << (bits - 1)) - 1 : (int64_t{1} << bits) - 1;
     const unsigned __int128 top = static_cast<unsigned __int128>(((int64_t{1} << st.mantissa_bits) - 1) * q)

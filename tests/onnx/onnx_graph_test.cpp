@@ -185,6 +185,33 @@ TEST(OnnxGraph, HeadOptionGraphsPassTheWalkAndTheirDefaultsKeepTheBytes) {
   fs::remove_all(dir);
 }
 
+TEST(OnnxGraph, QkvBitsGraphsPassTheWalkAndQkvAtABitsKeepsTheBytes) {
+  // settings.qkv_bits set in memory: 8 on W4A4 (per token; with act groups of 8 and both online Hadamards) and 4 on
+  // W8A8 (with act groups of 16).
+  for (const auto& [name, qkv_bits, group_size, hadamards] :
+       {std::tuple<const char*, int32_t, int32_t, bool>{"tinybible-w4a4", 8, 0, false},
+        {"stories260K-w4a4", 8, 8, true},
+        {"tinybible-w8a8", 4, 16, false}}) {
+    formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(name) + ".illm"));
+    loaded.model.settings.qkv_bits = qkv_bits;
+    loaded.model.act_group_size = group_size;
+    loaded.model.hadamard_down = loaded.model.hadamard_qk = hadamards;
+    const std::vector<std::string> problems = graph_problems(formats::build_onnx_model(loaded));
+    EXPECT_TRUE(problems.empty()) << name << ": " << problems.size() << " problems, first: " << problems.front();
+  }
+  // qkv_bits = a_bits written out is the model without it: the same bytes; another width changes them.
+  const fs::path dir = testing::test_scratch_dir("onnx_graph");
+  formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  formats::export_onnx(loaded, dir / "plain.onnx", {.check = false});
+  loaded.model.settings.qkv_bits = loaded.model.settings.a_bits;
+  formats::export_onnx(loaded, dir / "explicit.onnx", {.check = false});
+  loaded.model.settings.qkv_bits = 8;
+  formats::export_onnx(loaded, dir / "kv8.onnx", {.check = false});
+  EXPECT_TRUE(read_bytes(dir / "explicit.onnx") == read_bytes(dir / "plain.onnx"));
+  EXPECT_FALSE(read_bytes(dir / "kv8.onnx") == read_bytes(dir / "plain.onnx"));
+  fs::remove_all(dir);
+}
+
 TEST(OnnxGraph, TheGraphWalkFindsAFloatTensor) {
   // The walk itself must fail on a float anywhere: an initializer, and an intermediate (a Cast to float).
   const formats::LoadedIllm loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
@@ -246,6 +273,14 @@ TEST(OnnxGraph, UnsupportedSettingsAreRefusedWithTheFieldAndNothingIsWritten) {
     FAIL() << "an invalid model was exported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("layers[1].q_proj.bits"), std::string::npos) << e.what();
+  }
+  loaded = formats::read_illm(kModels / "stories260K-w4a4.illm");
+  loaded.model.settings.qkv_bits = 9;  // beyond the attention's 8-bit codes: model validation refuses it
+  try {
+    formats::export_onnx(loaded, out);
+    FAIL() << "qkv_bits = 9 was exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("qkv_bits"), std::string::npos) << e.what();
   }
   // Per-group weights (G = 32) with activation groups that do not divide them (A = 64).
   loaded = formats::read_illm(kModels / "tinybible-w4a4-g32.illm");

@@ -1,9 +1,9 @@
 // The exported graphs of the shared test models (both bundled fixtures at W4A4, W4A8 and W8A8; tinybible with
 // per-group weight scales, G = 32, on the shorter sequences; variants set in memory: clipping, paper operator forms,
-// online Hadamards, TRIP, per-group activations, also with per-group weights, the LM head options) run by ONNX
-// Runtime must give exactly the integer executor's logits and per-token logit scales: on a single token, on an odd
-// length and on the full context (512 tokens). The golden values are computed here by the executor
-// (kernels/executor.h), a code path the exporter does not use.
+// online Hadamards, TRIP, per-group activations, also with per-group weights, the LM head options, the Q/K/V width
+// qkv_bits) run by ONNX Runtime must give exactly the integer executor's logits and per-token logit scales: on a
+// single token, on an odd length and on the full context (512 tokens). The golden values are computed here by the
+// executor (kernels/executor.h), a code path the exporter does not use.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -113,6 +113,22 @@ void expect_bit_exact(const formats::LoadedIllm& loaded, const std::vector<std::
     EXPECT_EQ(first_difference(run.outputs[i], decoded), "")
         << sequences[i].size() << " tokens (sequence " << i << "), the last " << decode_steps << " decoded";
   }
+}
+
+// A variant set in memory: it is in effect (the executor's logits on 3 tokens differ from those of `plain`, the
+// model without it) and ONNX Runtime gives the executor's outputs on 1, 3 and 77 tokens, with full_context also on
+// max_positions, the sequences drawn from seeds first_seed … first_seed + 3.
+void expect_effective_variant_bit_exact(const formats::LoadedIllm& loaded, const QuantizedModel& plain,
+                                        uint32_t first_seed, bool full_context, const fs::path& dir,
+                                        size_t decode_steps = 0) {
+  const int32_t vocab = loaded.model.shape.vocab;
+  Executor with_variant(loaded.model), without(plain);  // (the executor keeps a reference to its model)
+  const std::vector<int32_t> ids = random_ids(3, vocab, first_seed);
+  EXPECT_NE(with_variant.forward(ids).values, without.forward(ids).values);
+  std::vector<std::vector<int32_t>> sequences{random_ids(1, vocab, first_seed + 1), ids,
+                                              random_ids(77, vocab, first_seed + 2)};
+  if (full_context) sequences.push_back(random_ids(loaded.model.shape.max_positions, vocab, first_seed + 3));
+  expect_bit_exact(loaded, sequences, dir, decode_steps);
 }
 
 class ExportedTestModel : public ::testing::TestWithParam<std::string> {};
@@ -300,21 +316,67 @@ TEST_P(ExportedActAndWeightGroupModel, OnnxRuntimeLogitsEqualTheExecutorsPrefill
       ASSERT_EQ(w->group_size, 32);
   const formats::LoadedIllm per_token = loaded;  // the same weights with per-token activations
   model.act_group_size = GetParam();
-  // The groups are in effect: the executor's logits differ from the per-token model's.
-  Executor grouped(model), ungrouped(per_token.model);  // (the executor keeps a reference to its model)
-  const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 16);
-  EXPECT_NE(grouped.forward(ids).values, ungrouped.forward(ids).values);
-  std::vector<std::vector<int32_t>> sequences{random_ids(1, model.shape.vocab, 17), ids,
-                                              random_ids(77, model.shape.vocab, 18)};
-  if (GetParam() == 16) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 19));
   const fs::path dir = scratch_dir();
-  expect_bit_exact(loaded, sequences, dir, /*decode_steps=*/3);
+  expect_effective_variant_bit_exact(loaded, per_token.model, 16, GetParam() == 16, dir, /*decode_steps=*/3);
   fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyBibleG32, ExportedActAndWeightGroupModel, ::testing::Values(8, 16, 32),
                          [](const ::testing::TestParamInfo<int32_t>& info) {
                            return "act_g" + std::to_string(info.param);
+                         });
+
+// settings.qkv_bits set in memory on the shared models (the width of the per-(token, head) q, k and v codes, hence
+// of the executor's KV cache and of Q·Kᵀ and P·V; the linear inputs stay at a_bits): 8 on the W4A4 models per
+// token, with act groups of 8 and with both online Hadamards (q and k requantized after the transform), and 4 on the
+// W8A8 models (the other direction). One case goes through an .illm file (format version 5) before the export.
+// Prefill of 1, 3 and 77 tokens (stories260K W4A4 also the full 512) and, for the longer ones, the executor's last
+// 3 tokens as decode steps (its KV cache holds the qkv-bit codes). One test per case.
+struct QkvCase {
+  const char* name;
+  int32_t qkv_bits, act_group_size;
+  bool hadamards, full_context, through_file;
+};
+
+class ExportedQkvBitsModel : public ::testing::TestWithParam<QkvCase> {};
+
+TEST_P(ExportedQkvBitsModel, OnnxRuntimeLogitsEqualTheExecutorsPrefillAndDecode) {
+  const QkvCase& c = GetParam();
+  formats::LoadedIllm loaded = formats::read_illm(kModels / (std::string(c.name) + ".illm"));
+  QuantizedModel& model = loaded.model;
+  model.act_group_size = c.act_group_size;
+  model.hadamard_down = model.hadamard_qk = c.hadamards;
+  const formats::LoadedIllm at_a_bits = loaded;  // the same model with a_bits-wide q, k and v
+  model.settings.qkv_bits = c.qkv_bits;
+  const fs::path dir = scratch_dir();
+  if (c.through_file) {
+    formats::write_illm(dir / "model.illm", model, loaded.meta);
+    loaded = formats::read_illm(dir / "model.illm");
+    ASSERT_EQ(loaded.meta.format_version, 5);
+    ASSERT_EQ(loaded.model.settings.qkv_bits, c.qkv_bits);
+  }
+  ASSERT_NE(qkv_code_bits(loaded.model.settings), loaded.model.settings.a_bits);
+  expect_effective_variant_bit_exact(loaded, at_a_bits.model, 20, c.full_context, dir, /*decode_steps=*/3);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(QkvBits, ExportedQkvBitsModel,
+                         ::testing::Values(QkvCase{"stories260K-w4a4", 8, 0, false, true, true},
+                                           QkvCase{"tinybible-w4a4", 8, 0, false, false, false},
+                                           QkvCase{"stories260K-w4a4", 8, 8, false, false, false},
+                                           QkvCase{"tinybible-w4a4", 8, 8, false, false, false},
+                                           QkvCase{"stories260K-w4a4", 8, 0, true, false, false},
+                                           QkvCase{"tinybible-w4a4", 8, 8, true, false, false},
+                                           QkvCase{"stories260K-w8a8", 4, 0, false, false, false},
+                                           QkvCase{"tinybible-w8a8", 4, 16, true, false, false}),
+                         [](const ::testing::TestParamInfo<QkvCase>& info) {
+                           std::string name = info.param.name;
+                           for (char& ch : name) ch = ch == '-' ? '_' : ch;
+                           name += "_qkv" + std::to_string(info.param.qkv_bits);
+                           if (info.param.act_group_size > 0) name += "_act_g" + std::to_string(info.param.act_group_size);
+                           if (info.param.hadamards) name += "_hadamards";
+                           if (info.param.through_file) name += "_file";
+                           return name;
                          });
 
 // The LM head of `head` (per row) requantized RTN per group of G input columns from its dequantized rows: every
@@ -384,14 +446,7 @@ TEST_P(ExportedHeadOptionModel, OnnxRuntimeLogitsEqualTheExecutors) {
   ASSERT_EQ(loaded.meta.format_version, 4);
   ASSERT_EQ(loaded.model.settings.head_in_bits, c.head_in_bits);
   ASSERT_EQ(loaded.model.lm_head.group_size, c.head_group_size);
-  // The options are in effect: the executor's logits differ from the plain model's.
-  Executor with_options(loaded.model), without(plain.model);  // (the executor keeps a reference to its model)
-  const std::vector<int32_t> ids = random_ids(3, model.shape.vocab, 12);
-  EXPECT_NE(with_options.forward(ids).values, without.forward(ids).values);
-  std::vector<std::vector<int32_t>> sequences{random_ids(1, model.shape.vocab, 13), ids,
-                                              random_ids(77, model.shape.vocab, 14)};
-  if (c.full_context) sequences.push_back(random_ids(model.shape.max_positions, model.shape.vocab, 15));
-  expect_bit_exact(loaded, sequences, dir);
+  expect_effective_variant_bit_exact(loaded, plain.model, 12, c.full_context, dir);
   fs::remove_all(dir);
 }
 
