@@ -332,46 +332,39 @@ TEST_F(IllmFileTest, ActGroupSizeIsVersion3AndAbsentOtherwise) {
   EXPECT_EQ(read_illm(path, ModelCheck::kNone).model.act_group_size, 8);
 }
 
-// A wide LM head input (settings head_in_bits) is format version 4 (so are per-group LM head weights: too wide for
-// this sample, tested on stories260K in levers_test): it writes version 4 and reads back equal; without it the
-// settings carry no head_in_bits attribute (the plain sample is still version 2).
-TEST_F(IllmFileTest, WideLmHeadInputIsVersion4) {
-  QuantizedModel wide = make_model();
-  wide.settings.head_in_bits = 16;
-  const fs::path path = dir_ / "wide.illm";
-  write_illm(path, wide, make_meta());
+// An optional /model/settings attribute of a later format version: a model with it writes that version and reads back
+// equal; the plain sample carries no such attribute and stays version 2.
+void expect_settings_field_round_trip(const fs::path& path, const QuantizedModel& model, const QuantizedModel& plain_model,
+                                      const char* attribute, int64_t version) {
+  write_illm(path, model, make_meta());
   const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
-  expect_model_eq(loaded.model, wide);
-  EXPECT_EQ(loaded.model.settings.head_in_bits, 16);
-  EXPECT_EQ(loaded.meta.format_version, 4);
-  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 4\n");
-  const fs::path plain = write_sample("plain.illm");
+  expect_model_eq(loaded.model, model);
+  EXPECT_EQ(loaded.meta.format_version, version);
+  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version " + std::to_string(version) + "\n");
+  const fs::path plain = path.parent_path() / "plain.illm";
+  write_illm(plain, plain_model, make_meta());
   const hid_t f = H5Fopen(plain.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   const hid_t g = H5Gopen2(f, "/model/settings", H5P_DEFAULT);
-  EXPECT_EQ(H5Aexists(g, "head_in_bits"), 0);
+  EXPECT_EQ(H5Aexists(g, attribute), 0) << attribute;
   H5Gclose(g);
   H5Fclose(f);
   EXPECT_EQ(read_illm(plain, ModelCheck::kNone).meta.format_version, 2);
 }
 
-// Q/K/V codes of their own width (settings qkv_bits) are format version 5: written only when set, read back equal.
+// A wide LM head input (settings head_in_bits) is format version 4 (so are per-group LM head weights: too wide for
+// this sample, tested on stories260K in levers_test).
+TEST_F(IllmFileTest, WideLmHeadInputIsVersion4) {
+  QuantizedModel wide = make_model();
+  wide.settings.head_in_bits = 16;
+  expect_settings_field_round_trip(dir_ / "wide.illm", wide, make_model(), "head_in_bits", 4);
+}
+
+// Q/K/V codes of their own width (settings qkv_bits) are format version 5.
 TEST_F(IllmFileTest, QkvBitsAreVersion5) {
   QuantizedModel kv8 = make_model();
   kv8.settings.qkv_bits = 8;
-  const fs::path path = dir_ / "kv8.illm";
-  write_illm(path, kv8, make_meta());
-  const LoadedIllm loaded = read_illm(path, ModelCheck::kNone);
-  expect_model_eq(loaded.model, kv8);
-  EXPECT_EQ(loaded.model.settings.qkv_bits, 8);
-  EXPECT_EQ(loaded.meta.format_version, 5);
-  EXPECT_EQ(read_all(path).substr(0, 33), "ILLM-MODEL-FILE\nformat_version 5\n");
-  const fs::path plain = write_sample("plain.illm");
-  const hid_t f = H5Fopen(plain.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  const hid_t g = H5Gopen2(f, "/model/settings", H5P_DEFAULT);
-  EXPECT_EQ(H5Aexists(g, "qkv_bits"), 0);
-  H5Gclose(g);
-  H5Fclose(f);
-  EXPECT_EQ(read_illm(plain, ModelCheck::kNone).model.settings.qkv_bits, 0);
+  expect_settings_field_round_trip(dir_ / "kv8.illm", kv8, make_model(), "qkv_bits", 5);
+  EXPECT_EQ(read_illm(dir_ / "kv8.illm", ModelCheck::kNone).model.settings.qkv_bits, 8);
 }
 
 TEST_F(IllmFileTest, OnlineHadamardFlagsRoundTripAndTheirPlansAreChecked) {
