@@ -5,13 +5,11 @@
 
 #include "kernels/activation_groups.h"
 #include "kernels/optimized/linear.h"
-#include "kernels/optimized/parallel.h"
+#include "kernels/optimized/linear_tiles.h"
 
 namespace illm::optimized {
 namespace {
 
-constexpr int32_t kRowBlock = 128;  // activation rows per task
-constexpr int32_t kColBlock = 32;   // weight rows per task (a multiple of the kernel's 4-row blocks)
 constexpr int64_t kLambdaLimit = int64_t{1} << 31;  // λ is an int32 lane of vpmuldq
 
 struct ActGroupScratch {
@@ -119,10 +117,8 @@ bool act_group_linear_accumulate(const Isa& isa, const QuantizedActivation& x, c
   const int64_t* token_terms = grouped_weight ? s.token_terms.data() : s.group_terms.data();
 
   const size_t w_stride = weight_row_bytes(w);
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
-  const auto task = [&](int64_t index) {
-    const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
-    const int32_t t0 = rb * kRowBlock, j0 = cb * kColBlock;
+  parallel_tiles(rows, n, k, [&](const TaskTile& tile) {
+    const int32_t t0 = tile.t0, j0 = tile.j0;
     ActGroupDotArgs a;
     a.x = s.x.data() + static_cast<size_t>(t0) * x_stride;
     a.x_stride = x_stride;
@@ -130,10 +126,10 @@ bool act_group_linear_accumulate(const Isa& isa, const QuantizedActivation& x, c
     a.lambdas_stride = lambdas_stride;
     a.token_terms = token_terms + static_cast<size_t>(t0) * terms_stride;
     a.token_terms_stride = terms_stride;
-    a.rows = std::min(rows, t0 + kRowBlock) - t0;
+    a.rows = tile.t1 - t0;
     a.w = w.codes.data() + static_cast<size_t>(j0) * w_stride;
     a.w_stride = w_stride;
-    a.cols = std::min(n, j0 + kColBlock) - j0;
+    a.cols = tile.cols;
     a.k = k;
     a.act_group = group;
     a.format = weight_format(w.bits);
@@ -148,9 +144,7 @@ bool act_group_linear_accumulate(const Isa& isa, const QuantizedActivation& x, c
     a.out = out.values.data() + static_cast<size_t>(t0) * n + j0;
     a.out_stride = static_cast<size_t>(n);
     isa.act_groups.act_group_dot(a);
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+  });
   return true;
 }
 

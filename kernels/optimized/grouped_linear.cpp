@@ -3,13 +3,11 @@
 #include <algorithm>
 
 #include "kernels/optimized/linear.h"
-#include "kernels/optimized/parallel.h"
+#include "kernels/optimized/linear_tiles.h"
 
 namespace illm::optimized {
 namespace {
 
-constexpr int32_t kRowBlock = 128;  // activation rows per task
-constexpr int32_t kColBlock = 32;   // weight rows per task (a multiple of the kernels' 4-row blocks)
 constexpr int32_t kStepBytes = kGroupedQuadBytes * kGroupedQuadsPerStep;
 constexpr int32_t kLanesPerQuad = 4;
 
@@ -58,21 +56,19 @@ void grouped_linear_accumulate(const Isa& isa, const QuantizedActivation& x, con
   }
 
   const size_t row_bytes = weight_row_bytes(w);
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const size_t terms_per_row = static_cast<size_t>(groups);  // the terms of 4 rows span 4 · groups entries
-  const auto task = [&](int64_t index) {
-    const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
-    const int32_t t0 = rb * kRowBlock, j0 = cb * kColBlock;
+  parallel_tiles(rows, n, k, [&](const TaskTile& tile) {
+    const int32_t t0 = tile.t0, j0 = tile.j0;
     GroupedDotArgs a;
     a.x = s.x.codes.data() + static_cast<size_t>(t0) * s.x.stride;
     a.x_stride = s.x.stride;
     a.quad_sums = s.quad_sums.data() + static_cast<size_t>(t0) * sums_stride;
     a.quad_sums_stride = sums_stride;
     a.zero_points = x.zero_points.data() + t0;
-    a.rows = std::min(rows, t0 + kRowBlock) - t0;
+    a.rows = tile.t1 - t0;
     a.w = w.codes.data() + static_cast<size_t>(j0) * row_bytes;
     a.w_stride = row_bytes;
-    a.cols = std::min(n, j0 + kColBlock) - j0;
+    a.cols = tile.cols;
     a.terms = prepared.group_terms.data() + static_cast<size_t>(j0) * terms_per_row;
     a.gamma = prepared.group_gamma.data() + j0;
     a.k = k;
@@ -81,9 +77,7 @@ void grouped_linear_accumulate(const Isa& isa, const QuantizedActivation& x, con
     a.out = out.values.data() + static_cast<size_t>(t0) * n + j0;
     a.out_stride = static_cast<size_t>(n);
     isa.grouped.grouped_dot(a);
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+  });
 }
 
 }  // namespace illm::optimized

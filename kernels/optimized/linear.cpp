@@ -9,6 +9,7 @@
 #include "kernels/integer_math.h"
 #include "kernels/optimized/act_group_linear.h"
 #include "kernels/optimized/grouped_linear.h"
+#include "kernels/optimized/linear_tiles.h"
 #include "kernels/optimized/parallel.h"
 #include "kernels/reference/act_group_matmul.h"
 #include "kernels/reference/di_matmul.h"
@@ -16,10 +17,7 @@
 namespace illm::optimized {
 namespace {
 
-// Measured on Zen 4 (1 thread, 256×4096×4096): 4 KB chunks and 128 × 32 tasks beat 1–2 KB chunks and 64-row or
-// 64-column tasks by 5–20 % (the horizontal reduction of each tile is amortized over a longer K range).
-constexpr int32_t kRowBlock = 128;     // activation rows per task (their K chunk stays in L2)
-constexpr int32_t kColBlock = 32;      // weight rows per task
+// Measured on Zen 4 (1 thread, 256×4096×4096): 4 KB chunks beat 1–2 KB chunks (the tiles: linear_tiles.h).
 constexpr int32_t kChunkBytes = 4096;  // weight bytes per row and K chunk
 constexpr int32_t kFewRows = 8;        // up to this many rows (decode), the whole K is one chunk: x is tiny
 constexpr int64_t kInt32Max = 2147483647;
@@ -43,16 +41,6 @@ std::vector<int32_t>& tile_scratch(size_t size) {
   thread_local std::vector<int32_t> tile;
   if (tile.size() < size) tile.resize(size);
   return tile;
-}
-
-// The activation rows [t0, t1) and weight rows [j0, j0 + cols) of task `index` (column blocks outermost).
-struct TaskTile {
-  int32_t t0, t1, j0, cols;
-};
-TaskTile task_tile(int64_t index, int32_t row_blocks, int32_t rows, int32_t n) {
-  const int32_t cb = static_cast<int32_t>(index / row_blocks), rb = static_cast<int32_t>(index % row_blocks);
-  const int32_t t0 = rb * kRowBlock, j0 = cb * kColBlock;
-  return TaskTile{t0, std::min(rows, t0 + kRowBlock), j0, std::min(n, j0 + kColBlock) - j0};
 }
 
 }  // namespace
@@ -179,12 +167,11 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
       s.beta[target] = mu * static_cast<uint64_t>(z2 - offset);
       s.gamma[target] = mu * static_cast<uint64_t>(prepared.code_sums[source] - int64_t{group} * z2);
     }
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const PackedActivations& xp = s.x;
   const GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
 
-  const auto task = [&](int64_t index) {
-    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+  parallel_tiles(rows, n, k, [&](const TaskTile& task) {
+    const auto [t0, t1, j0, tile_cols] = task;
     std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
     for (int32_t g = 0; g < groups; ++g) {
       dots.run(t0, t1, j0, tile_cols, g, tile.data());
@@ -202,9 +189,7 @@ void linear_accumulate_grouped(const Isa& kernels, const QuantizedActivation& x,
         }
       }
     }
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+  });
 }
 
 }  // namespace
@@ -290,12 +275,11 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
       token_terms[2 * th] += lambdas[tg] * xp.row_sums[tg];
       token_terms[2 * th + 1] += lambdas[tg] * x.zero_points[tg] * (g == groups - 1 ? last_group_width : group);
     }
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   GroupDotBlocks dots{isa, xp, w, format, x.bits, groups, group};
   dots.last_group_width = last_group_width;
 
-  const auto task = [&](int64_t index) {
-    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+  parallel_tiles(rows, n, k, [&](const TaskTile& task) {
+    const auto [t0, t1, j0, tile_cols] = task;
     const size_t tile_size = static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols);
     std::vector<int32_t>& tile = tile_scratch(tile_size);
     // T of the current weight group; a per-row weight sums straight into the output rows (T is read before P' is
@@ -327,9 +311,7 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
         }
       }
     }
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+  });
 }
 
 namespace {
@@ -423,11 +405,10 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
   const int64_t chunk = std::min<int64_t>(exact, std::max<int64_t>(block, cache_chunk / block * block));
   const int64_t super_chunk = exact / chunk * chunk;
   const size_t row_bytes = weight_row_bytes(w);
-  const int32_t row_blocks = (rows + kRowBlock - 1) / kRowBlock, col_blocks = (n + kColBlock - 1) / kColBlock;
   const PackedActivations& xp = s.x;
 
-  const auto task = [&](int64_t index) {
-    const auto [t0, t1, j0, tile_cols] = task_tile(index, row_blocks, rows, n);
+  parallel_tiles(rows, n, k, [&](const TaskTile& task) {
+    const auto [t0, t1, j0, tile_cols] = task;
     std::vector<int32_t>& tile = tile_scratch(static_cast<size_t>(t1 - t0) * static_cast<size_t>(tile_cols));
     for (int64_t super_start = 0; super_start < k; super_start += super_chunk) {
       const int64_t super_end = std::min<int64_t>(k, super_start + super_chunk);
@@ -456,9 +437,7 @@ void linear_accumulate(const Isa& kernels, const QuantizedActivation& x, const P
                                      static_cast<uint64_t>(xp.row_sums[t]), static_cast<uint64_t>(x.zero_points[t]),
                                      super_start == 0, out.values.data() + static_cast<size_t>(t) * n + j0);
     }
-  };
-  const int64_t work_per_task = int64_t{std::min(rows, kRowBlock)} * std::min(n, kColBlock) * k;
-  parallel_for(int64_t{row_blocks} * col_blocks, work_per_task, task);
+  });
 }
 
 }  // namespace illm::optimized
