@@ -219,7 +219,7 @@ CalibratedModel calibrated_model_frame(const formats::LlamaConfig& cfg, const Re
   out.method = to_string(recipe.method);
   out.w_bits = recipe.w_bits;
   out.a_bits = recipe.a_bits;
-  out.qkv_bits = recipe.qkv_bits == recipe.a_bits ? 0 : recipe.qkv_bits;
+  out.qkv_bits = qkv_bits_setting(recipe.qkv_bits, recipe.a_bits);
   out.swiglu_in_bits = recipe.swiglu_in_bits;
   out.hadamard_down = recipe.hadamard_down;
   out.hadamard_qk = recipe.hadamard_qk;

@@ -25,6 +25,12 @@ inline int32_t head_in_bits_setting(int recipe_head_in_bits, int32_t head_bits) 
   return recipe_head_in_bits == head_bits ? 0 : recipe_head_in_bits;
 }
 
+// IntegerSettings::qkv_bits for a recipe's qkv_bits: 0 (a_bits) when it is absent or equal to a_bits, so that a model
+// without its own Q/K/V width is written as before (format version 4 or lower).
+inline int32_t qkv_bits_setting(int recipe_qkv_bits, int a_bits) {
+  return recipe_qkv_bits == a_bits ? 0 : recipe_qkv_bits;
+}
+
 // s ≈ m / 2^k with an m of exactly `mantissa_bits` bits (§1.4: k = b_m − 1 − ⌊log2 s⌋, m = round(s·2^k)).
 // s must be finite and > 0 (throws illm::Error naming `what` otherwise).
 Dyadic dyadic_from_double(double s, int mantissa_bits, const char* what);

@@ -66,7 +66,7 @@ void check_recipe_for_integer_model(const Recipe& recipe, const std::string& rec
   IntegerSettings settings = integer_settings_for(recipe.w_bits, recipe.a_bits, paper_conformance);
   settings.swiglu_in_bits = recipe.swiglu_in_bits;  // as integerize() sets it
   settings.head_in_bits = head_in_bits_setting(recipe.head_in_bits, settings.head_bits);
-  settings.qkv_bits = recipe.qkv_bits == recipe.a_bits ? 0 : recipe.qkv_bits;  // as calibrate() records it
+  settings.qkv_bits = qkv_bits_setting(recipe.qkv_bits, recipe.a_bits);
   try {
     validate_model_settings(integer_shape_for(config), settings);
   } catch (const Error& e) {
