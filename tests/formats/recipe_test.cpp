@@ -27,8 +27,8 @@ TEST(Recipe, BundledRecipesParse) {
   const struct { const char* file; int w, a; } cases[] = {
       {"w4a4.json", 4, 4}, {"w4a8.json", 4, 8}, {"w6a6.json", 6, 6}, {"w8a8.json", 8, 8}, {"quick-w4a4.json", 4, 4},
       {"w4a4-g16.json", 4, 4}, {"w6a6-g16.json", 6, 6}, {"w8a8-g16.json", 8, 8}, {"w4a4-g16-wg32.json", 4, 4},
-      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}, {"w4a4-g8.json", 4, 4}, {"w4a4-g8-wg32.json", 4, 4},
-      {"w4a4-g8-kv8.json", 4, 4}, {"w4a4-g8-wg32-kv8.json", 4, 4}};
+      {"w6a6-g16-wg32.json", 6, 6}, {"w8a8-g16-wg32.json", 8, 8}, {"w4a4-g8.json", 4, 4}, {"w4a4-per-token.json", 4, 4},
+      {"w4a4-g8-kv8.json", 4, 4}, {"w4a4-kv8.json", 4, 4}};
   for (const auto& c : cases) {
     const Recipe r = illm::load_recipe(kConfigs / c.file);
     // w6a6 / w8a8: GPTQ + rotations without training (configs/README.md: they measured better than FSBR there)
@@ -49,7 +49,13 @@ TEST(Recipe, BundledRecipesParse) {
   EXPECT_FALSE(full.gptq_head);  // measured no better at W4A4 (stories260K; configs/README.md)
   EXPECT_EQ(full.head_in_bits, 8);
   EXPECT_EQ(full.head_group_size, 0);
-  EXPECT_FALSE(full.hadamard_qk);
+  // The default W4A4 is the best pure W4A4 measured (configs/README.md): 8-wide activation groups, 32-wide weight
+  // groups, the online q/k Hadamard, and 4-bit Q, K and V like every other code.
+  EXPECT_TRUE(full.hadamard_qk);
+  EXPECT_EQ(full.act_group_size, 8);
+  EXPECT_EQ(full.w_granularity, illm::WeightGranularity::kPerGroup);
+  EXPECT_EQ(full.group_size, 32);
+  EXPECT_EQ(illm::qkv_bits_of(full), 4);
   const Recipe w4a8 = illm::load_recipe(kConfigs / "w4a8.json");
   EXPECT_EQ(w4a8.epochs, 4);
   EXPECT_EQ(w4a8.w_granularity, illm::WeightGranularity::kPerGroup);
@@ -63,7 +69,7 @@ TEST(Recipe, BundledRecipesParse) {
     EXPECT_EQ(r.rotation, illm::ResidualRotation::kOrthogonal) << file;
   }
   // The per-group-activation variants are their base recipes plus act_group_size 16 (and another description).
-  for (const auto& [base, grouped] :  {std::pair{"w4a4.json", "w4a4-g16.json"}, std::pair{"w6a6.json", "w6a6-g16.json"},
+  for (const auto& [base, grouped] :  {std::pair{"w4a4-per-token.json", "w4a4-g16.json"}, std::pair{"w6a6.json", "w6a6-g16.json"},
                                        std::pair{"w8a8.json", "w8a8-g16.json"}}) {
     EXPECT_EQ(illm::load_recipe(kConfigs / base).act_group_size, 0) << base;
     EXPECT_EQ(illm::load_recipe(kConfigs / grouped).act_group_size, 16) << grouped;
@@ -89,24 +95,25 @@ TEST(Recipe, BundledRecipesParse) {
       for (const char* key : {"description", "w_granularity", "group_size"}) j->erase(key);
     EXPECT_EQ(a, b) << grouped << " differs from " << base << " in more than the weight groups";
   }
-  // The G = 8 recipes: w4a4.json with act_group_size 8 and the online q/k Hadamard, and that with 32-wide weight
-  // groups (configs/README.md: the best W4A4 measured on stories260K and on tinybible).
+  // The G = 8 recipes: w4a4-per-token.json with act_group_size 8 and the online q/k Hadamard (w4a4-g8.json), and
+  // that with 32-wide weight groups (w4a4.json; configs/README.md: the best W4A4 measured on stories260K and on
+  // tinybible).
   {
-    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4.json"));
+    nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4-per-token.json"));
     nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4-g8.json"));
-    nlohmann::json c = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4-g8-wg32.json"));
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(kConfigs / "w4a4.json"));
     EXPECT_EQ(b.at("act_group_size"), 8);
     EXPECT_EQ(b.at("hadamard_qk"), true);
     EXPECT_EQ(c.at("w_granularity"), "per_group");
     EXPECT_EQ(c.at("group_size"), 32);
     for (nlohmann::json* j : {&a, &b, &c})
       for (const char* key : {"description", "act_group_size", "hadamard_qk", "w_granularity", "group_size"}) j->erase(key);
-    EXPECT_EQ(a, b) << "w4a4-g8.json differs from w4a4.json in more than act_group_size and hadamard_qk";
-    EXPECT_EQ(b, c) << "w4a4-g8-wg32.json differs from w4a4-g8.json in more than the weight groups";
+    EXPECT_EQ(a, b) << "w4a4-g8.json differs from w4a4-per-token.json in more than act_group_size and hadamard_qk";
+    EXPECT_EQ(b, c) << "w4a4.json differs from w4a4-g8.json in more than the weight groups";
   }
   // The KV8 recipes: each G = 8 recipe with 8-bit Q, K and V codes and nothing else changed.
   for (const auto& [base, kv8] : {std::pair{"w4a4-g8.json", "w4a4-g8-kv8.json"},
-                                  std::pair{"w4a4-g8-wg32.json", "w4a4-g8-wg32-kv8.json"}}) {
+                                  std::pair{"w4a4.json", "w4a4-kv8.json"}}) {
     nlohmann::json a = nlohmann::json::parse(std::ifstream(kConfigs / base));
     nlohmann::json b = nlohmann::json::parse(std::ifstream(kConfigs / kv8));
     EXPECT_EQ(b.at("qkv_bits"), 8) << kv8;
@@ -127,7 +134,7 @@ TEST(Recipe, BundledRecipesParse) {
 // method value.
 TEST(Recipe, FsbrStringOnlyAsMethodValue) {
   for (const char* file : {"w4a4.json", "w4a8.json", "quick-w4a4.json", "w4a4-g16.json", "w4a4-g16-wg32.json",
-                           "w4a4-g8.json", "w4a4-g8-wg32.json"}) {
+                           "w4a4-g8.json", "w4a4-per-token.json", "w4a4-g8-kv8.json", "w4a4-kv8.json"}) {
     std::ifstream in(kConfigs / file);
     std::stringstream ss;
     ss << in.rdbuf();
