@@ -37,7 +37,10 @@ void check_linear_input_widths(int64_t g, const char* key, const std::string& wh
   for (const auto& [name, width] : widths)
     if (width % g != 0)
       throw Error(where + "key \"" + key + "\": " + std::to_string(g) + " does not divide " + name + " = " +
-                  std::to_string(width) + " (every block linear's input width must be a multiple of G)");
+                  std::to_string(width) + " (every block linear's input width must be a multiple of G" +
+                  (key == std::string("group_size")
+                       ? "; \"w_granularity\": \"per_channel\" takes any width, as configs/w4a4-g8.json does)"
+                       : ")"));
 }
 
 // Per-group weights (docs/integer-semantics.md "## Per-group DI-MatMul"): G in {32, 64, 128}.

@@ -253,6 +253,12 @@ TEST_F(Reliability, RecipesTheIntegerPathRefusesFailBeforeCalibrating) {
   // stories260K's intermediate width 172 is no multiple of 32: per-group down_proj weights cannot exist.
   expect_cli_error(illm(base + q(dir_ / "group.json")), "quantize",
                    "\"group_size\": 32 does not divide intermediate_size = 172");
+  // So is the bundled default W4A4 recipe (32-wide weight groups); the error names the recipe that fits.
+  const fs::path default_w4a4 = fs::path(ILLM_SOURCE_DIR) / "configs" / "w4a4.json";
+  const CliResult refused = illm(base + q(default_w4a4));
+  expect_cli_error(refused, "quantize", "\"group_size\": 32 does not divide intermediate_size = 172");
+  EXPECT_NE(refused.err.find(default_w4a4.string()), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("configs/w4a4-g8.json"), std::string::npos) << refused.err;
   // LM head groups of 128 on stories260K's hidden width 64.
   std::ofstream(dir_ / "head_group.json") << slow << R"("head_group_size": 128})";
   expect_cli_error(illm(base + q(dir_ / "head_group.json")), "quantize",
