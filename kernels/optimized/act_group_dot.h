@@ -59,6 +59,7 @@ struct ActGroupDotIsa {
 
 extern const ActGroupDotIsa kActGroupDotNone;  // act_group_linear.cpp
 #if defined(__x86_64__)
+extern const ActGroupDotIsa kActGroupDotAvx2;
 extern const ActGroupDotIsa kActGroupDotAvx512Vnni;
 #endif
 
