@@ -46,15 +46,8 @@ struct Shape {
   int32_t mantissa_bits;
 };
 
-// One block of 4 weight rows: row pointers (missing rows repeat the last one) and their terms.
-struct ColumnBlock {
-  const uint8_t* w[kTileCols];
-  const int32_t* zero_points;  // per-row weights
-  const int64_t* mantissas;
-  const uint32_t* terms;       // per-group weights
-  int64_t* out;                // column j0 of activation row 0
-  int32_t cols;                // 1..4 stored
-};
+using ColumnBlock = ActGroupColumnBlock;
+static_assert(kActGroupBlockRows == kTileCols);
 
 // One activation row's operands for one half: the codes the weights meet (packed: even and odd codes as signed
 // bytes; byte weights: the codes sign-extended to int16 in vpunpck order) and the lanes' λ.
@@ -120,10 +113,8 @@ inline void column_sums(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i&
   high = _mm256_permute2x128_si256(s01, s23, 0x31);
 }
 
-// rshr(a, s) for 1 <= s < 64 without the bias overflowing: ⌊a / 2^s⌋ plus bit s − 1 of a.
-inline int64_t round_shift(int64_t a, int s) { return (a >> s) + ((a >> (s - 1)) & 1); }
-
-// The vector rshr: the arithmetic shift is the logical one with the sign filled into the top s bits.
+// rshr(a, s) for 1 <= s < 64 without the bias overflowing: ⌊a / 2^s⌋ plus bit s − 1 of a; AVX2's arithmetic shift
+// is the logical one with the sign filled into the top s bits.
 struct Rounding {
   __m128i shift, shift_minus_1;
   __m256i sign_fill, one;
@@ -151,20 +142,14 @@ inline __m256i group_term(__m256i t, int64_t d, const ColumnBlock& block, int32_
   return multiply_low(round_shift(centred, r), mu);
 }
 
-// out_tj = rshr(T − z2_j·D_t, b_m)·μ_j for the block's stored rows (wrapping to the exact T).
+// The row sums of each column, then the baseline epilogue.
 inline void store_per_row(__m256i a0, __m256i a1, __m256i a2, __m256i a3, const ColumnBlock& block,
                           const ActGroupDotArgs& a, int32_t t) {
   __m256i low, high;
   column_sums(a0, a1, a2, a3, low, high);
   alignas(32) int64_t sums[kTileCols];
   _mm256_store_si256(reinterpret_cast<__m256i*>(sums), _mm256_add_epi64(low, high));
-  const uint64_t d = static_cast<uint64_t>(a.token_terms[static_cast<size_t>(t) * a.token_terms_stride]);
-  int64_t* out = block.out + static_cast<size_t>(t) * a.out_stride;
-  for (int32_t c = 0; c < block.cols; ++c) {
-    const uint64_t sum = static_cast<uint64_t>(sums[c]) - static_cast<uint64_t>(int64_t{block.zero_points[c]}) * d;
-    out[c] = static_cast<int64_t>(static_cast<uint64_t>(round_shift(static_cast<int64_t>(sum), a.mantissa_bits)) *
-                                  static_cast<uint64_t>(block.mantissas[c]));
-  }
+  act_group_store_per_row(sums, block, a, t);
 }
 
 inline void store_lanes(__m256i v, const ColumnBlock& block, int64_t* out) {
@@ -282,19 +267,8 @@ void act_group_dot(const ActGroupDotArgs& a) {
     shape.halves_per_group = shape.group_bytes / kHalfBytes;  // 0: two groups per half
     weights = shape.halves_per_group == 0 ? Weights::kHalfGroups : Weights::kGroups;
   }
-  const size_t terms_per_block = static_cast<size_t>(shape.groups) * kTileCols;
   for (int32_t j0 = 0; j0 < a.cols; j0 += kTileCols) {
-    ColumnBlock block{};
-    block.cols = a.cols - j0 < kTileCols ? a.cols - j0 : kTileCols;
-    for (int32_t c = 0; c < kTileCols; ++c)
-      block.w[c] = a.w + static_cast<size_t>(j0 + (c < block.cols ? c : block.cols - 1)) * a.w_stride;
-    if (a.weight_group > 0) {
-      block.terms = a.terms + static_cast<size_t>(j0 / kTileCols) * terms_per_block;
-    } else {
-      block.zero_points = a.zero_points + j0;
-      block.mantissas = a.mantissas + j0;
-    }
-    block.out = a.out + j0;
+    const ColumnBlock block = act_group_column_block(a, j0);
     for (int32_t i0 = 0; i0 < a.rows; i0 += kTileRows) {
       const int32_t mr = a.rows - i0 < kTileRows ? a.rows - i0 : kTileRows;
       tile_function(mr, packed, pairs, weights)(a, shape, block, i0);
