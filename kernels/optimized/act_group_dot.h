@@ -9,9 +9,11 @@
 // (any stored format, as unsigned bytes or nibbles) against the centred codes, with no zero-point or offset term.
 // A 64-byte weight step's int32 lanes each cover 4 weight bytes (8 packed codes or 4 byte codes), inside one
 // activation group for A a multiple of 8: each lane is multiplied by its group's λ and summed in 64-bit lanes
-// (wrapping, exact: the true T and P' fit int64). Implementations: act_group_dot_avx512vnni.cpp (Isa::act_groups;
-// kActGroupDotNone on the other paths, which run the one-dot-block-per-group kernel of linear.cpp). Plain data only,
-// like dot_block.h (the ISA file exports a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
+// (wrapping, exact: the true T and P' fit int64). Implementations (Isa::act_groups): act_group_dot_avx512vnni.cpp
+// (vpdpbusd) and act_group_dot_avx2.cpp (a step as two 32-byte halves, lanes 0..7 and 8..15: vpmaddubsw for
+// nibbles, byte weights widened to int16 since two byte products can saturate vpmaddubsw's int16);
+// kActGroupDotNone on the portable path, which runs the one-dot-block-per-group kernel of linear.cpp. Plain data
+// only, like dot_block.h (the ISA files export a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
 #include <cstddef>
 #include <cstdint>
 
@@ -52,6 +54,25 @@ struct ActGroupDotArgs {
   size_t out_stride = 0;
 };
 
+// One block of 4 weight rows of a call, as both ISA kernels walk them: row pointers (rows past `cols` repeat the
+// last one) and their terms.
+constexpr int32_t kActGroupBlockRows = 4;
+struct ActGroupColumnBlock {
+  const uint8_t* w[kActGroupBlockRows];
+  const int32_t* zero_points = nullptr;  // per-row weights: z2_j and μ_j from j0
+  const int64_t* mantissas = nullptr;
+  const uint32_t* terms = nullptr;       // per-group weights: the block's group terms
+  int64_t* out = nullptr;                // column j0 of activation row 0
+  int32_t cols = 0;                      // 1..4 stored
+};
+
+// Baseline code the ISA kernels call (act_group_linear.cpp, compiled without ISA flags): the block of weight rows
+// j0.. (a multiple of 4), and a per-row weight's epilogue out_tj = rshr(T_tj − z2_j·D_t, b_m)·μ_j of row t for the
+// block's stored rows (wrapping to the exact T; sums[c] = T of row j0 + c).
+ActGroupColumnBlock act_group_column_block(const ActGroupDotArgs& args, int32_t j0);
+void act_group_store_per_row(const int64_t (&sums)[kActGroupBlockRows], const ActGroupColumnBlock& block,
+                             const ActGroupDotArgs& args, int32_t t);
+
 struct ActGroupDotIsa {
   const char* name;
   void (*act_group_dot)(const ActGroupDotArgs& args);  // null: the path has no one-pass kernel
@@ -59,6 +80,7 @@ struct ActGroupDotIsa {
 
 extern const ActGroupDotIsa kActGroupDotNone;  // act_group_linear.cpp
 #if defined(__x86_64__)
+extern const ActGroupDotIsa kActGroupDotAvx2;
 extern const ActGroupDotIsa kActGroupDotAvx512Vnni;
 #endif
 

@@ -34,18 +34,10 @@ struct Shape {
   int32_t mantissa_bits;
 };
 
-// One block of 4 weight rows: row pointers (missing rows repeat the last one) and their terms.
-struct ColumnBlock {
-  const uint8_t* w[kTileCols];
-  const int32_t* zero_points;  // per-row weights
-  const int64_t* mantissas;
-  const uint32_t* terms;       // per-group weights
-  int64_t* out;                // column j0 of activation row 0
-  int32_t cols;                // 1..4 stored
-};
+using ColumnBlock = ActGroupColumnBlock;
+static_assert(kActGroupBlockRows == kTileCols);
 
 // rshr(a, s) for 1 <= s < 64 without the bias overflowing: ⌊a / 2^s⌋ plus bit s − 1 of a.
-inline int64_t round_shift(int64_t a, int s) { return (a >> s) + ((a >> (s - 1)) & 1); }
 inline __m512i round_shift(__m512i a, __m128i s, __m128i s_minus_1, __m512i one) {
   return _mm512_add_epi64(_mm512_sra_epi64(a, s), _mm512_and_si512(_mm512_sra_epi64(a, s_minus_1), one));
 }
@@ -106,17 +98,12 @@ inline void load_weights(const ColumnBlock& block, int c, int32_t offset, __mmas
     store_per_row(sums, block, a, i0 + i);                                                                            \
   }
 
-// out_tj = rshr(T − z2_j·D_t, b_m)·μ_j for the block's stored rows (wrapping to the exact T).
+// The row sums of each column, then the baseline epilogue.
 inline void store_per_row(const __m512i (&sums)[kTileCols], const ColumnBlock& block, const ActGroupDotArgs& a,
                           int32_t t) {
-  const uint64_t d = static_cast<uint64_t>(a.token_terms[static_cast<size_t>(t) * a.token_terms_stride]);
-  int64_t* out = block.out + static_cast<size_t>(t) * a.out_stride;
-  for (int32_t c = 0; c < block.cols; ++c) {
-    const uint64_t sum = static_cast<uint64_t>(_mm512_reduce_add_epi64(sums[c])) -
-                         static_cast<uint64_t>(int64_t{block.zero_points[c]}) * d;
-    out[c] = static_cast<int64_t>(static_cast<uint64_t>(round_shift(static_cast<int64_t>(sum), a.mantissa_bits)) *
-                                  static_cast<uint64_t>(block.mantissas[c]));
-  }
+  int64_t totals[kTileCols];
+  for (int32_t c = 0; c < kTileCols; ++c) totals[c] = _mm512_reduce_add_epi64(sums[c]);
+  act_group_store_per_row(totals, block, a, t);
 }
 
 template <int MR, bool PACKED, bool PAIRS>
@@ -309,19 +296,8 @@ void act_group_dot(const ActGroupDotArgs& a) {
     for (int32_t q = 0; q < kActGroupQuads; q += shape.quads_per_group) first |= 3u << (2 * q);
     shape.first_quads = static_cast<__mmask8>(first);
   }
-  const size_t terms_per_block = static_cast<size_t>(shape.groups) * kTileCols;
   for (int32_t j0 = 0; j0 < a.cols; j0 += kTileCols) {
-    ColumnBlock block{};
-    block.cols = a.cols - j0 < kTileCols ? a.cols - j0 : kTileCols;
-    for (int32_t c = 0; c < kTileCols; ++c)
-      block.w[c] = a.w + static_cast<size_t>(j0 + (c < block.cols ? c : block.cols - 1)) * a.w_stride;
-    if (per_group) {
-      block.terms = a.terms + static_cast<size_t>(j0 / kTileCols) * terms_per_block;
-    } else {
-      block.zero_points = a.zero_points + j0;
-      block.mantissas = a.mantissas + j0;
-    }
-    block.out = a.out + j0;
+    const ColumnBlock block = act_group_column_block(a, j0);
     for (int32_t i0 = 0; i0 < a.rows; i0 += kTileRows) {
       const int32_t mr = a.rows - i0 < kTileRows ? a.rows - i0 : kTileRows;
       tile_function(mr, packed, pairs, per_group, two_steps)(a, shape, block, i0);

@@ -28,6 +28,35 @@ ActGroupScratch& act_group_scratch() {
 
 const ActGroupDotIsa kActGroupDotNone{"none", nullptr};
 
+ActGroupColumnBlock act_group_column_block(const ActGroupDotArgs& a, int32_t j0) {
+  ActGroupColumnBlock block;
+  block.cols = std::min(a.cols - j0, kActGroupBlockRows);
+  for (int32_t c = 0; c < kActGroupBlockRows; ++c)
+    block.w[c] = a.w + static_cast<size_t>(j0 + std::min(c, block.cols - 1)) * a.w_stride;
+  if (a.weight_group > 0) {
+    const size_t terms_per_block = static_cast<size_t>(a.k / a.weight_group) * kActGroupBlockRows;
+    block.terms = a.terms + static_cast<size_t>(j0 / kActGroupBlockRows) * terms_per_block;
+  } else {
+    block.zero_points = a.zero_points + j0;
+    block.mantissas = a.mantissas + j0;
+  }
+  block.out = a.out + j0;
+  return block;
+}
+
+void act_group_store_per_row(const int64_t (&sums)[kActGroupBlockRows], const ActGroupColumnBlock& block,
+                             const ActGroupDotArgs& a, int32_t t) {
+  const uint64_t d = static_cast<uint64_t>(a.token_terms[static_cast<size_t>(t) * a.token_terms_stride]);
+  int64_t* out = block.out + static_cast<size_t>(t) * a.out_stride;
+  const int s = a.mantissa_bits;
+  for (int32_t c = 0; c < block.cols; ++c) {
+    const auto centred = static_cast<int64_t>(static_cast<uint64_t>(sums[c]) -
+                                              static_cast<uint64_t>(int64_t{block.zero_points[c]}) * d);
+    const int64_t rounded = (centred >> s) + ((centred >> (s - 1)) & 1);  // rshr without the bias overflowing
+    out[c] = static_cast<int64_t>(static_cast<uint64_t>(rounded) * static_cast<uint64_t>(block.mantissas[c]));
+  }
+}
+
 bool act_group_linear_applies(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& prepared) {
   const QuantizedLinear& w = *prepared.weight;
   const int32_t w_group = w.group_size;

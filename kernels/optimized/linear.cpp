@@ -210,9 +210,9 @@ void linear_act_groups_accumulate(const Isa& kernels, const QuantizedActivation&
     illm::linear_act_groups_accumulate(x, prepared, out);  // checks the shapes (throws naming a mismatch)
     return;
   }
-  // The path's one-pass kernel (act_group_linear.h; avx512vnni) where it applies: activations of <= 7 bits, any
-  // short last group (odd widths with packed weights included). 8-bit activations (the W8A8 recipes) and the paths
-  // without one (portable, avx2) run the one-dot-block-per-group kernel below: the same P', bit for bit.
+  // The path's one-pass kernel (act_group_linear.h; avx512vnni, avx2) where it applies: activations of <= 7 bits,
+  // any short last group (odd widths with packed weights included). 8-bit activations (the W8A8 recipes) and the
+  // path without one (portable) run the one-dot-block-per-group kernel below: the same P', bit for bit.
   const bool one_pass = act_group_linear_applies(kernels, x, prepared);
   const bool dot_blocks_apply =
       exact_k_chunk(x.bits, max_weight_magnitude(format, w.bits, offset), block) >= group &&

@@ -547,39 +547,57 @@ QuantizedActivation random_group_activation(Rng& rng, int32_t rows, int32_t k, i
   return x;
 }
 
-class OnePassActGroups : public OnePassPerGroup {
+// The paths with a one-pass kernel of per-group activations (Isa::act_groups); each runs on its own, skipped
+// where the CPU lacks it.
+std::vector<GroupedPath> act_group_paths() {
+#if defined(__x86_64__)
+  return {GroupedPath{KernelPath::kAvx2, optimized::Isa{optimized::kDotAvx2, optimized::kRowsAvx2,
+                                                        optimized::kGroupedDotNone, optimized::kActGroupDotAvx2}},
+          GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
+                                                              optimized::kGroupedDotAvx512Vnni,
+                                                              optimized::kActGroupDotAvx512Vnni}}};
+#else
+  return {};
+#endif
+}
+
+class OnePassActGroups : public ::testing::TestWithParam<GroupedPath> {
  protected:
+  void SetUp() override {
+    if (!cpu_supports(GetParam().path))
+      GTEST_SKIP() << "one-pass per-group-activation kernel of '" << kernel_path_name(GetParam().path)
+                   << "' NOT VERIFIED on this machine: the CPU lacks " << missing_cpu_features(GetParam().path);
+  }
   // The reference against the one-pass kernel (through linear_act_groups_accumulate, the kernel set, and the
   // driver called directly) for x (bits <= 7) or the fallback (8 bits).
-  static void expect_one_pass_equals_reference(const QuantizedActivation& x, const QuantizedLinear& w, int b_m,
-                                               const std::string& what) {
+  void expect_one_pass_equals_reference(const QuantizedActivation& x, const QuantizedLinear& w, int b_m,
+                                        const std::string& what) const {
+    const GroupedPath& p = GetParam();
     const PreparedLinear prepared = prepare_linear(w, b_m, "w", x.group_size);
     ASSERT_EQ(prepared.act_group_size, x.group_size) << what;
     AlignedAccumulator want, got, through_set;
     reference_kernels().linear_act_groups(x, prepared, want);
-    for (const GroupedPath& p : grouped_paths()) {
-      const bool one_pass = x.bits <= 7;
-      ASSERT_EQ(optimized::act_group_linear_applies(p.isa, x, prepared), one_pass) << what;
-      optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
-      expect_equal(want, got, what);
-      kernels_for(p.path).linear_act_groups(x, prepared, through_set);
-      expect_equal(want, through_set, what + " (kernel set)");
-      if (!one_pass) continue;
-      // The driver itself: it must not decline these codes, and gives the same values.
-      const int32_t groups = (x.cols + x.group_size - 1) / x.group_size;
-      std::vector<int64_t> lambdas(static_cast<size_t>(x.rows) * groups);
-      for (int32_t t = 0; t < x.rows; ++t)
-        align_activation_groups(std::span<const Dyadic>(x.scales.data() + static_cast<size_t>(t) * groups, groups),
-                                std::span<int64_t>(lambdas.data() + static_cast<size_t>(t) * groups, groups));
-      AlignedAccumulator direct;
-      direct.values.assign(want.values.size(), -1);
-      ASSERT_TRUE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct)) << what;
-      EXPECT_EQ(want.values, direct.values) << what << " (direct)";
-    }
+    const bool one_pass = x.bits <= 7;
+    ASSERT_EQ(optimized::act_group_linear_applies(p.isa, x, prepared), one_pass) << what;
+    optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
+    expect_equal(want, got, what);
+    kernels_for(p.path).linear_act_groups(x, prepared, through_set);
+    expect_equal(want, through_set, what + " (kernel set)");
+    if (!one_pass) return;
+    // The driver itself: it must not decline these codes, and gives the same values.
+    const int32_t groups = (x.cols + x.group_size - 1) / x.group_size;
+    std::vector<int64_t> lambdas(static_cast<size_t>(x.rows) * groups);
+    for (int32_t t = 0; t < x.rows; ++t)
+      align_activation_groups(std::span<const Dyadic>(x.scales.data() + static_cast<size_t>(t) * groups, groups),
+                              std::span<int64_t>(lambdas.data() + static_cast<size_t>(t) * groups, groups));
+    AlignedAccumulator direct;
+    direct.values.assign(want.values.size(), -1);
+    ASSERT_TRUE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct)) << what;
+    EXPECT_EQ(want.values, direct.values) << what << " (direct)";
   }
 };
 
-TEST_F(OnePassActGroups, PerRowWeightsEqualTheReference) {
+TEST_P(OnePassActGroups, PerRowWeightsEqualTheReference) {
   Rng rng(37);
   int cases = 0;
   for (const int32_t group : {8, 16, 32, 64, 128})
@@ -605,7 +623,7 @@ TEST_F(OnePassActGroups, PerRowWeightsEqualTheReference) {
 }
 
 // Every short last group: K = 2·A + r for r = 1 … A − 1 at every A, packed 4-bit and byte weights, rows 1 … 9.
-TEST_F(OnePassActGroups, EveryShortLastGroupEqualsTheReference) {
+TEST_P(OnePassActGroups, EveryShortLastGroupEqualsTheReference) {
   Rng rng(53);
   int cases = 0;
   for (const int32_t group : {8, 16, 32, 64, 128})
@@ -622,7 +640,7 @@ TEST_F(OnePassActGroups, EveryShortLastGroupEqualsTheReference) {
   EXPECT_EQ(cases, 2 * (7 + 15 + 31 + 63 + 127));
 }
 
-TEST_F(OnePassActGroups, PerGroupWeightsEqualTheReference) {
+TEST_P(OnePassActGroups, PerGroupWeightsEqualTheReference) {
   Rng rng(41);
   int cases = 0;
   for (const int32_t group : {8, 16, 32, 64, 128})
@@ -651,7 +669,7 @@ TEST_F(OnePassActGroups, PerGroupWeightsEqualTheReference) {
 // All codes at their extremes (x = 127 or 0 against z = 0 or 127, weights all 0 or all max against z2 at the other
 // end) with 24-bit mantissas of one exponent, so every λ is its mantissa, just below 2^24: the largest |C'| and
 // λ·C' per lane. A short last group for the per-row weight.
-TEST_F(OnePassActGroups, ExtremeCodesAndLambdasNear2To24EqualTheReference) {
+TEST_P(OnePassActGroups, ExtremeCodesAndLambdasNear2To24EqualTheReference) {
   for (const int32_t group : {8, 16, 32, 64, 128})
     for (const int32_t w_group : {0, 32, 64, 128}) {
       if (w_group != 0 && w_group % group != 0) continue;
@@ -691,41 +709,45 @@ TEST_F(OnePassActGroups, ExtremeCodesAndLambdasNear2To24EqualTheReference) {
 
 // Codes whose centred value does not fit a signed byte (a zero point outside the codes' range; no model makes
 // them): the driver declines before writing anything, and the operator falls back to the other kernel, still exact.
-TEST_F(OnePassActGroups, CentredCodesBeyondASignedByteFallBack) {
+TEST_P(OnePassActGroups, CentredCodesBeyondASignedByteFallBack) {
   Rng rng(47);
-  for (const GroupedPath& p : grouped_paths()) {
-    QuantizedActivation x = random_group_activation(rng, 3, 64, 8, 7, 16);
-    x.zero_points[5] = 200;  // X − z down to −200
-    const QuantizedLinear w = random_linear(rng, 5, 64, 4, 16);
-    const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
-    ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
-    std::vector<int64_t> lambdas(x.scales.size(), 1);
-    AlignedAccumulator direct, want, got;
-    direct.values.assign(3 * 5, -1);
-    EXPECT_FALSE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct));
-    EXPECT_EQ(direct.values, std::vector<int64_t>(3 * 5, -1));
-    reference_kernels().linear_act_groups(x, prepared, want);
-    optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
-    expect_equal(want, got, "z = 200 at 7 bits");
-  }
+  const GroupedPath& p = GetParam();
+  QuantizedActivation x = random_group_activation(rng, 3, 64, 8, 7, 16);
+  x.zero_points[5] = 200;  // X − z down to −200
+  const QuantizedLinear w = random_linear(rng, 5, 64, 4, 16);
+  const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
+  ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
+  std::vector<int64_t> lambdas(x.scales.size(), 1);
+  AlignedAccumulator direct, want, got;
+  direct.values.assign(3 * 5, -1);
+  EXPECT_FALSE(optimized::act_group_linear_accumulate(p.isa, x, prepared, lambdas, direct));
+  EXPECT_EQ(direct.values, std::vector<int64_t>(3 * 5, -1));
+  reference_kernels().linear_act_groups(x, prepared, want);
+  optimized::linear_act_groups_accumulate(p.isa, x, prepared, got);
+  expect_equal(want, got, "z = 200 at 7 bits");
 }
 
 // Same result with 1 and 2 threads and with every parallel region forced on (more than one row and column task).
-TEST_F(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
+TEST_P(OnePassActGroups, ThreadCountDoesNotChangeTheResult) {
   Rng rng(43);
-  for (const GroupedPath& p : grouped_paths())
-    for (const int32_t w_group : {0, 32}) {
-      const QuantizedActivation x = random_group_activation(rng, 150, 64 * 5, 8, 4, 16);
-      const QuantizedLinear w = w_group == 0 ? random_linear(rng, 77, 64 * 5, 4, 16)
-                                             : random_grouped_linear(rng, 77, 64 * 5, 4, w_group, 16);
-      const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
-      ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
-      AlignedAccumulator want;
-      reference_kernels().linear_act_groups(x, prepared, want);
-      expect_thread_count_invariant(
-          want, [&](AlignedAccumulator& out) { optimized::linear_act_groups_accumulate(p.isa, x, prepared, out); });
-    }
+  const GroupedPath& p = GetParam();
+  for (const int32_t w_group : {0, 32}) {
+    const QuantizedActivation x = random_group_activation(rng, 150, 64 * 5, 8, 4, 16);
+    const QuantizedLinear w = w_group == 0 ? random_linear(rng, 77, 64 * 5, 4, 16)
+                                           : random_grouped_linear(rng, 77, 64 * 5, 4, w_group, 16);
+    const PreparedLinear prepared = prepare_linear(w, 16, "w", 8);
+    ASSERT_TRUE(optimized::act_group_linear_applies(p.isa, x, prepared));
+    AlignedAccumulator want;
+    reference_kernels().linear_act_groups(x, prepared, want);
+    expect_thread_count_invariant(
+        want, [&](AlignedAccumulator& out) { optimized::linear_act_groups_accumulate(p.isa, x, prepared, out); });
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, OnePassActGroups, ::testing::ValuesIn(act_group_paths()),
+                         [](const ::testing::TestParamInfo<GroupedPath>& info) {
+                           return std::string(kernel_path_name(info.param.path));
+                         });
 
 // K beyond the int32-exact chunk of every dot block (33025 for 8x8-bit widened products, 65793 for vpdpbusd's
 // signed bytes): the tiles are folded into int64 chunk by chunk. All codes at the extremes: P = ±K·Q·Q.
