@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/activation_groups.h"
+#include "kernels/integer_math.h"
 #include "kernels/optimized/linear.h"
 #include "kernels/optimized/linear_tiles.h"
 
@@ -52,8 +53,7 @@ void act_group_store_per_row(const int64_t (&sums)[kActGroupBlockRows], const Ac
   for (int32_t c = 0; c < block.cols; ++c) {
     const auto centred = static_cast<int64_t>(static_cast<uint64_t>(sums[c]) -
                                               static_cast<uint64_t>(int64_t{block.zero_points[c]}) * d);
-    const int64_t rounded = (centred >> s) + ((centred >> (s - 1)) & 1);  // rshr without the bias overflowing
-    out[c] = static_cast<int64_t>(static_cast<uint64_t>(rounded) * static_cast<uint64_t>(block.mantissas[c]));
+    out[c] = static_cast<int64_t>(static_cast<uint64_t>(rshr(centred, s)) * static_cast<uint64_t>(block.mantissas[c]));
   }
 }
 
