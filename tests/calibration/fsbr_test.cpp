@@ -60,8 +60,8 @@ TEST(Fsbr, RtnW8A8PerplexityCloseToFp) {
   EXPECT_GT(q, fp * 0.95) << "fp " << fp;
 }
 
-// The bundled quick recipe (configs/quick-w4a4.json: FSBR's shipped initialization and learning rates) shrunk to
-// 8 epochs x 8 samples x 64 tokens.
+// The bundled quick recipe (configs/quick-w4a4.json: FSBR's shipped initialization and learning rates, with the
+// offline rotation, both online Hadamards and 8-wide activation groups) shrunk to 8 epochs x 8 samples x 64 tokens.
 illm::Recipe tiny_fsbr() {
   illm::Recipe r = illm::load_recipe(std::filesystem::path(ILLM_SOURCE_DIR) / "configs" / "quick-w4a4.json");
   r.epochs = 8;
@@ -72,8 +72,8 @@ illm::Recipe tiny_fsbr() {
 }
 
 // Learning must lower the reconstruction loss of every block below its initial value (the shipped identity init
-// is RTN with LWC's initial clipping): by at least 2 % per block and 3 % in total (measured 4-19 % per block,
-// 5.3 % in total), so keeping the initial parameters fails. 8 epochs x 8 samples x 64 tokens: ~4 s.
+// is RTN with LWC's initial clipping): by at least 2 % per block and 3 % in total (measured 4.2-14 % per block,
+// 4.5 % in total, with the quick recipe's rotation and Hadamards), so keeping the initial parameters fails. 8 epochs x 8 samples x 64 tokens: ~4 s.
 TEST(Fsbr, TrainingLowersBlockLoss) {
   const auto calib = windows("calib.jsonl");
   CalibrationReport report;
@@ -111,10 +111,17 @@ TEST(Fsbr, SameSeedGivesIdenticalFoldedWeights) {
     EXPECT_EQ(a.layers[l].attn_norm, b.layers[l].attn_norm) << l;
     EXPECT_EQ(a.layers[l].swiglu_alpha, b.layers[l].swiglu_alpha) << l;
   }
-  // Not vacuous: training moved the smoothing, so the folded norm differs from the FP one.
+  // Not vacuous: training moved the smoothing of some block (a block whose first epochs do not beat its initial
+  // loss keeps its initial parameters), so its folded norm differs from where it started: the FP gains, or all
+  // ones when the recipe rotates (the rotation folds the gains into the linears, calibration/rotation.cpp).
   const LlamaWeights fp = load_llama_weights(kModel, torch::kFloat32);
-  const torch::Tensor folded = torch::tensor(a.layers[0].attn_norm);
-  EXPECT_GT((folded - fp.layers[0].attn_norm).abs().max().item<double>(), 1e-6);
+  int moved = 0;
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const torch::Tensor start = r.rotation == illm::ResidualRotation::kNone ? fp.layers[l].attn_norm
+                                                                             : torch::ones_like(fp.layers[l].attn_norm);
+    moved += (torch::tensor(a.layers[l].attn_norm) - start).abs().max().item<double>() > 1e-6;
+  }
+  EXPECT_GT(moved, 0);
 }
 
 }  // namespace

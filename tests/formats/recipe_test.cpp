@@ -42,6 +42,12 @@ TEST(Recipe, BundledRecipesParse) {
   const Recipe quick = illm::load_recipe(kConfigs / "quick-w4a4.json");
   EXPECT_EQ(quick.epochs, 2);
   EXPECT_EQ(quick.samples, 32);
+  // The quick default carries the levers that add no training and take any width (docs/results.md, round 10).
+  EXPECT_EQ(quick.rotation, illm::ResidualRotation::kOrthogonal);
+  EXPECT_TRUE(quick.rotate_heads && quick.hadamard_down && quick.hadamard_qk);
+  EXPECT_EQ(quick.act_group_size, 8);
+  EXPECT_EQ(quick.w_granularity, illm::WeightGranularity::kPerChannel);
+  EXPECT_FALSE(quick.gptq);
   const Recipe full = illm::load_recipe(kConfigs / "w4a4.json");
   EXPECT_EQ(full.epochs, 4);  // with the W4A4 levers (configs/README.md: what measured best)
   EXPECT_EQ(full.samples, 128);
