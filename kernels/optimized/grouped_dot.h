@@ -50,6 +50,7 @@ struct GroupedDotIsa {
 
 extern const GroupedDotIsa kGroupedDotNone;  // grouped_linear.cpp
 #if defined(__x86_64__)
+extern const GroupedDotIsa kGroupedDotAvx2;
 extern const GroupedDotIsa kGroupedDotAvx512Vnni;
 #endif
 
