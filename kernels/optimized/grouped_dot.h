@@ -8,8 +8,9 @@
 // inside one group (G ∈ {32, 64, 128}), so D is summed quad by quad:
 //   D_quad = C_quad − (z_(j,g) − o)·RS_(t,quad)     C_quad = Σ X·(W − o) from the ISA's dot instruction
 // with RS_(t,quad) = Σ of the activation codes of the quad (from the caller) and o the ISA's byte8 weight offset.
-// Implementations: grouped_dot_avx512vnni.cpp (Isa::grouped; kGroupedDotNone on the other paths, which run the
-// one-dot-block-per-group kernel of linear.cpp). Like dot_block.h this header holds plain data only (the ISA file
+// Implementations (Isa::grouped): grouped_dot_avx512vnni.cpp (vpdpbusd, o = 128) and grouped_dot_avx2.cpp (a step as
+// two 32-byte halves of 2 quads each: vpmaddubsw for packed 4-bit codes, byte codes widened to int16 for vpmaddwd;
+// o = 0); kGroupedDotNone on the portable path, which runs the one-dot-block-per-group kernel of linear.cpp. Like dot_block.h this header holds plain data only (the ISA file
 // exports a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
 #include <cstddef>
 #include <cstdint>
