@@ -35,14 +35,8 @@ struct Shape {
   int32_t group_shift;   // log2(quads per group): 0, 1, 2 or 3
 };
 
-// One block of 4 weight rows: row pointers (missing rows repeat the last one; their terms are zero) and terms.
-struct ColumnBlock {
-  const uint8_t* w[kTileCols];
-  const uint32_t* terms;
-  const uint64_t* gamma;
-  int64_t* out;  // column j0 of activation row 0
-  int32_t cols;  // 1..4 stored
-};
+using ColumnBlock = GroupedColumnBlock;
+static_assert(kGroupedBlockRows == kTileCols);
 
 inline __m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m256i load_low(const void* p) {  // 16 bytes, upper lane zero
@@ -104,11 +98,10 @@ inline __m256i dot(__m256i wu, __m256i wv, const RowCodes<PACKED>& x) {
 inline void store_row(__m256i even, __m256i odd, const ColumnBlock& block, int32_t zero_point, int64_t* out) {
   const __m128i e2 = _mm_add_epi64(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));  // rows 0, 2
   const __m128i o2 = _mm_add_epi64(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));    // rows 1, 3
-  alignas(16) uint64_t sums[kTileCols];
+  alignas(16) uint64_t sums[kGroupedBlockRows];
   _mm_store_si128(reinterpret_cast<__m128i*>(sums), _mm_unpacklo_epi64(e2, o2));
   _mm_store_si128(reinterpret_cast<__m128i*>(sums + 2), _mm_unpackhi_epi64(e2, o2));
-  const uint64_t z1 = static_cast<uint64_t>(int64_t{zero_point});
-  for (int32_t c = 0; c < block.cols; ++c) out[c] = static_cast<int64_t>(sums[c] - block.gamma[c] * z1);
+  grouped_store_row(sums, block, zero_point, out);
 }
 
 // Activation rows [i0, i0 + MR) against one block of 4 weight rows over the whole row.
@@ -182,16 +175,8 @@ void grouped_dot(const GroupedDotArgs& a) {
   shape.full_halves = shape.bytes / kHalfBytes;
   const int32_t quads_per_group = a.group / quad_codes;
   while ((2 << shape.group_shift) <= quads_per_group) ++shape.group_shift;
-  const int32_t groups = a.k / a.group;
-  const size_t terms_per_block = static_cast<size_t>(groups) * kTileCols;
   for (int32_t j0 = 0; j0 < a.cols; j0 += kTileCols) {
-    ColumnBlock block;
-    block.cols = a.cols - j0 < kTileCols ? a.cols - j0 : kTileCols;
-    for (int32_t c = 0; c < kTileCols; ++c)
-      block.w[c] = a.w + static_cast<size_t>(j0 + (c < block.cols ? c : block.cols - 1)) * a.w_stride;
-    block.terms = a.terms + static_cast<size_t>(j0 / kTileCols) * terms_per_block;
-    block.gamma = a.gamma + j0;
-    block.out = a.out + j0;
+    const ColumnBlock block = grouped_column_block(a, j0);
     for (int32_t i0 = 0; i0 < a.rows; i0 += kTileRows) {
       const int32_t mr = a.rows - i0 < kTileRows ? a.rows - i0 : kTileRows;
       (packed ? tile_for_rows<true>(mr) : tile_for_rows<false>(mr))(a, shape, block, i0);
