@@ -18,6 +18,7 @@
 // zero activations and zero terms. Compiled with -mavx2 only (no VNNI); called only when the CPU has AVX2.
 #include <immintrin.h>
 
+#include "kernels/optimized/avx2_inline.h"
 #include "kernels/optimized/grouped_dot.h"
 
 namespace illm::optimized {
@@ -65,20 +66,6 @@ inline RowCodes<PACKED> row_codes(const GroupedDotArgs& a, int32_t t, int32_t of
   } else {
     const __m256i codes = load(x + offset), zero = _mm256_setzero_si256();
     return {_mm256_unpacklo_epi8(codes, zero), _mm256_unpackhi_epi8(codes, zero)};
-  }
-}
-
-// One weight row's operands for one half: low and high nibbles, or the bytes zero-extended in vpunpck order.
-template <bool PACKED>
-inline void weight_operands(__m256i bytes, __m256i& u, __m256i& v) {
-  if constexpr (PACKED) {
-    const __m256i low_nibble = _mm256_set1_epi8(0x0F);
-    u = _mm256_and_si256(bytes, low_nibble);
-    v = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_nibble);
-  } else {
-    const __m256i zero = _mm256_setzero_si256();
-    u = _mm256_unpacklo_epi8(bytes, zero);
-    v = _mm256_unpackhi_epi8(bytes, zero);
   }
 }
 
@@ -136,7 +123,7 @@ void tile(const GroupedDotArgs& a, const Shape& shape, const ColumnBlock& block,
     const auto column = [&](int c, __m256i& row0, __m256i& row1) {
       _mm_prefetch(reinterpret_cast<const char*>(block.w[c] + next_block + offset), _MM_HINT_T0);
       __m256i wu, wv;
-      weight_operands<PACKED>(whole ? load(block.w[c] + offset) : load_low(block.w[c] + offset), wu, wv);
+      avx2::weight_operands<PACKED>(whole ? load(block.w[c] + offset) : load_low(block.w[c] + offset), wu, wv);
       row0 = dot<PACKED>(wu, wv, x0);
       if constexpr (MR > 1) row1 = dot<PACKED>(wu, wv, x1);
     };
