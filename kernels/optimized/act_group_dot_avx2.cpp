@@ -18,6 +18,7 @@
 // called only when the CPU has AVX2.
 #include <immintrin.h>
 
+#include "kernels/optimized/avx2_inline.h"
 #include "kernels/optimized/act_group_dot.h"
 
 namespace illm::optimized {
@@ -74,21 +75,6 @@ inline RowInputs row_inputs(const ActGroupDotArgs& a, int32_t t, int32_t half) {
   in.lambda = load(a.lambdas + static_cast<size_t>(t) * a.lambdas_stride + static_cast<size_t>(half) * kHalfLanes);
   if constexpr (!PAIRS) in.lambda_odd = _mm256_srli_epi64(in.lambda, 32);
   return in;
-}
-
-// One weight row's operands for one half: low and high nibbles, or the bytes zero-extended in vpunpck order.
-template <bool PACKED>
-inline void weight_operands(const uint8_t* w, __m256i& u, __m256i& v) {
-  const __m256i bytes = load(w);
-  if constexpr (PACKED) {
-    const __m256i low_nibble = _mm256_set1_epi8(0x0F);
-    u = _mm256_and_si256(bytes, low_nibble);
-    v = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_nibble);
-  } else {
-    const __m256i zero = _mm256_setzero_si256();
-    u = _mm256_unpacklo_epi8(bytes, zero);  // bytes 0..7 | 16..23
-    v = _mm256_unpackhi_epi8(bytes, zero);  // bytes 8..15 | 24..31
-  }
 }
 
 // The 64-bit lanes of Σ λ·C' of one (t, j) and one half (header comment).
@@ -189,7 +175,7 @@ void tile(const ActGroupDotArgs& a, const Shape& shape, const ColumnBlock& block
     const RowInputs in1 = MR > 1 ? row_inputs<PACKED, PAIRS>(a, i0 + 1, half) : in0;
     const auto column = [&](int c, __m256i& row0, __m256i& row1) {
       __m256i wu, wv;
-      weight_operands<PACKED>(w[c], wu, wv);
+      avx2::weight_operands<PACKED>(load(w[c]), wu, wv);
       row0 = _mm256_add_epi64(row0, weighted_dot<PACKED, PAIRS>(wu, wv, in0));
       if constexpr (MR > 1) row1 = _mm256_add_epi64(row1, weighted_dot<PACKED, PAIRS>(wu, wv, in1));
     };

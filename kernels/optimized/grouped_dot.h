@@ -8,9 +8,10 @@
 // inside one group (G ∈ {32, 64, 128}), so D is summed quad by quad:
 //   D_quad = C_quad − (z_(j,g) − o)·RS_(t,quad)     C_quad = Σ X·(W − o) from the ISA's dot instruction
 // with RS_(t,quad) = Σ of the activation codes of the quad (from the caller) and o the ISA's byte8 weight offset.
-// Implementations: grouped_dot_avx512vnni.cpp (Isa::grouped; kGroupedDotNone on the other paths, which run the
-// one-dot-block-per-group kernel of linear.cpp). Like dot_block.h this header holds plain data only (the ISA file
-// exports a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
+// Implementations (Isa::grouped): grouped_dot_avx512vnni.cpp (vpdpbusd, o = 128) and grouped_dot_avx2.cpp (a step as
+// two 32-byte halves of 2 quads each: vpmaddubsw for packed 4-bit codes, byte codes widened to int16 for vpmaddwd;
+// o = 0); kGroupedDotNone on the portable path, which runs the one-dot-block-per-group kernel of linear.cpp. Like dot_block.h this header holds plain data and declarations only (the
+// ISA files export a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
 #include <cstddef>
 #include <cstdint>
 
@@ -43,6 +44,23 @@ struct GroupedDotArgs {
   size_t out_stride = 0;
 };
 
+// One block of 4 weight rows of a call, as both ISA kernels walk them: row pointers (rows past `cols` repeat the
+// last one; their terms are zero) and their terms.
+constexpr int32_t kGroupedBlockRows = 4;
+struct GroupedColumnBlock {
+  const uint8_t* w[kGroupedBlockRows];
+  const uint32_t* terms = nullptr;
+  const uint64_t* gamma = nullptr;
+  int64_t* out = nullptr;  // column j0 of activation row 0
+  int32_t cols = 0;        // 1..4 stored
+};
+
+// Baseline code the ISA kernels call (grouped_linear.cpp, compiled without ISA flags): the block of weight rows
+// j0.. (a multiple of 4), and out[c] = sums[c] − Γ_c·z1 (wrapping) of one activation row for the stored rows.
+GroupedColumnBlock grouped_column_block(const GroupedDotArgs& args, int32_t j0);
+void grouped_store_row(const uint64_t (&sums)[kGroupedBlockRows], const GroupedColumnBlock& block, int32_t zero_point,
+                       int64_t* out);
+
 struct GroupedDotIsa {
   const char* name;
   void (*grouped_dot)(const GroupedDotArgs& args);  // null: the path has no one-pass kernel
@@ -50,6 +68,7 @@ struct GroupedDotIsa {
 
 extern const GroupedDotIsa kGroupedDotNone;  // grouped_linear.cpp
 #if defined(__x86_64__)
+extern const GroupedDotIsa kGroupedDotAvx2;
 extern const GroupedDotIsa kGroupedDotAvx512Vnni;
 #endif
 

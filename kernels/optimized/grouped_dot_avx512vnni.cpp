@@ -29,14 +29,8 @@ struct Shape {
   __m512i lane_group;       // lane q·4 + c → index (q / quads_per_group)·4 + c into the step's loaded terms
 };
 
-// One block of 4 weight rows: row pointers (missing rows repeat the last one; their terms are zero) and terms.
-struct ColumnBlock {
-  const uint8_t* w[kTileCols];
-  const uint32_t* terms;
-  const uint64_t* gamma;
-  int64_t* out;  // column j0 of activation row 0
-  int32_t cols;  // 1..4 stored
-};
+using ColumnBlock = GroupedColumnBlock;
+static_assert(kGroupedBlockRows == kTileCols);
 
 // Accumulators of activation row i: even lanes (weight rows 0, 2) and odd lanes (1, 3) of every quad.
 #define ILLM_ACC(i) __m512i even##i = zero, odd##i = zero;
@@ -74,11 +68,10 @@ inline void store_row(__m512i even, __m512i odd, const ColumnBlock& block, int32
   const __m256i o4 = _mm256_add_epi64(_mm512_castsi512_si256(odd), _mm512_extracti64x4_epi64(odd, 1));
   const __m128i e2 = _mm_add_epi64(_mm256_castsi256_si128(e4), _mm256_extracti128_si256(e4, 1));  // rows 0, 2
   const __m128i o2 = _mm_add_epi64(_mm256_castsi256_si128(o4), _mm256_extracti128_si256(o4, 1));  // rows 1, 3
-  alignas(16) uint64_t sums[kTileCols];
+  alignas(16) uint64_t sums[kGroupedBlockRows];
   _mm_store_si128(reinterpret_cast<__m128i*>(sums), _mm_unpacklo_epi64(e2, o2));
   _mm_store_si128(reinterpret_cast<__m128i*>(sums + 2), _mm_unpackhi_epi64(e2, o2));
-  const uint64_t z1 = static_cast<uint64_t>(int64_t{zero_point});
-  for (int32_t c = 0; c < block.cols; ++c) out[c] = static_cast<int64_t>(sums[c] - block.gamma[c] * z1);
+  grouped_store_row(sums, block, zero_point, out);
 }
 
 // Activation rows [i0, i0 + MR) against one block of 4 weight rows over the whole row.
@@ -171,15 +164,8 @@ void grouped_dot(const GroupedDotArgs& a) {
   alignas(64) int32_t lane_group[16];
   for (int32_t lane = 0; lane < 16; ++lane) lane_group[lane] = lane / 4 / shape.quads_per_group * 4 + lane % 4;
   shape.lane_group = _mm512_load_si512(lane_group);
-  const size_t terms_per_block = static_cast<size_t>(shape.groups) * kTileCols;
   for (int32_t j0 = 0; j0 < a.cols; j0 += kTileCols) {
-    ColumnBlock block;
-    block.cols = a.cols - j0 < kTileCols ? a.cols - j0 : kTileCols;
-    for (int32_t c = 0; c < kTileCols; ++c)
-      block.w[c] = a.w + static_cast<size_t>(j0 + (c < block.cols ? c : block.cols - 1)) * a.w_stride;
-    block.terms = a.terms + static_cast<size_t>(j0 / kTileCols) * terms_per_block;
-    block.gamma = a.gamma + j0;
-    block.out = a.out + j0;
+    const ColumnBlock block = grouped_column_block(a, j0);
     for (int32_t i0 = 0; i0 < a.rows; i0 += kTileRows) {
       const int32_t mr = a.rows - i0 < kTileRows ? a.rows - i0 : kTileRows;
       tile_function(mr, kind)(a, shape, block, i0);

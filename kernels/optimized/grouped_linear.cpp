@@ -24,6 +24,24 @@ GroupedScratch& grouped_scratch() {
 
 const GroupedDotIsa kGroupedDotNone{"none", nullptr};
 
+GroupedColumnBlock grouped_column_block(const GroupedDotArgs& a, int32_t j0) {
+  GroupedColumnBlock block;
+  block.cols = std::min(a.cols - j0, kGroupedBlockRows);
+  for (int32_t c = 0; c < kGroupedBlockRows; ++c)
+    block.w[c] = a.w + static_cast<size_t>(j0 + std::min(c, block.cols - 1)) * a.w_stride;
+  const size_t terms_per_block = static_cast<size_t>(a.k / a.group) * kGroupedBlockRows;
+  block.terms = a.terms + static_cast<size_t>(j0 / kGroupedBlockRows) * terms_per_block;
+  block.gamma = a.gamma + j0;
+  block.out = a.out + j0;
+  return block;
+}
+
+void grouped_store_row(const uint64_t (&sums)[kGroupedBlockRows], const GroupedColumnBlock& block, int32_t zero_point,
+                       int64_t* out) {
+  const uint64_t z1 = static_cast<uint64_t>(int64_t{zero_point});
+  for (int32_t c = 0; c < block.cols; ++c) out[c] = static_cast<int64_t>(sums[c] - block.gamma[c] * z1);
+}
+
 bool grouped_linear_applies(const Isa& isa, const QuantizedActivation& x, const PreparedLinear& w) {
   const QuantizedLinear& weight = *w.weight;
   const int32_t group = weight.group_size;

@@ -13,7 +13,7 @@ namespace {
 
 const Isa kPortable{kDotPortable, kRowsPortable, kGroupedDotNone, kActGroupDotNone};
 #if defined(__x86_64__)
-const Isa kAvx2{kDotAvx2, kRowsAvx2, kGroupedDotNone, kActGroupDotAvx2};
+const Isa kAvx2{kDotAvx2, kRowsAvx2, kGroupedDotAvx2, kActGroupDotAvx2};
 const Isa kAvx512Vnni{kDotAvx512Vnni, kRowsAvx512Vnni, kGroupedDotAvx512Vnni, kActGroupDotAvx512Vnni};
 #endif
 

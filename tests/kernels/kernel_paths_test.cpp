@@ -397,95 +397,98 @@ struct GroupedPath {
   optimized::Isa isa;
 };
 
+// The paths with a one-pass per-group kernel (Isa::grouped), as kernel_sets.cpp ships them; each runs on its own,
+// skipped where the CPU lacks it.
 std::vector<GroupedPath> grouped_paths() {
 #if defined(__x86_64__)
-  return {GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
-                                                                optimized::kGroupedDotAvx512Vnni,
-                                                                optimized::kActGroupDotAvx512Vnni}}};
+  return {GroupedPath{KernelPath::kAvx2, optimized::Isa{optimized::kDotAvx2, optimized::kRowsAvx2,
+                                                        optimized::kGroupedDotAvx2, optimized::kActGroupDotAvx2}},
+          GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
+                                                              optimized::kGroupedDotAvx512Vnni,
+                                                              optimized::kActGroupDotAvx512Vnni}}};
 #else
   return {};
 #endif
 }
 
-class OnePassPerGroup : public ::testing::Test {
+class OnePassPerGroup : public ::testing::TestWithParam<GroupedPath> {
  protected:
   void SetUp() override {
-    if (grouped_paths().empty()) GTEST_SKIP() << "no one-pass per-group kernel in this build (x86-64 only)";
-    if (!cpu_supports(grouped_paths()[0].path))
-      GTEST_SKIP() << "one-pass per-group kernel of '" << kernel_path_name(grouped_paths()[0].path)
-                   << "' NOT VERIFIED on this machine: the CPU lacks " << missing_cpu_features(grouped_paths()[0].path);
+    if (!cpu_supports(GetParam().path))
+      GTEST_SKIP() << "one-pass per-group kernel of '" << kernel_path_name(GetParam().path)
+                   << "' NOT VERIFIED on this machine: the CPU lacks " << missing_cpu_features(GetParam().path);
   }
 };
 
-TEST_F(OnePassPerGroup, RandomShapesEqualTheReference) {
+TEST_P(OnePassPerGroup, RandomShapesEqualTheReference) {
+  const GroupedPath& p = GetParam();
   Rng rng(29);
   int cases = 0;
-  for (const GroupedPath& p : grouped_paths())
-    for (const int32_t group : {32, 64, 128})
-      for (const int32_t groups : {2, 3, 5, 7, 12})  // one group is the per-row operator
-        for (const int32_t w_bits : {2, 3, 4, 5, 6, 7, 8}) {
-          const int32_t a_bits = cases % 3 == 0 ? 8 : static_cast<int32_t>(uniform(rng, 2, 8));
-          const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 7 == 0 ? 130 : 0);
-          const int32_t n = 2 * static_cast<int32_t>(uniform(rng, 0, 20)) + 1 + (cases % 5 == 0 ? 40 : 0);  // odd
-          const int b_m = cases % 2 == 0 ? 16 : 8;
-          const int32_t k = group * groups;
-          const QuantizedActivation x = random_activation(rng, rows, k, a_bits);
-          const QuantizedLinear w = random_grouped_linear(rng, n, k, w_bits, group, b_m);
-          const PreparedLinear prepared = prepare_linear(w, b_m);
-          const std::string what = std::string(kernel_path_name(p.path)) + " G " + std::to_string(group) +
-                                   " groups " + std::to_string(groups) + " A" + std::to_string(a_bits) + "W" +
-                                   std::to_string(w_bits) + " rows " + std::to_string(rows) + " n " + std::to_string(n);
-          ASSERT_TRUE(optimized::grouped_linear_applies(p.isa, x, prepared)) << what;
-          AlignedAccumulator want, got, through_set;
-          reference_kernels().linear(x, prepared, want);
-          optimized::linear_accumulate(p.isa, x, prepared, got);
-          expect_equal(want, got, what);
-          kernels_for(p.path).linear(x, prepared, through_set);
-          expect_equal(want, through_set, what + " (kernel set)");
-          ++cases;
-        }
-  EXPECT_EQ(cases, 3 * 5 * 7 * static_cast<int>(grouped_paths().size()));
+  for (const int32_t group : {32, 64, 128})
+    for (const int32_t groups : {2, 3, 5, 7, 12})  // one group is the per-row operator
+      for (const int32_t w_bits : {2, 3, 4, 5, 6, 7, 8}) {
+        const int32_t a_bits = cases % 3 == 0 ? 8 : static_cast<int32_t>(uniform(rng, 2, 8));
+        const int32_t rows = cases % 4 == 0 ? 1 : static_cast<int32_t>(uniform(rng, 2, 9)) + (cases % 7 == 0 ? 130 : 0);
+        const int32_t n = 2 * static_cast<int32_t>(uniform(rng, 0, 20)) + 1 + (cases % 5 == 0 ? 40 : 0);  // odd
+        const int b_m = cases % 2 == 0 ? 16 : 8;
+        const int32_t k = group * groups;
+        const QuantizedActivation x = random_activation(rng, rows, k, a_bits);
+        const QuantizedLinear w = random_grouped_linear(rng, n, k, w_bits, group, b_m);
+        const PreparedLinear prepared = prepare_linear(w, b_m);
+        const std::string what = std::string(kernel_path_name(p.path)) + " G " + std::to_string(group) +
+                                 " groups " + std::to_string(groups) + " A" + std::to_string(a_bits) + "W" +
+                                 std::to_string(w_bits) + " rows " + std::to_string(rows) + " n " + std::to_string(n);
+        ASSERT_TRUE(optimized::grouped_linear_applies(p.isa, x, prepared)) << what;
+        AlignedAccumulator want, got, through_set;
+        reference_kernels().linear(x, prepared, want);
+        optimized::linear_accumulate(p.isa, x, prepared, got);
+        expect_equal(want, got, what);
+        kernels_for(p.path).linear(x, prepared, through_set);
+        expect_equal(want, through_set, what + " (kernel set)");
+        ++cases;
+      }
+  EXPECT_EQ(cases, 3 * 5 * 7);
 }
 
 // Every code at its extreme: with x = 255, z1 = 0, w = 255 and z = 0 in one row, z = 255 with w = 0 in another, each
 // group gives P = ±G·255·255 (the largest |D| per group); 24-bit mantissas of equal exponents are their own μ.
 // P'_tj = Σ_g ±G·255²·m_(j,g), derived by hand.
-TEST_F(OnePassPerGroup, ExtremeCodesGiveTheHandDerivedSums) {
-  for (const GroupedPath& p : grouped_paths())
-    for (const int32_t group : {32, 64, 128}) {
-      const int32_t groups = 3, k = group * groups, n = 3;
-      QuantizedActivation x;
-      x.rows = 2;
-      x.cols = k;
-      x.bits = 8;
-      x.codes.assign(static_cast<size_t>(2 * k), 255);
-      x.zero_points = {0, 0};
-      x.scales = {Dyadic{40000, 20}, Dyadic{50000, 21}};
-      std::vector<uint8_t> codes(static_cast<size_t>(n) * k, 255);
-      std::fill(codes.begin() + k, codes.begin() + 2 * k, 0);  // row 1: all codes 0
-      std::vector<int32_t> zero_points(static_cast<size_t>(n) * groups, 0);
-      for (int32_t g = 0; g < groups; ++g) zero_points[static_cast<size_t>(groups + g)] = 255;  // row 1: z = 255
-      for (int32_t g = 0; g < groups; ++g) zero_points[static_cast<size_t>(2 * groups + g)] = g == 1 ? 255 : 0;
-      std::vector<Dyadic> scales;
-      for (int32_t i = 0; i < n * groups; ++i) scales.push_back(Dyadic{(int64_t{1} << 24) - 1 - i, 30});
-      const QuantizedLinear w = make_quantized_linear(n, k, 8, codes, zero_points, scales, group);
-      const PreparedLinear prepared = prepare_linear(w, 24);
-      AlignedAccumulator got, want;
-      optimized::linear_accumulate(p.isa, x, prepared, got);
-      reference_kernels().linear(x, prepared, want);
-      expect_equal(want, got, "G " + std::to_string(group));
-      const int64_t per_group = int64_t{group} * 255 * 255;
-      for (int32_t t = 0; t < 2; ++t)
-        for (int32_t j = 0; j < n; ++j) {
-          int64_t expected = 0;
-          for (int32_t g = 0; g < groups; ++g) {
-            // Row 2's middle group has codes 255 and z = 255: P = 0.
-            const int64_t sign = j == 0 ? 1 : (j == 1 ? -1 : (g == 1 ? 0 : 1));
-            expected += sign * per_group * ((int64_t{1} << 24) - 1 - (j * groups + g));
-          }
-          EXPECT_EQ(got.values[static_cast<size_t>(t) * n + j], expected) << "G " << group << " t " << t << " j " << j;
+TEST_P(OnePassPerGroup, ExtremeCodesGiveTheHandDerivedSums) {
+  const GroupedPath& p = GetParam();
+  for (const int32_t group : {32, 64, 128}) {
+    const int32_t groups = 3, k = group * groups, n = 3;
+    QuantizedActivation x;
+    x.rows = 2;
+    x.cols = k;
+    x.bits = 8;
+    x.codes.assign(static_cast<size_t>(2 * k), 255);
+    x.zero_points = {0, 0};
+    x.scales = {Dyadic{40000, 20}, Dyadic{50000, 21}};
+    std::vector<uint8_t> codes(static_cast<size_t>(n) * k, 255);
+    std::fill(codes.begin() + k, codes.begin() + 2 * k, 0);  // row 1: all codes 0
+    std::vector<int32_t> zero_points(static_cast<size_t>(n) * groups, 0);
+    for (int32_t g = 0; g < groups; ++g) zero_points[static_cast<size_t>(groups + g)] = 255;  // row 1: z = 255
+    for (int32_t g = 0; g < groups; ++g) zero_points[static_cast<size_t>(2 * groups + g)] = g == 1 ? 255 : 0;
+    std::vector<Dyadic> scales;
+    for (int32_t i = 0; i < n * groups; ++i) scales.push_back(Dyadic{(int64_t{1} << 24) - 1 - i, 30});
+    const QuantizedLinear w = make_quantized_linear(n, k, 8, codes, zero_points, scales, group);
+    const PreparedLinear prepared = prepare_linear(w, 24);
+    AlignedAccumulator got, want;
+    optimized::linear_accumulate(p.isa, x, prepared, got);
+    reference_kernels().linear(x, prepared, want);
+    expect_equal(want, got, "G " + std::to_string(group));
+    const int64_t per_group = int64_t{group} * 255 * 255;
+    for (int32_t t = 0; t < 2; ++t)
+      for (int32_t j = 0; j < n; ++j) {
+        int64_t expected = 0;
+        for (int32_t g = 0; g < groups; ++g) {
+          // Row 2's middle group has codes 255 and z = 255: P = 0.
+          const int64_t sign = j == 0 ? 1 : (j == 1 ? -1 : (g == 1 ? 0 : 1));
+          expected += sign * per_group * ((int64_t{1} << 24) - 1 - (j * groups + g));
         }
-    }
+        EXPECT_EQ(got.values[static_cast<size_t>(t) * n + j], expected) << "G " << group << " t " << t << " j " << j;
+      }
+  }
 }
 
 // `run` gives `want` with 1 and with 2 threads, every parallel region forced on.
@@ -504,18 +507,22 @@ void expect_thread_count_invariant(const AlignedAccumulator& want, Run run) {
 }
 
 // Same result with 1 and 2 threads and with every parallel region forced on.
-TEST_F(OnePassPerGroup, ThreadCountDoesNotChangeTheResult) {
+TEST_P(OnePassPerGroup, ThreadCountDoesNotChangeTheResult) {
+  const GroupedPath& p = GetParam();
   Rng rng(31);
-  for (const GroupedPath& p : grouped_paths()) {
-    const QuantizedActivation x = random_activation(rng, 150, 64 * 5, 8);
-    const QuantizedLinear w = random_grouped_linear(rng, 77, 64 * 5, 4, 64, 16);
-    const PreparedLinear prepared = prepare_linear(w, 16);
-    AlignedAccumulator want;
-    reference_kernels().linear(x, prepared, want);
-    expect_thread_count_invariant(want,
-                                  [&](AlignedAccumulator& out) { optimized::linear_accumulate(p.isa, x, prepared, out); });
-  }
+  const QuantizedActivation x = random_activation(rng, 150, 64 * 5, 8);
+  const QuantizedLinear w = random_grouped_linear(rng, 77, 64 * 5, 4, 64, 16);
+  const PreparedLinear prepared = prepare_linear(w, 16);
+  AlignedAccumulator want;
+  reference_kernels().linear(x, prepared, want);
+  expect_thread_count_invariant(want,
+                                [&](AlignedAccumulator& out) { optimized::linear_accumulate(p.isa, x, prepared, out); });
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, OnePassPerGroup, ::testing::ValuesIn(grouped_paths()),
+                         [](const ::testing::TestParamInfo<GroupedPath>& info) {
+                           return std::string(kernel_path_name(info.param.path));
+                         });
 
 // The one-pass kernels of per-group activations (kernels/optimized/act_group_dot.h, the paths with an
 // Isa::act_groups kernel) against the reference kernel, bit for bit, with the one-pass kernel asserted to be the
@@ -552,7 +559,7 @@ QuantizedActivation random_group_activation(Rng& rng, int32_t rows, int32_t k, i
 std::vector<GroupedPath> act_group_paths() {
 #if defined(__x86_64__)
   return {GroupedPath{KernelPath::kAvx2, optimized::Isa{optimized::kDotAvx2, optimized::kRowsAvx2,
-                                                        optimized::kGroupedDotNone, optimized::kActGroupDotAvx2}},
+                                                        optimized::kGroupedDotAvx2, optimized::kActGroupDotAvx2}},
           GroupedPath{KernelPath::kAvx512Vnni, optimized::Isa{optimized::kDotAvx512Vnni, optimized::kRowsAvx512Vnni,
                                                               optimized::kGroupedDotAvx512Vnni,
                                                               optimized::kActGroupDotAvx512Vnni}}};
