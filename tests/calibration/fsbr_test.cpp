@@ -73,7 +73,8 @@ illm::Recipe tiny_fsbr() {
 
 // Learning must lower the reconstruction loss of every block below its initial value (the shipped identity init
 // is RTN with LWC's initial clipping): by at least 2 % per block and 3 % in total (measured 4.2-14 % per block,
-// 4.5 % in total, with the quick recipe's rotation and Hadamards), so keeping the initial parameters fails. 8 epochs x 8 samples x 64 tokens: ~4 s.
+// 4.5 % in total, with the quick recipe's rotation and Hadamards), so keeping the initial parameters fails.
+// 8 epochs x 8 samples x 64 tokens: ~4 s.
 TEST(Fsbr, TrainingLowersBlockLoss) {
   const auto calib = windows("calib.jsonl");
   CalibrationReport report;
