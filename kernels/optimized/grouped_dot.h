@@ -10,8 +10,9 @@
 // with RS_(t,quad) = Σ of the activation codes of the quad (from the caller) and o the ISA's byte8 weight offset.
 // Implementations (Isa::grouped): grouped_dot_avx512vnni.cpp (vpdpbusd, o = 128) and grouped_dot_avx2.cpp (a step as
 // two 32-byte halves of 2 quads each: vpmaddubsw for packed 4-bit codes, byte codes widened to int16 for vpmaddwd;
-// o = 0); kGroupedDotNone on the portable path, which runs the one-dot-block-per-group kernel of linear.cpp. Like dot_block.h this header holds plain data and declarations only (the
-// ISA files export a table, no code symbol: tests/kernels/integer_only_audit_test.cpp).
+// o = 0); kGroupedDotNone on the portable path, which runs the one-dot-block-per-group kernel of linear.cpp. Like
+// dot_block.h this header holds plain data and declarations only (the ISA files export a table, no code symbol:
+// tests/kernels/integer_only_audit_test.cpp).
 #include <cstddef>
 #include <cstdint>
 

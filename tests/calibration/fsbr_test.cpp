@@ -7,6 +7,7 @@
 #include "calibration/calibrate.h"
 #include "calibration/llama_forward.h"
 #include "calibration/llama_weights.h"
+#include "calibration/rotation.h"
 #include "stories260k_data.h"
 
 namespace {
@@ -113,13 +114,13 @@ TEST(Fsbr, SameSeedGivesIdenticalFoldedWeights) {
     EXPECT_EQ(a.layers[l].swiglu_alpha, b.layers[l].swiglu_alpha) << l;
   }
   // Not vacuous: training moved the smoothing of some block (a block whose first epochs do not beat its initial
-  // loss keeps its initial parameters), so its folded norm differs from where it started: the FP gains, or all
-  // ones when the recipe rotates (the rotation folds the gains into the linears, calibration/rotation.cpp).
+  // loss keeps its initial parameters), so its folded norm differs from where it started: the FP gains, or, when
+  // the recipe rotates the residual stream, the gains after the rotation folded them into the linears.
   const LlamaWeights fp = load_llama_weights(kModel, torch::kFloat32);
   int moved = 0;
   for (size_t l = 0; l < a.layers.size(); ++l) {
     const torch::Tensor start = r.rotation == illm::ResidualRotation::kNone ? fp.layers[l].attn_norm
-                                                                             : torch::ones_like(fp.layers[l].attn_norm);
+                                                                             : fold_norm_gains(fp.layers[l]).attn_norm;
     moved += (torch::tensor(a.layers[l].attn_norm) - start).abs().max().item<double>() > 1e-6;
   }
   EXPECT_GT(moved, 0);
